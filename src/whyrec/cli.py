@@ -1,0 +1,269 @@
+"""The `whyrec` command: a thin shell over the library.
+
+Each command parses its options, calls one or two library functions and prints. User
+mistakes (`WhyrecError`) become one red line and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from whyrec.errors import WhyrecError
+
+app = typer.Typer(
+    name="whyrec",
+    help="A recommender system that talks and explains.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Fetch, inspect and split datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out = Console(highlight=False, soft_wrap=True)
+
+SourceOpt = Annotated[
+    Path | None,
+    typer.Option(help="Local folder holding NAME.zip or NAME/ (default: $WHYREC_DATA_DIR)."),
+]
+MinRatingOpt = Annotated[
+    float | None, typer.Option(help="Count only ratings >= this as positives (default: all).")
+]
+KcoreOpt = Annotated[
+    int | None, typer.Option(help="Keep only users and items with >= k interactions.")
+]
+
+
+def _load(data: str, source: Path | None, min_rating: float | None, kcore: int | None):
+    from whyrec.data.loaders import load_dataset
+
+    return load_dataset(data, source=source, min_rating=min_rating, kcore=kcore)
+
+
+# ----- data --------------------------------------------------------------------------
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="ml-latest-small, ml-100k, ml-1m or ml-25m.")],
+    source: SourceOpt = None,
+    refresh: Annotated[bool, typer.Option(help="Discard the cached copy first.")] = False,
+) -> None:
+    """Download (or copy from a local source) a public dataset, verified by SHA-256."""
+    from whyrec.data.fetch import fetch
+
+    path = fetch(name, source=source, refresh=refresh)
+    out.print(f"{name}: {path}")
+
+
+@data_app.command("info")
+def data_info(
+    data: Annotated[str, typer.Argument(help="A dataset name or a data directory.")],
+    source: SourceOpt = None,
+    min_rating: MinRatingOpt = None,
+    kcore: KcoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Users, items, interactions, density, time range and attribute fields."""
+    info = _load(data, source, min_rating, kcore).info()
+    if as_json:
+        out.print_json(json.dumps(info))
+        return
+    table = Table(title=f"dataset {info['name']}", show_header=False)
+    for key in ("users", "items", "items_with_interactions", "interactions"):
+        table.add_row(key.replace("_", " "), f"{info[key]:,}")
+    table.add_row("density", f"{info['density']:.4%}")
+    table.add_row("explicit ratings", "yes" if info["rated"] else "no")
+    if "time_range" in info:
+        table.add_row("time range", " → ".join(t[:10] for t in info["time_range"]))
+    fields = ", ".join(f"{k} ({v} values)" for k, v in info["attribute_fields"].items())
+    table.add_row("attribute fields", fields or "none")
+    out.print(table)
+
+
+@data_app.command("split")
+def data_split(
+    data: Annotated[str, typer.Argument(help="A dataset name or a data directory.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for train.csv and test.csv.")],
+    method: Annotated[
+        str, typer.Option(help="loo, user-temporal, temporal, random or fixed.")
+    ] = "loo",
+    seed: int = 42,
+    test_fraction: float = 0.2,
+    train_file: Annotated[Path | None, typer.Option(help="For --method fixed.")] = None,
+    test_file: Annotated[Path | None, typer.Option(help="For --method fixed.")] = None,
+    source: SourceOpt = None,
+    min_rating: MinRatingOpt = None,
+    kcore: KcoreOpt = None,
+) -> None:
+    """Write a reproducible train/test split in the canonical format."""
+    from whyrec.data.splits import split
+
+    result = split(
+        _load(data, source, min_rating, kcore),
+        method,
+        seed=seed,
+        test_fraction=test_fraction,
+        train_file=train_file,
+        test_file=test_file,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.train.interactions.to_csv(out_dir / "train.csv", index=False)
+    result.test.interactions.to_csv(out_dir / "test.csv", index=False)
+    out.print(
+        f"{result.describe()}: {len(result.train):,} train and {len(result.test):,} test "
+        f"interactions in {out_dir}"
+    )
+
+
+# ----- train / recommend -------------------------------------------------------------
+def _parse_params(params: list[str] | None) -> dict[str, str]:
+    parsed = {}
+    for pair in params or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise WhyrecError(f"--param expects NAME=VALUE, got {pair!r}")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+@app.command()
+def train(
+    data: Annotated[
+        str, typer.Option(help="A dataset name or a data directory.")
+    ] = "ml-latest-small",
+    model: Annotated[str, typer.Option(help="Model name (popularity, ease).")] = "ease",
+    out_dir: Annotated[Path, typer.Option("--out", help="Bundle folder to write.")] = Path(
+        "bundles/default"
+    ),
+    param: Annotated[
+        list[str] | None, typer.Option(help="Hyper-parameter NAME=VALUE (repeatable).")
+    ] = None,
+    source: SourceOpt = None,
+    min_rating: MinRatingOpt = None,
+    kcore: KcoreOpt = None,
+) -> None:
+    """Train a model on all interactions of a dataset and save a bundle."""
+    from whyrec.bundle import Bundle
+    from whyrec.models import model_class
+
+    recommender = model_class(model)(**_parse_params(param))
+    dataset = _load(data, source, min_rating, kcore)
+    started = time.perf_counter()
+    with out.status(f"fitting {recommender!r} on {len(dataset):,} interactions"):
+        recommender.fit(dataset)
+    seconds = time.perf_counter() - started
+    info = {"fit_seconds": round(seconds, 3), "min_rating": min_rating, "kcore": kcore}
+    Bundle(recommender, dataset, info).save(out_dir)
+    out.print(f"trained {recommender!r} in {seconds:.1f}s → {out_dir}")
+
+
+_ARTICLE_FRAGMENT = re.compile(
+    r"^\s*(the|a|an|les|la|le|l'|il|el|der|die|das)\s*(\(\d{4}\))?\s*$", re.IGNORECASE
+)
+
+
+def split_history(text: str) -> list[str]:
+    """Split "Toy Story (1995),American President, The (1995)" into titles.
+
+    A comma-separated fragment that is only an article (MovieLens' "…, The (1995)") is
+    glued back to the title before it; ';' works as an unambiguous separator too.
+    """
+    if ";" in text:
+        return [p.strip() for p in text.split(";") if p.strip()]
+    parts: list[str] = []
+    for fragment in text.split(","):
+        if parts and _ARTICLE_FRAGMENT.match(fragment):
+            parts[-1] = f"{parts[-1]},{fragment}"
+        elif fragment.strip():
+            parts.append(fragment.strip())
+    return parts
+
+
+@app.command()
+def recommend(
+    bundle: Annotated[Path, typer.Option(help="A bundle folder written by `whyrec train`.")],
+    user: Annotated[str | None, typer.Option(help="A user id of the training data.")] = None,
+    history: Annotated[
+        str | None, typer.Option(help="Titles or item ids, comma-separated (or ';').")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Number of items.")] = 10,
+    with_value: Annotated[
+        list[str] | None, typer.Option("--with", help="Only items with FIELD=VALUE[|VALUE].")
+    ] = None,
+    without_value: Annotated[
+        list[str] | None, typer.Option("--without", help="No items with FIELD=VALUE[|VALUE].")
+    ] = None,
+    years: Annotated[str | None, typer.Option(help="Year range, e.g. 1990-1999 or 2010-.")] = None,
+    reasons: Annotated[int, typer.Option(help="History items cited per recommendation.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Top-k recommendations for a user or a list of liked titles, with the reasons."""
+    from whyrec.bundle import Bundle
+    from whyrec.engine import Engine
+    from whyrec.filters import ItemFilter, parse_assignments, parse_years, validate_fields
+
+    if (user is None) == (history is None):
+        raise WhyrecError("give exactly one of --user or --history")
+    engine = Engine(Bundle.load(bundle))
+    low, high = parse_years(years)
+    item_filter = ItemFilter(
+        parse_assignments(with_value, "--with"),
+        parse_assignments(without_value, "--without"),
+        low,
+        high,
+    )
+    validate_fields(item_filter, engine.catalog)
+    positions = (
+        engine.user_history(user)
+        if user is not None
+        else engine.resolve_items(split_history(history or ""))
+    )
+    items = engine.recommend(positions, k=k, item_filter=item_filter, top_reasons=reasons)
+    if as_json:
+        print(json.dumps({"user": user, "items": [i.to_dict() for i in items]}, ensure_ascii=False))
+        return
+    _print_recommendations(engine, user, positions, items)
+
+
+def _print_recommendations(engine, user, positions, items) -> None:
+    who = f"user {user}" if user is not None else "this history"
+    sample = ", ".join(engine.catalog.titles[p] for p in positions[-3:])
+    out.print(
+        f"[bold]{len(items)} recommendations for {who}[/bold] "
+        f"({len(positions)} items, latest: {sample})"
+    )
+    if not items:
+        out.print("[yellow]no item satisfies the filters[/yellow]")
+        return
+    table = Table()
+    table.add_column("#", justify="right")
+    table.add_column("title")
+    table.add_column("score", justify="right")
+    table.add_column("because you liked (share of score)")
+    for item in items:
+        because = "; ".join(f"{c.title} ({c.share:.0%})" for c in item.because) or "—"
+        table.add_row(str(item.rank), item.title, f"{item.score:.3f}", because)
+    out.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 1."""
+    try:
+        app(args=argv, prog_name="whyrec")
+    except WhyrecError as exc:
+        Console(stderr=True, highlight=False).print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""One place for what whyrec prints to people: warnings, notes and progress bars."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+err_console = Console(stderr=True, highlight=False)
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {message}")
+
+
+def note(message: str) -> None:
+    err_console.print(f"[dim]{message}[/dim]")
+
+
+def download_progress() -> Progress:
+    """A byte-counting progress bar on stderr (hidden when stderr is not a terminal)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not sys.stderr.isatty(),
+    )

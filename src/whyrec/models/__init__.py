@@ -1,0 +1,19 @@
+"""Recommender models: one file a model, all on the common `Recommender` base."""
+
+from whyrec.errors import WhyrecError
+from whyrec.models.base import Recommender
+from whyrec.models.ease import EASE
+from whyrec.models.popularity import Popularity
+
+MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, EASE)}
+
+
+def model_class(name: str) -> type[Recommender]:
+    """The model class registered under `name`."""
+    try:
+        return MODELS[name.lower()]
+    except KeyError:
+        raise WhyrecError(f"unknown model {name!r}; available: {', '.join(MODELS)}") from None
+
+
+__all__ = ["EASE", "MODELS", "Popularity", "Recommender", "model_class"]
