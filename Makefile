@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make run` (main job) and `make test` (whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUNDLE := bundles/ml-latest-small-ease
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/whyrec data fetch ml-latest-small
+	$(BIN)/whyrec train --data ml-latest-small --model ease --out $(BUNDLE)
+	$(BIN)/whyrec recommend --bundle $(BUNDLE) --user 1 -k 10
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+test: install lint
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/bench_ease.py
+
+clean:
+	rm -rf $(VENV) bundles .pytest_cache .ruff_cache
