@@ -27,8 +27,8 @@ _TRAILING_ARTICLE = re.compile(
 _NON_WORD = re.compile(r"[^\w\s]")
 _SPACES = re.compile(r"\s+")
 
-FUZZY_CUTOFF = 86.0
-"""Minimum rapidfuzz WRatio (0-100) for a typo-tolerant title match to be accepted."""
+FUZZY_CUTOFF = 80.0
+"""Minimum `title_similarity` (0-100) for a typo-tolerant title match to be accepted."""
 
 
 def year_from_title(title: str) -> float:
@@ -54,6 +54,20 @@ def title_key(title: str, keep_year: bool = True) -> str:
     text = f"{article['article']} {article['body']}" if article else text.lower()
     text = _SPACES.sub(" ", _NON_WORD.sub(" ", text)).strip()
     return f"{text} {year}".strip() if keep_year and year else text
+
+
+def title_similarity(query_key: str, keys: Sequence[str]) -> np.ndarray:
+    """0-100 similarity of a normalized query to each key.
+
+    Edit-distance ratio catches typos ("toy stroy"); a slightly discounted token-set ratio
+    catches partial titles ("shawshank"). WRatio alone lets short titles such as "Troy"
+    outscore the intended one, which is why the two are combined this way.
+    """
+    if not keys:
+        return np.zeros(0)
+    typo = process.cdist([query_key], keys, scorer=fuzz.ratio)[0]
+    partial = process.cdist([query_key], keys, scorer=fuzz.token_set_ratio)[0]
+    return np.maximum(typo, 0.95 * partial).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -187,21 +201,32 @@ class Catalog:
         if exact:
             best = max(exact, key=lambda p: popularity[p] if popularity is not None else -p)
             return TitleMatch(best, 100.0, True)
-        found = process.extractOne(key, self._keys, scorer=fuzz.WRatio, score_cutoff=FUZZY_CUTOFF)
-        if found is None:
+        return self._fuzzy_match(query, popularity)
+
+    def _fuzzy_match(self, query: str, popularity: np.ndarray | None) -> TitleMatch:
+        """Typo-tolerant match: against year-less keys unless the query names a year."""
+        assert self._keys is not None and self._keys_no_year is not None
+        has_year = not math.isnan(year_from_title(query))
+        if has_year:
+            keys, owners = self._keys, [[p] for p in range(len(self._keys))]
+        else:
+            keys, owners = list(self._keys_no_year), list(self._keys_no_year.values())
+        scores = title_similarity(title_key(query, keep_year=has_year), keys)
+        top_score = float(scores.max()) if len(scores) else 0.0
+        if top_score < FUZZY_CUTOFF:
             suggestions = self.suggest_titles(query)
-            hint = (
-                f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-            )
+            hint = f"; did you mean {', '.join(map(repr, suggestions))}?" if suggestions else ""
             raise NotFoundError(f"no item titled {query!r}{hint}")
-        return TitleMatch(int(found[2]), float(found[1]), False)
+        candidates = [p for idx in np.flatnonzero(scores == top_score) for p in owners[idx]]
+        best = max(candidates, key=lambda p: popularity[p] if popularity is not None else -p)
+        return TitleMatch(best, top_score, False)
 
     def suggest_titles(self, query: str, limit: int = 3) -> list[str]:
         """The closest titles to a query, for "did you mean" messages."""
         self._ensure_keys()
         assert self._keys is not None
-        found = process.extract(title_key(query), self._keys, scorer=fuzz.WRatio, limit=limit)
-        return [self.titles[pos] for _, _, pos in found]
+        scores = title_similarity(title_key(query), self._keys)
+        return [self.titles[pos] for pos in np.argsort(-scores, kind="stable")[:limit]]
 
     # ----- persistence ----------------------------------------------------------------
     def to_json_dict(self) -> dict:
