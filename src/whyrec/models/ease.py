@@ -35,10 +35,23 @@ def spd_inverse(gram: np.ndarray) -> np.ndarray:
     inverse, info = lapack.spotri(factor, lower=False, overwrite_c=True)
     if info != 0:
         raise WhyrecError("EASE: Cholesky inverse failed; increase reg")
-    # potri fills the upper triangle only; mirror it.
-    lower = np.tril_indices_from(inverse, k=-1)
-    inverse[lower] = inverse.T[lower]
+    mirror_upper_triangle(inverse)
     return inverse
+
+
+def mirror_upper_triangle(matrix: np.ndarray, block: int = 1024) -> None:
+    """Copy the upper triangle onto the lower one in place, a band of rows at a time.
+
+    potri fills only the upper triangle; index arrays or `np.triu` copies for a 10k-item
+    matrix would cost more memory than the matrix itself, a band costs n × block.
+    """
+    n = matrix.shape[0]
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        matrix[start:stop, :start] = matrix[:start, start:stop].T
+        square = matrix[start:stop, start:stop]
+        lower = np.tril_indices(stop - start, k=-1)
+        square[lower] = square.T[lower]
 
 
 def ease_weights(matrix: sp.csr_matrix, reg: float) -> np.ndarray:
