@@ -60,14 +60,17 @@ def title_similarity(query_key: str, keys: Sequence[str]) -> np.ndarray:
     """0-100 similarity of a normalized query to each key.
 
     Edit-distance ratio catches typos ("toy stroy"); a slightly discounted token-set ratio
-    catches partial titles ("shawshank"). WRatio alone lets short titles such as "Troy"
-    outscore the intended one, which is why the two are combined this way.
+    catches partial titles ("shawshank"), but only towards titles at least as long as the
+    query, so "jurassic park and heat" does not match the one-word title "Heat". WRatio
+    alone lets short titles such as "Troy" outscore the intended one.
     """
     if not keys:
         return np.zeros(0)
     typo = process.cdist([query_key], keys, scorer=fuzz.ratio)[0]
     partial = process.cdist([query_key], keys, scorer=fuzz.token_set_ratio)[0]
-    return np.maximum(typo, 0.95 * partial).astype(np.float64)
+    query_words = len(query_key.split())
+    long_enough = np.fromiter((k.count(" ") + 1 >= query_words for k in keys), bool, len(keys))
+    return np.maximum(typo, np.where(long_enough, 0.95 * partial, 0.0)).astype(np.float64)
 
 
 @dataclass(frozen=True)
