@@ -1,0 +1,345 @@
+"""A conversation: understand the message, update the state, ask or recommend, explain.
+
+`Conversation` holds what is shared (engine, understanding, policy, store); a `Session`
+is one user's dialogue. Every item the system mentions comes from the catalog by
+position, so it can never name an item that does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from whyrec.conversation import replies
+from whyrec.conversation.policy import Action, CandidateScorer, Policy, PolicyConfig, WishScorer
+from whyrec.conversation.state import DialogueState, Question
+from whyrec.conversation.store import SessionStore
+from whyrec.conversation.understanding import Intent, Understander, Understanding
+from whyrec.engine import Engine
+from whyrec.errors import WhyrecError
+from whyrec.explain.evidence import history_contributions
+
+REASON_TITLES = 2
+
+
+@dataclass
+class Turn:
+    """What the system answers to one message."""
+
+    reply: str
+    items: list[dict] = field(default_factory=list)
+    question: str | None = None
+    state: dict = field(default_factory=dict)
+    understanding: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "reply": self.reply,
+            "items": self.items,
+            "question": self.question,
+            "state": self.state,
+        }
+
+
+class Conversation:
+    """Shared machinery for many sessions over one bundle."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: SessionStore | None = None,
+        policy: PolicyConfig | None = None,
+        wish_scorer: WishScorer | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.engine = engine
+        self.catalog = engine.catalog
+        self.store = store or SessionStore()
+        self.config = policy or PolicyConfig()
+        self.understander = Understander(self.catalog, engine.popularity)
+        self.scorer = CandidateScorer(engine, self.config, wish_scorer)
+        self.policy = Policy(self.scorer, self.config)
+        self.seed = seed
+
+    def start(self, user_id: str | None = None) -> Session:
+        history = [int(p) for p in self.engine.user_history(user_id)] if user_id else []
+        state = DialogueState(user_id=user_id, history=history)
+        session_id, token = self.store.create(state.to_dict(), user_id)
+        return Session(self, session_id, token, state)
+
+    def resume(self, session_id: str) -> Session:
+        state = DialogueState.from_dict(self.store.load(session_id))
+        return Session(self, session_id, self.store.token(session_id), state)
+
+
+class Session:
+    """One user's dialogue; `send` is a turn."""
+
+    def __init__(
+        self, conversation: Conversation, session_id: str, token: str, state: DialogueState
+    ) -> None:
+        self.conversation = conversation
+        self.id = session_id
+        self.token = token
+        self.state = state
+
+    # ----- the turn ---------------------------------------------------------------------
+    def send(self, text: str) -> Turn:
+        conv = self.conversation
+        if not isinstance(text, str):
+            raise WhyrecError("a message must be text")
+        understanding = conv.understander.understand(text, shown=self.state.shown)
+        working = DialogueState.from_dict(self.state.to_dict())  # changes land only on success
+        working.turn += 1
+        turn = self._respond(working, understanding, text)
+        turn.understanding = understanding.to_dict()
+        turn.state = working.to_dict()
+        conv.store.save_turn(
+            self.id,
+            turn.state,
+            working.turn,
+            [("user", text, understanding.to_dict()), ("assistant", turn.reply, turn.to_dict())],
+        )
+        self.state = working
+        return turn
+
+    def _respond(self, state: DialogueState, said: Understanding, text: str) -> Turn:
+        prefix = " ".join(f"({note})" for note in said.notes)
+        if not text.strip() or (said.is_empty and state.pending is None):
+            return Turn(
+                self._with(
+                    prefix,
+                    "I didn't catch that. Tell me a film you like, a genre "
+                    "or a mood, e.g. 'a funny animated film from the 90s'.",
+                )
+            )
+        intents = set(said.intents)
+        if Intent.RESTART in intents:
+            state.restart()
+            return Turn("Starting over. What would you like to watch?")
+        if Intent.WHY in intents:
+            return self._explain_turn(state, said)
+        answered = self._apply_answer(state, said)
+        self._apply_references(state, said)
+        self._apply_statements(state, said)
+        if Intent.ACCEPT in intents and not (said.mentions or said.constraints):
+            chosen = self._referenced(state, said)
+            if chosen is not None:
+                state.accepted.append(chosen)
+                title = self.conversation.catalog.titles[chosen]
+                return Turn(f"Great choice: enjoy {title}! Ask me any time for more.")
+        if said.contradictions:
+            what = said.contradictions[0]
+            state.pending = Question(
+                "contradiction",
+                text=replies.contradiction_text(what),
+                field=what.partition("=")[0],
+                value=what.partition("=")[2],
+            )
+            return self._ask_turn(state, state.pending.text, prefix)
+        if said.uncertain:
+            mention = said.uncertain[0]
+            state.pending = Question(
+                "confirm_title",
+                position=mention.position,
+                text=replies.confirm_title_text(mention.title),
+            )
+            return self._ask_turn(state, state.pending.text, prefix)
+        notes = [prefix] if prefix else []
+        for raw, suggestions in said.unknown_titles:
+            hint = f" Did you mean {', '.join(suggestions)}?" if suggestions else ""
+            notes.append(f"I don't know a film called '{raw}'.{hint}")
+        if said.unknown_titles and not (said.mentions or said.constraints or answered):
+            return Turn(" ".join(notes))
+        force = bool({Intent.REJECT_ALL, Intent.REJECT, Intent.MORE_LIKE} & intents) or (
+            Intent.RECOMMEND in intents and (said.mentions or state.turn > 1) and not answered
+        )
+        return self._act(state, " ".join(notes), force_recommend=force)
+
+    # ----- state updates --------------------------------------------------------------------
+    def _apply_answer(self, state: DialogueState, said: Understanding) -> bool:
+        """Read yes/no against the pending question; True if it answered one."""
+        pending = state.pending
+        if pending is None:
+            return False
+        yes, no = Intent.YES in said.intents, Intent.NO in said.intents
+        state.pending = None
+        if pending.kind == "attribute" and (yes or no):
+            state.asked.append([pending.field, pending.value])
+            state.add_value(pending.field, pending.value, include=yes, hard=True)
+            return True
+        if pending.kind == "confirm_title" and (yes or no):
+            if yes and pending.position is not None:
+                state.like(pending.position)
+            return True
+        if pending.kind == "contradiction" and pending.field and pending.value:
+            restated = any(
+                c.field == pending.field and c.value == pending.value for c in said.constraints
+            )
+            if not restated and (yes or no):
+                state.add_value(pending.field, pending.value, include=yes, hard=True)
+            return restated or yes or no
+        return False
+
+    def _referenced(self, state: DialogueState, said: Understanding) -> int | None:
+        if said.reference is None and state.focus is not None:
+            return state.focus
+        if not state.shown:
+            return None
+        index = said.reference if said.reference is not None else 0
+        if -len(state.shown) <= index < len(state.shown):
+            state.focus = state.shown[index]
+            return state.focus
+        return None
+
+    def _apply_references(self, state: DialogueState, said: Understanding) -> None:
+        intents = set(said.intents)
+        if Intent.REJECT_ALL in intents:
+            for position in state.shown:
+                state.reject(position)
+        elif Intent.REJECT in intents:
+            chosen = self._referenced(state, said)
+            if chosen is not None:
+                state.reject(chosen)
+        if Intent.MORE_LIKE in intents:
+            chosen = self._referenced(state, said)
+            if chosen is not None:
+                state.like(chosen)
+
+    def _apply_statements(self, state: DialogueState, said: Understanding) -> None:
+        for mention in said.mentions:
+            (state.like if mention.liked else state.dislike)(mention.position)
+        for c in said.constraints:
+            if f"{c.field}={c.value}" not in said.contradictions:
+                state.add_value(c.field, c.value, c.include, c.hard)
+        if said.year_min is not None:
+            state.year_min = said.year_min
+        if said.year_max is not None:
+            state.year_max = said.year_max
+        state.excluded_years += [list(r) for r in said.excluded_years]
+        state.wishes += [[t, p] for t, p in said.soft_wishes]
+
+    # ----- acting ----------------------------------------------------------------------------
+    def _act(self, state: DialogueState, note: str, force_recommend: bool) -> Turn:
+        conv = self.conversation
+        rng = np.random.default_rng([conv.seed, state.turn])
+        action = conv.policy.decide(state, rng, force_recommend=force_recommend)
+        if action.kind == "ask":
+            state.pending = Question(
+                "attribute",
+                field=action.field,
+                value=action.value,
+                text=replies.question_text(action.field, action.value),
+            )
+            return self._ask_turn(state, state.pending.text, note)
+        return self._recommend_turn(state, action, note)
+
+    def _ask_turn(self, state: DialogueState, question: str, note: str) -> Turn:
+        state.consecutive_questions += 1
+        return Turn(self._with(note, question), question=question)
+
+    def _recommend_turn(self, state: DialogueState, action: Action, note: str) -> Turn:
+        state.consecutive_questions = 0
+        constraints = replies.describe_constraints(
+            state.include, state.exclude, state.year_min, state.year_max
+        )
+        if not action.items:
+            state.shown = []
+            return Turn(self._with(note, replies.no_candidates_text(constraints)))
+        first = not state.shown and not state.rejected
+        items = self.describe_items(state, list(action.items))
+        state.shown = list(action.items)
+        state.focus = None
+        text = replies.recommendation_text(self.conversation.catalog, items, constraints, first)
+        return Turn(self._with(note, text), items=items)
+
+    def describe_items(self, state: DialogueState, positions: list[int]) -> list[dict]:
+        """Items with their explanation: history evidence plus matching attributes."""
+        conv = self.conversation
+        catalog = conv.catalog
+        profile = np.asarray(state.profile(), dtype=np.int64)
+        reasons = history_contributions(
+            conv.engine.model, profile, np.asarray(positions), catalog, top=REASON_TITLES
+        )
+        out = []
+        for i, position in enumerate(positions):
+            because = reasons[i] if reasons else []
+            matches = self._matching_values(state, position)
+            out.append(
+                {
+                    "item_id": catalog.item_ids[position],
+                    "title": catalog.titles[position],
+                    "year": catalog.year(position),
+                    "explanation": {
+                        "text": _reason_sentence(because, matches, catalog.year(position)),
+                        "because": [c.to_dict() for c in because],
+                        "matches": matches,
+                    },
+                }
+            )
+        return out
+
+    def _matching_values(self, state: DialogueState, position: int) -> list[dict]:
+        """The wanted attribute values this item has (as field/value pairs)."""
+        catalog = self.conversation.catalog
+        wanted = []
+        for group in (state.include, state.soft_include):
+            for name, values in group.items():
+                have = {v.lower() for v in catalog.values(name, position)}
+                wanted += [{"field": name, "value": v} for v in values if v.lower() in have]
+        return wanted
+
+    def _explain_turn(self, state: DialogueState, said: Understanding) -> Turn:
+        conv = self.conversation
+        if said.subject is not None:
+            position = said.subject
+        else:
+            position = self._referenced(state, said)
+        state.focus = position
+        if position is None:
+            return Turn("Which one do you mean? Say 'why the first one?' or name the title.")
+        item = self.describe_items(state, [position])[0]
+        title = item["title"]
+        if position in state.shown:
+            text = f"{title}: {item['explanation']['text']}"
+        else:
+            scores, allowed = conv.scorer.scores(state)
+            rank = int((scores[allowed] > scores[position]).sum()) + 1
+            why_not = (
+                "it is excluded by what you asked for"
+                if not allowed[position]
+                else (f"it ranks #{rank} for you right now")
+            )
+            text = f"I haven't suggested {title} because {why_not}. {item['explanation']['text']}"
+        return Turn(text, items=[item])
+
+    @staticmethod
+    def _with(note: str, text: str) -> str:
+        return f"{note} {text}".strip() if note else text
+
+
+def _describe_values(matches: list[dict]) -> str:
+    words = []
+    for match in matches:
+        if match["field"] == "tags":
+            words.append(f"tagged '{match['value']}'")
+        elif match["field"] == "decade":
+            words.append(f"from the {match['value']}")
+        else:
+            words.append(match["value"])
+    return ", ".join(words)
+
+
+def _reason_sentence(because: list, matches: list[dict], year: int | None) -> str:
+    parts = []
+    if because:
+        titles = " and ".join(c.title for c in because)
+        share = sum(c.share for c in because)
+        parts.append(f"because you liked {titles} ({share:.0%} of its score)")
+    if matches:
+        parts.append(f"it has what you asked for: {_describe_values(matches)}")
+    if not parts:
+        parts.append("it is popular with people who like what you described")
+    sentence = "; ".join(parts)
+    return sentence[0].upper() + sentence[1:] + "."

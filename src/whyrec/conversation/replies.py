@@ -1,0 +1,70 @@
+"""Wording of the system's turns. Only text: what to say was decided elsewhere."""
+
+from __future__ import annotations
+
+from whyrec.data.catalog import Catalog
+
+_ASK_TEMPLATES = {
+    "genres": "Are you in the mood for {article} {value} film?",
+    "decade": "Should it be from the {value}?",
+    "tags": "Would you like something {quoted}?",
+}
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def question_text(field_name: str, value: str) -> str:
+    template = _ASK_TEMPLATES.get(field_name, "Should it have {field} {quoted}?")
+    return template.format(
+        article=_article(value), value=value, quoted=f"'{value}'", field=field_name
+    )
+
+
+def confirm_title_text(title: str) -> str:
+    return f"Did you mean {title}?"
+
+
+def contradiction_text(what: str) -> str:
+    value = what.partition("=")[2]
+    if value:
+        return (
+            f"You said both that you want and that you don't want {value}. "
+            f"Which is it: {value} or no {value}?"
+        )
+    return f"The {what} you asked for cannot both hold. Which range do you mean?"
+
+
+def describe_constraints(
+    include: dict[str, list[str]],
+    exclude: dict[str, list[str]],
+    year_min: int | None,
+    year_max: int | None,
+) -> str:
+    """A short phrase for what the list respects: "Comedy, 1990-1999, no Horror"."""
+    parts = [v for values in include.values() for v in values]
+    if year_min and year_max:
+        parts.append(f"{year_min}-{year_max}" if year_min != year_max else str(year_min))
+    elif year_min:
+        parts.append(f"from {year_min} on")
+    elif year_max:
+        parts.append(f"up to {year_max}")
+    parts += [f"no {v}" for values in exclude.values() for v in values]
+    return ", ".join(parts)
+
+
+def recommendation_text(catalog: Catalog, items: list[dict], constraints: str, first: bool) -> str:
+    intro = "Here are some picks" if first else "How about these"
+    intro += f" ({constraints})" if constraints else ""
+    lines = [f"{intro}:"]
+    for rank, item in enumerate(items, start=1):
+        lines.append(f"{rank}. {item['title']} — {item['explanation']['text']}")
+    return "\n".join(lines)
+
+
+def no_candidates_text(constraints: str) -> str:
+    return (
+        f"Nothing in the catalog matches all of that ({constraints}). "
+        "Could you drop one of the conditions?"
+    )
