@@ -31,6 +31,8 @@ class Bundle:
     model: Recommender
     train: Dataset
     info: dict = field(default_factory=dict)
+    test: Dataset | None = None
+    """Held-out interactions when trained with a holdout (targets for simulated users)."""
 
     @property
     def catalog(self) -> Catalog:
@@ -52,6 +54,8 @@ class Bundle:
             self.model.save(staging / "model")
             self.catalog.save(staging / "catalog.json")
             self.train.interactions.to_parquet(staging / "interactions.parquet", index=False)
+            if self.test is not None:
+                self.test.interactions.to_parquet(staging / "test.parquet", index=False)
             meta = {
                 "format": BUNDLE_FORMAT,
                 "whyrec_version": __version__,
@@ -100,8 +104,17 @@ class Bundle:
             has_timestamps=meta.get("has_timestamps", True),
             user_ids=meta.get("user_ids"),
         )
+        test = None
+        if (directory / "test.parquet").exists():
+            test = Dataset(
+                pd.read_parquet(directory / "test.parquet"),
+                catalog,
+                name=train.name,
+                has_timestamps=train.has_timestamps,
+                user_ids=train.user_ids,
+            )
         model = Recommender.load(directory / "model")
         if model.n_items_ != len(catalog):
             raise BundleError("the bundle's model and catalog disagree on the number of items")
         info = {k: v for k, v in meta.items() if k != "user_ids"}
-        return cls(model=model, train=train, info=info)
+        return cls(model=model, train=train, info=info, test=test)

@@ -149,19 +149,35 @@ def train(
     source: SourceOpt = None,
     min_rating: MinRatingOpt = None,
     kcore: KcoreOpt = None,
+    holdout: Annotated[
+        str | None,
+        typer.Option(help="Hold out a test split (loo, user-temporal, ...) kept in the bundle."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for --holdout.")] = 42,
 ) -> None:
-    """Train a model on all interactions of a dataset and save a bundle."""
+    """Train a model on a dataset (all of it, or the train part of --holdout) and save a bundle."""
     from whyrec.bundle import Bundle
+    from whyrec.data.splits import split
     from whyrec.models import model_class
 
     recommender = model_class(model)(**_parse_params(param))
     dataset = _load(data, source, min_rating, kcore)
+    test = None
+    if holdout:
+        held = split(dataset, holdout, seed=seed)
+        dataset, test = held.train, held.test
     started = time.perf_counter()
     with out.status(f"fitting {recommender!r} on {len(dataset):,} interactions"):
         recommender.fit(dataset)
     seconds = time.perf_counter() - started
-    info = {"fit_seconds": round(seconds, 3), "min_rating": min_rating, "kcore": kcore}
-    Bundle(recommender, dataset, info).save(out_dir)
+    info = {
+        "fit_seconds": round(seconds, 3),
+        "min_rating": min_rating,
+        "kcore": kcore,
+        "holdout": holdout,
+        "seed": seed if holdout else None,
+    }
+    Bundle(recommender, dataset, info, test=test).save(out_dir)
     out.print(f"trained {recommender!r} in {seconds:.1f}s → {out_dir}")
 
 

@@ -80,13 +80,32 @@ class CandidateScorer:
         self.values, self.columns = self.catalog.value_matrix(fields, min_items=5)
         self.values_csc = self.values.tocsc()
         self.column_of = {col: i for i, col in enumerate(self.columns)}
+        all_values, all_columns = self.catalog.value_matrix()
+        self._all_values = all_values.tocsc()
+        self._all_column_of = {(f, v.lower()): i for i, (f, v) in enumerate(all_columns)}
+        self._model_cache: dict[tuple[int, ...], np.ndarray] = {}
         log_pop = np.log1p(engine.popularity.astype(np.float64))
         self.popularity_z = _zscore(log_pop, np.ones(len(log_pop), bool))
 
+    def value_mask(self, field_name: str, value: str) -> np.ndarray:
+        """Items having one attribute value, from a cached sparse column."""
+        column = self._all_column_of.get((field_name, value.lower()))
+        if column is None:
+            return np.zeros(len(self.catalog), dtype=bool)
+        return self._all_values[:, column].toarray().ravel() > 0
+
     def allowed(self, state: DialogueState) -> np.ndarray:
-        mask = state.item_filter().mask(self.catalog)
+        mask = np.ones(len(self.catalog), dtype=bool)
         for field_name, value in state.required_values():
-            mask &= self.catalog.mask_with_value(field_name, [value])
+            mask &= self.value_mask(field_name, value)
+        for field_name, values in state.exclude.items():
+            for value in values:
+                mask &= ~self.value_mask(field_name, value)
+        with np.errstate(invalid="ignore"):
+            if state.year_min is not None:
+                mask &= self.catalog.years >= state.year_min
+            if state.year_max is not None:
+                mask &= self.catalog.years <= state.year_max
         for low, high in state.excluded_years:
             with np.errstate(invalid="ignore"):
                 mask &= ~((self.catalog.years >= low) & (self.catalog.years <= high))
@@ -96,21 +115,32 @@ class CandidateScorer:
         return mask
 
     def _value_mask(self, field_name: str, values: list[str]) -> np.ndarray:
-        return self.catalog.mask_with_value(field_name, values)
+        mask = np.zeros(len(self.catalog), dtype=bool)
+        for value in values:
+            mask |= self.value_mask(field_name, value)
+        return mask
+
+    def model_scores(self, positions: list[int]) -> np.ndarray:
+        """The collaborative model's scores for a profile, cached: profiles repeat across turns."""
+        key = tuple(positions)
+        if key not in self._model_cache:
+            if len(self._model_cache) > 256:
+                self._model_cache.clear()
+            self._model_cache[key] = self.engine.model.score([np.asarray(key, dtype=np.int64)])[0]
+        return self._model_cache[key]
 
     def scores(self, state: DialogueState) -> tuple[np.ndarray, np.ndarray]:
         allowed = self.allowed(state)
         config = self.config
         profile = state.profile()
-        model = self.engine.model
         if profile:
-            raw = model.score([np.asarray(profile, dtype=np.int64)])[0]
+            raw = self.model_scores(profile)
             total = _zscore(raw, allowed)
         else:
             total = np.zeros(len(allowed))
         total += config.popularity_weight * self.popularity_z
         if state.disliked:
-            raw = model.score([np.asarray(state.disliked, dtype=np.int64)])[0]
+            raw = self.model_scores(state.disliked)
             total -= config.dislike_weight * np.maximum(_zscore(raw, allowed), 0.0)
         for name, values in state.soft_include.items():
             total += config.soft_weight * self._value_mask(name, values)

@@ -1,0 +1,310 @@
+"""Simulated users for conversational evaluation (the EAR/CPR multi-round protocol).
+
+Each episode hides a target item. In attribute mode the user and the system exchange
+structured acts: the user opens with one attribute value of the target, answers each
+question truthfully from the target's attributes, rejects recommendation lists that
+miss the target and accepts the list that holds it. Language mode plays the same user
+through the full text path (understanding included), phrasing each act in varied words
+with occasional typos, so the language understanding is measured too.
+
+Metrics follow METRICS.md: SR@t, AT (a failure counts as the turn limit) and hDCG.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from whyrec.conversation.conversation import Conversation
+from whyrec.conversation.lexicon import GENRE_SYNONYMS
+from whyrec.conversation.policy import POLICIES, Policy, PolicyConfig
+from whyrec.conversation.state import DialogueState
+from whyrec.engine import Engine
+from whyrec.errors import WhyrecError
+
+USER_MODES = ("attribute", "language")
+
+
+@dataclass(frozen=True)
+class Episode:
+    user_id: str | None
+    target: int
+    history: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    success_turn: int | None
+    rank: int | None
+    turns: int
+
+
+def hdcg(turn: int, rank: int) -> float:
+    """UNICORN's hDCG for a hit at turn t (1-based) with the target at rank r (1-based)."""
+    return 1 / math.log2(turn + 2) + (1 / math.log2(turn + 1) - 1 / math.log2(turn + 2)) / (
+        math.log2(rank + 1)
+    )
+
+
+def episodes_from_targets(
+    engine: Engine, targets: pd.DataFrame, limit: int, rng: np.random.Generator
+) -> list[Episode]:
+    """Episodes for (user_id, item_id) rows; unknown users start cold, unknown items fail."""
+    catalog = engine.catalog
+    if not {"user_id", "item_id"} <= set(targets.columns):
+        raise WhyrecError("targets need the columns user_id and item_id")
+    if targets.empty:
+        raise WhyrecError("there are no targets to simulate")
+    order = rng.permutation(len(targets))[:limit]
+    episodes = []
+    known_users = engine.bundle.train.user_index
+    for row in targets.iloc[order].itertuples(index=False):
+        item_id, user_id = str(row.item_id), str(row.user_id)
+        if not catalog.has(item_id):
+            raise WhyrecError(f"target item {item_id!r} is not in the catalog")
+        history = (
+            tuple(int(p) for p in engine.user_history(user_id)) if user_id in known_users else ()
+        )
+        episodes.append(Episode(user_id, catalog.position(item_id), history))
+    return episodes
+
+
+class AttributeUser:
+    """Answers in structured acts, truthfully, from the target's attributes."""
+
+    def __init__(self, scorer_columns: list[tuple[str, str]], catalog, rng: np.random.Generator):
+        self.columns = set(scorer_columns)
+        self.catalog = catalog
+        self.rng = rng
+
+    def opening_value(self, target: int) -> tuple[str, str] | None:
+        """One random attribute value of the target, preferring genres as EAR does."""
+        for fields in (("genres",), ("decade", "tags")):
+            values = [
+                (f, v)
+                for f in fields
+                for v in self.catalog.values(f, target)
+                if (f, v) in self.columns
+            ]
+            if values:
+                return values[int(self.rng.integers(len(values)))]
+        return None
+
+    def has(self, target: int, field_name: str, value: str) -> bool:
+        return value.lower() in {v.lower() for v in self.catalog.values(field_name, target)}
+
+
+_OPENINGS = [
+    "I'm looking for {what}",
+    "can you recommend {what}?",
+    "something {what} please",
+    "got any good {what}?",
+    "i'd like to watch {what} tonight",
+    "show me {what}",
+    "in the mood for {what}",
+    "any ideas for {what}?",
+]
+_YES = [
+    "yes",
+    "yeah sure",
+    "yep, that sounds right",
+    "definitely",
+    "sure",
+    "yes please",
+    "of course",
+    "absolutely",
+]
+_NO = ["no", "nope", "not really", "nah", "no thanks", "not at all"]
+_REJECT = [
+    "none of these",
+    "not these, something else please",
+    "show me something else",
+    "none of these work for me",
+    "something else",
+    "different ones please",
+]
+
+
+class LanguageUser(AttributeUser):
+    """The same user, speaking: varied phrasings, synonyms and a few typos."""
+
+    typo_rate = 0.08
+
+    def _typo(self, text: str) -> str:
+        words = text.split()
+        for i, word in enumerate(words):
+            if len(word) > 4 and word.isalpha() and self.rng.random() < self.typo_rate:
+                j = int(self.rng.integers(1, len(word) - 2))
+                words[i] = word[:j] + word[j + 1] + word[j] + word[j + 2 :]
+        return " ".join(words)
+
+    def _choice(self, options: list[str]) -> str:
+        return options[int(self.rng.integers(len(options)))]
+
+    def describe(self, field_name: str, value: str) -> str:
+        if field_name == "genres":
+            words = [value.lower()] + [w for w in GENRE_SYNONYMS.get(value, ())[:4]]
+            word = self._choice(words)
+            return self._choice(
+                [f"a {word} movie", f"{word} films", f"something {word}", f"a {word} film"]
+            )
+        if field_name == "decade":
+            short = f"{value[2:]}" if value.endswith("s") else value
+            return self._choice(
+                [
+                    f"a movie from the {value}",
+                    f"something from the {short}",
+                    f"a film from the {value}",
+                ]
+            )
+        return self._choice([f"something {value}", f"a {value} movie", f"films about {value}"])
+
+    def opening_text(self, field_name: str, value: str) -> str:
+        """An opening sentence; typos go into the filler words only, as a test of robustness
+        rather than of guessing: a misspelled attribute word cannot be understood."""
+        before, _, after = self._choice(_OPENINGS).partition("{what}")
+        lead = self._typo(before.strip())
+        return f"{lead} {self.describe(field_name, value)}{after}".strip()
+
+    def answer_text(self, yes: bool) -> str:
+        return self._choice(_YES if yes else _NO)
+
+    def reject_text(self) -> str:
+        return self._typo(self._choice(_REJECT))
+
+
+def run_attribute_episode(
+    policy: Policy, user: AttributeUser, episode: Episode, max_turns: int, rng: np.random.Generator
+) -> Outcome:
+    state = DialogueState(user_id=episode.user_id, history=list(episode.history))
+    opening = user.opening_value(episode.target)
+    if opening is not None:
+        state.add_value(opening[0], opening[1], include=True, hard=True)
+        state.asked.append(list(opening))
+    for turn in range(1, max_turns + 1):
+        state.turn = turn
+        action = policy.decide(state, rng)
+        if action.kind == "ask":
+            yes = user.has(episode.target, action.field, action.value)
+            state.asked.append([action.field, action.value])
+            state.add_value(action.field, action.value, include=yes, hard=True)
+            state.consecutive_questions += 1
+            continue
+        state.consecutive_questions = 0
+        if episode.target in action.items:
+            return Outcome(turn, action.items.index(episode.target) + 1, turn)
+        for position in action.items:
+            state.reject(position)
+    return Outcome(None, None, max_turns)
+
+
+def run_language_episode(
+    conversation: Conversation, user: LanguageUser, episode: Episode, max_turns: int
+) -> Outcome:
+    state = DialogueState(user_id=episode.user_id, history=list(episode.history))
+    session_id, token = conversation.store.create(state.to_dict(), episode.user_id)
+    from whyrec.conversation.conversation import Session
+
+    session = Session(conversation, session_id, token, state)
+    opening = user.opening_value(episode.target)
+    message = user.opening_text(*opening) if opening else "recommend me something"
+    for turn in range(1, max_turns + 1):
+        reply = session.send(message)
+        pending = session.state.pending
+        if reply.items:
+            shown = [conversation.catalog.position(i["item_id"]) for i in reply.items]
+            if episode.target in shown:
+                return Outcome(turn, shown.index(episode.target) + 1, turn)
+            message = user.reject_text()
+        elif pending is not None and pending.kind == "attribute":
+            message = user.answer_text(user.has(episode.target, pending.field, pending.value))
+        elif pending is not None:
+            message = user.answer_text(True)
+        else:
+            message = user.opening_text(*opening) if opening else "anything"
+    return Outcome(None, None, max_turns)
+
+
+def summarize(outcomes: list[Outcome], max_turns: int) -> dict:
+    """SR@5/10/max, AT and hDCG with 95% intervals (normal approximation)."""
+    n = len(outcomes)
+    success_turns = np.array([o.success_turn or 0 for o in outcomes])
+    turns = np.array([o.turns for o in outcomes], dtype=float)
+    scores = np.array([hdcg(o.success_turn, o.rank) if o.success_turn else 0.0 for o in outcomes])
+    rates, intervals = {}, {}
+    for t in sorted({5, 10, max_turns}):
+        if t > max_turns:
+            continue
+        hits = (success_turns > 0) & (success_turns <= t)
+        rate = float(hits.mean())
+        half = 1.96 * math.sqrt(max(rate * (1 - rate), 1e-12) / n)
+        rates[str(t)] = rate
+        intervals[str(t)] = [max(0.0, rate - half), min(1.0, rate + half)]
+    at_half = 1.96 * turns.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
+    return {
+        "episodes": n,
+        "success_rate_at": rates,
+        "average_turns": float(turns.mean()),
+        "hdcg": float(scores.mean()),
+        "ci95": {
+            "success_rate_at": intervals,
+            "average_turns": [float(turns.mean() - at_half), float(turns.mean() + at_half)],
+        },
+    }
+
+
+def simulate(
+    engine: Engine,
+    episodes: list[Episode],
+    policies: list[str],
+    user_mode: str = "attribute",
+    max_turns: int = 15,
+    rec_size: int = 10,
+    seed: int = 0,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict:
+    """Run every policy on the same episodes; the first policy's numbers are the top level."""
+    if user_mode not in USER_MODES:
+        raise WhyrecError(f"unknown user mode {user_mode!r}; choose attribute or language")
+    if max_turns < 1 or rec_size < 1:
+        raise WhyrecError("--max-turns and --rec-size must be at least 1")
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown or not policies:
+        raise WhyrecError(f"unknown policy {unknown}; choose from {', '.join(POLICIES)}")
+    results = {}
+    for name in policies:
+        config = PolicyConfig(kind=name, rec_size=rec_size)
+        conversation = Conversation(engine, policy=config, seed=seed)
+        rng = np.random.default_rng(seed)
+        outcomes = []
+        for episode in episodes:
+            if user_mode == "attribute":
+                user = AttributeUser(conversation.scorer.columns, engine.catalog, rng)
+                outcomes.append(
+                    run_attribute_episode(conversation.policy, user, episode, max_turns, rng)
+                )
+            else:
+                user = LanguageUser(conversation.scorer.columns, engine.catalog, rng)
+                outcomes.append(run_language_episode(conversation, user, episode, max_turns))
+            if progress:
+                progress(name, 1)
+        results[name] = summarize(outcomes, max_turns)
+    first = results[policies[0]]
+    report = {k: first[k] for k in ("episodes", "success_rate_at", "average_turns", "hdcg")}
+    report.update(
+        {
+            "ci95": first["ci95"],
+            "policy": policies[0],
+            "user_mode": user_mode,
+            "max_turns": max_turns,
+            "rec_size": rec_size,
+            "seed": seed,
+        }
+    )
+    if len(policies) > 1:
+        report["policies"] = results
+    return report
