@@ -410,7 +410,9 @@ def describe_split(split: Split, target: EvaluationTarget, filtering: dict | Non
             "relevance": "binary: every held-out interaction is relevant",
             "ndcg": "binary gains, ideal DCG over min(|relevant|, k)",
             "gini": "G (RecBole convention; Elliot reports 1-G)",
-            "short_head": f"most popular items covering {m.SHORT_HEAD_SHARE:.0%} of training interactions",
+            "short_head": (
+                f"most popular items covering {m.SHORT_HEAD_SHARE:.0%} of training interactions"
+            ),
             "ci95_per_user_metrics": "Student-t interval of the mean over test users",
             "ci95_aggregate_metrics": (
                 f"percentile interval of a {BOOTSTRAP_SAMPLES}-sample per-user bootstrap"

@@ -34,7 +34,7 @@ __all__ = [
     "MODEL_ALIASES",
     "ItemKNN",
     "Popularity",
-    "RelMF",
     "Recommender",
+    "RelMF",
     "model_class",
 ]
