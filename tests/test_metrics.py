@@ -100,7 +100,21 @@ def _naive(recommended, relevant_sets, train_sets, popularity, n_items, k, n_tra
         running += popularity[item]
     tail = set(range(n_items)) - head
     per_user = {
-        name: [] for name in "precision recall ndcg map mrr hr f1 epc efd aclt aplt arp".split()
+        name: []
+        for name in [
+            "precision",
+            "recall",
+            "ndcg",
+            "map",
+            "mrr",
+            "hr",
+            "f1",
+            "epc",
+            "efd",
+            "aclt",
+            "aplt",
+            "arp",
+        ]
     }
     counts = [0] * n_items
     rsp = {"head": [0, 0], "tail": [0, 0]}
