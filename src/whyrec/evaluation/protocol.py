@@ -138,12 +138,21 @@ class EvaluationTarget:
 def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     """Top-k positions per row, best first, -1 padding where fewer than k scores are finite.
 
-    argpartition keeps this O(n_items) per row; the k survivors are then ordered by
-    (score descending, position ascending).
+    Ties are broken by lower catalog position *exactly*, also at the cut-off: a plain
+    argpartition picks an arbitrary subset of the items tied with the k-th score, which
+    would make the top-10 depend on whether top-20 was asked for too (popularity has many
+    ties). So: find the k-th largest score per row (O(n_items)), keep everything above it
+    and the lowest-positioned items equal to it, then sort those k by (score, position).
     """
+    scores = np.where(np.isnan(scores), -np.inf, scores)
     n_rows, n_items = scores.shape
     take = min(k, n_items)
-    candidates = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+    kth = -np.partition(-scores, take - 1, axis=1)[:, take - 1 : take]
+    above = scores > kth
+    tied = scores == kth
+    room = take - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= room))
+    candidates = np.nonzero(chosen)[1].reshape(n_rows, take)
     values = np.take_along_axis(scores, candidates, axis=1)
     order = np.lexsort((candidates, -values), axis=1)
     best = np.take_along_axis(candidates, order, axis=1)
@@ -165,7 +174,6 @@ def rank_all(
     for start in range(0, len(target.users), batch_size):
         stop = min(start + batch_size, len(target.users))
         scores = np.array(model.score(target.histories[start:stop]), dtype=np.float32)
-        scores[np.isnan(scores)] = -np.inf
         seen = target.train_rows[start:stop]
         seen_rows = np.repeat(np.arange(stop - start), np.diff(seen.indptr))
         scores[seen_rows, seen.indices] = -np.inf
