@@ -89,7 +89,7 @@ def test_evaluate_writes_a_self_contained_html_report(evaluated):
     _, folder = evaluated
     page = (folder / "out.html").read_text()
     assert page.count("data:image/png;base64,") == 3
-    assert "<script" not in page and "http" not in page.split("<body>")[1]
+    assert "<script" not in page and "<link" not in page and "src='http" not in page
     for fact in ("loo", "ndcg@10", "ideal DCG over min(|relevant|, k)", "RecBole", "ease"):
         assert fact in page
     assert not list(folder.glob(".out.*"))  # no temporary files left behind
@@ -122,6 +122,21 @@ def test_bad_input_is_one_line_and_exit_1_with_no_output(tmp_path, capsys, argv,
     assert message in " ".join(err.split())
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fixed_split_from_files(tmp_path, ml_core):
+    from whyrec.data.splits import split
+
+    files = split(ml_core, "user-temporal", seed=1)
+    files.train.interactions.to_csv(tmp_path / "train.csv", index=False)
+    files.test.interactions.to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "fixed.json"
+    argv = ["evaluate", "--data", "ml-latest-small", "--models", "pop", "--split", "fixed"]
+    files_args = ["--train-file", str(tmp_path / "train.csv"), "--test-file"]
+    assert run([*argv, *files_args, str(tmp_path / "test.csv"), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["split"]["method"] == "fixed"
+    assert result["split"]["test_users"] == files.test.interactions["user_id"].nunique()
 
 
 def _tiny_dataset(folder: Path, users: dict[str, list[str]]) -> Path:
