@@ -238,7 +238,7 @@ def pop_rsp(recommended: np.ndarray, k: int, long_tail: np.ndarray, train: sp.cs
     recommended_tail = in_tail.sum()
     recommended_head = real.sum() - recommended_tail
     train = sp.csr_matrix(train)
-    seen_tail = train[:, long_tail].nnz
+    seen_tail = int(long_tail[train.indices].sum())  # binary matrix: one entry per item
     seen_head = train.nnz - seen_tail
     n_users = items.shape[0]
     available_tail = n_users * int(long_tail.sum()) - seen_tail
@@ -269,7 +269,7 @@ def pop_reo(
     found_tail = (found & in_tail).sum()
     found_head = found.sum() - found_tail
     relevant = sp.csr_matrix(relevant)
-    relevant_tail = relevant[:, long_tail].nnz
+    relevant_tail = int(long_tail[relevant.indices].sum())
     relevant_head = relevant.nnz - relevant_tail
     rates = np.array(
         [

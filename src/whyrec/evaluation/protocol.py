@@ -153,7 +153,11 @@ def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     above = scores > kth
     tied = scores == kth
     room = take - above.sum(axis=1, keepdims=True)
-    chosen = above | (tied & (np.cumsum(tied, axis=1) <= room))
+    chosen = above | tied
+    crowded = np.flatnonzero(tied.sum(axis=1) > room[:, 0])  # more ties than free slots
+    if len(crowded):
+        first_tied = np.cumsum(tied[crowded], axis=1, dtype=np.int32) <= room[crowded]
+        chosen[crowded] = above[crowded] | (tied[crowded] & first_tied)
     candidates = np.nonzero(chosen)[1].reshape(n_rows, take)
     values = np.take_along_axis(scores, candidates, axis=1)
     order = np.lexsort((candidates, -values), axis=1)
