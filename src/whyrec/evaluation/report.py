@@ -145,31 +145,31 @@ def _format(value: float | None) -> str:
     return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def _pvalue(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2g}"
+
+
 def metrics_table(report: EvaluationReport, k: int) -> str:
-    """Models × metrics at k, mean with its 95% CI; the best value of each column in bold."""
-    keys = [f"{name}@{k}" for name in METRIC_NAMES]
-    best: dict[str, float] = {}
-    for key in keys:
-        values = [r.summary[key].mean for r in report.results]
-        finite = [v for v in values if v is not None and np.isfinite(v)]
-        if finite:
-            name = key.split("@")[0]
-            best[key] = min(finite) if name in LOWER_IS_BETTER else max(finite)
-    head = "".join(f"<th>{html.escape(key)}</th>" for key in keys)
+    """Metrics down, models across, mean over its 95% CI; the best of each row in bold."""
+    header = "".join(f"<th>{html.escape(r.name)}</th>" for r in report.results)
     rows = []
-    for result in report.results:
+    for name in METRIC_NAMES:
+        key = f"{name}@{k}"
+        means = [r.summary[key].mean for r in report.results]
+        finite = [v for v in means if v is not None and np.isfinite(v)]
+        best = (min if name in LOWER_IS_BETTER else max)(finite) if finite else None
         cells = []
-        for key in keys:
+        for result in report.results:
             summary = result.summary[key]
             low, high = summary.ci95
             text = _format(summary.mean)
             if low is not None and high is not None:
                 text += f"<br><small>[{_format(low)}, {_format(high)}]</small>"
-            if best.get(key) == summary.mean and len(report.results) > 1:
+            if best is not None and summary.mean == best and len(report.results) > 1:
                 text = f"<b>{text}</b>"
             cells.append(f"<td>{text}</td>")
-        rows.append(f"<tr><th>{html.escape(result.name)}</th>{''.join(cells)}</tr>")
-    return f"<table><tr><th>model</th>{head}</tr>{''.join(rows)}</table>"
+        rows.append(f"<tr><th>{html.escape(key)}</th>{''.join(cells)}</tr>")
+    return f"<table><tr><th>metric</th>{header}</tr>{''.join(rows)}</table>"
 
 
 def timing_table(report: EvaluationReport) -> str:
@@ -193,23 +193,32 @@ def significance_table(report: EvaluationReport, metric: str) -> str:
         significant = t_p is not None and w_p is not None and max(t_p, w_p) < SIGNIFICANCE_LEVEL
         rows.append(
             f"<tr><td>{html.escape(test['model_a'])} vs {html.escape(test['model_b'])}</td>"
-            f"<td>{test['mean_difference']:+.4f}</td><td>{_format(t_p)}</td>"
-            f"<td>{_format(w_p)}</td><td>{'yes' if significant else 'no'}</td></tr>"
+            f"<td>{test['mean_difference']:+.4f}</td><td>{_pvalue(t_p)}</td>"
+            f"<td>{_pvalue(w_p)}</td><td>{'yes' if significant else 'no'}</td></tr>"
         )
     if not rows:
         return "<p>Only one model: nothing to compare.</p>"
     return (
         "<table><tr><th>pair</th><th>mean a − b</th><th>paired t p</th><th>Wilcoxon p</th>"
         f"<th>both p &lt; {SIGNIFICANCE_LEVEL}</th></tr>{''.join(rows)}</table>"
+        "<p><small>Uncorrected p-values: with many pairs, apply Holm or Bonferroni before "
+        "claiming a difference. Every metric's tests are in the JSON.</small></p>"
     )
+
+
+def _plain(value: object) -> str:
+    """{"a": 1, "b": None} → "a=1, b=none"; other values as text."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={'none' if v is None else v}" for k, v in value.items()) or "none"
+    return str(value)
 
 
 def protocol_section(report: EvaluationReport) -> str:
     split = report.split
     facts = {
         "dataset": report.dataset,
-        "split": f"{split.get('method')} {split.get('params', {})}",
-        "filtering": split.get("filtering") or "none",
+        "split": f"{split.get('method')} ({_plain(split.get('params', {}))})",
+        "filtering": _plain(split.get("filtering") or {}),
         "train / test interactions": (
             f"{split.get('train_interactions', 0):,} / {split.get('test_interactions', 0):,}"
         ),
@@ -217,12 +226,12 @@ def protocol_section(report: EvaluationReport) -> str:
         "catalog items": (
             f"{split.get('items', 0):,} ({split.get('short_head_items', 0):,} short head)"
         ),
-        "test rows dropped": split.get("dropped") or "none",
+        "test rows dropped": _plain(split.get("dropped") or {}),
         "seed": report.seed,
     }
     facts.update(split.get("protocol", {}))
     rows = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_plain(v))}</td></tr>"
         for k, v in facts.items()
     )
     return f"<table class='facts'>{rows}</table>"
