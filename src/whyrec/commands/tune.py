@@ -125,8 +125,9 @@ def tune(
             rows.append((point, result.summary[key].mean, result.fit_seconds))
             progress.advance(task)
     lower_better = metric_name in LOWER_IS_BETTER
+    worst = float("inf") if lower_better else float("-inf")  # an undefined value never wins
     best_point, best_value, _ = (min if lower_better else max)(
-        rows, key=lambda row: float("-inf") if row[1] != row[1] else row[1]
+        rows, key=lambda row: worst if row[1] is None or row[1] != row[1] else row[1]
     )
 
     final = build_model(name, {**fixed, **best_point}, seed)
