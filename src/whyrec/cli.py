@@ -270,6 +270,13 @@ def _print_recommendations(engine, user, positions, items) -> None:
     out.print(table)
 
 
+from whyrec.commands.evaluate import evaluate  # noqa: E402
+from whyrec.commands.tune import tune  # noqa: E402
+
+app.command()(evaluate)
+app.command()(tune)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line and exit code 1."""
     try:

@@ -2,18 +2,39 @@
 
 from whyrec.errors import WhyrecError
 from whyrec.models.base import Recommender
+from whyrec.models.bpr import BPR
 from whyrec.models.ease import EASE
+from whyrec.models.ials import IALS
+from whyrec.models.itemknn import ItemKNN
 from whyrec.models.popularity import Popularity
+from whyrec.models.relmf import RelMF
 
-MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, EASE)}
+MODELS: dict[str, type[Recommender]] = {
+    cls.name: cls for cls in (Popularity, EASE, ItemKNN, IALS, BPR, RelMF)
+}
+
+MODEL_ALIASES = {"pop": "popularity", "knn": "itemknn", "als": "ials", "rel-mf": "relmf"}
+"""Short names accepted wherever a model is named."""
 
 
 def model_class(name: str) -> type[Recommender]:
     """The model class registered under `name`."""
     try:
-        return MODELS[name.lower()]
+        key = name.strip().lower()
+        return MODELS[MODEL_ALIASES.get(key, key)]
     except KeyError:
         raise WhyrecError(f"unknown model {name!r}; available: {', '.join(MODELS)}") from None
 
 
-__all__ = ["EASE", "MODELS", "Popularity", "Recommender", "model_class"]
+__all__ = [
+    "BPR",
+    "EASE",
+    "IALS",
+    "MODELS",
+    "MODEL_ALIASES",
+    "ItemKNN",
+    "Popularity",
+    "Recommender",
+    "RelMF",
+    "model_class",
+]

@@ -1,0 +1,282 @@
+"""`whyrec evaluate`: several models, one split, one protocol, honest numbers.
+
+Everything the user typed is checked before any data is loaded or model fitted (model
+names, parameters, k values, output paths), so a typo costs a second, not a fit. Output
+files are written only once every model is evaluated, each through a temporary file, so
+a failure never leaves a partial JSON or HTML behind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from whyrec.errors import WhyrecError
+
+if TYPE_CHECKING:  # the heavy modules load when a command runs, not when the CLI starts
+    from whyrec.data.dataset import Dataset
+    from whyrec.data.splits import Split
+    from whyrec.evaluation.protocol import EvaluationReport
+    from whyrec.models import Recommender
+
+console = Console(highlight=False)
+
+SPLIT_CHOICES = "loo, user-temporal, temporal, random or fixed"
+MODEL_CHOICES = "pop(ularity), itemknn, ease, ials, bpr, relmf"
+
+TABLE_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hr", "coverage", "arp", "aplt")
+"""Columns of the printed table; the JSON and HTML report carry every metric."""
+
+MIN_TEST_USERS = 2
+"""Fewer test users than this give no confidence interval or test: refuse instead."""
+
+SourceOpt = Annotated[
+    Path | None,
+    typer.Option(help="Local folder holding NAME.zip or NAME/ (default: $WHYREC_DATA_DIR)."),
+]
+MinRatingOpt = Annotated[
+    float | None, typer.Option(help="Count only ratings >= this as positives (default: all).")
+]
+KcoreOpt = Annotated[
+    int | None, typer.Option(help="Keep only users and items with >= k interactions.")
+]
+SplitOpt = Annotated[str, typer.Option("--split", help=f"One of {SPLIT_CHOICES}.")]
+
+
+# ----- parsing shared with `whyrec tune` ---------------------------------------------------
+def canonical_model_name(name: str) -> str:
+    """Registered name for a model name or alias ("pop" → "popularity")."""
+    from whyrec.models import model_class
+
+    return model_class(name).name
+
+
+def parse_model_list(text: str) -> list[str]:
+    """ "pop,ease" → ["popularity", "ease"]; unknown or repeated names are user errors."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise WhyrecError("give at least one model, e.g. --models pop,ease")
+    canonical = [canonical_model_name(name) for name in names]
+    repeated = sorted({n for n in canonical if canonical.count(n) > 1})
+    if repeated:
+        raise WhyrecError(f"model listed twice: {', '.join(repeated)}")
+    return canonical
+
+
+def parse_model_params(pairs: list[str] | None, models: list[str]) -> dict[str, dict[str, str]]:
+    """["ease.reg=500"] → {"ease": {"reg": "500"}}; the model must be one being evaluated."""
+    parsed: dict[str, dict[str, str]] = {name: {} for name in models}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        model, dot, param = key.strip().partition(".")
+        if not sep or not dot or not model or not param:
+            raise WhyrecError(f"--param expects MODEL.NAME=VALUE (e.g. ease.reg=500), got {pair!r}")
+        name = canonical_model_name(model)
+        if name not in parsed:
+            raise WhyrecError(f"--param {pair!r} names {name}, which is not in --models")
+        parsed[name][param.strip()] = value.strip()
+    return parsed
+
+
+def build_model(name: str, params: dict[str, object], seed: int) -> Recommender:
+    """A model with the given parameters; the run's seed fills its `seed` unless given."""
+    from whyrec.models import model_class
+
+    cls = model_class(name)
+    params = dict(params)
+    if "seed" in cls.Config.model_fields and "seed" not in params:
+        params["seed"] = seed
+    return cls(**params)
+
+
+def load_split(
+    data: str,
+    method: str,
+    seed: int,
+    test_fraction: float,
+    train_file: Path | None,
+    test_file: Path | None,
+    source: Path | None,
+    min_rating: float | None,
+    kcore: int | None,
+) -> tuple[Dataset, Split]:
+    """Load, filter and split the data, refusing splits too small to evaluate."""
+    from whyrec.data.loaders import load_dataset
+    from whyrec.data.splits import SPLIT_METHODS, split
+
+    if method not in SPLIT_METHODS:
+        raise WhyrecError(f"unknown split {method!r}; choose from {', '.join(SPLIT_METHODS)}")
+    if not 0 < test_fraction < 1:
+        raise WhyrecError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
+    dataset = load_dataset(data, source=source, min_rating=min_rating, kcore=kcore)
+    result = split(
+        dataset,
+        method,
+        seed=seed,
+        test_fraction=test_fraction,
+        train_file=train_file,
+        test_file=test_file,
+    )
+    check_split(result)
+    return dataset, result
+
+
+def check_split(result: Split) -> None:
+    """Refuse a split that leaves too few test users or items for meaningful numbers."""
+    from whyrec.evaluation.protocol import EvaluationError
+
+    test_users = int((result.test.matrix.getnnz(axis=1) > 0).sum())
+    if test_users < MIN_TEST_USERS:
+        raise EvaluationError(
+            f"the {result.method} split leaves {test_users} test user(s); "
+            f"at least {MIN_TEST_USERS} are needed (is the dataset too small?)"
+        )
+    trained_items = int((result.train.matrix.getnnz(axis=0) > 0).sum())
+    if trained_items < 2:
+        raise EvaluationError("the training data covers fewer than 2 items; nothing to rank")
+
+
+def check_output(path: Path | None, option: str) -> None:
+    """Fail before the work, not after, when an output cannot be written."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise WhyrecError(f"{option} {path} is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise WhyrecError(f"{option} {path}: {parent} is not a directory")
+
+
+# ----- printing ------------------------------------------------------------------------------
+def _cell(report: EvaluationReport, model_index: int, key: str) -> str:
+    """Mean over a second line with the 95% CI half-width (narrow enough for 80 columns)."""
+    summary = report.results[model_index].summary[key]
+    if summary.mean is None or summary.mean != summary.mean:
+        return "—"
+    low, high = summary.ci95
+    digits = 4 if abs(summary.mean) < 10 else 1
+    value = f"{summary.mean:.{digits}f}"
+    if low is None or high is None:
+        return value
+    return f"{value}\n±{(high - low) / 2:.{digits}f}"
+
+
+def print_report(report: EvaluationReport) -> None:
+    """One table per k: metrics down, models across, then fit and scoring seconds."""
+    split_info = report.split
+    console.print(
+        f"[bold]{report.dataset}[/bold] · split {split_info['method']} · "
+        f"{split_info['test_users']:,} test users · {split_info['items']:,} items · "
+        "full ranking, training items excluded · mean and ±95% CI half-width"
+    )
+    for k in report.ks:
+        table = Table(title=f"k = {k}")
+        table.add_column("metric")
+        for result in report.results:
+            table.add_column(result.name, justify="right")
+        for name in TABLE_METRICS:
+            key = f"{name}@{k}"
+            table.add_row(key, *[_cell(report, i, key) for i in range(len(report.results))])
+        table.add_row("fit s", *[f"{r.fit_seconds:.2f}" for r in report.results])
+        table.add_row("score s", *[f"{r.score_seconds:.2f}" for r in report.results])
+        console.print(table)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+# ----- the command --------------------------------------------------------------------------
+def evaluate(
+    data: Annotated[
+        str, typer.Option(help="A dataset name or a data directory.")
+    ] = "ml-latest-small",
+    models: Annotated[
+        str,
+        typer.Option(help=f"Comma-separated models: {MODEL_CHOICES}."),
+    ] = "pop,itemknn,ease,ials,bpr",
+    split_method: SplitOpt = "loo",
+    k: Annotated[str, typer.Option("--k", "-k", help="Cut-offs, comma-separated.")] = "10,20",
+    seed: Annotated[int, typer.Option(help="Seed of the split, models and bootstrap.")] = 0,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the results as JSON here.")
+    ] = None,
+    report_path: Annotated[
+        Path | None, typer.Option("--report", help="Write a self-contained HTML report here.")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Hyper-parameter MODEL.NAME=VALUE, e.g. ease.reg=500 (repeatable)."),
+    ] = None,
+    test_fraction: Annotated[
+        float, typer.Option(help="Held-out share for user-temporal, temporal and random.")
+    ] = 0.2,
+    train_file: Annotated[Path | None, typer.Option(help="Train file for --split fixed.")] = None,
+    test_file: Annotated[Path | None, typer.Option(help="Test file for --split fixed.")] = None,
+    source: SourceOpt = None,
+    min_rating: MinRatingOpt = None,
+    kcore: KcoreOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Users scored at once.")] = 512,
+) -> None:
+    """Fit models on a split and rank every test user against the full catalog."""
+    from whyrec.evaluation.protocol import evaluate_models, parse_ks
+
+    names = parse_model_list(models)
+    ks = parse_ks(k)
+    params = parse_model_params(param, names)
+    instances = {name: build_model(name, params[name], seed) for name in names}
+    check_output(json_path, "--json")
+    check_output(report_path, "--report")
+
+    dataset, result = load_split(
+        data, split_method, seed, test_fraction, train_file, test_file, source, min_rating, kcore
+    )
+    n_users = int((result.test.matrix.getnnz(axis=1) > 0).sum())
+    with progress_bar() as progress:
+        tasks = {
+            name: progress.add_task(f"{name}: waiting", total=n_users, start=False)
+            for name in names
+        }
+
+        def on_event(name: str, stage: str, n: int) -> None:
+            if stage == "fit":
+                progress.start_task(tasks[name])
+                progress.update(tasks[name], description=f"{name}: fitting")
+            else:
+                progress.update(tasks[name], description=f"{name}: scoring", advance=n)
+
+        report = evaluate_models(
+            instances,
+            result,
+            ks,
+            seed=seed,
+            filtering={"min_rating": min_rating, "kcore": kcore},
+            batch_size=batch_size,
+            on_event=on_event,
+        )
+    report.dataset = dataset.name
+    report.split.setdefault("protocol", {})["ks"] = ks
+    print_report(report)
+    if json_path is not None:
+        from whyrec.evaluation.report import write_atomic
+
+        write_atomic(json_path, json.dumps(report.to_dict(), indent=2, allow_nan=False))
+        console.print(f"JSON → {json_path}")
+    if report_path is not None:
+        from whyrec.evaluation.report import write_html
+
+        write_html(report, report_path)
+        console.print(f"HTML report → {report_path}")

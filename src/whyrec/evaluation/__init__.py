@@ -1,0 +1,1 @@
+"""Offline evaluation: metrics (METRICS.md), the full-ranking protocol and reports."""

@@ -1,0 +1,492 @@
+"""Full-ranking offline evaluation of fitted models on a train/test split (DESIGN.md §4).
+
+Protocol, stated once here and repeated in every report:
+
+- Every test user (a user with at least one held-out interaction) is scored against the
+  whole catalog from their *training* history; the items they interacted with in
+  training are excluded; the top max(k) of the rest are ranked. No sampled negatives.
+- Every held-out interaction is relevant (binary relevance). Metric definitions are
+  those of `whyrec.evaluation.metrics` (METRICS.md).
+- Per-user metrics are averaged over test users, with a 95% Student-t interval on the
+  mean (deterministic, no resampling needed). Aggregate metrics (coverage, Gini, PopRSP,
+  PopREO) get a 95% percentile interval from a per-user bootstrap with a fixed seed,
+  shifted by the bootstrap's bias estimate (resampling users shrinks set-level figures
+  such as coverage, so an unshifted interval would not even contain the observed value).
+- Model pairs are compared per user with a paired t-test and a Wilcoxon signed-rank
+  test on every per-user metric.
+
+Ties in scores are broken by lower catalog position, as in `engine.top_k`, so a run is
+deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy import stats
+
+from whyrec.data.splits import Split
+from whyrec.errors import WhyrecError
+from whyrec.evaluation import metrics as m
+from whyrec.models.base import Recommender
+
+
+class EvaluationError(WhyrecError):
+    """The evaluation cannot run as asked (no test users, bad k, unknown metric…)."""
+
+
+PER_USER_METRICS = (
+    "precision",
+    "recall",
+    "recall_norm",
+    "ndcg",
+    "map",
+    "mrr",
+    "hr",
+    "f1",
+    "epc",
+    "efd",
+    "aclt",
+    "aplt",
+    "arp",
+)
+"""Metrics with one value per user: averaged, given t-intervals and significance tests."""
+
+AGGREGATE_METRICS = ("coverage", "coverage_fraction", "gini", "poprsp", "popreo")
+"""Metrics of the whole set of lists: bootstrap intervals, no per-user test."""
+
+METRIC_NAMES = PER_USER_METRICS + AGGREGATE_METRICS
+
+LOWER_IS_BETTER = frozenset({"arp", "gini", "poprsp", "popreo"})
+"""Metrics where a smaller value is the desirable one (used when reporting the best)."""
+
+BOOTSTRAP_SAMPLES = 200
+DEFAULT_BATCH_SIZE = 512
+
+
+def parse_ks(text: str | Iterable[int | str]) -> list[int]:
+    """ "10,20" (or a list) → sorted distinct positive ints; anything else is a user error."""
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    ks: set[int] = set()
+    for part in parts:
+        raw = str(part).strip()
+        try:
+            value = int(raw)
+        except ValueError:
+            raise EvaluationError(f"k must be a positive integer, got {raw!r}") from None
+        if value < 1:
+            raise EvaluationError(f"k must be at least 1, got {value}")
+        ks.add(value)
+    if not ks:
+        raise EvaluationError("give at least one k, e.g. --k 10,20")
+    return sorted(ks)
+
+
+def parse_metric(key: str) -> tuple[str, int]:
+    """ "ndcg@10" → ("ndcg", 10), rejecting unknown names with the list of known ones."""
+    name, sep, k_text = key.strip().lower().partition("@")
+    if name not in METRIC_NAMES:
+        raise EvaluationError(f"unknown metric {name!r}; available: {', '.join(METRIC_NAMES)}")
+    if not sep:
+        raise EvaluationError(f"give the metric with its cut-off, e.g. {name}@10")
+    return name, parse_ks(k_text)[0]
+
+
+# ----- what every model is evaluated against -------------------------------------------
+@dataclass
+class EvaluationTarget:
+    """The test users of a split, their training rows and held-out items, computed once."""
+
+    users: np.ndarray
+    histories: list[np.ndarray]
+    train_rows: sp.csr_matrix
+    relevant: sp.csr_matrix
+    n_relevant: np.ndarray
+    popularity: np.ndarray
+    long_tail: np.ndarray
+    n_train_users: int
+    n_items: int
+
+    @classmethod
+    def from_split(cls, split: Split) -> EvaluationTarget:
+        test_matrix = split.test.matrix
+        users = np.flatnonzero(test_matrix.getnnz(axis=1) > 0)
+        if len(users) == 0:
+            raise EvaluationError(f"the {split.method} split leaves no test users to evaluate")
+        train_matrix = split.train.matrix
+        all_histories = split.train.histories()
+        popularity = split.train.item_popularity()
+        relevant = test_matrix[users].tocsr()
+        return cls(
+            users=users,
+            histories=[all_histories[u] for u in users],
+            train_rows=train_matrix[users].tocsr(),
+            relevant=relevant,
+            n_relevant=np.diff(relevant.indptr).astype(np.int64),
+            popularity=popularity,
+            long_tail=m.long_tail_mask(popularity),
+            n_train_users=int((train_matrix.getnnz(axis=1) > 0).sum()),
+            n_items=split.train.n_items,
+        )
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Top-k positions per row, best first, -1 padding where fewer than k scores are finite.
+
+    Ties are broken by lower catalog position *exactly*, also at the cut-off: a plain
+    argpartition picks an arbitrary subset of the items tied with the k-th score, which
+    would make the top-10 depend on whether top-20 was asked for too (popularity has many
+    ties). So: find the k-th largest score per row (O(n_items)), keep everything above it
+    and the lowest-positioned items equal to it, then sort those k by (score, position).
+    """
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    n_rows, n_items = scores.shape
+    take = min(k, n_items)
+    kth = -np.partition(-scores, take - 1, axis=1)[:, take - 1 : take]
+    above = scores > kth
+    tied = scores == kth
+    room = take - above.sum(axis=1, keepdims=True)
+    chosen = above | tied
+    crowded = np.flatnonzero(tied.sum(axis=1) > room[:, 0])  # more ties than free slots
+    if len(crowded):
+        first_tied = np.cumsum(tied[crowded], axis=1, dtype=np.int32) <= room[crowded]
+        chosen[crowded] = above[crowded] | (tied[crowded] & first_tied)
+    candidates = np.nonzero(chosen)[1].reshape(n_rows, take)
+    values = np.take_along_axis(scores, candidates, axis=1)
+    order = np.lexsort((candidates, -values), axis=1)
+    best = np.take_along_axis(candidates, order, axis=1)
+    best[~np.isfinite(np.take_along_axis(values, order, axis=1))] = -1
+    if take < k:
+        best = np.hstack([best, np.full((n_rows, k - take), -1, dtype=best.dtype)])
+    return best.astype(np.int64)
+
+
+def rank_all(
+    model: Recommender,
+    target: EvaluationTarget,
+    k: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Top-k lists for every test user, training items excluded, scored in batches."""
+    lists = np.empty((len(target.users), k), dtype=np.int64)
+    for start in range(0, len(target.users), batch_size):
+        stop = min(start + batch_size, len(target.users))
+        scores = np.array(model.score(target.histories[start:stop]), dtype=np.float32)
+        seen = target.train_rows[start:stop]
+        seen_rows = np.repeat(np.arange(stop - start), np.diff(seen.indptr))
+        scores[seen_rows, seen.indices] = -np.inf
+        lists[start:stop] = top_k_rows(scores, k)
+        if on_batch is not None:
+            on_batch(stop - start)
+    return lists
+
+
+# ----- metrics over the lists -------------------------------------------------------------
+def per_user_metrics(
+    recommended: np.ndarray, target: EvaluationTarget, ks: Sequence[int]
+) -> dict[str, np.ndarray]:
+    """Every per-user metric at every k, keyed "name@k"."""
+    hits = m.hit_matrix(recommended, target.relevant)
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        n_rel = target.n_relevant
+        values = {
+            "precision": m.precision(hits, k),
+            "recall": m.recall(hits, n_rel, k),
+            "recall_norm": m.recall_norm(hits, n_rel, k),
+            "ndcg": m.ndcg(hits, n_rel, k),
+            "map": m.average_precision(hits, n_rel, k),
+            "mrr": m.reciprocal_rank(hits, k),
+            "hr": m.hit_rate(hits, k),
+            "f1": m.f1(hits, n_rel, k),
+            "epc": m.epc(hits, recommended, k, target.popularity, target.n_train_users),
+            "efd": m.efd(hits, recommended, k, target.popularity),
+            "aclt": m.aclt(recommended, k, target.long_tail),
+            "aplt": m.aplt(recommended, k, target.long_tail),
+            "arp": m.arp(recommended, k, target.popularity),
+        }
+        for name in PER_USER_METRICS:
+            out[f"{name}@{k}"] = values[name].astype(np.float64)
+    return out
+
+
+def aggregate_metrics(
+    recommended: np.ndarray,
+    hits: np.ndarray,
+    train_rows: sp.csr_matrix,
+    relevant: sp.csr_matrix,
+    target: EvaluationTarget,
+    k: int,
+) -> dict[str, float]:
+    """The metrics of the whole set of lists at one k (for a subset of users, too)."""
+    count, fraction = m.item_coverage(recommended, k, target.n_items)
+    return {
+        "coverage": float(count),
+        "coverage_fraction": fraction,
+        "gini": m.gini(recommended, k, target.n_items),
+        "poprsp": m.pop_rsp(recommended, k, target.long_tail, train_rows),
+        "popreo": m.pop_reo(hits, recommended, k, target.long_tail, relevant),
+    }
+
+
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval for the mean of per-user values."""
+    n = len(values)
+    mean = float(values.mean())
+    if n < 2:
+        return mean, mean
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
+    return mean - float(half), mean + float(half)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+@dataclass
+class MetricSummary:
+    mean: float
+    ci95: tuple[float | None, float | None]
+
+    def to_dict(self) -> dict:
+        return {"mean": _finite_or_none(self.mean), "ci95": list(self.ci95)}
+
+
+@dataclass
+class ModelResult:
+    """One model's lists, per-user values and summaries under the protocol."""
+
+    name: str
+    model: Recommender
+    fit_seconds: float
+    score_seconds: float
+    per_user: dict[str, np.ndarray]
+    summary: dict[str, MetricSummary]
+    recommended: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "params": self.model.config.model_dump(),
+            "metrics": {key: s.to_dict() for key, s in self.summary.items()},
+            "fit_seconds": round(self.fit_seconds, 4),
+            "score_seconds": round(self.score_seconds, 4),
+        }
+
+
+def summarise(
+    recommended: np.ndarray, target: EvaluationTarget, ks: Sequence[int], seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, MetricSummary]]:
+    """Per-user values and (mean, 95% CI) of every metric at every k."""
+    per_user = per_user_metrics(recommended, target, ks)
+    summary: dict[str, MetricSummary] = {}
+    for k in ks:
+        for name in PER_USER_METRICS:
+            values = per_user[f"{name}@{k}"]
+            summary[f"{name}@{k}"] = MetricSummary(float(values.mean()), t_interval(values))
+    hits = m.hit_matrix(recommended, target.relevant)
+    rng = np.random.default_rng(seed)
+    samples = [
+        rng.integers(0, len(target.users), len(target.users)) for _ in range(BOOTSTRAP_SAMPLES)
+    ]
+    for k in ks:
+        point = aggregate_metrics(recommended, hits, target.train_rows, target.relevant, target, k)
+        boot = [
+            aggregate_metrics(
+                recommended[idx], hits[idx], target.train_rows[idx], target.relevant[idx], target, k
+            )
+            for idx in samples
+        ]
+        for name in AGGREGATE_METRICS:
+            draws = np.array([b[name] for b in boot], dtype=np.float64)
+            draws = draws[np.isfinite(draws)]
+            interval: tuple[float | None, float | None] = (None, None)
+            if len(draws) and math.isfinite(point[name]):
+                # A resample holds ~63% distinct users, so set-level statistics such as
+                # coverage are biased low under the bootstrap; shift the percentile
+                # interval by the estimated bias so it is centred on the observed value.
+                shift = point[name] - float(draws.mean())
+                low, high = np.percentile(draws, [2.5, 97.5]) + shift
+                interval = (float(low), float(high))
+            summary[f"{name}@{k}"] = MetricSummary(point[name], interval)
+    ordered = {f"{name}@{k}": summary[f"{name}@{k}"] for k in ks for name in METRIC_NAMES}
+    return per_user, ordered
+
+
+def evaluate_model(
+    name: str,
+    model: Recommender,
+    split: Split,
+    ks: Sequence[int],
+    *,
+    seed: int = 0,
+    target: EvaluationTarget | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: Callable[[int], None] | None = None,
+    fitted: bool = False,
+) -> ModelResult:
+    """Fit (unless `fitted`) on the split's train set, rank every test user, measure."""
+    ks = parse_ks(ks)
+    target = target or EvaluationTarget.from_split(split)
+    fit_seconds = 0.0
+    if not fitted:
+        started = time.perf_counter()
+        model.fit(split.train)
+        fit_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    recommended = rank_all(model, target, max(ks), batch_size, on_batch)
+    score_seconds = time.perf_counter() - started
+    per_user, summary = summarise(recommended, target, ks, seed)
+    return ModelResult(name, model, fit_seconds, score_seconds, per_user, summary, recommended)
+
+
+# ----- comparing models -----------------------------------------------------------------------
+def paired_tests(a: ModelResult, b: ModelResult) -> list[dict]:
+    """Paired t-test and Wilcoxon signed-rank test on every shared per-user metric."""
+    rows = []
+    for key in a.per_user:
+        if key not in b.per_user:
+            continue
+        x, y = a.per_user[key], b.per_user[key]
+        diff = x - y
+        if np.allclose(diff, 0.0):
+            t_stat, t_p, w_stat, w_p = 0.0, 1.0, 0.0, 1.0
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                t_res = stats.ttest_rel(x, y)
+                w_res = stats.wilcoxon(x, y, zero_method="wilcox")
+            t_stat, t_p = float(t_res.statistic), float(t_res.pvalue)
+            w_stat, w_p = float(w_res.statistic), float(w_res.pvalue)
+        rows.append(
+            {
+                "model_a": a.name,
+                "model_b": b.name,
+                "metric": key,
+                "mean_a": float(x.mean()),
+                "mean_b": float(y.mean()),
+                "mean_difference": float(diff.mean()),
+                "t_statistic": _finite_or_none(t_stat),
+                "t_pvalue": _finite_or_none(t_p),
+                "wilcoxon_statistic": _finite_or_none(w_stat),
+                "wilcoxon_pvalue": _finite_or_none(w_p),
+                "n_users": len(x),
+            }
+        )
+    return rows
+
+
+def significance(results: Sequence[ModelResult]) -> list[dict]:
+    """Paired tests for every pair of models, in the order the models were given."""
+    return [row for a, b in itertools.combinations(results, 2) for row in paired_tests(a, b)]
+
+
+@dataclass
+class EvaluationReport:
+    """Everything `whyrec evaluate` prints, writes as JSON and renders as HTML."""
+
+    dataset: str
+    split: dict
+    ks: list[int]
+    seed: int
+    results: list[ModelResult]
+    significance: list[dict]
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "split": self.split,
+            "models": {r.name: r.to_dict() for r in self.results},
+            "significance": self.significance,
+        }
+
+
+def describe_split(split: Split, target: EvaluationTarget, filtering: dict | None = None) -> dict:
+    """The split facts a reader needs to compare numbers (JSON-friendly)."""
+    return {
+        "method": split.method,
+        "params": {
+            k: (v if isinstance(v, int | float | str) else str(v)) for k, v in split.params.items()
+        },
+        "filtering": filtering or {},
+        "train_interactions": len(split.train),
+        "test_interactions": len(split.test),
+        "test_users": len(target.users),
+        "items": target.n_items,
+        "short_head_items": int((~target.long_tail).sum()),
+        "dropped": split.dropped,
+        "protocol": {
+            "ranking": "full ranking over all items, training items excluded",
+            "relevance": "binary: every held-out interaction is relevant",
+            "ndcg": "binary gains, ideal DCG over min(|relevant|, k)",
+            "gini": "G (RecBole convention; Elliot reports 1-G)",
+            "short_head": (
+                f"most popular items covering {m.SHORT_HEAD_SHARE:.0%} of training interactions"
+            ),
+            "ci95_per_user_metrics": "Student-t interval of the mean over test users",
+            "ci95_aggregate_metrics": (
+                f"bias-shifted percentile interval of a {BOOTSTRAP_SAMPLES}-sample "
+                "per-user bootstrap"
+            ),
+            "significance": "paired t-test and Wilcoxon signed-rank test over test users",
+        },
+    }
+
+
+def evaluate_models(
+    models: dict[str, Recommender],
+    split: Split,
+    ks: Sequence[int],
+    *,
+    seed: int = 0,
+    filtering: dict | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_event: Callable[[str, str, int], None] | None = None,
+) -> EvaluationReport:
+    """Evaluate several models on one split under one protocol, plus paired tests.
+
+    `on_event(model_name, stage, n)` reports progress: ("fit", 0) before a fit and
+    ("score", n_users) after each scored batch.
+    """
+    ks = parse_ks(ks)
+    target = EvaluationTarget.from_split(split)
+    results = []
+    for name, model in models.items():
+        if on_event:
+            on_event(name, "fit", 0)
+        started = time.perf_counter()
+        model.fit(split.train)
+        fit_seconds = time.perf_counter() - started
+
+        def report_batch(n: int, name: str = name) -> None:
+            if on_event:
+                on_event(name, "score", n)
+
+        result = evaluate_model(
+            name,
+            model,
+            split,
+            ks,
+            seed=seed,
+            target=target,
+            batch_size=batch_size,
+            on_batch=report_batch,
+            fitted=True,
+        )
+        result.fit_seconds = fit_seconds
+        results.append(result)
+    return EvaluationReport(
+        dataset=split.train.name,
+        split=describe_split(split, target, filtering),
+        ks=ks,
+        seed=seed,
+        results=results,
+        significance=significance(results),
+    )
