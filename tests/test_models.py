@@ -41,6 +41,7 @@ def test_ease_matches_hand_computation():
     expected = -p / np.diag(p)[np.newaxis, :]
     np.fill_diagonal(expected, 0.0)
     np.testing.assert_allclose(model.weights_, expected, rtol=1e-5, atol=1e-6)
+    assert model.weights_.flags.c_contiguous  # scoring must not copy the matrix
     # by hand: G + I = 2I + 2J (J all ones), so P = (I - J/4)/2: diagonal 3/8, off -1/8,
     # and B_ab = -P_ab / P_bb = (1/8) / (3/8) = 1/3.
     assert model.weights_[0, 1] == pytest.approx(1 / 3, rel=1e-5)

@@ -270,11 +270,15 @@ def _print_recommendations(engine, user, positions, items) -> None:
     out.print(table)
 
 
+from whyrec.commands.chat import chat  # noqa: E402
 from whyrec.commands.evaluate import evaluate  # noqa: E402
+from whyrec.commands.simulate import simulate  # noqa: E402
 from whyrec.commands.tune import tune  # noqa: E402
 
 app.command()(evaluate)
 app.command()(tune)
+app.command()(chat)
+app.command()(simulate)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -282,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="whyrec")
     except WhyrecError as exc:
-        Console(stderr=True, highlight=False).print(f"[red]error:[/red] {exc}")
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[red]error:[/red] {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -1,0 +1,75 @@
+"""`whyrec chat`: talk to a bundle in the terminal, or script it through standard input."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def default_session_db() -> Path:
+    """$WHYREC_SESSION_DB, else ~/.local/share/whyrec/sessions.sqlite (outlives retraining)."""
+    configured = os.environ.get("WHYREC_SESSION_DB")
+    return Path(configured) if configured else Path.home() / ".local/share/whyrec/sessions.sqlite"
+
+
+def chat(
+    bundle: Annotated[Path, typer.Option(help="A bundle folder written by `whyrec train`.")],
+    user: Annotated[
+        str | None, typer.Option(help="Talk as this user of the training data.")
+    ] = None,
+    session: Annotated[str | None, typer.Option(help="Resume a stored session by id.")] = None,
+    db: Annotated[Path | None, typer.Option(help="Session database (SQLite file).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
+) -> None:
+    """Conversational recommendations. Reads one message per line when stdin is not a terminal."""
+    from whyrec.bundle import Bundle
+    from whyrec.conversation import Conversation, SessionStore
+    from whyrec.engine import Engine
+
+    conversation = Conversation(
+        Engine(Bundle.load(bundle)), store=SessionStore(db or default_session_db())
+    )
+    current = conversation.resume(session) if session else conversation.start(user)
+    interactive = sys.stdin.isatty() and not as_json
+    if interactive:
+        console.print(
+            f"[dim]session {current.id} — say what you'd like to watch; 'why the first one?', "
+            "'none of these', 'start over'; Ctrl-D to quit[/dim]"
+        )
+    while True:
+        try:
+            message = console.input("[bold cyan]you>[/bold cyan] ") if interactive else input()
+        except EOFError:
+            break
+        if not interactive and not message.strip():
+            continue
+        turn = current.send(message)
+        if as_json:
+            print(json.dumps(turn.to_dict(), ensure_ascii=False), flush=True)
+        elif interactive:
+            _render(turn)
+        else:
+            print(turn.reply, flush=True)
+
+
+def _render(turn) -> None:
+    if not turn.items:
+        console.print(f"[bold green]whyrec>[/bold green] {turn.reply}")
+        return
+    console.print(f"[bold green]whyrec>[/bold green] {turn.reply.splitlines()[0]}")
+    table = Table(show_header=True)
+    table.add_column("#", justify="right")
+    table.add_column("title")
+    table.add_column("why")
+    for rank, item in enumerate(turn.items, start=1):
+        table.add_row(str(rank), item["title"], item["explanation"]["text"])
+    console.print(table)

@@ -1,0 +1,105 @@
+"""`whyrec simulate`: conversational policies against simulated users (EAR/CPR protocol)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from whyrec.errors import WhyrecError
+
+console = Console(highlight=False)
+
+
+def simulate(
+    bundle: Annotated[
+        Path, typer.Option(help="A bundle trained with --holdout, or use --targets.")
+    ],
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the results.")],
+    targets: Annotated[
+        Path | None, typer.Option(help="CSV of user_id,item_id targets (default: the holdout).")
+    ] = None,
+    episodes: Annotated[int, typer.Option(min=1, help="Number of episodes.")] = 200,
+    max_turns: Annotated[int, typer.Option(min=1, help="Turn limit per episode.")] = 15,
+    rec_size: Annotated[int, typer.Option(min=1, help="Items per recommendation turn.")] = 10,
+    user_mode: Annotated[str, typer.Option(help="attribute or language.")] = "attribute",
+    policies: Annotated[
+        str, typer.Option(help="Comma-separated: ours, recommend-only, random, max-entropy.")
+    ] = "ours,recommend-only,max-entropy,random",
+    seed: int = 0,
+) -> None:
+    """Success rate, average turns and hDCG of each policy on the same episodes."""
+    import numpy as np
+    import pandas as pd
+
+    from whyrec.bundle import Bundle
+    from whyrec.conversation.simulator import episodes_from_targets
+    from whyrec.conversation.simulator import simulate as run
+    from whyrec.engine import Engine
+
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    engine = Engine(Bundle.load(bundle))
+    if targets is not None:
+        try:
+            frame = pd.read_csv(targets, dtype=str)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise WhyrecError(f"cannot read targets {targets}: {exc}") from None
+    elif engine.bundle.test is not None:
+        frame = engine.bundle.test.interactions
+    else:
+        raise WhyrecError(
+            "the bundle holds no test split: train it with --holdout or give --targets"
+        )
+    chosen = episodes_from_targets(engine, frame, episodes, np.random.default_rng(seed))
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        tasks = {n: progress.add_task(n, total=len(chosen)) for n in names}
+        report = run(
+            engine,
+            chosen,
+            names,
+            user_mode=user_mode,
+            max_turns=max_turns,
+            rec_size=rec_size,
+            seed=seed,
+            progress=lambda name, step: progress.advance(tasks[name], step),
+        )
+    _write_json(json_out, report)
+    _print(report, names, max_turns)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def _print(report: dict, names: list[str], max_turns: int) -> None:
+    per_policy = report.get("policies") or {names[0]: report}
+    table = Table(title=f"{report['episodes']} episodes, {report['user_mode']} users")
+    for column in ("policy", "SR@5", "SR@10", f"SR@{max_turns}", "AT", "hDCG"):
+        table.add_column(column, justify="right" if column != "policy" else "left")
+    for name, result in per_policy.items():
+        rates = result["success_rate_at"]
+        table.add_row(
+            name,
+            *(f"{rates[k]:.3f}" if k in rates else "—" for k in ("5", "10", str(max_turns))),
+            f"{result['average_turns']:.2f}",
+            f"{result['hdcg']:.3f}",
+        )
+    console.print(table)
