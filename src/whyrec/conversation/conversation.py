@@ -121,6 +121,9 @@ class Session:
         if Intent.WHY in intents:
             return self._explain_turn(state, said)
         answered = self._apply_answer(state, said)
+        if not answered and self._asks_for_other_items(state, said):
+            said.intents.append(Intent.REJECT_ALL)
+        intents = set(said.intents)
         self._apply_references(state, said)
         self._apply_statements(state, said)
         if Intent.ACCEPT in intents and not (said.mentions or said.constraints):
@@ -163,8 +166,11 @@ class Session:
         pending = state.pending
         if pending is None:
             return False
-        yes, no = Intent.YES in said.intents, Intent.NO in said.intents
+        yes, no = said.answer is True, said.answer is False
         state.pending = None
+        if (yes or no) and not (said.mentions or said.constraints):
+            # "no thanks" or "sounds good" answer the question; they are not critiques
+            said.intents = [i for i in said.intents if i not in (Intent.REJECT, Intent.ACCEPT)]
         if pending.kind == "attribute" and (yes or no):
             state.asked.append([pending.field, pending.value])
             state.add_value(pending.field, pending.value, include=yes, hard=True)
@@ -181,6 +187,24 @@ class Session:
                 state.add_value(pending.field, pending.value, include=yes, hard=True)
             return restated or yes or no
         return False
+
+    @staticmethod
+    def _asks_for_other_items(state: DialogueState, said: Understanding) -> bool:
+        """ "Show me more" right after a list, with nothing new said, means other items."""
+        return bool(
+            state.shown
+            and state.pending is None
+            and Intent.RECOMMEND in said.intents
+            and not (
+                said.mentions
+                or said.constraints
+                or said.soft_wishes
+                or said.year_min
+                or said.year_max
+                or said.excluded_years
+            )
+            and not ({Intent.REJECT, Intent.REJECT_ALL, Intent.MORE_LIKE} & set(said.intents))
+        )
 
     def _referenced(self, state: DialogueState, said: Understanding) -> int | None:
         if said.reference is None and state.focus is not None:

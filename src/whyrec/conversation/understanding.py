@@ -78,6 +78,8 @@ class Understanding:
     """Index into the items shown last turn ("the second one" → 1, "the last one" → -1)."""
     subject: int | None = None
     """Catalog position of an item asked about by title ("why Toy Story?")."""
+    answer: bool | None = None
+    """A yes or a no at the start of the message, whatever else it says ("no thanks")."""
     uncertain: list[ItemMention] = field(default_factory=list)
     unknown_titles: list[tuple[str, list[str]]] = field(default_factory=list)
     contradictions: list[str] = field(default_factory=list)
@@ -115,6 +117,7 @@ class Understanding:
             "soft_wishes": [{"text": t, "positive": p} for t, p in self.soft_wishes],
             "reference": self.reference,
             "subject": self.subject,
+            "answer": self.answer,
             "uncertain": [{"title": m.title, "text": m.text} for m in self.uncertain],
             "unknown_titles": [{"text": t, "suggestions": s} for t, s in self.unknown_titles],
             "contradictions": self.contradictions,
@@ -621,6 +624,10 @@ class Understander:
     def _find_intents(
         self, lowered: str, remaining: str, result: Understanding, shown: list[int]
     ) -> None:
+        if _YES.search(lowered):
+            result.answer = True
+        elif _NO.search(lowered):
+            result.answer = False
         for intent, pattern in _INTENT_PATTERNS:
             if pattern.search(lowered):
                 result.intents.append(intent)

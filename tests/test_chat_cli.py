@@ -1,0 +1,83 @@
+"""`whyrec chat` scripted through standard input, as a separate process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from whyrec.cli import main
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    path = tmp_path_factory.mktemp("chat") / "ease"
+    try:
+        main(["train", "--data", "ml-latest-small", "--kcore", "20", "--out", str(path)])
+    except SystemExit as exc:
+        assert not exc.code
+    return path
+
+
+def _chat(bundle, tmp_path, lines: list[str], *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "whyrec.cli",
+            "chat",
+            "--bundle",
+            str(bundle),
+            "--db",
+            str(tmp_path / "s.sqlite"),
+            *extra,
+        ],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_json_turns_one_per_line(bundle, tmp_path):
+    done = _chat(
+        bundle,
+        tmp_path,
+        ["a funny animated film like Toy Story", "why the first one?", "none of these"],
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    turns = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(turns) == 3
+    for turn in turns:
+        assert set(turn) == {"reply", "items", "question", "state"}
+    assert turns[0]["items"] and {"item_id", "title", "explanation"} <= set(turns[0]["items"][0])
+    assert turns[0]["items"][0]["title"] in turns[1]["reply"]
+    assert set(turns[2]["state"]["rejected"]) >= set(turns[0]["state"]["shown"])
+
+
+def test_plain_replies_and_resume(bundle, tmp_path):
+    done = _chat(bundle, tmp_path, ["I love The Matrix"], "--user", "1")
+    assert done.returncode == 0 and "Matrix" in done.stdout
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("
+            "'select id from sessions').fetchone()[0])",
+            str(tmp_path / "s.sqlite"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    session_id = listed.stdout.strip()
+    resumed = _chat(bundle, tmp_path, ["why the first one?"], "--session", session_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["state"]["liked"]
+    missing = _chat(bundle, tmp_path, ["hi"], "--session", "nope")
+    assert missing.returncode == 1 and "no session" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -1,0 +1,122 @@
+"""Conversations on real data: understanding → state → policy → explained replies."""
+
+from __future__ import annotations
+
+import pytest
+
+from whyrec.bundle import Bundle
+from whyrec.conversation import Conversation, SessionStore
+from whyrec.data.splits import split
+from whyrec.engine import Engine
+from whyrec.errors import NotFoundError
+from whyrec.models import EASE
+
+
+@pytest.fixture(scope="module")
+def engine(ml_small):
+    held = split(ml_small.kcore(10), "loo", seed=0)
+    return Engine(Bundle(EASE(reg=200.0).fit(held.train), held.train, test=held.test))
+
+
+@pytest.fixture
+def conversation(engine, tmp_path):
+    return Conversation(engine, store=SessionStore(tmp_path / "sessions.sqlite"))
+
+
+def _until_items(session, message: str, answer: str = "yes", limit: int = 5):
+    """Send a message, answering the system's questions until it recommends."""
+    turn = session.send(message)
+    for _ in range(limit):
+        if turn.items:
+            return turn
+        assert turn.question, turn.reply
+        turn = session.send(answer)
+    raise AssertionError("the system never recommended")
+
+
+def _genres(engine, item):
+    return set(engine.catalog.values("genres", engine.catalog.position(item["item_id"])))
+
+
+def test_flagship_request_is_honoured_and_explained(conversation, engine):
+    session = conversation.start()
+    turn = session.send("a funny animated film from the 90s, like Toy Story, nothing scary")
+    assert turn.items and turn.question is None
+    for item in turn.items:
+        position = engine.catalog.position(item["item_id"])
+        assert engine.catalog.titles[position] == item["title"]  # only real catalog items
+        assert {"Comedy", "Animation"} <= _genres(engine, item)
+        assert "Horror" not in _genres(engine, item)
+        assert 1990 <= item["year"] <= 1999
+        assert item["title"] != "Toy Story (1995)"
+        cited = [c["title"] for c in item["explanation"]["because"]]
+        assert cited in ([], ["Toy Story (1995)"])
+        assert ("Toy Story (1995)" in item["explanation"]["text"]) == bool(cited)
+    assert turn.items[0]["explanation"]["because"][0]["share"] == pytest.approx(1.0)
+    assert turn.state["liked"] == [engine.catalog.position("1")]
+
+
+def test_critiques_why_and_rejections(conversation):
+    session = conversation.start(user_id="1")
+    first = _until_items(session, "something with action")
+    shown = [i["item_id"] for i in first.items]
+    assert shown
+    why = session.send("why the second one?")
+    assert first.items[1]["title"] in why.reply
+    again = session.send("not that one")
+    assert first.items[1]["item_id"] not in [i["item_id"] for i in again.items]
+    after_all = session.send("none of these")
+    rejected = set(after_all.state["rejected"])
+    assert after_all.items
+    assert not rejected & {int(p) for p in after_all.state["shown"]}
+
+
+def test_questions_are_answered_with_yes_and_no(conversation, engine):
+    session = conversation.start()
+    turn = session.send("I want a movie")
+    if turn.question is None:  # the policy may recommend at once; then ask nothing further
+        assert turn.items
+        return
+    pending = session.state.pending
+    session.send("yes")
+    assert pending.value in session.state.include.get(pending.field, [])
+
+
+def test_session_survives_a_restart(engine, tmp_path):
+    path = tmp_path / "sessions.sqlite"
+    first = Conversation(engine, store=SessionStore(path))
+    session = first.start()
+    _until_items(session, "a funny animated film from the 90s")
+    state = session.state.to_dict()
+    resumed = Conversation(engine, store=SessionStore(path)).resume(session.id)
+    assert resumed.state.to_dict() == state
+    messages = resumed.conversation.store.messages(session.id)
+    assert [m["role"] for m in messages][:2] == ["user", "assistant"]
+    assert len(messages) % 2 == 0
+    turn = resumed.send("why the first one?")
+    assert turn.items
+
+
+def test_bad_inputs_keep_the_state(conversation):
+    session = conversation.start()
+    session.send("comedies from the 90s")
+    before = session.state.include.copy()
+    empty = session.send("")
+    assert "didn't catch" in empty.reply
+    unknown = session.send("like Qwxz Plorfing Vrumble")
+    assert "don't know" in unknown.reply
+    assert session.state.include == before
+    contradiction = session.send("comedy but not comedy")
+    assert contradiction.question and "Comedy" in contradiction.question
+    long = session.send("funny " * 500)
+    assert "cut" in long.reply
+    with pytest.raises(NotFoundError):
+        conversation.resume("no-such-session")
+
+
+def test_restart_forgets_the_dialogue(conversation):
+    session = conversation.start(user_id="1")
+    session.send("no horror, from the 80s")
+    session.send("start over")
+    assert session.state.exclude == {} and session.state.year_min is None
+    assert session.state.history  # the user's own history stays
