@@ -155,8 +155,10 @@ class Session:
             notes.append(f"I don't know a film called '{raw}'.{hint}")
         if said.unknown_titles and not (said.mentions or said.constraints or answered):
             return Turn(" ".join(notes))
-        force = bool({Intent.REJECT_ALL, Intent.REJECT, Intent.MORE_LIKE} & intents) or (
-            Intent.RECOMMEND in intents and (said.mentions or state.turn > 1) and not answered
+        # A critique or rejection leaves the ask-or-recommend choice to the policy (as in
+        # EAR/CPR); naming a film or asking for more like one wants results now.
+        force = Intent.MORE_LIKE in intents or (
+            Intent.RECOMMEND in intents and bool(said.mentions) and not answered
         )
         return self._act(state, " ".join(notes), force_recommend=force)
 
