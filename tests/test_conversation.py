@@ -34,6 +34,10 @@ def _until_items(session, message: str, answer: str = "yes", limit: int = 5):
     raise AssertionError("the system never recommended")
 
 
+def engine_position(session, item_id: str) -> int:
+    return session.conversation.catalog.position(item_id)
+
+
 def _genres(engine, item):
     return set(engine.catalog.values("genres", engine.catalog.position(item["item_id"])))
 
@@ -63,9 +67,10 @@ def test_critiques_why_and_rejections(conversation):
     assert shown
     why = session.send("why the second one?")
     assert first.items[1]["title"] in why.reply
-    again = session.send("not that one")
+    again = _until_items(session, "not that one")
     assert first.items[1]["item_id"] not in [i["item_id"] for i in again.items]
-    after_all = session.send("none of these")
+    assert int(engine_position(session, first.items[1]["item_id"])) in session.state.rejected
+    after_all = _until_items(session, "none of these")
     rejected = set(after_all.state["rejected"])
     assert after_all.items
     assert not rejected & {int(p) for p in after_all.state["shown"]}
