@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt, load_data
 from whyrec.errors import WhyrecError
 
 app = typer.Typer(
@@ -30,23 +31,6 @@ data_app = typer.Typer(help="Fetch, inspect and split datasets.", no_args_is_hel
 app.add_typer(data_app, name="data")
 
 out = Console(highlight=False, soft_wrap=True)
-
-SourceOpt = Annotated[
-    Path | None,
-    typer.Option(help="Local folder holding NAME.zip or NAME/ (default: $WHYREC_DATA_DIR)."),
-]
-MinRatingOpt = Annotated[
-    float | None, typer.Option(help="Count only ratings >= this as positives (default: all).")
-]
-KcoreOpt = Annotated[
-    int | None, typer.Option(help="Keep only users and items with >= k interactions.")
-]
-
-
-def _load(data: str, source: Path | None, min_rating: float | None, kcore: int | None):
-    from whyrec.data.loaders import load_dataset
-
-    return load_dataset(data, source=source, min_rating=min_rating, kcore=kcore)
 
 
 # ----- data --------------------------------------------------------------------------
@@ -72,7 +56,7 @@ def data_info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Users, items, interactions, density, time range and attribute fields."""
-    info = _load(data, source, min_rating, kcore).info()
+    info = load_data(data, source, min_rating, kcore).info()
     if as_json:
         out.print_json(json.dumps(info))
         return
@@ -107,7 +91,7 @@ def data_split(
     from whyrec.data.splits import split
 
     result = split(
-        _load(data, source, min_rating, kcore),
+        load_data(data, source, min_rating, kcore),
         method,
         seed=seed,
         test_fraction=test_fraction,
@@ -161,7 +145,7 @@ def train(
     from whyrec.models import model_class
 
     recommender = model_class(model)(**_parse_params(param))
-    dataset = _load(data, source, min_rating, kcore)
+    dataset = load_data(data, source, min_rating, kcore)
     test = None
     if holdout:
         held = split(dataset, holdout, seed=seed)

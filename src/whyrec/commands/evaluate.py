@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt
 from whyrec.errors import WhyrecError
 
 if TYPE_CHECKING:  # the heavy modules load when a command runs, not when the CLI starts
@@ -36,16 +37,6 @@ TABLE_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hr", "coverage", 
 MIN_TEST_USERS = 2
 """Fewer test users than this give no confidence interval or test: refuse instead."""
 
-SourceOpt = Annotated[
-    Path | None,
-    typer.Option(help="Local folder holding NAME.zip or NAME/ (default: $WHYREC_DATA_DIR)."),
-]
-MinRatingOpt = Annotated[
-    float | None, typer.Option(help="Count only ratings >= this as positives (default: all).")
-]
-KcoreOpt = Annotated[
-    int | None, typer.Option(help="Keep only users and items with >= k interactions.")
-]
 SplitOpt = Annotated[str, typer.Option("--split", help=f"One of {SPLIT_CHOICES}.")]
 
 

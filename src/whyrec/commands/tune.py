@@ -18,9 +18,6 @@ import typer
 from rich.table import Table
 
 from whyrec.commands.evaluate import (
-    KcoreOpt,
-    MinRatingOpt,
-    SourceOpt,
     SplitOpt,
     build_model,
     canonical_model_name,
@@ -30,6 +27,7 @@ from whyrec.commands.evaluate import (
     load_split,
     progress_bar,
 )
+from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt
 from whyrec.errors import WhyrecError
 
 
