@@ -175,16 +175,19 @@ class AttributeGraph:
         target_values[self.item_values(target)] = 1.0
         # rows: sources; entries: idf of values shared with the target, times source weight
         shared = self.incidence[sources].multiply(target_values * self.idf).tocoo()
-        path_weights = shared.data * weights[shared.row]
-        order = np.lexsort((shared.col, shared.row, -path_weights))
+        # multiply() may keep explicit zeros where the target lacks a value: drop them
+        on_target = target_values[shared.col] > 0
+        rows, cols = shared.row[on_target], shared.col[on_target]
+        path_weights = shared.data[on_target] * weights[rows]
+        order = np.lexsort((cols, rows, -path_weights))
         if limit is not None:
             order = order[:limit]
         return [
             AttributePath(
-                source=int(sources[shared.row[i]]),
-                value_node=int(shared.col[i]),
-                field=self.value_fields[shared.col[i]],
-                value=self.value_labels[shared.col[i]],
+                source=int(sources[rows[i]]),
+                value_node=int(cols[i]),
+                field=self.value_fields[cols[i]],
+                value=self.value_labels[cols[i]],
                 target=int(target),
                 weight=float(path_weights[i]),
             )
