@@ -277,13 +277,16 @@ class Explainer:
         item_filter: ItemFilter | None = None,
         exclude: Sequence[int] | np.ndarray = (),
         user_row: int | None = None,
+        top_reasons: int | None = None,
     ) -> list[Explanation]:
         """Explanations of `items` for a history of distinct positions.
 
         `scores` (the model's full score row for this history) is recomputed when not
         given; `item_filter` and `exclude` define the list the items are ranked in, as in
-        `Engine.recommend`; `user_row` is left out of the collaborative counts.
+        `Engine.recommend`; `user_row` is left out of the collaborative counts;
+        `top_reasons` overrides how many history items are cited.
         """
+        cite = self.top_reasons if top_reasons is None else top_reasons
         history = np.asarray(history, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         if scores is None:
@@ -304,9 +307,7 @@ class Explainer:
             position = int(position)
             rank = rank_of(scores, allowed, position)
             recommended = rank is not None and rank <= k
-            cited, pushing_down, cited_share = self._history_evidence(
-                attribution, row, self.top_reasons
-            )
+            cited, pushing_down, cited_share = self._history_evidence(attribution, row, cite)
             paths, shared = self._paths(cited, position)
             checks = constraint_checks(item_filter, self.catalog, position)
             why_not = None
