@@ -203,6 +203,9 @@ def recommend(
     ] = None,
     years: Annotated[str | None, typer.Option(help="Year range, e.g. 1990-1999 or 2010-.")] = None,
     reasons: Annotated[int, typer.Option(help="History items cited per recommendation.")] = 3,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Say why, in sentences (JSON: full evidence).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Top-k recommendations for a user or a list of liked titles, with the reasons."""
@@ -226,11 +229,20 @@ def recommend(
         if user is not None
         else engine.resolve_items(split_history(history or ""))
     )
-    items = engine.recommend(positions, k=k, item_filter=item_filter, top_reasons=reasons)
+    items = engine.recommend(
+        positions, k=k, item_filter=item_filter, top_reasons=reasons, user_id=user
+    )
     if as_json:
-        print(json.dumps({"user": user, "items": [i.to_dict() for i in items]}, ensure_ascii=False))
+        payload = {"user": user, "items": [i.to_dict(with_explanation=explain) for i in items]}
+        print(json.dumps(payload, ensure_ascii=False))
         return
     _print_recommendations(engine, user, positions, items)
+    if explain:
+        from whyrec.explain.render import sentences
+
+        for item in items:
+            if item.explanation is not None:
+                out.print(f"[bold]{item.rank}. {item.title}[/bold] — {sentences(item.explanation)}")
 
 
 def _print_recommendations(engine, user, positions, items) -> None:
@@ -252,6 +264,13 @@ def _print_recommendations(engine, user, positions, items) -> None:
         because = "; ".join(f"{c.title} ({c.share:.0%})" for c in item.because) or "—"
         table.add_row(str(item.rank), item.title, f"{item.score:.3f}", because)
     out.print(table)
+
+
+from whyrec.commands.explain import explain_command  # noqa: E402
+from whyrec.commands.explain_eval import explain_eval_command  # noqa: E402
+
+app.command(name="explain")(explain_command)
+app.command(name="explain-eval")(explain_eval_command)
 
 
 def main(argv: list[str] | None = None) -> None:
