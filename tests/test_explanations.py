@@ -13,6 +13,7 @@ from whyrec.data.dataset import Dataset
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
 from whyrec.explain.attribution import EXACT, OCCLUSION, attribute, occlusion_weights
+from whyrec.explain.explainer import HIGH_MARGIN, MEDIUM_MARGIN
 from whyrec.explain.explanation import HIGH, LOW, MEDIUM
 from whyrec.explain.render import sentences, to_json
 from whyrec.filters import ItemFilter
@@ -119,9 +120,16 @@ def test_recommendations_carry_explanations_and_old_keys(engine, user_one):
         json.loads(to_json(explanation))
     margins = [i.explanation.confidence.margin for i in items]
     assert margins == sorted(margins, reverse=True)
-    assert (
-        items[0].explanation.confidence.label != LOW or items[0].explanation.confidence.margin < 0.6
-    )
+    for item in items:
+        confidence = item.explanation.confidence
+        expected = (
+            HIGH
+            if confidence.margin >= HIGH_MARGIN
+            else MEDIUM
+            if confidence.margin >= MEDIUM_MARGIN
+            else LOW
+        )
+        assert confidence.label == expected
 
 
 def test_sentence_names_real_titles_and_correct_share(engine, user_one):
@@ -255,7 +263,7 @@ def test_cli_explain_end_to_end(bundle_dir, capsys, engine, user_one):
     ],
 )
 def test_cli_explain_bad_input_is_one_line(bundle_dir, capsys, args, message):
-    code, out, err = run_cli(["explain", "--bundle", str(bundle_dir), *args], capsys)
+    code, _out, err = run_cli(["explain", "--bundle", str(bundle_dir), *args], capsys)
     assert code == 1
     assert err.startswith("error:") and message in " ".join(err.split())
     assert "Traceback" not in err
