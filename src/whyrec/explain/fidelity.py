@@ -146,8 +146,16 @@ def _curve_point(ranks: np.ndarray, k: int) -> dict:
 
 
 def _fns(necessity: float, sufficiency: float) -> float:
+    """Harmonic mean of PN and PS (NaN when either is undefined, 0 when both are 0)."""
     total = necessity + sufficiency
+    if np.isnan(total):
+        return float("nan")
     return 2 * necessity * sufficiency / total if total > 0 else 0.0
+
+
+def _share(mask: np.ndarray) -> float:
+    """Mean of a boolean array; NaN when there is nothing to average (no explained item)."""
+    return float(mask.mean()) if len(mask) else float("nan")
 
 
 def mean_explainability_precision(
@@ -267,8 +275,8 @@ def explanation_fidelity(
             {"added": m, **_curve_point(only_cited, k), **_suffix(_curve_point(only_random, k))}
         )
         if m == evidence_size:
-            pn, pn_random = float((removed_cited > k).mean()), float((removed_random > k).mean())
-            ps, ps_random = float((only_cited <= k).mean()), float((only_random <= k).mean())
+            pn, pn_random = _share(removed_cited > k), _share(removed_random > k)
+            ps, ps_random = _share(only_cited <= k), _share(only_random <= k)
 
     lists = [pairs.targets[pairs.users == u] for u in users]
     mep = mean_explainability_precision(train.matrix, users, lists, mep_neighbours, mep_threshold)
