@@ -173,63 +173,101 @@ class Explainer:
         return [contribution(j) for j in up], [contribution(j) for j in down], cited_share
 
     def _paths(
-        self, cited: list[HistoryContribution], target: int
-    ) -> tuple[list[PathEvidence], list[SharedValue]]:
-        if not cited:
-            return [], []
-        sources = np.array([c.position for c in cited], dtype=np.int64)
-        weights = np.array([max(c.share, 0.0) for c in cited])
-        paths = self.graph.paths(sources, target, weights)
-        evidence = [
-            PathEvidence(
-                from_position=p.source,
-                from_item_id=self.catalog.item_ids[p.source],
-                from_title=self.catalog.titles[p.source],
-                field=p.field,
-                value=p.value,
-                weight=p.weight,
-            )
-            for p in paths[: self.max_paths]
-        ]
-        totals: dict[int, float] = {}
-        titles: dict[int, list[str]] = {}
-        for p in paths:
-            totals[p.value_node] = totals.get(p.value_node, 0.0) + p.weight
-            titles.setdefault(p.value_node, []).append(self.catalog.titles[p.source])
-        best = sorted(totals, key=lambda v: (-totals[v], v))[: self.max_shared_values]
-        shared = [
-            SharedValue(
-                field=self.graph.value_fields[v],
-                value=self.graph.value_labels[v],
-                weight=totals[v],
-                liked_titles=tuple(titles[v]),
-            )
-            for v in best
-        ]
-        return evidence, shared
+        self, cited_lists: list[list[HistoryContribution]], targets: np.ndarray
+    ) -> list[tuple[list[PathEvidence], list[SharedValue]]]:
+        """Attribute paths and shared values for every explained item, in one sparse pass.
+
+        Path weight = idf(value) × the liked item's share of the score (see graph.paths).
+        """
+        owners = np.array([row for row, cited in enumerate(cited_lists) for _ in cited], np.int64)
+        flat = [c for cited in cited_lists for c in cited]
+        if not flat:
+            return [([], []) for _ in cited_lists]
+        sources = np.array([c.position for c in flat], dtype=np.int64)
+        source_weights = np.array([max(c.share, 0.0) for c in flat])
+        pairs, values = self.graph.shared_values(sources, targets[owners])
+        weights = self.graph.idf[values] * source_weights[pairs]
+        order = np.lexsort((values, pairs, -weights))
+        results = []
+        for row in range(len(cited_lists)):
+            mine = order[owners[pairs[order]] == row]
+            evidence = [
+                PathEvidence(
+                    from_position=int(sources[pairs[i]]),
+                    from_item_id=flat[pairs[i]].item_id,
+                    from_title=flat[pairs[i]].title,
+                    field=self.graph.value_fields[values[i]],
+                    value=self.graph.value_labels[values[i]],
+                    weight=float(weights[i]),
+                )
+                for i in mine[: self.max_paths]
+            ]
+            totals: dict[int, float] = {}
+            titles: dict[int, list[str]] = {}
+            for i in mine:
+                value = int(values[i])
+                totals[value] = totals.get(value, 0.0) + float(weights[i])
+                titles.setdefault(value, []).append(flat[pairs[i]].title)
+            best = sorted(totals, key=lambda v: (-totals[v], v))[: self.max_shared_values]
+            shared = [
+                SharedValue(
+                    field=self.graph.value_fields[v],
+                    value=self.graph.value_labels[v],
+                    weight=totals[v],
+                    liked_titles=tuple(titles[v]),
+                )
+                for v in best
+            ]
+            results.append((evidence, shared))
+        return results
 
     def _collaborative(
-        self, cited: list[HistoryContribution], target: int, user_row: int | None
-    ) -> CollaborativeEvidence | None:
-        if not cited:
-            return None
-        positions = np.array([c.position for c in cited], dtype=np.int64)
-        by_cited = self._by_item[:, positions]
-        touched = np.zeros(self._by_item.shape[0], dtype=bool)
-        touched[by_cited.indices] = True
-        target_users = np.zeros(self._by_item.shape[0])
-        column = self._by_item[:, [target]]
-        target_users[column.indices] = 1.0
+        self,
+        cited_lists: list[list[HistoryContribution]],
+        targets: np.ndarray,
+        user_row: int | None,
+    ) -> list[CollaborativeEvidence | None]:
+        """Co-interaction counts for every explained item with sparse products.
+
+        users × cited-items, summed per explained item, says who touched any of its
+        cited items; multiplied with the explained items' columns, who also touched it.
+        """
+        owners = np.array([row for row, cited in enumerate(cited_lists) for _ in cited], np.int64)
+        positions = np.array([c.position for cited in cited_lists for c in cited], np.int64)
+        if len(positions) == 0:
+            return [None for _ in cited_lists]
+        keep = np.ones(self._by_item.shape[0])
         if user_row is not None:
-            touched[user_row] = False
-            target_users[user_row] = 0.0
-        per_cited = np.asarray(by_cited.T @ target_users).ravel()
-        return CollaborativeEvidence(
-            cited_item_ids=tuple(c.item_id for c in cited),
-            users_with_cited=int(touched.sum()),
-            users_with_both=int((touched & (target_users > 0)).sum()),
-            per_cited_item=tuple(int(x) for x in per_cited),
+            keep[user_row] = 0.0
+        without_user = sp.diags(keep)
+        by_cited = (without_user @ self._by_item[:, positions]).tocsc()
+        by_target = (without_user @ self._by_item[:, targets]).tocsc()
+        by_cited.eliminate_zeros()
+        by_target.eliminate_zeros()
+        selector = sp.csr_matrix(
+            (np.ones(len(owners)), (np.arange(len(owners)), owners)),
+            shape=(len(owners), len(targets)),
         )
+        touched = (by_cited @ selector).tocsc()
+        touched.data[:] = 1.0
+        users_with_cited = touched.getnnz(axis=0)
+        users_with_both = np.asarray(touched.multiply(by_target).sum(axis=0)).ravel()
+        co_counts = (by_cited.T @ by_target).toarray()
+        per_cited = co_counts[np.arange(len(owners)), owners]
+        results: list[CollaborativeEvidence | None] = []
+        for row, cited in enumerate(cited_lists):
+            if not cited:
+                results.append(None)
+                continue
+            results.append(
+                CollaborativeEvidence(
+                    cited_item_ids=tuple(c.item_id for c in cited),
+                    users_with_cited=int(users_with_cited[row]),
+                    users_with_both=int(users_with_both[row]),
+                    per_cited_item=tuple(int(x) for x in per_cited[owners == row]),
+                )
+            )
+        return results
 
     def _missing_values(
         self, history: np.ndarray, top: np.ndarray, target: int
@@ -302,13 +340,17 @@ class Explainer:
         cutoff = float(head_scores[k - 1]) if len(head) >= k else None
         attribution = attribute(self.model, history, items)
 
+        evidence = [self._history_evidence(attribution, row, cite) for row in range(len(items))]
+        cited_lists = [cited for cited, _, _ in evidence]
+        path_evidence = self._paths(cited_lists, items)
+        collaborative = self._collaborative(cited_lists, items, user_row)
+
         explanations = []
-        for row, position in enumerate(items):
-            position = int(position)
+        for row, position in enumerate(items.tolist()):
             rank = rank_of(scores, allowed, position)
             recommended = rank is not None and rank <= k
-            cited, pushing_down, cited_share = self._history_evidence(attribution, row, cite)
-            paths, shared = self._paths(cited, position)
+            cited, pushing_down, cited_share = evidence[row]
+            paths, shared = path_evidence[row]
             checks = constraint_checks(item_filter, self.catalog, position)
             why_not = None
             if not recommended:
@@ -337,7 +379,7 @@ class Explainer:
                     paths=paths,
                     shared_values=shared,
                     constraints=checks,
-                    collaborative=self._collaborative(cited, position, user_row),
+                    collaborative=collaborative[row],
                     confidence=self._confidence(
                         float(scores[position]), head_scores, k, recommended
                     ),

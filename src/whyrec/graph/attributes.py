@@ -166,29 +166,47 @@ class AttributeGraph:
         items that mattered most.
         """
         sources = np.asarray(sources, dtype=np.int64)
+        paths = self.paths_between(sources, np.full(len(sources), target), source_weights)
+        return paths if limit is None else paths[:limit]
+
+    def shared_values(
+        self, sources: np.ndarray, targets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(pair index, value node) of every value that sources[i] and targets[i] share."""
+        shared = self.incidence[sources].multiply(self.incidence[targets]).tocoo()
+        shared.eliminate_zeros()
+        return shared.row.astype(np.int64), shared.col.astype(np.int64)
+
+    def paths_between(
+        self,
+        sources: np.ndarray,
+        targets: np.ndarray,
+        source_weights: np.ndarray | None = None,
+    ) -> list[AttributePath]:
+        """All paths of many (source, target) pairs at once, heaviest first.
+
+        Pair i links `sources[i]` to `targets[i]`; explaining a whole list is then one
+        element-wise product of two row selections of the incidence matrix.
+        """
+        sources = np.asarray(sources, dtype=np.int64)
+        targets = np.asarray(targets, dtype=np.int64)
+        if len(sources) != len(targets):
+            raise WhyrecError("paths_between needs one target per source")
         if len(sources) == 0:
             return []
         weights = (
             np.ones(len(sources)) if source_weights is None else np.asarray(source_weights, float)
         )
-        target_values = np.zeros(self.n_values)
-        target_values[self.item_values(target)] = 1.0
-        # rows: sources; entries: idf of values shared with the target, times source weight
-        shared = self.incidence[sources].multiply(target_values * self.idf).tocoo()
-        # multiply() may keep explicit zeros where the target lacks a value: drop them
-        on_target = target_values[shared.col] > 0
-        rows, cols = shared.row[on_target], shared.col[on_target]
-        path_weights = shared.data[on_target] * weights[rows]
+        rows, cols = self.shared_values(sources, targets)
+        path_weights = self.idf[cols] * weights[rows]
         order = np.lexsort((cols, rows, -path_weights))
-        if limit is not None:
-            order = order[:limit]
         return [
             AttributePath(
                 source=int(sources[rows[i]]),
                 value_node=int(cols[i]),
                 field=self.value_fields[cols[i]],
                 value=self.value_labels[cols[i]],
-                target=int(target),
+                target=int(targets[rows[i]]),
                 weight=float(path_weights[i]),
             )
             for i in order
