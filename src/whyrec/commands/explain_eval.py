@@ -87,7 +87,7 @@ def explain_eval_command(
     table.add_row(
         f"mep@{k} ({settings['mep_neighbours']} neighbours, ≥{settings['mep_threshold']:.0%})",
         f"{result[f'mep@{k}']:.3f}",
-        "",
+        f"{result[f'mep@{k}_random']:.3f} (random items)",
     )
     out.print(table)
     curve = Table(title=f"deletion / insertion: share still in the top {k} (cited vs random)")
