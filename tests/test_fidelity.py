@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -105,3 +107,20 @@ def test_a_model_without_personal_evidence_has_nothing_to_cite(loo):
     assert result["settings"]["attribution"] == "occlusion"
     assert result["settings"]["explained_items"] == 0
     assert np.isnan(result["pn@5"]) and np.isnan(result["ps@5"])
+
+
+def test_cli_explain_eval_writes_json(tmp_path, capsys):
+    from whyrec.cli import main
+
+    target = tmp_path / "fidelity.json"
+    args = ["explain-eval", "--data", "ml-latest-small", "--kcore", "20", "--n-users", "15"]
+    try:
+        main([*args, "--json", str(target)])
+        code = 0
+    except SystemExit as stop:
+        code = stop.code or 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert code == 0
+    result = json.loads(target.read_text())
+    assert result["settings"]["users"] == 15 and result["settings"]["model"].startswith("EASE")
+    assert f"{result['pn@10']:.3f}" in printed and "pn@10" in printed
