@@ -115,26 +115,37 @@ def _pairs(
     max_cited: int,
     rng: np.random.Generator,
 ) -> _Pairs:
+    """List each user's top-k and cite, per listed item, up to `max_cited` history items
+    with positive weight (one attribution call per user: exact, or one occlusion batch)."""
     lists = _top_k_lists(model, [histories[u] for u in users], k)
-    out = _Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), [], [], [], "exact")
-    pair_users, pair_targets = [], []
+    pair_users: list[int] = []
+    pair_targets: list[int] = []
+    pair_histories: list[np.ndarray] = []
+    cited: list[np.ndarray] = []
+    shuffled: list[np.ndarray] = []
+    method = "none"
     for user, listed in zip(users, lists, strict=True):
-        history = histories[user]
         if len(listed) == 0:
             continue
+        history = histories[user]
         attribution = attribute(model, history, listed)
-        out.method = attribution.method
+        method = attribution.method
         order = np.argsort(-attribution.weights, axis=1, kind="stable")[:, :max_cited]
         positive = np.take_along_axis(attribution.weights, order, axis=1) > 0
-        for row, target in enumerate(listed):
-            pair_users.append(user)
-            pair_targets.append(int(target))
-            out.histories.append(history)
-            out.cited.append(history[order[row][positive[row]]])
-            out.shuffled.append(rng.permutation(history))
-    out.users = np.asarray(pair_users, dtype=np.int64)
-    out.targets = np.asarray(pair_targets, dtype=np.int64)
-    return out
+        for row, target in enumerate(listed.tolist()):
+            pair_users.append(int(user))
+            pair_targets.append(target)
+            pair_histories.append(history)
+            cited.append(history[order[row][positive[row]]])
+            shuffled.append(rng.permutation(history))
+    return _Pairs(
+        users=np.asarray(pair_users, dtype=np.int64),
+        targets=np.asarray(pair_targets, dtype=np.int64),
+        histories=pair_histories,
+        cited=cited,
+        shuffled=shuffled,
+        method=method,
+    )
 
 
 def _curve_point(ranks: np.ndarray, k: int) -> dict:
