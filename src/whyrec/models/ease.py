@@ -60,7 +60,11 @@ class EASE(Recommender):
         matrix = dataset.matrix
         self.n_items_ = dataset.n_items
         self.active_ = np.flatnonzero(matrix.getnnz(axis=0) > 0).astype(np.int64)
-        self.weights_ = ease_weights(matrix[:, self.active_].tocsr(), self.config.reg)
+        # LAPACK returns Fortran order; scipy's sparse @ dense copies a non-C array on
+        # every call (1 s per score call on ml-latest-small), so store C order once.
+        self.weights_ = np.ascontiguousarray(
+            ease_weights(matrix[:, self.active_].tocsr(), self.config.reg)
+        )
         self._build_lookup()
         return self
 
