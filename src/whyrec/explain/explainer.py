@@ -221,6 +221,14 @@ class Explainer:
             results.append((evidence, shared))
         return results
 
+    def _columns_without_user(self, positions: np.ndarray, user_row: int | None) -> sp.csc_matrix:
+        """users × given items, with the asking user's row emptied (indices are user rows)."""
+        columns = self._by_item[:, positions]
+        if user_row is not None:
+            columns.data[columns.indices == user_row] = 0.0
+            columns.eliminate_zeros()
+        return columns
+
     def _collaborative(
         self,
         cited_lists: list[list[HistoryContribution]],
@@ -236,14 +244,8 @@ class Explainer:
         positions = np.array([c.position for cited in cited_lists for c in cited], np.int64)
         if len(positions) == 0:
             return [None for _ in cited_lists]
-        keep = np.ones(self._by_item.shape[0])
-        if user_row is not None:
-            keep[user_row] = 0.0
-        without_user = sp.diags(keep)
-        by_cited = (without_user @ self._by_item[:, positions]).tocsc()
-        by_target = (without_user @ self._by_item[:, targets]).tocsc()
-        by_cited.eliminate_zeros()
-        by_target.eliminate_zeros()
+        by_cited = self._columns_without_user(positions, user_row)
+        by_target = self._columns_without_user(targets, user_row)
         selector = sp.csr_matrix(
             (np.ones(len(owners)), (np.arange(len(owners)), owners)),
             shape=(len(owners), len(targets)),
