@@ -31,13 +31,13 @@ def ease(loo) -> EASE:
 
 @pytest.fixture(scope="module")
 def fidelity(ease, loo) -> dict:
-    return explanation_fidelity(ease, loo, k=10, n_users=80, seed=0)
+    return explanation_fidelity(ease, loo, k=10, n_users=50, seed=0)
 
 
 def test_cited_evidence_is_necessary_and_sufficient_unlike_random(fidelity):
     assert fidelity["settings"]["attribution"] == "exact"
-    assert fidelity["settings"]["users"] == 80
-    assert fidelity["settings"]["explained_items"] > 700
+    assert fidelity["settings"]["users"] == 50
+    assert fidelity["settings"]["explained_items"] > 450
     measures = ("pn@10", "ps@10", "fns@10", "pn@10_random", "ps@10_random", "fns@10_random")
     for key in (*measures, "mep@10", "mep@10_random"):
         assert 0.0 <= fidelity[key] <= 1.0
@@ -61,10 +61,12 @@ def test_curves_move_the_right_way(fidelity):
     assert insertion[5]["mean_rank"] < insertion[0]["mean_rank"]
 
 
-def test_fidelity_is_reproducible_with_a_seed(ease, loo, fidelity):
-    again = explanation_fidelity(ease, loo, k=10, n_users=80, seed=0)
-    assert again["pn@10_random"] == fidelity["pn@10_random"]
-    assert again["deletion_curve"] == fidelity["deletion_curve"]
+def test_fidelity_is_reproducible_with_a_seed(ease, loo):
+    first = explanation_fidelity(ease, loo, k=5, n_users=12, seed=3)
+    again = explanation_fidelity(ease, loo, k=5, n_users=12, seed=3)
+    assert again["pn@5_random"] == first["pn@5_random"]
+    assert again["deletion_curve"] == first["deletion_curve"]
+    assert again["insertion_curve"] == first["insertion_curve"]
 
 
 def test_counterfactual_rank_of_unchanged_history_is_the_list_rank(ease, loo):

@@ -89,20 +89,19 @@ def counterfactual_ranks(
     ranks = np.empty(len(targets), dtype=np.int64)
     for start in range(0, len(targets), SCORE_BATCH_ROWS):
         stop = min(start + SCORE_BATCH_ROWS, len(targets))
-        scores = np.asarray(model.score(histories[start:stop]), dtype=np.float64)
-        candidate = np.isfinite(scores)
-        candidate[seen[start:stop].nonzero()] = False
+        scores = np.array(model.score(histories[start:stop]), dtype=np.float32)
+        scores[seen[start:stop].nonzero()] = -np.inf  # seen items are never candidates
         rows = np.arange(stop - start)
         target = targets[start:stop]
         own = scores[rows, target]
-        above = (candidate & (scores > own[:, None])).sum(axis=1)
-        tied_before = (
-            candidate
-            & (scores == own[:, None])
-            & (np.arange(scores.shape[1])[None, :] < target[:, None])
-        ).sum(axis=1)
-        rank = above + tied_before + 1
-        rank[~np.isfinite(own)] = candidate.sum(axis=1)[~np.isfinite(own)] + 1
+        rank = (scores > own[:, None]).sum(axis=1) + 1
+        # ties go to the lower position (as engine.top_k); they are rare, so only rows
+        # that have one pay for the exact count
+        tied = np.flatnonzero(np.isfinite(own) & ((scores == own[:, None]).sum(axis=1) > 1))
+        for row in tied:
+            rank[row] += int((scores[row, : target[row]] == own[row]).sum())
+        lost = ~np.isfinite(own)
+        rank[lost] = np.isfinite(scores[lost]).sum(axis=1) + 1
         ranks[start:stop] = rank
     return ranks
 
