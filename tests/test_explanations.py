@@ -281,3 +281,12 @@ def test_cli_recommend_explain_prints_sentences(bundle_dir, capsys):
     )
     items = json.loads(out)["items"]
     assert all(i["explanation"]["text"].startswith("Because") for i in items)
+
+
+def test_why_not_for_an_item_the_model_cannot_score(engine, user_one, ml_core):
+    never_seen = int(np.flatnonzero(ml_core.item_popularity() == 0)[0])
+    explanation = engine.explain(user_one, never_seen, k=10)
+    assert not explanation.why_not.scorable and explanation.rank is None
+    assert explanation.to_dict()["score"] is None
+    json.loads(to_json(explanation))
+    assert sentences(explanation).endswith("cannot be ranked: the model has no data on it.")
