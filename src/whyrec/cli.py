@@ -203,6 +203,9 @@ def recommend(
     ] = None,
     years: Annotated[str | None, typer.Option(help="Year range, e.g. 1990-1999 or 2010-.")] = None,
     reasons: Annotated[int, typer.Option(help="History items cited per recommendation.")] = 3,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Say why, in sentences (JSON: full evidence).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Top-k recommendations for a user or a list of liked titles, with the reasons."""
@@ -226,11 +229,20 @@ def recommend(
         if user is not None
         else engine.resolve_items(split_history(history or ""))
     )
-    items = engine.recommend(positions, k=k, item_filter=item_filter, top_reasons=reasons)
+    items = engine.recommend(
+        positions, k=k, item_filter=item_filter, top_reasons=reasons, user_id=user
+    )
     if as_json:
-        print(json.dumps({"user": user, "items": [i.to_dict() for i in items]}, ensure_ascii=False))
+        payload = {"user": user, "items": [i.to_dict(with_explanation=explain) for i in items]}
+        print(json.dumps(payload, ensure_ascii=False))
         return
     _print_recommendations(engine, user, positions, items)
+    if explain:
+        from whyrec.explain.render import sentences
+
+        for item in items:
+            if item.explanation is not None:
+                out.print(f"[bold]{item.rank}. {item.title}[/bold] — {sentences(item.explanation)}")
 
 
 def _print_recommendations(engine, user, positions, items) -> None:
@@ -256,11 +268,15 @@ def _print_recommendations(engine, user, positions, items) -> None:
 
 from whyrec.commands.chat import chat  # noqa: E402
 from whyrec.commands.evaluate import evaluate  # noqa: E402
+from whyrec.commands.explain import explain_command  # noqa: E402
+from whyrec.commands.explain_eval import explain_eval_command  # noqa: E402
 from whyrec.commands.simulate import simulate  # noqa: E402
 from whyrec.commands.tune import tune  # noqa: E402
 
 app.command()(evaluate)
 app.command()(tune)
+app.command(name="explain")(explain_command)
+app.command(name="explain-eval")(explain_eval_command)
 app.command()(chat)
 app.command()(simulate)
 

@@ -1,1 +1,1 @@
-"""CLI commands that live outside cli.py, each a typer-annotated function registered there."""
+"""CLI commands that live in their own modules; `whyrec.cli` registers them."""

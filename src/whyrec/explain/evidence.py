@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from whyrec.explain.attribution import shares_of
 from whyrec.models.base import Recommender
 
 
@@ -19,7 +20,9 @@ class HistoryContribution:
 
     `share` is contribution / score when the score is positive (all shares of a score
     then sum to 1), else contribution / Σ|contributions|, so its sign always says
-    whether the history item pushed the recommendation up or down.
+    whether the history item pushed the recommendation up or down. For models without
+    exact contributions, `contribution` is the score drop when the item is left out
+    (occlusion) and shares are of the total drop; `Explanation.history_method` says which.
     """
 
     position: int
@@ -32,14 +35,6 @@ class HistoryContribution:
         data = asdict(self)
         data.pop("position")
         return data
-
-
-def _shares(contributions: np.ndarray) -> np.ndarray:
-    total = float(contributions.sum())
-    if total > 0:
-        return contributions / total
-    magnitude = float(np.abs(contributions).sum())
-    return contributions / magnitude if magnitude > 0 else np.zeros_like(contributions)
 
 
 def history_contributions(
@@ -61,7 +56,7 @@ def history_contributions(
         return None
     result = []
     for row in matrix.astype(np.float64):
-        shares = _shares(row)
+        shares = shares_of(row)
         order = np.argsort(-row, kind="stable")[:top]
         result.append(
             [

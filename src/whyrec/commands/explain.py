@@ -1,0 +1,88 @@
+"""`whyrec explain`: why (or why not) one item for a user or a list of liked titles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from whyrec.errors import WhyrecError
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+def resolve_item(engine, reference: str) -> int:
+    """An item id, else a (fuzzy) title; unknown ones raise a one-line NotFoundError."""
+    reference = reference.strip()
+    if engine.catalog.has(reference):
+        return engine.catalog.position(reference)
+    return engine.catalog.match_title(reference, engine.popularity).position
+
+
+def explain_command(
+    bundle: Annotated[Path, typer.Option(help="A bundle folder written by `whyrec train`.")],
+    item: Annotated[str, typer.Option(help="The item to explain: an item id or a title.")],
+    user: Annotated[str | None, typer.Option(help="A user id of the training data.")] = None,
+    history: Annotated[
+        str | None, typer.Option(help="Titles or item ids, comma-separated (or ';').")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Length of the list.")] = 10,
+    with_value: Annotated[
+        list[str] | None, typer.Option("--with", help="Only items with FIELD=VALUE[|VALUE].")
+    ] = None,
+    without_value: Annotated[
+        list[str] | None, typer.Option("--without", help="No items with FIELD=VALUE[|VALUE].")
+    ] = None,
+    years: Annotated[str | None, typer.Option(help="Year range, e.g. 1990-1999 or 2010-.")] = None,
+    reasons: Annotated[int, typer.Option(min=1, help="History items cited.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the evidence as JSON.")] = False,
+) -> None:
+    """Why an item is recommended to a user, or why it is not (rank, filters, what it lacks)."""
+    from whyrec.bundle import Bundle
+    from whyrec.cli import split_history
+    from whyrec.engine import Engine
+    from whyrec.explain.render import sentences, to_json
+    from whyrec.filters import ItemFilter, parse_assignments, parse_years, validate_fields
+
+    if (user is None) == (history is None):
+        raise WhyrecError("give exactly one of --user or --history")
+    engine = Engine(Bundle.load(bundle))
+    low, high = parse_years(years)
+    item_filter = ItemFilter(
+        parse_assignments(with_value, "--with"),
+        parse_assignments(without_value, "--without"),
+        low,
+        high,
+    )
+    validate_fields(item_filter, engine.catalog)
+    positions = (
+        engine.user_history(user)
+        if user is not None
+        else engine.resolve_items(split_history(history or ""))
+    )
+    position = resolve_item(engine, item)
+    explanation = engine.explain(
+        positions,
+        position,
+        k=k,
+        item_filter=None if item_filter.is_empty() else item_filter,
+        user_id=user,
+        top_reasons=reasons,
+    )
+    if as_json:
+        print(to_json(explanation))
+        return
+    status = (
+        f"#{explanation.rank} of the top {k}" if explanation.recommended else f"not in the top {k}"
+    )
+    out.print(f"[bold]{explanation.title}[/bold] ({status})")
+    out.print(sentences(explanation))
+    if explanation.history and explanation.recommended:
+        cited = "; ".join(f"{c.title} ({c.share:.0%})" for c in explanation.history)
+        out.print(f"[dim]history evidence ({explanation.history_method}): {cited}[/dim]")
+    elif explanation.history:
+        # outside the list, shares of a small net score mislead; show raw score terms
+        helped = "; ".join(f"{c.title} (+{c.contribution:.3f})" for c in explanation.history)
+        out.print(f"[dim]history evidence ({explanation.history_method}): {helped}[/dim]")

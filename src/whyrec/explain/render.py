@@ -1,0 +1,160 @@
+"""Turn an `Explanation` into words or JSON. No evidence is computed here, only phrased.
+
+Sentences are plain and short: one for the history items and the attribute values they
+share with the item, one for the other users and the stated constraints. Field names
+with a known phrasing (genres, decade, tags) read naturally; any other field falls back
+to "with FIELD VALUE", so user data with its own columns still renders.
+"""
+
+from __future__ import annotations
+
+import json
+
+from whyrec.explain.attribution import EXACT
+from whyrec.explain.explanation import ConstraintCheck, Explanation, SharedValue
+
+
+def _join(words: list[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    if len(words) <= 1:
+        return "".join(words)
+    return f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def describe_values(values: list[SharedValue] | list[tuple[str, str]]) -> str:
+    """Phrase attribute values: "a comedy and animation title from the 1990s, tagged pixar"."""
+    pairs = [(v.field, v.value) if isinstance(v, SharedValue) else v for v in values]
+    genres = [value.lower() for name, value in pairs if name in ("genres", "genre")]
+    decades = [value for name, value in pairs if name == "decade"]
+    tags = [f'"{value}"' for name, value in pairs if name == "tags"]
+    others = [
+        f"{name} {value}"
+        for name, value in pairs
+        if name not in ("genres", "genre", "decade", "tags")
+    ]
+    parts = []
+    if genres:
+        kinds = _join(genres)
+        parts.append(f"{_article(kinds)} {kinds} title")
+    if decades:
+        parts.append(f"from the {_join(decades)}")
+    if tags:
+        parts.append(f"tagged {_join(tags)}")
+    if others:
+        parts.append(f"with {_join(others)}")
+    return ", ".join(parts)
+
+
+def _constraint_phrase(check: ConstraintCheck) -> str:
+    wanted = " or ".join(check.wanted)
+    if check.kind == "include":
+        return f"{check.field} {wanted}"
+    if check.kind == "exclude":
+        return f"no {check.field} {wanted}"
+    if check.kind == "year_min":
+        return f"from {wanted} on"
+    return f"up to {wanted}"
+
+
+def _share_phrase(explanation: Explanation) -> str:
+    share = f"{explanation.cited_share:.0%}"
+    if explanation.history_method == EXACT:
+        return f"{share} of this score"
+    return f"{share} of the score lost when each is left out"
+
+
+def recommendation_sentences(explanation: Explanation) -> str:
+    """One or two sentences saying why a recommended item is there."""
+    titles = [c.title for c in explanation.history]
+    if titles:
+        first = f"Because you liked {_join(titles)} ({_share_phrase(explanation)})"
+        described = describe_values(explanation.shared_values)
+        if described:
+            first += f"; like {'them' if len(titles) > 1 else 'it'} it is {described}"
+        first += "."
+    else:
+        first = (
+            f"{explanation.title} is not explained by any single item you liked; "
+            "the model ranks it high overall."
+        )
+    second_parts = []
+    collab = explanation.collaborative
+    if collab and collab.users_with_cited:
+        those = "them" if len(collab.cited_item_ids) > 1 else "it"
+        second_parts.append(
+            f"{collab.users_with_both} of the {collab.users_with_cited} other users who liked "
+            f"{those} also liked this one"
+        )
+    met = [c for c in explanation.constraints if c.satisfied]
+    if met:
+        second_parts.append(
+            f"it matches your request ({_join([_constraint_phrase(c) for c in met])})"
+        )
+    if explanation.confidence is not None:
+        second_parts.append(f"confidence {explanation.confidence.label}")
+    second = ""
+    if second_parts:
+        text = "; ".join(second_parts)
+        second = f" {text[0].upper()}{text[1:]}."
+    return first + second
+
+
+def why_not_sentences(explanation: Explanation) -> str:
+    """Why an item is not in the list: rank, filters, missing values, items pushing it down."""
+    why = explanation.why_not
+    if why is None:
+        return recommendation_sentences(explanation)
+    title = explanation.title
+    if not why.scorable:
+        return f"{title} cannot be ranked: the model has no data on it."
+    sentences = []
+    if why.rank is not None:
+        cutoff = (
+            f" (score {explanation.score:.3f}, the {_ordinal(why.k)} has {why.cutoff_score:.3f})"
+        )
+        sentences.append(
+            f"{title} is {_ordinal(why.rank)} for you, below the top {why.k}"
+            + (cutoff if why.cutoff_score is not None else "")
+            + "."
+        )
+    elif why.filter_violations:
+        broken = _join([_constraint_phrase(c) for c in why.filter_violations])
+        where = f" (it would be {_ordinal(why.rank_unfiltered)})" if why.rank_unfiltered else ""
+        sentences.append(f"{title} is ruled out by your request: {broken}{where}.")
+    else:
+        sentences.append(f"{title} is excluded from this list.")
+    reasons = []
+    if why.missing_values:
+        lacking = _join([m.value for m in why.missing_values])
+        reasons.append(f"unlike the top items it lacks {lacking}, which your history favours")
+    if why.pushing_down:
+        verb = "push" if len(why.pushing_down) > 1 else "pushes"
+        reasons.append(f"{_join([c.title for c in why.pushing_down])} {verb} it down")
+    if reasons:
+        text = "; ".join(reasons)
+        sentences.append(f"{text[0].upper()}{text[1:]}.")
+    return " ".join(sentences)
+
+
+def sentences(explanation: Explanation) -> str:
+    """The right text for any explanation: why, or why not."""
+    if explanation.recommended:
+        return recommendation_sentences(explanation)
+    return why_not_sentences(explanation)
+
+
+def to_json(explanation: Explanation, with_text: bool = True) -> str:
+    """The evidence as JSON, with the rendered sentences under "text" when asked."""
+    data = explanation.to_dict()
+    if with_text:
+        data["text"] = sentences(explanation)
+    return json.dumps(data, ensure_ascii=False)
