@@ -53,10 +53,15 @@ def test_flagship_request_is_honoured_and_explained(conversation, engine):
         assert "Horror" not in _genres(engine, item)
         assert 1990 <= item["year"] <= 1999
         assert item["title"] != "Toy Story (1995)"
-        cited = [c["title"] for c in item["explanation"]["because"]]
+        explanation = item["explanation"]
+        cited = [c["title"] for c in explanation["history"]]
         assert cited in ([], ["Toy Story (1995)"])
-        assert ("Toy Story (1995)" in item["explanation"]["text"]) == bool(cited)
-    assert turn.items[0]["explanation"]["because"][0]["share"] == pytest.approx(1.0)
+        assert ("Toy Story (1995)" in explanation["text"]) == bool(cited)
+        assert explanation["recommended"] and explanation["rank"] <= 10
+        assert explanation["confidence"]["label"] in {"high", "medium", "low"}
+    top = turn.items[0]["explanation"]
+    assert top["history_method"] == "exact"
+    assert top["history"][0]["share"] == pytest.approx(1.0)
     assert turn.state["liked"] == [engine.catalog.position("1")]
 
 

@@ -18,7 +18,7 @@ from whyrec.conversation.store import SessionStore
 from whyrec.conversation.understanding import Intent, Understander, Understanding
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
-from whyrec.explain.evidence import history_contributions
+from whyrec.explain.render import sentences
 
 REASON_TITLES = 2
 
@@ -281,27 +281,36 @@ class Session:
         return Turn(self._with(note, text), items=items)
 
     def describe_items(self, state: DialogueState, positions: list[int]) -> list[dict]:
-        """Items with their explanation: history evidence plus matching attributes."""
+        """Items with their explanation, ranked as this conversation ranks them.
+
+        The explainer gets the conversation's own scores and allowed set, so ranks,
+        confidence and "why not" refer to the list the user actually sees; the history
+        evidence is the collaborative model's exact (or occlusion) attribution.
+        """
         conv = self.conversation
         catalog = conv.catalog
-        profile = np.asarray(state.profile(), dtype=np.int64)
-        reasons = history_contributions(
-            conv.engine.model, profile, np.asarray(positions), catalog, top=REASON_TITLES
+        scores, allowed = conv.scorer.scores(state)
+        explanations = conv.engine.explainer.explain(
+            np.asarray(state.profile(), dtype=np.int64),
+            positions,
+            k=conv.config.rec_size,
+            scores=scores,
+            exclude=np.flatnonzero(~allowed),
+            user_row=conv.engine.user_row(state.user_id),
+            top_reasons=REASON_TITLES,
         )
         out = []
-        for i, position in enumerate(positions):
-            because = reasons[i] if reasons else []
+        for position, explanation in zip(positions, explanations, strict=True):
             matches = self._matching_values(state, position)
+            text = sentences(explanation)
+            if matches and explanation.recommended:
+                text += f" It has what you asked for: {_describe_values(matches)}."
             out.append(
                 {
                     "item_id": catalog.item_ids[position],
                     "title": catalog.titles[position],
                     "year": catalog.year(position),
-                    "explanation": {
-                        "text": _reason_sentence(because, matches, catalog.year(position)),
-                        "because": [c.to_dict() for c in because],
-                        "matches": matches,
-                    },
+                    "explanation": {**explanation.to_dict(), "text": text, "matches": matches},
                 }
             )
         return out
@@ -317,28 +326,15 @@ class Session:
         return wanted
 
     def _explain_turn(self, state: DialogueState, said: Understanding) -> Turn:
-        conv = self.conversation
-        if said.subject is not None:
-            position = said.subject
-        else:
-            position = self._referenced(state, said)
-        state.focus = position
+        position = said.subject if said.subject is not None else self._referenced(state, said)
         if position is None:
             return Turn("Which one do you mean? Say 'why the first one?' or name the title.")
+        state.focus = position
+        if position in state.profile():
+            title = self.conversation.catalog.titles[position]
+            return Turn(f"{title} is one of the films you like, so I use it to find others.")
         item = self.describe_items(state, [position])[0]
-        title = item["title"]
-        if position in state.shown:
-            text = f"{title}: {item['explanation']['text']}"
-        else:
-            scores, allowed = conv.scorer.scores(state)
-            rank = int((scores[allowed] > scores[position]).sum()) + 1
-            why_not = (
-                "it is excluded by what you asked for"
-                if not allowed[position]
-                else (f"it ranks #{rank} for you right now")
-            )
-            text = f"I haven't suggested {title} because {why_not}. {item['explanation']['text']}"
-        return Turn(text, items=[item])
+        return Turn(f"{item['title']}: {item['explanation']['text']}", items=[item])
 
     @staticmethod
     def _with(note: str, text: str) -> str:
@@ -355,17 +351,3 @@ def _describe_values(matches: list[dict]) -> str:
         else:
             words.append(match["value"])
     return ", ".join(words)
-
-
-def _reason_sentence(because: list, matches: list[dict], year: int | None) -> str:
-    parts = []
-    if because:
-        titles = " and ".join(c.title for c in because)
-        share = sum(c.share for c in because)
-        parts.append(f"because you liked {titles} ({share:.0%} of its score)")
-    if matches:
-        parts.append(f"it has what you asked for: {_describe_values(matches)}")
-    if not parts:
-        parts.append("it is popular with people who like what you described")
-    sentence = "; ".join(parts)
-    return sentence[0].upper() + sentence[1:] + "."

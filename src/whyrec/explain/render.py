@@ -79,7 +79,7 @@ def recommendation_sentences(explanation: Explanation) -> str:
         first = f"Because you liked {_join(titles)} ({_share_phrase(explanation)})"
         described = describe_values(explanation.shared_values)
         if described:
-            first += f"; like {'them' if len(titles) > 1 else 'it'} it is {described}"
+            first += f"; like {'them' if len(titles) > 1 else 'it'}, it is {described}"
         first += "."
     else:
         first = (
