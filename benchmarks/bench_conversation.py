@@ -33,6 +33,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="ml-latest-small")
     parser.add_argument("--episodes", type=int, default=1000)
+    parser.add_argument(
+        "--split", default="user-temporal", help="held-out targets (loo has one a user)"
+    )
     parser.add_argument("--skip-simulation", action="store_true")
     args = parser.parse_args()
 
@@ -44,7 +47,7 @@ def main() -> None:
     from whyrec.engine import Engine
     from whyrec.models import EASE
 
-    held = split(load_dataset(args.data), "loo", seed=0)
+    held = split(load_dataset(args.data), args.split, seed=0)
     engine = Engine(Bundle(EASE(reg=250.0).fit(held.train), held.train, test=held.test))
     conversation = Conversation(engine)
     times = []
