@@ -87,6 +87,13 @@ def main() -> None:
                 f"{result['average_turns']:7.2f} [{at_ci[0]:.2f},{at_ci[1]:.2f}] "
                 f"{result['hdcg']:6.3f}"
             )
+        for name, diff in report["paired_vs_ours"].items():
+            print(
+                f"{'ours - ' + name:>24}: SR@15 {diff['sr@15_diff']:+.3f} "
+                f"[{diff['sr@15_diff_ci95'][0]:+.3f},{diff['sr@15_diff_ci95'][1]:+.3f}], "
+                f"AT {diff['average_turns_diff']:+.2f} [{diff['average_turns_diff_ci95'][0]:+.2f},"
+                f"{diff['average_turns_diff_ci95'][1]:+.2f}] (paired)"
+            )
         summary[mode] = report["policies"]["ours"]["success_rate_at"]["15"]
     print(
         f"\nlanguage minus attribute SR@15 (ours): "

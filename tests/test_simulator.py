@@ -40,6 +40,12 @@ def test_policies_on_the_same_episodes(engine):
     assert per["ours"]["success_rate_at"]["10"] >= per["recommend-only"]["success_rate_at"]["10"]
     assert per["ours"]["success_rate_at"]["10"] > per["random"]["success_rate_at"]["10"]
     assert 1 <= per["ours"]["average_turns"] <= 10
+    paired = report["paired_vs_ours"]["recommend-only"]
+    low, high = paired["sr@10_diff_ci95"]
+    assert low <= paired["sr@10_diff"] <= high
+    assert paired["sr@10_diff"] == pytest.approx(
+        per["ours"]["success_rate_at"]["10"] - per["recommend-only"]["success_rate_at"]["10"]
+    )
     again = simulate(engine, episodes, ["ours"], max_turns=10)
     assert again["success_rate_at"] == per["ours"]["success_rate_at"]  # seeded
 

@@ -276,6 +276,7 @@ def simulate(
     if unknown or not policies:
         raise WhyrecError(f"unknown policy {unknown}; choose from {', '.join(POLICIES)}")
     results = {}
+    per_policy: dict[str, list[Outcome]] = {}
     for name in policies:
         config = PolicyConfig(kind=name, rec_size=rec_size)
         conversation = Conversation(engine, policy=config, seed=seed)
@@ -293,6 +294,7 @@ def simulate(
             if progress:
                 progress(name, 1)
         results[name] = summarize(outcomes, max_turns)
+        per_policy[name] = outcomes
     first = results[policies[0]]
     report = {k: first[k] for k in ("episodes", "success_rate_at", "average_turns", "hdcg")}
     report.update(
@@ -307,4 +309,31 @@ def simulate(
     )
     if len(policies) > 1:
         report["policies"] = results
+        report["paired_vs_" + policies[0]] = {
+            name: paired_difference(per_policy[policies[0]], per_policy[name], max_turns)
+            for name in policies[1:]
+        }
     return report
+
+
+def paired_difference(ours: list[Outcome], other: list[Outcome], max_turns: int) -> dict:
+    """First policy minus another on the same episodes, with 95% paired intervals.
+
+    Pairing removes the episode-to-episode spread that separate intervals carry, which
+    is the right test when both policies met the same targets.
+    """
+
+    def interval(diff: np.ndarray) -> list[float]:
+        half = 1.96 * diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+        return [float(diff.mean() - half), float(diff.mean() + half)]
+
+    success = np.array([o.success_turn is not None for o in ours], dtype=float) - np.array(
+        [o.success_turn is not None for o in other], dtype=float
+    )
+    turns = np.array([o.turns for o in ours], float) - np.array([o.turns for o in other], float)
+    return {
+        f"sr@{max_turns}_diff": float(success.mean()),
+        f"sr@{max_turns}_diff_ci95": interval(success),
+        "average_turns_diff": float(turns.mean()),
+        "average_turns_diff_ci95": interval(turns),
+    }
