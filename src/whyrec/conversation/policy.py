@@ -25,6 +25,8 @@ from whyrec.conversation.state import DialogueState
 from whyrec.engine import Engine
 
 POLICIES = ("ours", "recommend-only", "random", "max-entropy")
+MIN_ASKABLE_ITEMS = 5
+"""Values carried by fewer items are never asked about: a yes would rarely be the answer."""
 QUESTION_FIELDS = ("genres", "decade", "tags")
 
 WishScorer = Callable[[list[tuple[str, bool]]], np.ndarray | None]
@@ -49,6 +51,7 @@ class PolicyConfig:
     dislike_weight: float = 0.5
     wish_weight: float = 1.5
     popularity_weight: float = 0.15
+    pagerank_weight: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -80,23 +83,48 @@ class CandidateScorer:
         self.catalog = engine.catalog
         self.config = config
         self.wish_scorer = wish_scorer
+        graph = engine.explainer.graph
+        self.graph = graph
+        self._node_of = {
+            (f, v.lower()): i
+            for i, (f, v) in enumerate(zip(graph.value_fields, graph.value_labels, strict=True))
+        }
         fields = [f for f in QUESTION_FIELDS if f in self.catalog.attributes] or self.catalog.fields
-        self.values, self.columns = self.catalog.value_matrix(fields, min_items=5)
+        askable = [
+            i
+            for i, f in enumerate(graph.value_fields)
+            if f in fields and graph.item_frequency[i] >= MIN_ASKABLE_ITEMS
+        ]
+        self.columns = [(graph.value_fields[i], graph.value_labels[i]) for i in askable]
+        self.values = graph.incidence[:, askable].tocsr()
         self.values_csc = self.values.tocsc()
         self.column_of = {col: i for i, col in enumerate(self.columns)}
-        all_values, all_columns = self.catalog.value_matrix()
-        self._all_values = all_values.tocsc()
-        self._all_column_of = {(f, v.lower()): i for i, (f, v) in enumerate(all_columns)}
         self._model_cache: dict[tuple[int, ...], np.ndarray] = {}
         log_pop = np.log1p(engine.popularity.astype(np.float64))
         self.popularity_z = _zscore(log_pop, np.ones(len(log_pop), bool))
 
     def value_mask(self, field_name: str, value: str) -> np.ndarray:
-        """Items having one attribute value, from a cached sparse column."""
-        column = self._all_column_of.get((field_name, value.lower()))
-        if column is None:
-            return np.zeros(len(self.catalog), dtype=bool)
-        return self._all_values[:, column].toarray().ravel() > 0
+        """Items having one attribute value (a column of the attribute graph)."""
+        mask = np.zeros(len(self.catalog), dtype=bool)
+        node = self._node_of.get((field_name, value.lower()))
+        if node is not None:
+            mask[self.graph.items_with(node)] = True
+        return mask
+
+    def dialogue_pagerank(self, state: DialogueState) -> np.ndarray | None:
+        """Personalized PageRank over the item-attribute graph from the dialogue's entities
+        (items liked here, values asked for): items close to all of them score high."""
+        values = [
+            self._node_of[(f, v.lower())]
+            for group in (state.include, state.soft_include)
+            for f, vs in group.items()
+            for v in vs
+            if (f, v.lower()) in self._node_of
+        ]
+        if not (state.liked or values):
+            return None
+        items, _ = self.graph.personalized_pagerank(state.liked, values)
+        return items
 
     def allowed(self, state: DialogueState) -> np.ndarray:
         mask = np.ones(len(self.catalog), dtype=bool)
@@ -150,6 +178,10 @@ class CandidateScorer:
             total += config.soft_weight * self._value_mask(name, values)
         for name, values in state.soft_exclude.items():
             total -= config.soft_weight * self._value_mask(name, values)
+        if self.config.pagerank_weight:
+            visits = self.dialogue_pagerank(state)
+            if visits is not None:
+                total += self.config.pagerank_weight * _zscore(np.log(visits + 1e-12), allowed)
         if state.wishes and self.wish_scorer is not None:
             similarity = self.wish_scorer([(str(t), bool(p)) for t, p in state.wishes])
             if similarity is not None:

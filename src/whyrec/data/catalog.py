@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 from rapidfuzz import fuzz, process
 
 from whyrec.errors import DataError, NotFoundError
@@ -175,35 +174,6 @@ class Catalog:
             dtype=bool,
             count=len(self),
         )
-
-    def value_matrix(
-        self, fields: Sequence[str] | None = None, min_items: int = 1
-    ) -> tuple[sp.csr_matrix, list[tuple[str, str]]]:
-        """Binary items × attribute-values matrix and the (field, value) of each column.
-
-        Values carried by fewer than `min_items` items are left out: they can neither
-        split a candidate set usefully nor link items in an explanation.
-        """
-        columns: list[tuple[str, str]] = []
-        rows: list[int] = []
-        cols: list[int] = []
-        for name in fields if fields is not None else self.fields:
-            counts = self.value_counts(name)
-            index: dict[str, int] = {}
-            for value, count in sorted(counts.items()):
-                if count >= min_items:
-                    index[value] = len(columns)
-                    columns.append((name, value))
-            for position, values in enumerate(self.attributes[name]):
-                for value in values:
-                    if value in index:
-                        rows.append(position)
-                        cols.append(index[value])
-        data = np.ones(len(rows), dtype=np.float32)
-        matrix = sp.csr_matrix((data, (rows, cols)), shape=(len(self), len(columns)))
-        matrix.sum_duplicates()
-        matrix.data[:] = 1.0
-        return matrix, columns
 
     # ----- titles -------------------------------------------------------------------
     def _ensure_keys(self) -> None:
