@@ -13,8 +13,12 @@ import random
 import numpy as np
 import torch
 
-DEFAULT_THREADS = 2
-"""Torch threads unless $WHYREC_TORCH_THREADS says otherwise: small CPUs are often shared."""
+DEFAULT_THREADS = 1
+"""Torch threads unless $WHYREC_TORCH_THREADS says otherwise (at most 2 is wise here).
+
+One thread is the default: on small shared CPUs, OpenMP threads that wait for each other
+under contention made a training step four times slower with 2 threads than with 1.
+"""
 
 
 def limit_threads() -> None:
