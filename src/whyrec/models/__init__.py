@@ -3,11 +3,14 @@
 from whyrec.errors import WhyrecError
 from whyrec.models.base import Recommender
 from whyrec.models.ease import EASE
+from whyrec.models.hybrid import Hybrid
 from whyrec.models.popularity import Popularity
 from whyrec.models.sasrec import SASRec, SASRecText
 from whyrec.models.text import TextRecommender
 
-MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, EASE, TextRecommender, SASRec, SASRecText)}
+MODELS: dict[str, type[Recommender]] = {
+    cls.name: cls for cls in (Popularity, EASE, TextRecommender, SASRec, SASRecText, Hybrid)
+}
 
 
 def model_class(name: str) -> type[Recommender]:
@@ -18,4 +21,14 @@ def model_class(name: str) -> type[Recommender]:
         raise WhyrecError(f"unknown model {name!r}; available: {', '.join(MODELS)}") from None
 
 
-__all__ = ["EASE", "MODELS", "Popularity", "Recommender", "SASRec", "SASRecText", "TextRecommender", "model_class"]
+__all__ = [
+    "EASE",
+    "MODELS",
+    "Hybrid",
+    "Popularity",
+    "Recommender",
+    "SASRec",
+    "SASRecText",
+    "TextRecommender",
+    "model_class",
+]

@@ -270,7 +270,9 @@ class SASRec(Recommender):
     @torch.no_grad()
     def _hidden_slots(self, sequences: list[np.ndarray]) -> np.ndarray:
         batch = torch.from_numpy(np.stack([left_pad(s, self.config.max_len) for s in sequences]))
-        items = torch.from_numpy(np.vstack([np.zeros_like(self.item_matrix_[:1]), self.item_matrix_]))
+        items = torch.from_numpy(
+            np.vstack([np.zeros_like(self.item_matrix_[:1]), self.item_matrix_])
+        )
         return self.network_(batch, items)[:, -1].numpy()
 
     def _score_slots(self, sequences: list[np.ndarray]) -> np.ndarray:
