@@ -56,8 +56,8 @@ class SASRecConfig(ModelConfig):
     )
     epochs: int = Field(40, ge=1, description="Most epochs; early stopping usually ends sooner.")
     patience: int = Field(4, ge=1, description="Epochs without validation gain before stopping.")
-    batch_size: int = Field(128, ge=1, description="Sequences per step.")
-    lr: float = Field(2e-3, gt=0, description="Adam learning rate.")
+    batch_size: int = Field(32, ge=1, description="Sequences per step (small: few users).")
+    lr: float = Field(3e-3, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="Adam L2 penalty.")
     seed: int = Field(42, description="Seed for initialisation, dropout and batch order.")
 
