@@ -186,7 +186,7 @@ class SASRec(Recommender):
     def _text_tensor(self) -> torch.Tensor | None:
         if self.config.item_vectors != "text":
             return None
-        return torch.from_numpy(np.ascontiguousarray(self.text_vectors_, dtype=np.float32))
+        return torch.tensor(np.asarray(self.text_vectors_, dtype=np.float32))  # a writable copy
 
     def fit(self, dataset: Dataset) -> Self:
         limit_threads()

@@ -179,7 +179,7 @@ class TextRecommender(Recommender):
     # ----- scoring --------------------------------------------------------------------
     @torch.no_grad()
     def _map(self, vectors: np.ndarray) -> np.ndarray:
-        mapped = self.mapper_(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)))
+        mapped = self.mapper_(torch.tensor(np.asarray(vectors, dtype=np.float32)))
         return functional.normalize(mapped, dim=-1).numpy()
 
     def _refresh_item_space(self) -> None:

@@ -128,7 +128,12 @@ def encode_texts(
 
 def embedding_dim() -> int:
     """Width of the encoder's vectors (384 for MiniLM-L6)."""
-    dim = load_encoder().get_sentence_embedding_dimension()
+    model = load_encoder()
+    # sentence-transformers renamed the getter; support both spellings.
+    getter = getattr(model, "get_embedding_dimension", None) or getattr(
+        model, "get_sentence_embedding_dimension"
+    )
+    dim = getter()
     return int(dim) if dim else 384
 
 
