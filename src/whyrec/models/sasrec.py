@@ -42,6 +42,11 @@ class SASRecConfig(ModelConfig):
     item_vectors: Literal["id", "text"] = Field(
         "id", description="Learned ID table, or frozen item text through a learned map."
     )
+    text_map: Literal["linear", "mlp"] = Field(
+        "linear",
+        description="Map from text vectors to item vectors (text only); linear keeps the "
+        "text geometry, which is what lets never-seen items land near their neighbours.",
+    )
     dim: int = Field(64, ge=4, description="Width of item vectors and hidden states.")
     heads: int = Field(1, ge=1, description="Attention heads (must divide dim).")
     layers: int = Field(2, ge=1, description="Self-attention blocks.")
@@ -75,10 +80,14 @@ class SequenceNetwork(nn.Module):
             nn.init.normal_(self.item_table.weight, std=config.dim**-0.5)
         else:
             assert text_dim is not None
-            self.text_map = nn.Sequential(
-                nn.Linear(text_dim, 2 * config.dim),
-                nn.GELU(),
-                nn.Linear(2 * config.dim, config.dim),
+            self.text_map = (
+                nn.Linear(text_dim, config.dim)
+                if config.text_map == "linear"
+                else nn.Sequential(
+                    nn.Linear(text_dim, 2 * config.dim),
+                    nn.GELU(),
+                    nn.Linear(2 * config.dim, config.dim),
+                )
             )
         self.positions = nn.Embedding(config.max_len, config.dim)
         nn.init.normal_(self.positions.weight, std=config.dim**-0.5)
