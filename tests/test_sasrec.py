@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ranking_helpers import hit_rate, loo_ranks, ndcg
 
+from ranking_helpers import hit_rate, loo_ranks, ndcg
 from whyrec.errors import WhyrecError
 from whyrec.models import MODELS, Popularity, Recommender, SASRec, SASRecText
 

@@ -6,8 +6,8 @@ import importlib.util
 
 import numpy as np
 import pytest
-from ranking_helpers import hit_rate, loo_ranks, ndcg
 
+from ranking_helpers import hit_rate, loo_ranks, ndcg
 from whyrec.errors import WhyrecError
 from whyrec.models import Popularity, Recommender, TextRecommender
 from whyrec.text import encoder

@@ -130,9 +130,9 @@ def embedding_dim() -> int:
     """Width of the encoder's vectors (384 for MiniLM-L6)."""
     model = load_encoder()
     # sentence-transformers renamed the getter; support both spellings.
-    getter = getattr(model, "get_embedding_dimension", None) or getattr(
-        model, "get_sentence_embedding_dimension"
-    )
+    getter = getattr(model, "get_embedding_dimension", None)
+    if getter is None:
+        getter = model.get_sentence_embedding_dimension
     dim = getter()
     return int(dim) if dim else 384
 
