@@ -70,11 +70,15 @@ def core_compact(ml_core, ml_small):
 
 
 @pytest.fixture(scope="session")
-def core_item_vectors(core_compact):
-    """Text vectors of the compact catalog; encode_items memoises them for every model."""
+def core_item_vectors(core_compact, tmp_path_factory):
+    """Text vectors of the compact catalog, encoded once per session into a fresh folder.
+
+    encode_items also memoises them in memory, so every model fitted later in the session
+    reuses them instead of running the encoder again.
+    """
     from whyrec.text.encoder import encode_items
 
-    return encode_items(core_compact.catalog)
+    return encode_items(core_compact.catalog, cache_dir=tmp_path_factory.mktemp("embeddings"))
 
 
 @pytest.fixture(scope="session")
