@@ -93,7 +93,7 @@ def test_save_load_roundtrip_gives_identical_scores(text_model, core_loo, tmp_pa
 
 
 def test_same_seed_same_model(core_loo, core_item_vectors):
-    params = {"epochs": 1, "mapping": "linear", "dim": 16, "seed": 3}
+    params = {"epochs": 1, "mapping": "linear", "dim": 16, "batch_size": 512, "seed": 3}
     first = TextRecommender(**params).fit(core_loo.train)
     second = TextRecommender(**params).fit(core_loo.train)
     histories = core_loo.train.histories()[:10]
