@@ -37,9 +37,9 @@ class TextConfig(ModelConfig):
         "mlp", description="Map from text space to the collaborative space."
     )
     dim: int = Field(64, ge=2, description="Width of the collaborative space.")
-    hidden: int = Field(256, ge=2, description="Hidden width of the MLP map (unused if linear).")
+    hidden: int = Field(128, ge=2, description="Hidden width of the MLP map (unused if linear).")
     temperature: float = Field(0.1, gt=0, description="InfoNCE temperature on cosine logits.")
-    epochs: int = Field(10, ge=1, description="Passes over all training interactions.")
+    epochs: int = Field(6, ge=1, description="Passes over all training interactions.")
     batch_size: int = Field(2048, ge=2, description="Pairs per step; the rest are negatives.")
     lr: float = Field(3e-3, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="Adam L2 penalty on the map.")
