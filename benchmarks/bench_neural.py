@@ -68,9 +68,11 @@ def main() -> None:
         seconds = time.perf_counter() - started
         cpu_seconds = time.process_time() - cpu_started
         metrics = loo_metrics(model, parts.train, parts.test)
+        stopped = getattr(model, "best_epoch_", None)
         print(
             f"{name:<14}{seconds:>8.1f}{cpu_seconds:>8.1f}"
             f"{metrics['HR@10']:>9.4f}{metrics['nDCG@10']:>9.4f}"
+            + (f"  (best epoch {stopped} of {len(model.history_)})" if stopped else "")
         )
 
 
