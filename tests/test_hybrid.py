@@ -76,3 +76,10 @@ def test_unknown_part_is_a_clear_error(core_loo):
         Hybrid(first="nope", second="ease").fit(core_loo.train)
     with pytest.raises(WhyrecError, match="alpha"):
         Hybrid(alpha=1.5)
+    with pytest.raises(WhyrecError, match="JSON"):
+        Hybrid(first_params="{reg: 1}")
+
+
+def test_parameters_given_as_json_text_like_the_cli_does():
+    hybrid = Hybrid(first="ease", first_params='{"reg": 100.0}', alpha="0.3")
+    assert hybrid.config.first_params == {"reg": 100.0} and hybrid.config.alpha == 0.3

@@ -12,11 +12,12 @@ sub-models are saved in subfolders `first/` and `second/` of the hybrid's folder
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from whyrec.data.dataset import Dataset
 from whyrec.models.base import Histories, ModelConfig, Recommender
@@ -28,6 +29,17 @@ class HybridConfig(ModelConfig):
     second: str = Field("text", description="Name of the second registered model.")
     second_params: dict[str, Any] = Field(default_factory=dict, description="Its parameters.")
     alpha: float = Field(0.5, ge=0, le=1, description="Weight of the first model's z-scores.")
+
+    @field_validator("first_params", "second_params", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        """The CLI passes `--param first_params={"reg": 100}` as text; read it as JSON."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc}") from None
+        return value
 
 
 def zscore_rows(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
