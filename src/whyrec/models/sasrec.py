@@ -59,8 +59,8 @@ class SASRecConfig(ModelConfig):
     windows: Literal["recent", "all"] = Field(
         "recent", description="Train on each user's latest max_len items, or on all of them."
     )
-    epochs: int = Field(25, ge=1, description="Most epochs; early stopping usually ends sooner.")
-    patience: int = Field(3, ge=1, description="Epochs without validation gain before stopping.")
+    epochs: int = Field(30, ge=1, description="Most epochs; early stopping usually ends sooner.")
+    patience: int = Field(4, ge=1, description="Epochs without validation gain before stopping.")
     batch_size: int = Field(32, ge=1, description="Sequences per step (small: few users).")
     lr: float = Field(3e-3, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="Adam L2 penalty.")
