@@ -36,13 +36,13 @@ def test_alpha_extremes_reproduce_each_model(core_loo):
     only_first.fit(core_loo.train)
     only_second.fit(core_loo.train)
     warm = np.flatnonzero(core_loo.train.item_popularity() > 0)
+    first, second = only_first.score(histories), only_second.score(histories)
+    expected_first, expected_second = popularity.score(histories), ease.score(histories)
     for row in range(len(histories)):
-        first = only_first.score(histories)[row][warm]
-        second = only_second.score(histories)[row][warm]
+        np.testing.assert_array_equal(ranking(first[row][warm]), ranking(expected_first[row][warm]))
         np.testing.assert_array_equal(
-            ranking(first), ranking(popularity.score(histories)[row][warm])
+            ranking(second[row][warm]), ranking(expected_second[row][warm])
         )
-        np.testing.assert_array_equal(ranking(second), ranking(ease.score(histories)[row][warm]))
 
 
 def test_blend_of_ease_and_text_scores_cold_items_and_roundtrips(
