@@ -24,6 +24,8 @@ from whyrec.models import model_class
 from whyrec.models.base import Recommender
 
 K = 10
+RARE = 5
+"""Test items with fewer training interactions than this form the "rare" slice (cold-ish)."""
 
 
 def loo_metrics(model: Recommender, train: Dataset, test: Dataset) -> dict[str, float]:
@@ -43,9 +45,13 @@ def loo_metrics(model: Recommender, train: Dataset, test: Dataset) -> dict[str, 
         ranks = np.where(np.isfinite(target_scores), ranks, scores.shape[1])
         hits.append(ranks < K)
         gains.append(np.where(ranks < K, 1.0 / np.log2(ranks + 2.0), 0.0))
+    rare = train.item_popularity()[test_items] < RARE
+    all_gains = np.concatenate(gains)
     return {
         f"HR@{K}": float(np.concatenate(hits).mean()),
-        f"nDCG@{K}": float(np.concatenate(gains).mean()),
+        f"nDCG@{K}": float(all_gains.mean()),
+        "rare_users": int(rare.sum()),
+        f"rare nDCG@{K}": float(all_gains[rare].mean()) if rare.any() else float("nan"),
     }
 
 
@@ -60,7 +66,8 @@ def main() -> None:
     params = json.loads(args.params)
     print(f"ml-latest-small, loo split (seed 42), {parts.test.n_users} users, full ranking")
     print("fit s = wall clock; cpu s = process CPU time (the machine may be shared)")
-    print(f"{'model':<14}{'fit s':>8}{'cpu s':>8}{'HR@10':>9}{'nDCG@10':>9}")
+    print(f"rare = test items with < {RARE} training interactions")
+    print(f"{'model':<14}{'fit s':>8}{'cpu s':>8}{'HR@10':>9}{'nDCG@10':>9}{'rare nDCG@10':>14}")
     for name in args.models.split(","):
         model = model_class(name)(**params.get(name, {}))
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -68,12 +75,14 @@ def main() -> None:
         seconds = time.perf_counter() - started
         cpu_seconds = time.process_time() - cpu_started
         metrics = loo_metrics(model, parts.train, parts.test)
+        rare_users = metrics["rare_users"]
         stopped = getattr(model, "best_epoch_", None)
         print(
             f"{name:<14}{seconds:>8.1f}{cpu_seconds:>8.1f}"
-            f"{metrics['HR@10']:>9.4f}{metrics['nDCG@10']:>9.4f}"
+            f"{metrics['HR@10']:>9.4f}{metrics['nDCG@10']:>9.4f}{metrics['rare nDCG@10']:>14.4f}"
             + (f"  (best epoch {stopped} of {len(model.history_)})" if stopped else "")
         )
+    print(f"rare slice: {rare_users} test users")
 
 
 if __name__ == "__main__":
