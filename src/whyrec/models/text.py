@@ -6,7 +6,9 @@ collaborative space. A user is the mean of their mapped history items, and a sco
 cosine between user and item. The map is trained on interactions with InfoNCE: for a
 (user, item) pair the user vector is built from the *other* history items (leave-one-out,
 exactly how it is used at prediction time), and the other items in the batch are the
-negatives, sharpened by a temperature.
+negatives, sharpened by a temperature and corrected for how often popular items turn up
+as negatives (logQ, Yi et al. 2019); without that correction the model learns to ignore
+popularity and loses about half its accuracy on MovieLens.
 
 Why this shape: there are no per-item or per-user free parameters, so an item that no
 one has interacted with still gets a meaningful vector from its text (cold start), any
