@@ -8,7 +8,8 @@ cosine between user and item. The map is trained on interactions with InfoNCE: f
 exactly how it is used at prediction time), and the other items in the batch are the
 negatives, sharpened by a temperature and corrected for how often popular items turn up
 as negatives (logQ, Yi et al. 2019); without that correction the model learns to ignore
-popularity and loses about half its accuracy on MovieLens.
+popularity and loses more than half its accuracy on MovieLens (HR@10 0.053 → 0.020,
+linear map, 5 epochs, ml-latest-small loo).
 
 Why this shape: there are no per-item or per-user free parameters, so an item that no
 one has interacted with still gets a meaningful vector from its text (cold start), any
