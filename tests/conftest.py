@@ -38,3 +38,52 @@ def ml_small(ml_dir):
 def ml_core(ml_small):
     """ml-latest-small reduced to its 20-core: real data, small enough for fast model fits."""
     return ml_small.kcore(20)
+
+
+# ----- neural models: a small catalog and its text vectors, computed once ---------------
+COLD_ANIMATION_ITEMS = 25
+COLD_OTHER_ITEMS = 25
+
+
+@pytest.fixture(scope="session")
+def core_compact(ml_core, ml_small):
+    """ml_core over a catalog of its own items plus some items nobody in it interacted with.
+
+    Encoding the text of ~1,300 items instead of all 9,742 keeps the suite fast; the extra
+    items (half of them animated children's films) are genuinely cold, to test cold start.
+    """
+    import numpy as np
+
+    from whyrec.data.dataset import Dataset
+
+    catalog = ml_core.catalog
+    used = np.unique(ml_core.codes[1])
+    unused = np.setdiff1d(np.arange(len(catalog)), used)
+    kids = catalog.mask_with_value("genres", ["Animation"]) & catalog.mask_with_value(
+        "genres", ["Children"]
+    )
+    rng = np.random.default_rng(7)
+    cold_kids = rng.permutation(unused[kids[unused]])[:COLD_ANIMATION_ITEMS]
+    cold_other = rng.permutation(unused[~kids[unused]])[:COLD_OTHER_ITEMS]
+    keep = np.sort(np.concatenate([used, cold_kids, cold_other]))
+    return Dataset(ml_core.interactions, catalog.subset(keep), name="ml-core-compact")
+
+
+@pytest.fixture(scope="session")
+def core_item_vectors(core_compact, tmp_path_factory):
+    """Text vectors of the compact catalog, encoded once per session into a fresh folder.
+
+    encode_items also memoises them in memory, so every model fitted later in the session
+    reuses them instead of running the encoder again.
+    """
+    from whyrec.text.encoder import encode_items
+
+    return encode_items(core_compact.catalog, cache_dir=tmp_path_factory.mktemp("embeddings"))
+
+
+@pytest.fixture(scope="session")
+def core_loo(core_compact):
+    """Leave-last-one-out split of the compact 20-core data."""
+    from whyrec.data.splits import split
+
+    return split(core_compact, "loo", seed=42)

@@ -136,7 +136,12 @@ class Recommender(ABC):
                 raise BundleError(f"cannot read {key}.npy in {directory}: {exc}") from None
         model.n_items_ = int(meta["n_items"])
         model.set_state(arrays)
+        model.load_parts(directory)
         return model
+
+    def load_parts(self, directory: Path) -> None:
+        """Hook for models made of other models (saved in subfolders); most have none."""
+        return None
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())

@@ -1,0 +1,56 @@
+"""Small torch helpers shared by the neural models and the text encoder.
+
+Kept in one place so every neural piece agrees on thread limits (the machines we run on
+are small and shared), on seeding (a seed must give the same model twice) and on how
+weights travel to disk (plain arrays, never pickle).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+DEFAULT_THREADS = 1
+"""Torch threads unless $WHYREC_TORCH_THREADS says otherwise (at most 2 is wise here).
+
+One thread is the default: on small shared CPUs, OpenMP threads that wait for each other
+under contention made a training step four times slower with 2 threads than with 1.
+"""
+
+
+def limit_threads() -> None:
+    """Cap torch's intra-op threads so training never starves the rest of the machine."""
+    wanted = int(os.environ.get("WHYREC_TORCH_THREADS", DEFAULT_THREADS))
+    if torch.get_num_threads() > wanted:
+        torch.set_num_threads(max(1, wanted))
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch, numpy and random; return a torch generator for data order and dropout."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def state_to_arrays(module: torch.nn.Module, prefix: str) -> dict[str, np.ndarray]:
+    """A module's parameters and buffers as float32/int arrays, keys made file-name safe."""
+    return {
+        f"{prefix}{key.replace('.', '__')}": tensor.detach().cpu().numpy().copy()
+        for key, tensor in module.state_dict().items()
+    }
+
+
+def load_arrays_into(module: torch.nn.Module, arrays: dict[str, np.ndarray], prefix: str) -> None:
+    """Inverse of `state_to_arrays` (copies, so memory-mapped read-only arrays are fine)."""
+    state = {
+        key[len(prefix) :].replace("__", "."): torch.from_numpy(np.array(value))
+        for key, value in arrays.items()
+        if key.startswith(prefix)
+    }
+    module.load_state_dict(state, strict=True)
