@@ -20,7 +20,8 @@ def engine(ml_small):
 
 @pytest.fixture
 def conversation(engine, tmp_path):
-    return Conversation(engine, store=SessionStore(tmp_path / "sessions.sqlite"))
+    # wishes need the encoder over the whole catalog; test_wishes.py covers them on a small one
+    return Conversation(engine, store=SessionStore(tmp_path / "sessions.sqlite"), wish_scorer=None)
 
 
 def _until_items(session, message: str, answer: str = "yes", limit: int = 5):
@@ -94,11 +95,11 @@ def test_questions_are_answered_with_yes_and_no(conversation, engine):
 
 def test_session_survives_a_restart(engine, tmp_path):
     path = tmp_path / "sessions.sqlite"
-    first = Conversation(engine, store=SessionStore(path))
+    first = Conversation(engine, store=SessionStore(path), wish_scorer=None)
     session = first.start()
     _until_items(session, "a funny animated film from the 90s")
     state = session.state.to_dict()
-    resumed = Conversation(engine, store=SessionStore(path)).resume(session.id)
+    resumed = Conversation(engine, store=SessionStore(path), wish_scorer=None).resume(session.id)
     assert resumed.state.to_dict() == state
     messages = resumed.conversation.store.messages(session.id)
     assert [m["role"] for m in messages][:2] == ["user", "assistant"]

@@ -54,7 +54,9 @@ def test_language_mode_runs_through_understanding(engine):
     episodes = episodes_from_targets(
         engine, engine.bundle.test.interactions, 25, np.random.default_rng(1)
     )
-    language = simulate(engine, episodes, ["ours"], user_mode="language", max_turns=10)
+    language = simulate(
+        engine, episodes, ["ours"], user_mode="language", max_turns=10, semantic_wishes=False
+    )
     attribute = simulate(engine, episodes, ["ours"], user_mode="attribute", max_turns=10)
     assert language["success_rate_at"]["10"] >= attribute["success_rate_at"]["10"] - 0.25
 

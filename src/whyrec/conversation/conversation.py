@@ -16,6 +16,7 @@ from whyrec.conversation.policy import Action, CandidateScorer, Policy, PolicyCo
 from whyrec.conversation.state import DialogueState, Question
 from whyrec.conversation.store import SessionStore
 from whyrec.conversation.understanding import Intent, Understander, Understanding
+from whyrec.conversation.wishes import SemanticWishes, encoder_available
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
 from whyrec.explain.render import sentences
@@ -50,14 +51,18 @@ class Conversation:
         engine: Engine,
         store: SessionStore | None = None,
         policy: PolicyConfig | None = None,
-        wish_scorer: WishScorer | None = None,
+        wish_scorer: WishScorer | str | None = "auto",
         seed: int = 0,
     ) -> None:
+        """`wish_scorer="auto"` matches free-text wishes with the shipped sentence encoder
+        when it is installed; None ignores such wishes."""
         self.engine = engine
         self.catalog = engine.catalog
         self.store = store or SessionStore()
         self.config = policy or PolicyConfig()
         self.understander = Understander(self.catalog, engine.popularity)
+        if wish_scorer == "auto":
+            wish_scorer = SemanticWishes(self.catalog) if encoder_available() else None
         self.scorer = CandidateScorer(engine, self.config, wish_scorer)
         self.policy = Policy(self.scorer, self.config)
         self.seed = seed

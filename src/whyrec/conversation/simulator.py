@@ -266,6 +266,7 @@ def simulate(
     rec_size: int = 10,
     seed: int = 0,
     progress: Callable[[str, int], None] | None = None,
+    semantic_wishes: bool = True,
 ) -> dict:
     """Run every policy on the same episodes; the first policy's numbers are the top level."""
     if user_mode not in USER_MODES:
@@ -279,7 +280,9 @@ def simulate(
     per_policy: dict[str, list[Outcome]] = {}
     for name in policies:
         config = PolicyConfig(kind=name, rec_size=rec_size)
-        conversation = Conversation(engine, policy=config, seed=seed)
+        conversation = Conversation(
+            engine, policy=config, seed=seed, wish_scorer="auto" if semantic_wishes else None
+        )
         rng = np.random.default_rng(seed)
         outcomes = []
         for episode in episodes:

@@ -1,0 +1,56 @@
+"""Soft wishes matched by the real sentence encoder, on the compact catalog."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from whyrec.bundle import Bundle
+from whyrec.conversation import Conversation
+from whyrec.conversation.wishes import SemanticWishes
+from whyrec.engine import Engine
+from whyrec.models import EASE
+
+
+@pytest.fixture(scope="module")
+def wishes(core_compact, core_item_vectors):
+    scorer = SemanticWishes(core_compact.catalog)
+    scorer.item_vectors = core_item_vectors  # already encoded once for the session
+    return scorer
+
+
+def test_wish_naming_a_tag_raises_items_with_it(wishes, core_compact):
+    scores = wishes([("feel-good", True)])
+    assert scores is not None
+    assert ("feel-good", "tags", "feel-good") in [m[:3] for m in wishes.last_matches]
+    tagged = core_compact.catalog.mask_with_value("tags", ["feel-good"])
+    n_tagged = int(tagged.sum())
+    assert n_tagged >= 2
+    top = np.argsort(-scores)[: min(10, n_tagged)]
+    assert tagged[top].all()
+
+
+def test_vague_leftovers_add_nothing(wishes):
+    assert wishes([("tonight", True)]) is None
+
+
+def test_negative_wish_pushes_down(wishes, core_compact):
+    liked = wishes([("dark and gritty", True)])
+    disliked = wishes([("dark and gritty", False)])
+    np.testing.assert_allclose(liked, -disliked)
+
+
+def test_conversation_uses_wishes(core_compact, wishes):
+    engine = Engine(Bundle(EASE(reg=200.0).fit(core_compact), core_compact))
+    conversation = Conversation(engine, wish_scorer=wishes)
+    session = conversation.start()
+    turn = session.send("recommend something uplifting")
+    while not turn.items:
+        turn = session.send("yes")
+    assert ["uplifting", True] in session.state.wishes
+    catalog = core_compact.catalog
+    related = catalog.mask_with_value(
+        "tags", ["heartwarming", "feel-good", "inspirational", "inspiring", "touching"]
+    )
+    shown = [catalog.position(i["item_id"]) for i in turn.items]
+    assert related[shown].mean() > related.mean() * 3
