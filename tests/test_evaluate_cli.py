@@ -191,3 +191,52 @@ def test_tune_rejects_unknown_metric_and_parameter(capsys):
     assert "unknown metric 'auc'" in capsys.readouterr().err
     assert run([*base, "--grid", "lambda=1,2"]) == 1
     assert "invalid parameters for ease" in capsys.readouterr().err
+
+
+def test_evaluate_with_explanations(tmp_path):
+    """`--explanations` adds faithfulness per model to the JSON and a section to the report."""
+    import json as _json
+
+    from whyrec.cli import main as _main
+
+    out, report = tmp_path / "ev.json", tmp_path / "ev.html"
+    try:
+        _main(
+            [
+                "evaluate",
+                "--data",
+                "ml-latest-small",
+                "--kcore",
+                "20",
+                "--models",
+                "pop,ease",
+                "--split",
+                "loo",
+                "--k",
+                "10",
+                "--explanations",
+                "--explain-users",
+                "40",
+                "--json",
+                str(out),
+                "--report",
+                str(report),
+            ]
+        )
+    except SystemExit as exc:
+        assert not exc.code
+    explanations = _json.loads(out.read_text())["explanations"]
+    ease = explanations["ease"]
+    assert {
+        "pn@10",
+        "ps@10",
+        "fns@10",
+        "pn@10_random",
+        "ps@10_random",
+        "mep@10",
+        "deletion_curve",
+        "insertion_curve",
+    } <= set(ease)
+    assert ease["pn@10"] > ease["pn@10_random"]
+    assert explanations["popularity"]["pn@10"] is None  # nothing cited, nothing to remove
+    assert "Explanation faithfulness" in report.read_text()

@@ -190,6 +190,57 @@ def progress_bar() -> Progress:
     )
 
 
+def _three(value: float) -> str:
+    return "—" if value != value else f"{value:.3f}"
+
+
+def _nan_to_none(value):
+    """JSON has no NaN: an undefined measure (no cited evidence at all) becomes null."""
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def measure_explanations(
+    models: dict[str, Recommender], result: Split, k: int, n_users: int | None, seed: int
+) -> dict[str, dict]:
+    """Faithfulness of every fitted model's cited evidence, printed next to random evidence."""
+    from whyrec.explain.fidelity import explanation_fidelity
+
+    measured = {}
+    table = Table(title=f"explanation faithfulness at k={k} (cited vs random evidence)")
+    for column in ("model", "PN", "PN random", "PS", "PS random", "F_NS", "MEP", "attribution"):
+        table.add_column(column, justify="left" if column in ("model", "attribution") else "right")
+    with progress_bar() as progress:
+        task = progress.add_task("explanations", total=len(models))
+        for name, model in models.items():
+            progress.update(task, description=f"explaining {name}")
+            fidelity = explanation_fidelity(model, result, k=k, n_users=n_users, seed=seed)
+            measured[name] = _nan_to_none(fidelity)
+            progress.advance(task)
+            table.add_row(
+                name,
+                *(
+                    _three(fidelity[key])
+                    for key in (
+                        f"pn@{k}",
+                        f"pn@{k}_random",
+                        f"ps@{k}",
+                        f"ps@{k}_random",
+                        f"fns@{k}",
+                        f"mep@{k}",
+                    )
+                ),
+                fidelity["settings"]["attribution"],
+            )
+    console.print(table)
+    return measured
+
+
 # ----- the command --------------------------------------------------------------------------
 def evaluate(
     data: Annotated[
@@ -221,6 +272,16 @@ def evaluate(
     min_rating: MinRatingOpt = None,
     kcore: KcoreOpt = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Users scored at once.")] = 512,
+    explanations: Annotated[
+        bool,
+        typer.Option(
+            "--explanations",
+            help="Also measure explanation faithfulness (PN, PS, MEP, deletion/insertion).",
+        ),
+    ] = False,
+    explain_users: Annotated[
+        int | None, typer.Option(min=1, help="Test users sampled for --explanations (all).")
+    ] = None,
 ) -> None:
     """Fit models on a split and rank every test user against the full catalog."""
     from whyrec.evaluation.protocol import evaluate_models, parse_ks
@@ -261,6 +322,8 @@ def evaluate(
     report.dataset = dataset.name
     report.split.setdefault("protocol", {})["ks"] = ks
     print_report(report)
+    if explanations:
+        report.explanations = measure_explanations(instances, result, ks[0], explain_users, seed)
     if json_path is not None:
         from whyrec.evaluation.report import write_atomic
 

@@ -398,14 +398,19 @@ class EvaluationReport:
     seed: int
     results: list[ModelResult]
     significance: list[dict]
+    explanations: dict[str, dict] | None = None
+    """Explanation faithfulness per model (`whyrec evaluate --explanations`)."""
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "dataset": self.dataset,
             "split": self.split,
             "models": {r.name: r.to_dict() for r in self.results},
             "significance": self.significance,
         }
+        if self.explanations is not None:
+            data["explanations"] = self.explanations
+        return data
 
 
 def describe_split(split: Split, target: EvaluationTarget, filtering: dict | None = None) -> dict:

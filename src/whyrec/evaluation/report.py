@@ -248,6 +248,70 @@ small { color: #666; }
 """
 
 
+def explanation_plot(report: EvaluationReport) -> str:
+    """PN and PS of cited vs random evidence per model, and the deletion curves."""
+    import matplotlib.pyplot as plt
+
+    assert report.explanations
+    names = list(report.explanations)
+    k = report.ks[0]
+    figure, (bars, curves) = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = np.arange(len(names))
+    width = 0.2
+    for offset, (key, label) in enumerate(
+        [
+            (f"pn@{k}", "PN cited"),
+            (f"pn@{k}_random", "PN random"),
+            (f"ps@{k}", "PS cited"),
+            (f"ps@{k}_random", "PS random"),
+        ]
+    ):
+        values = [report.explanations[n][key] or 0.0 for n in names]
+        bars.bar(x + (offset - 1.5) * width, values, width, label=label)
+    bars.set_xticks(x, names)
+    bars.set_ylim(0, 1)
+    bars.set_title(f"necessity and sufficiency at k={k}")
+    bars.legend(fontsize=7)
+    for name in names:
+        curve = report.explanations[name]["deletion_curve"]
+        removed = [p["removed"] for p in curve]
+        cited = [p[f"in_top{k}"] for p in curve]
+        if any(v is None for v in cited):
+            continue  # no cited evidence (e.g. popularity): nothing to delete
+        curves.plot(removed, cited, marker="o", label=f"{name} cited")
+        random_curve = [p[f"in_top{k}_random"] for p in curve]
+        curves.plot(removed, random_curve, linestyle="--", label=f"{name} random")
+    curves.set_xlabel("history items removed")
+    curves.set_ylabel(f"share still in top-{k}")
+    curves.set_title("deletion curve")
+    curves.legend(fontsize=7)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def explanation_table(report: EvaluationReport) -> str:
+    assert report.explanations
+    k = report.ks[0]
+    keys = [
+        f"pn@{k}",
+        f"pn@{k}_random",
+        f"ps@{k}",
+        f"ps@{k}_random",
+        f"fns@{k}",
+        f"fns@{k}_random",
+        f"mep@{k}",
+        f"mep@{k}_random",
+    ]
+    head = "".join(f"<th>{html.escape(key)}</th>" for key in keys)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(f"<td>{_format(values[key])}</td>" for key in keys)
+        + "</tr>"
+        for name, values in report.explanations.items()
+    )
+    return f"<table><tr><th>model</th>{head}</tr>{rows}</table>"
+
+
 def render_html(report: EvaluationReport) -> str:
     """The whole report as one HTML string."""
     import matplotlib
@@ -277,6 +341,18 @@ def render_html(report: EvaluationReport) -> str:
     sections.append(timing_table(report))
     sections.append(f"<h2>Paired significance on nDCG@{k_main}</h2>")
     sections.append(significance_table(report, f"ndcg@{k_main}"))
+    if report.explanations:
+        sections.append("<h2>Explanation faithfulness</h2>")
+        sections.append(
+            f"<img alt='explanations' src='data:image/png;base64,{explanation_plot(report)}'>"
+        )
+        sections.append(explanation_table(report))
+        sections.append(
+            "<p><small>PN: share of explained items that leave the top-k when the cited history "
+            "items are removed; PS: share that stay when only they are kept (CountER). Random: "
+            "the same number of random history items. MEP: Abdollahi &amp; Nasraoui, "
+            "neighbourhood and threshold in the JSON settings.</small></p>"
+        )
     body = "\n".join(sections)
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
