@@ -98,7 +98,7 @@ class EASE(Recommender):
         cols = self._active_of[np.asarray(items, dtype=np.int64)]
         out = np.zeros((len(cols), len(history)), dtype=np.float32)
         known_r, known_c = rows >= 0, cols >= 0
-        block = self.weights_[rows[known_r]][:, cols[known_c]].T
+        block = self.weights_[np.ix_(rows[known_r], cols[known_c])].T
         out[np.ix_(known_c, known_r)] = block
         return out
 
