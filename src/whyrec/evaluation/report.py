@@ -278,9 +278,11 @@ def explanation_plot(report: EvaluationReport) -> str:
         cited = [p[f"in_top{k}"] for p in curve]
         if any(v is None for v in cited):
             continue  # no cited evidence (e.g. popularity): nothing to delete
-        curves.plot(removed, cited, marker="o", label=f"{name} cited")
+        (line,) = curves.plot(removed, cited, marker="o", label=f"{name} cited")
         random_curve = [p[f"in_top{k}_random"] for p in curve]
-        curves.plot(removed, random_curve, linestyle="--", label=f"{name} random")
+        curves.plot(
+            removed, random_curve, linestyle="--", color=line.get_color(), label=f"{name} random"
+        )
     curves.set_xlabel("history items removed")
     curves.set_ylabel(f"share still in top-{k}")
     curves.set_title("deletion curve")
