@@ -18,7 +18,8 @@ install: $(STAMP)
 run: install
 	$(BIN)/whyrec data fetch ml-latest-small
 	$(BIN)/whyrec train --data ml-latest-small --model ease --out $(BUNDLE)
-	$(BIN)/whyrec recommend --bundle $(BUNDLE) --user 1 -k 10
+	$(BIN)/whyrec recommend --bundle $(BUNDLE) --user 1 -k 10 --explain
+	echo "a funny animated film from the 90s, like Toy Story, nothing scary" | $(BIN)/whyrec chat --bundle $(BUNDLE) --db bundles/sessions.sqlite
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
