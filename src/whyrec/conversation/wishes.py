@@ -46,6 +46,18 @@ class SemanticWishes:
         self.catalog = catalog
         self.last_matches: list[tuple[str, str, str, float]] = []
         """(wish, field, value, cosine) of the values the last call matched, for the trace."""
+        self._queries: dict[str, np.ndarray] = {}
+        self._last: tuple[tuple[tuple[str, bool], ...], np.ndarray | None] | None = None
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Wish vectors, each text encoded once: wishes stay in the state for many turns."""
+        from whyrec.text.encoder import encode_texts
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self._queries]
+        if missing:
+            vectors = encode_texts(missing, description="encoding wishes")
+            self._queries.update(zip(missing, vectors, strict=True))
+        return np.stack([self._queries[t] for t in texts])
 
     @cached_property
     def item_vectors(self) -> np.ndarray:
@@ -66,11 +78,17 @@ class SemanticWishes:
         return names, encode_texts([v for _, v in names], description="encoding values")
 
     def __call__(self, wishes: list[tuple[str, bool]]) -> np.ndarray | None:
-        from whyrec.text.encoder import encode_texts
-
         if not wishes:
             return None
-        queries = encode_texts([text for text, _ in wishes], description="encoding wishes")
+        key = tuple(wishes)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        result = self._score(wishes)
+        self._last = (key, result)
+        return result
+
+    def _score(self, wishes: list[tuple[str, bool]]) -> np.ndarray | None:
+        queries = self._encode([text for text, _ in wishes])
         names, value_vectors = self._values
         total = np.zeros(len(self.catalog), dtype=np.float64)
         used = False
