@@ -25,6 +25,7 @@ from whyrec.conversation.state import DialogueState
 from whyrec.engine import Engine
 
 POLICIES = ("ours", "recommend-only", "random", "max-entropy")
+PAGERANK_RESTART = 0.3
 MIN_ASKABLE_ITEMS = 5
 """Values carried by fewer items are never asked about: a yes would rarely be the answer."""
 QUESTION_FIELDS = ("genres", "decade", "tags")
@@ -100,6 +101,7 @@ class CandidateScorer:
         self.values_csc = self.values.tocsc()
         self.column_of = {col: i for i, col in enumerate(self.columns)}
         self._model_cache: dict[tuple[int, ...], np.ndarray] = {}
+        self._pagerank_cache: dict[tuple, np.ndarray] = {}
         log_pop = np.log1p(engine.popularity.astype(np.float64))
         self.popularity_z = _zscore(log_pop, np.ones(len(log_pop), bool))
 
@@ -123,8 +125,16 @@ class CandidateScorer:
         ]
         if not (state.liked or values):
             return None
-        items, _ = self.graph.personalized_pagerank(state.liked, values)
-        return items
+        key = (tuple(state.liked), tuple(values))
+        if key not in self._pagerank_cache:
+            if len(self._pagerank_cache) > 256:
+                self._pagerank_cache.clear()
+            # ranking needs the order, not six decimals: a coarse tolerance and a higher
+            # restart converge in a few dozen sparse products instead of a few hundred
+            self._pagerank_cache[key], _ = self.graph.personalized_pagerank(
+                state.liked, values, restart=PAGERANK_RESTART, tol=1e-6, max_iter=60
+            )
+        return self._pagerank_cache[key]
 
     def allowed(self, state: DialogueState) -> np.ndarray:
         mask = np.ones(len(self.catalog), dtype=bool)
