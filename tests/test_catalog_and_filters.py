@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from whyrec.cli import split_history
+from whyrec.commands.options import split_history
 from whyrec.data.catalog import title_key
 from whyrec.errors import NotFoundError, WhyrecError
 from whyrec.filters import ItemFilter, parse_assignments, parse_years, validate_fields
@@ -47,6 +47,7 @@ def test_split_history_keeps_titles_with_commas():
         "Heat",
     ]
     assert split_history("a, b; c") == ["a, b", "c"]
+    assert split_history("Monsters, Inc. (2001),Heat") == ["Monsters, Inc. (2001)", "Heat"]
 
 
 def test_filters(ml_small):

@@ -7,7 +7,6 @@ mistakes (`WhyrecError`) become one red line and exit code 1, never a traceback.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt, load_data
+from whyrec.commands.options import (
+    KcoreOpt,
+    MinRatingOpt,
+    SourceOpt,
+    load_data,
+    resolve_request,
+)
 from whyrec.errors import WhyrecError
 
 app = typer.Typer(
@@ -165,28 +170,6 @@ def train(
     out.print(f"trained {recommender!r} in {seconds:.1f}s → {out_dir}")
 
 
-_ARTICLE_FRAGMENT = re.compile(
-    r"^\s*(the|a|an|les|la|le|l'|il|el|der|die|das)\s*(\(\d{4}\))?\s*$", re.IGNORECASE
-)
-
-
-def split_history(text: str) -> list[str]:
-    """Split "Toy Story (1995),American President, The (1995)" into titles.
-
-    A comma-separated fragment that is only an article (MovieLens' "…, The (1995)") is
-    glued back to the title before it; ';' works as an unambiguous separator too.
-    """
-    if ";" in text:
-        return [p.strip() for p in text.split(";") if p.strip()]
-    parts: list[str] = []
-    for fragment in text.split(","):
-        if parts and _ARTICLE_FRAGMENT.match(fragment):
-            parts[-1] = f"{parts[-1]},{fragment}"
-        elif fragment.strip():
-            parts.append(fragment.strip())
-    return parts
-
-
 @app.command()
 def recommend(
     bundle: Annotated[Path, typer.Option(help="A bundle folder written by `whyrec train`.")],
@@ -211,23 +194,10 @@ def recommend(
     """Top-k recommendations for a user or a list of liked titles, with the reasons."""
     from whyrec.bundle import Bundle
     from whyrec.engine import Engine
-    from whyrec.filters import ItemFilter, parse_assignments, parse_years, validate_fields
 
-    if (user is None) == (history is None):
-        raise WhyrecError("give exactly one of --user or --history")
     engine = Engine(Bundle.load(bundle))
-    low, high = parse_years(years)
-    item_filter = ItemFilter(
-        parse_assignments(with_value, "--with"),
-        parse_assignments(without_value, "--without"),
-        low,
-        high,
-    )
-    validate_fields(item_filter, engine.catalog)
-    positions = (
-        engine.user_history(user)
-        if user is not None
-        else engine.resolve_items(split_history(history or ""))
+    positions, item_filter = resolve_request(
+        engine, user, history, with_value, without_value, years
     )
     items = engine.recommend(
         positions, k=k, item_filter=item_filter, top_reasons=reasons, user_id=user

@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from whyrec.errors import WhyrecError
-
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -41,26 +39,13 @@ def explain_command(
 ) -> None:
     """Why an item is recommended to a user, or why it is not (rank, filters, what it lacks)."""
     from whyrec.bundle import Bundle
-    from whyrec.cli import split_history
+    from whyrec.commands.options import resolve_request
     from whyrec.engine import Engine
     from whyrec.explain.render import sentences, to_json
-    from whyrec.filters import ItemFilter, parse_assignments, parse_years, validate_fields
 
-    if (user is None) == (history is None):
-        raise WhyrecError("give exactly one of --user or --history")
     engine = Engine(Bundle.load(bundle))
-    low, high = parse_years(years)
-    item_filter = ItemFilter(
-        parse_assignments(with_value, "--with"),
-        parse_assignments(without_value, "--without"),
-        low,
-        high,
-    )
-    validate_fields(item_filter, engine.catalog)
-    positions = (
-        engine.user_history(user)
-        if user is not None
-        else engine.resolve_items(split_history(history or ""))
+    positions, item_filter = resolve_request(
+        engine, user, history, with_value, without_value, years
     )
     position = resolve_item(engine, item)
     explanation = engine.explain(

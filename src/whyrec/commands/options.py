@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -24,3 +25,59 @@ def load_data(data: str, source: Path | None, min_rating: float | None, kcore: i
     from whyrec.data.loaders import load_dataset
 
     return load_dataset(data, source=source, min_rating=min_rating, kcore=kcore)
+
+
+def resolve_request(
+    engine,
+    user: str | None,
+    history: str | None,
+    with_value: list[str] | None,
+    without_value: list[str] | None,
+    years: str | None,
+):
+    """(history positions, item filter) from the options `recommend` and `explain` share.
+
+    Exactly one of a known user or a list of titles/ids stands for the person; filters are
+    validated against the catalog before any scoring, with the closest values suggested.
+    """
+    from whyrec.errors import WhyrecError
+    from whyrec.filters import ItemFilter, parse_assignments, parse_years, validate_fields
+
+    if (user is None) == (history is None):
+        raise WhyrecError("give exactly one of --user or --history")
+    low, high = parse_years(years)
+    item_filter = ItemFilter(
+        parse_assignments(with_value, "--with"),
+        parse_assignments(without_value, "--without"),
+        low,
+        high,
+    )
+    validate_fields(item_filter, engine.catalog)
+    if user is not None:
+        return engine.user_history(user), item_filter
+    return engine.resolve_items(split_history(history or "")), item_filter
+
+
+_ARTICLE_FRAGMENT = re.compile(
+    r"^\s*(the|a|an|les|la|le|l'|il|el|der|die|das|inc\.?|jr\.?|sr\.?|ltd\.?)\s*"
+    r"(\(\d{4}\))?\s*$",
+    re.IGNORECASE,
+)
+
+
+def split_history(text: str) -> list[str]:
+    """Split "Toy Story (1995),American President, The (1995)" into titles.
+
+    A comma-separated fragment that is only an article (MovieLens' "…, The (1995)") or a
+    suffix ("Monsters, Inc.") is glued back to the title before it; ';' works as an
+    unambiguous separator too.
+    """
+    if ";" in text:
+        return [p.strip() for p in text.split(";") if p.strip()]
+    parts: list[str] = []
+    for fragment in text.split(","):
+        if parts and _ARTICLE_FRAGMENT.match(fragment):
+            parts[-1] = f"{parts[-1]},{fragment}"
+        elif fragment.strip():
+            parts.append(fragment.strip())
+    return parts
