@@ -307,7 +307,9 @@ _STOP = set(
     "really very quite more most less much movie movies film films one ones watch watching "
     "recommend suggest tonight today now again also too so than then there here what which "
     "who how do does did have has had am im i'm i'd id thing things kind sort bit lot little "
-    "good great nice cool okay ok yes no not nothing without don't dont feel mood".split()
+    "good great nice cool okay ok yes no not nothing without don't dont feel mood got get work "
+    "works ideas idea about else sure type types kind kinds tell wondering wonder "
+    "help guess maybe suggestions suggestion recommendations".split()
 )
 
 
