@@ -11,16 +11,14 @@ training data, the inverse is computed in float32 with LAPACK's Cholesky routine
 
 from __future__ import annotations
 
-from typing import Self
-
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 from scipy.linalg import lapack
 
-from whyrec.data.dataset import Dataset
 from whyrec.errors import WhyrecError
-from whyrec.models.base import Histories, ModelConfig, Recommender, histories_to_csr
+from whyrec.models.base import ModelConfig
+from whyrec.models.item_item import ItemItemModel
 
 
 class EASEConfig(ModelConfig):
@@ -68,39 +66,12 @@ def ease_weights(matrix: sp.csr_matrix, reg: float) -> np.ndarray:
     return weights
 
 
-class EASE(Recommender):
+class EASE(ItemItemModel):
     name = "ease"
     Config = EASEConfig
 
-    def fit(self, dataset: Dataset) -> Self:
-        matrix = dataset.matrix
-        self.n_items_ = dataset.n_items
-        self.active_ = np.flatnonzero(matrix.getnnz(axis=0) > 0).astype(np.int64)
-        self.weights_ = ease_weights(matrix[:, self.active_].tocsr(), self.config.reg)
-        self._build_lookup()
-        return self
-
-    def _build_lookup(self) -> None:
-        """Map a catalog position to its row in the weights, -1 for items never seen."""
-        lookup = np.full(self.n_items_, -1, dtype=np.int64)
-        lookup[self.active_] = np.arange(len(self.active_))
-        self._active_of = lookup
-
-    def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
-        matrix = histories_to_csr(histories, self.n_items_)[:, self.active_]
-        active_scores = np.asarray(matrix @ self.weights_, dtype=np.float32)
-        scores = np.full((matrix.shape[0], self.n_items_), -np.inf, dtype=np.float32)
-        scores[:, self.active_] = active_scores
-        return scores if items is None else scores[:, np.asarray(items)]
-
-    def contributions(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
-        rows = self._active_of[np.asarray(history, dtype=np.int64)]
-        cols = self._active_of[np.asarray(items, dtype=np.int64)]
-        out = np.zeros((len(cols), len(history)), dtype=np.float32)
-        known_r, known_c = rows >= 0, cols >= 0
-        block = self.weights_[np.ix_(rows[known_r], cols[known_c])].T
-        out[np.ix_(known_c, known_r)] = block
-        return out
+    def learn_weights(self, matrix: sp.csr_matrix) -> np.ndarray:
+        return ease_weights(matrix, self.config.reg)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"active": self.active_, "weights": self.weights_}

@@ -14,14 +14,12 @@ top neighbours, stored sparse) so memory stays at n_items × block instead of n_
 
 from __future__ import annotations
 
-from typing import Self
-
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from whyrec.data.dataset import Dataset
-from whyrec.models.base import Histories, ModelConfig, Recommender, histories_to_csr
+from whyrec.models.base import ModelConfig
+from whyrec.models.item_item import ItemItemModel
 
 BLOCK_ITEMS = 1024
 """Target items handled at once while building the similarity (bounds peak memory)."""
@@ -68,42 +66,12 @@ def cosine_neighbours(matrix: sp.csr_matrix, neighbors: int, shrink: float) -> s
     return weights
 
 
-class ItemKNN(Recommender):
+class ItemKNN(ItemItemModel):
     name = "itemknn"
     Config = ItemKNNConfig
 
-    def fit(self, dataset: Dataset) -> Self:
-        matrix = dataset.matrix
-        self.n_items_ = dataset.n_items
-        self.active_ = np.flatnonzero(matrix.getnnz(axis=0) > 0).astype(np.int64)
-        self.weights_ = cosine_neighbours(
-            matrix[:, self.active_].tocsr(), self.config.neighbors, self.config.shrink
-        )
-        self._build_lookup()
-        return self
-
-    def _build_lookup(self) -> None:
-        """Catalog position → row/column of W, -1 for items absent from training."""
-        lookup = np.full(self.n_items_, -1, dtype=np.int64)
-        lookup[self.active_] = np.arange(len(self.active_))
-        self._active_of = lookup
-
-    def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
-        matrix = histories_to_csr(histories, self.n_items_)[:, self.active_]
-        active_scores = (matrix @ self.weights_).toarray().astype(np.float32, copy=False)
-        scores = np.full((matrix.shape[0], self.n_items_), -np.inf, dtype=np.float32)
-        scores[:, self.active_] = active_scores
-        return scores if items is None else scores[:, np.asarray(items)]
-
-    def contributions(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
-        rows = self._active_of[np.asarray(history, dtype=np.int64)]
-        cols = self._active_of[np.asarray(items, dtype=np.int64)]
-        out = np.zeros((len(cols), len(rows)), dtype=np.float32)
-        known_r, known_c = rows >= 0, cols >= 0
-        if known_r.any() and known_c.any():
-            block = self.weights_[rows[known_r]][:, cols[known_c]].toarray().T
-            out[np.ix_(known_c, known_r)] = block
-        return out
+    def learn_weights(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        return cosine_neighbours(matrix, self.config.neighbors, self.config.shrink)
 
     def state(self) -> dict[str, np.ndarray]:
         weights = self.weights_

@@ -1,0 +1,62 @@
+"""The common shape of linear item-to-item models (EASE, ItemKNN).
+
+score(u, j) = Σ_{i ∈ history(u)} W[i, j], with W learned over the items that occur in the
+training data. Because the score is a sum over history items, each item's contribution
+is exact, which is what makes these models' explanations faithful by construction.
+Subclasses only learn W (dense or sparse); scoring, the id lookup and contributions are
+here once.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from whyrec.data.dataset import Dataset
+from whyrec.models.base import Histories, Recommender, histories_to_csr
+
+
+class ItemItemModel(Recommender):
+    """Base of models whose scores are history rows of an item-item weight matrix."""
+
+    @abstractmethod
+    def learn_weights(self, matrix: sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
+        """W for a binary users × active-items matrix."""
+
+    def fit(self, dataset: Dataset) -> Self:
+        matrix = dataset.matrix
+        self.n_items_ = dataset.n_items
+        self.active_ = np.flatnonzero(matrix.getnnz(axis=0) > 0).astype(np.int64)
+        self.weights_ = self.learn_weights(matrix[:, self.active_].tocsr())
+        self._build_lookup()
+        return self
+
+    def _build_lookup(self) -> None:
+        """Catalog position → row/column of W, -1 for items absent from training."""
+        lookup = np.full(self.n_items_, -1, dtype=np.int64)
+        lookup[self.active_] = np.arange(len(self.active_))
+        self._active_of = lookup
+
+    def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
+        matrix = histories_to_csr(histories, self.n_items_)[:, self.active_]
+        product = matrix @ self.weights_
+        active_scores = product.toarray() if sp.issparse(product) else np.asarray(product)
+        scores = np.full((matrix.shape[0], self.n_items_), -np.inf, dtype=np.float32)
+        scores[:, self.active_] = active_scores
+        return scores if items is None else scores[:, np.asarray(items)]
+
+    def contributions(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        rows = self._active_of[np.asarray(history, dtype=np.int64)]
+        cols = self._active_of[np.asarray(items, dtype=np.int64)]
+        out = np.zeros((len(cols), len(rows)), dtype=np.float32)
+        known_r, known_c = rows >= 0, cols >= 0
+        if known_r.any() and known_c.any():
+            # gather only the needed weights: copying whole history rows of a dense
+            # 10k-item matrix cost more than everything else in an explanation
+            block = self.weights_[np.ix_(rows[known_r], cols[known_c])]
+            block = block.toarray() if sp.issparse(block) else np.asarray(block)
+            out[np.ix_(known_c, known_r)] = block.T
+        return out
