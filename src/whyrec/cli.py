@@ -17,9 +17,15 @@ from rich.console import Console
 from rich.table import Table
 
 from whyrec.commands.options import (
+    BundleOpt,
+    HistoryOpt,
     KcoreOpt,
     MinRatingOpt,
     SourceOpt,
+    UserOpt,
+    WithOpt,
+    WithoutOpt,
+    YearsOpt,
     load_data,
     resolve_request,
 )
@@ -172,19 +178,13 @@ def train(
 
 @app.command()
 def recommend(
-    bundle: Annotated[Path, typer.Option(help="A bundle folder written by `whyrec train`.")],
-    user: Annotated[str | None, typer.Option(help="A user id of the training data.")] = None,
-    history: Annotated[
-        str | None, typer.Option(help="Titles or item ids, comma-separated (or ';').")
-    ] = None,
+    bundle: BundleOpt,
+    user: UserOpt = None,
+    history: HistoryOpt = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Number of items.")] = 10,
-    with_value: Annotated[
-        list[str] | None, typer.Option("--with", help="Only items with FIELD=VALUE[|VALUE].")
-    ] = None,
-    without_value: Annotated[
-        list[str] | None, typer.Option("--without", help="No items with FIELD=VALUE[|VALUE].")
-    ] = None,
-    years: Annotated[str | None, typer.Option(help="Year range, e.g. 1990-1999 or 2010-.")] = None,
+    with_value: WithOpt = None,
+    without_value: WithoutOpt = None,
+    years: YearsOpt = None,
     reasons: Annotated[int, typer.Option(help="History items cited per recommendation.")] = 3,
     explain: Annotated[
         bool, typer.Option("--explain", help="Say why, in sentences (JSON: full evidence).")

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from whyrec.commands.options import (
+    BundleOpt,
+    HistoryOpt,
+    UserOpt,
+    WithOpt,
+    WithoutOpt,
+    YearsOpt,
+)
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -20,20 +28,14 @@ def resolve_item(engine, reference: str) -> int:
 
 
 def explain_command(
-    bundle: Annotated[Path, typer.Option(help="A bundle folder written by `whyrec train`.")],
+    bundle: BundleOpt,
     item: Annotated[str, typer.Option(help="The item to explain: an item id or a title.")],
-    user: Annotated[str | None, typer.Option(help="A user id of the training data.")] = None,
-    history: Annotated[
-        str | None, typer.Option(help="Titles or item ids, comma-separated (or ';').")
-    ] = None,
+    user: UserOpt = None,
+    history: HistoryOpt = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Length of the list.")] = 10,
-    with_value: Annotated[
-        list[str] | None, typer.Option("--with", help="Only items with FIELD=VALUE[|VALUE].")
-    ] = None,
-    without_value: Annotated[
-        list[str] | None, typer.Option("--without", help="No items with FIELD=VALUE[|VALUE].")
-    ] = None,
-    years: Annotated[str | None, typer.Option(help="Year range, e.g. 1990-1999 or 2010-.")] = None,
+    with_value: WithOpt = None,
+    without_value: WithoutOpt = None,
+    years: YearsOpt = None,
     reasons: Annotated[int, typer.Option(min=1, help="History items cited.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the evidence as JSON.")] = False,
 ) -> None:

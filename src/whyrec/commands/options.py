@@ -18,6 +18,18 @@ MinRatingOpt = Annotated[
 KcoreOpt = Annotated[
     int | None, typer.Option(help="Keep only users and items with >= k interactions.")
 ]
+BundleOpt = Annotated[Path, typer.Option(help="A bundle folder written by `whyrec train`.")]
+UserOpt = Annotated[str | None, typer.Option(help="A user id of the training data.")]
+HistoryOpt = Annotated[
+    str | None, typer.Option(help="Titles or item ids, comma-separated (or ';').")
+]
+WithOpt = Annotated[
+    list[str] | None, typer.Option("--with", help="Only items with FIELD=VALUE[|VALUE].")
+]
+WithoutOpt = Annotated[
+    list[str] | None, typer.Option("--without", help="No items with FIELD=VALUE[|VALUE].")
+]
+YearsOpt = Annotated[str | None, typer.Option(help="Year range, e.g. 1990-1999 or 2010-.")]
 
 
 def load_data(data: str, source: Path | None, min_rating: float | None, kcore: int | None):
