@@ -19,7 +19,7 @@ from whyrec.conversation.understanding import Intent, Understander, Understandin
 from whyrec.conversation.wishes import SemanticWishes, encoder_available
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
-from whyrec.explain.render import sentences
+from whyrec.explain.render import describe_values, sentences
 
 REASON_TITLES = 2
 
@@ -309,7 +309,8 @@ class Session:
             matches = self._matching_values(state, position)
             text = sentences(explanation)
             if matches and explanation.recommended:
-                text += f" It has what you asked for: {_describe_values(matches)}."
+                pairs = [(m["field"], m["value"]) for m in matches]
+                text += f" It has what you asked for: {describe_values(pairs)}."
             out.append(
                 {
                     "item_id": catalog.item_ids[position],
@@ -344,15 +345,3 @@ class Session:
     @staticmethod
     def _with(note: str, text: str) -> str:
         return f"{note} {text}".strip() if note else text
-
-
-def _describe_values(matches: list[dict]) -> str:
-    words = []
-    for match in matches:
-        if match["field"] == "tags":
-            words.append(f"tagged '{match['value']}'")
-        elif match["field"] == "decade":
-            words.append(f"from the {match['value']}")
-        else:
-            words.append(match["value"])
-    return ", ".join(words)

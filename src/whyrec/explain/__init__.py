@@ -6,7 +6,7 @@ checks, co-interaction counts, confidence, why-not); `render` phrases it;
 """
 
 from whyrec.explain.attribution import EXACT, OCCLUSION, Attribution, attribute
-from whyrec.explain.evidence import HistoryContribution, history_contributions
+from whyrec.explain.evidence import HistoryContribution
 from whyrec.explain.explainer import Explainer
 from whyrec.explain.explanation import (
     CollaborativeEvidence,
@@ -36,5 +36,4 @@ __all__ = [
     "WhyNot",
     "attribute",
     "explanation_fidelity",
-    "history_contributions",
 ]
