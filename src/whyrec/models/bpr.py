@@ -23,7 +23,8 @@ import numpy as np
 from pydantic import Field
 
 from whyrec.data.dataset import Dataset
-from whyrec.models.base import Histories, ModelConfig, Recommender, histories_to_csr
+from whyrec.models.base import Histories, ModelConfig, histories_to_csr
+from whyrec.models.factors import FactorModel
 from whyrec.models.ials import thread_count
 
 
@@ -38,7 +39,7 @@ class BPRConfig(ModelConfig):
     )
 
 
-class BPR(Recommender):
+class BPR(FactorModel):
     name = "bpr"
     Config = BPRConfig
 
@@ -71,13 +72,8 @@ class BPR(Recommender):
         lengths = np.maximum(np.diff(matrix.indptr), 1).astype(np.float32)
         return sums / lengths[:, None]
 
-    def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
-        users = self.user_factors(histories)
-        factors = np.asarray(self.item_factors_)[self.active_]
-        bias = np.asarray(self.item_bias_)[self.active_]
-        scores = np.full((users.shape[0], self.n_items_), -np.inf, dtype=np.float32)
-        scores[:, self.active_] = users @ factors.T + bias[None, :]
-        return scores if items is None else scores[:, np.asarray(items)]
+    def item_bias(self) -> np.ndarray:
+        return self.item_bias_
 
     def state(self) -> dict[str, np.ndarray]:
         return {

@@ -21,7 +21,8 @@ import numpy as np
 from pydantic import Field
 
 from whyrec.data.dataset import Dataset
-from whyrec.models.base import Histories, ModelConfig, Recommender, histories_to_csr
+from whyrec.models.base import Histories, ModelConfig, histories_to_csr
+from whyrec.models.factors import FactorModel
 
 
 def thread_count(requested: int) -> int:
@@ -45,7 +46,7 @@ class IALSConfig(ModelConfig):
     threads: int = Field(0, ge=0, description="Training threads; 0 = all available cores.")
 
 
-class IALS(Recommender):
+class IALS(FactorModel):
     name = "ials"
     Config = IALSConfig
 
@@ -84,12 +85,6 @@ class IALS(Recommender):
             systems[row] = base + (alpha - 1.0) * (liked.T @ liked)
             targets[row] = alpha * liked.sum(axis=0)
         return np.linalg.solve(systems, targets[..., None])[..., 0].astype(np.float32)
-
-    def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
-        users = self.user_factors(histories)
-        scores = np.full((users.shape[0], self.n_items_), -np.inf, dtype=np.float32)
-        scores[:, self.active_] = users @ np.asarray(self.item_factors_)[self.active_].T
-        return scores if items is None else scores[:, np.asarray(items)]
 
     def state(self) -> dict[str, np.ndarray]:
         return {"item_factors": self.item_factors_, "active": self.active_}

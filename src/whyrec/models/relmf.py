@@ -28,7 +28,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from whyrec.data.dataset import Dataset
-from whyrec.models.base import Histories, ModelConfig, Recommender, histories_to_csr
+from whyrec.models.base import Histories, ModelConfig, histories_to_csr
+from whyrec.models.factors import FactorModel
 
 
 class RelMFConfig(ModelConfig):
@@ -57,7 +58,7 @@ def _ridge_step(targets: sp.csr_matrix, fixed: np.ndarray, reg: float) -> np.nda
     return np.linalg.solve(gram, np.asarray(targets @ fixed).T).T
 
 
-class RelMF(Recommender):
+class RelMF(FactorModel):
     name = "relmf"
     Config = RelMFConfig
 
@@ -88,12 +89,6 @@ class RelMF(Recommender):
         )
         items = np.asarray(self.item_factors_, dtype=np.float64)
         return _ridge_step(targets, items, self.config.reg).astype(np.float32)
-
-    def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
-        users = self.user_factors(histories)
-        scores = np.full((users.shape[0], self.n_items_), -np.inf, dtype=np.float32)
-        scores[:, self.active_] = users @ np.asarray(self.item_factors_)[self.active_].T
-        return scores if items is None else scores[:, np.asarray(items)]
 
     def state(self) -> dict[str, np.ndarray]:
         return {
