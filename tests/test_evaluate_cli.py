@@ -52,7 +52,9 @@ def test_evaluate_writes_json_of_the_documented_shape(evaluated):
     code, folder = evaluated
     assert code == 0
     result = json.loads((folder / "out.json").read_text())
-    assert list(result) == ["dataset", "split", "models", "significance"]
+    assert list(result) == ["dataset", "split", "models", "significance", "rare_items"]
+    # the 20-core data has no held-out item with fewer than 5 training interactions
+    assert result["rare_items"]["below"] == 5 and result["rare_items"]["test_users"] == 0
     assert result["dataset"] == "ml-latest-small"
     assert result["split"]["method"] == "loo"
     assert result["split"]["filtering"] == {"min_rating": None, "kcore": 20}

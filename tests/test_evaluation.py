@@ -139,3 +139,41 @@ def test_split_without_test_users_is_refused(loo):
     empty.test = loo.test.with_interactions(loo.test.interactions.iloc[:0])
     with pytest.raises(EvaluationError, match="no test users"):
         EvaluationTarget.from_split(empty)
+
+
+def _rare_cut(target) -> int:
+    """A cut that puts about a fifth of the held-out items of the 20-core data in the slice."""
+    return int(np.percentile(target.popularity[target.relevant.indices], 20)) + 1
+
+
+def test_rare_item_slice_keeps_only_rarely_trained_held_out_items(target):
+    below = _rare_cut(target)
+    sliced = target.rare_items_slice(below)
+    assert sliced is not None and 0 < len(sliced.users) <= len(target.users)
+    rows = target.rows_of(sliced)
+    np.testing.assert_array_equal(target.users[rows], sliced.users)
+    for position, row in enumerate(rows):
+        held_out = target.relevant[row].indices
+        expected = held_out[target.popularity[held_out] < below]
+        assert sorted(sliced.relevant[position].indices) == sorted(expected)
+    assert target.rare_items_slice(0) is None  # no item has fewer than 0 interactions
+
+
+def test_rare_item_report_recomputes_recall_from_the_lists(loo, target):
+    models = {"pop": Popularity(), "ease": EASE()}
+    report = evaluate_models(models, loo, [10], seed=0, rare_below=_rare_cut(target))
+    rare = report.rare_items
+    sliced = target.rare_items_slice(rare["below"])
+    assert rare["test_users"] == len(sliced.users)
+    for result in report.results:
+        lists = result.recommended[target.rows_of(sliced), :10]
+        recall = np.mean(
+            [
+                len(set(lists[i]) & set(sliced.relevant[i].indices)) / sliced.n_relevant[i]
+                for i in range(len(sliced.users))
+            ]
+        )
+        got = rare["models"][result.name]["metrics"]["recall@10"]["mean"]
+        assert got == pytest.approx(recall)
+    pop, ease = (rare["models"][n]["metrics"]["recall@10"]["mean"] for n in ("pop", "ease"))
+    assert ease > pop  # popularity ranks the rarely seen items last

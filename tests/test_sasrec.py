@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from ranking_helpers import hit_rate, loo_ranks, ndcg
 from whyrec.errors import WhyrecError
 from whyrec.models import MODELS, Popularity, Recommender, SASRec, SASRecText
 
-SMALL = {"dim": 32, "max_len": 30, "epochs": 10, "patience": 3, "batch_size": 32, "lr": 3e-3}
+SMALL = {
+    "dim": 32,
+    "max_len": 30,
+    "windows": "recent",
+    "epochs": 10,
+    "patience": 3,
+    "batch_size": 32,
+    "lr": 3e-3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +117,22 @@ def test_invalid_settings_are_clear_errors(core_loo):
         SASRec(loss="hinge")
     with pytest.raises(WhyrecError, match="divisible"):
         SASRec(dim=30, heads=4).fit(core_loo.train)
+    with pytest.raises(WhyrecError, match="device"):
+        SASRec(device="gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_without_a_gpu_is_a_clear_error(core_loo):
+    with pytest.raises(WhyrecError, match="no GPU"):
+        SASRec(device="cuda", epochs=1, windows="recent").fit(core_loo.train)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_training_scores_on_the_cpu(core_loo, tmp_path):
+    model = SASRec(device="cuda", epochs=2, seed=1, windows="recent").fit(core_loo.train)
+    assert next(model.network_.parameters()).device.type == "cpu"
+    histories = core_loo.train.histories()[:5]
+    model.save(tmp_path / "m")
+    np.testing.assert_allclose(
+        type(model).load(tmp_path / "m").score(histories), model.score(histories), rtol=1e-5
+    )

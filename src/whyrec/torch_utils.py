@@ -13,6 +13,8 @@ import random
 import numpy as np
 import torch
 
+from whyrec.errors import WhyrecError
+
 DEFAULT_THREADS = 1
 """Torch threads unless $WHYREC_TORCH_THREADS says otherwise (at most 2 is wise here).
 
@@ -26,6 +28,15 @@ def limit_threads() -> None:
     wanted = int(os.environ.get("WHYREC_TORCH_THREADS", DEFAULT_THREADS))
     if torch.get_num_threads() > wanted:
         torch.set_num_threads(max(1, wanted))
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "cpu", "cuda[:N]" or "auto" → a device torch can use, or a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise WhyrecError(f"device {name!r} asked for, but torch sees no GPU; use cpu or auto")
+    return torch.device(name)
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -177,6 +177,31 @@ def print_report(report: EvaluationReport) -> None:
         table.add_row("fit s", *[f"{r.fit_seconds:.2f}" for r in report.results])
         table.add_row("score s", *[f"{r.score_seconds:.2f}" for r in report.results])
         console.print(table)
+    print_rare_items(report)
+
+
+def print_rare_items(report: EvaluationReport) -> None:
+    """The rare-item slice: can a model reach items the training data barely knows?"""
+    rare = report.rare_items
+    if not rare or not rare["models"]:
+        return
+    table = Table(
+        title=f"rare items (< {rare['below']} training interactions): "
+        f"{rare['test_users']:,} users, {rare['test_interactions']:,} held-out items"
+    )
+    table.add_column("metric")
+    names = list(rare["models"])
+    for name in names:
+        table.add_column(name, justify="right")
+    for key in next(iter(rare["models"].values()))["metrics"]:
+        cells = []
+        for name in names:
+            value = rare["models"][name]["metrics"][key]
+            low, high = value["ci95"]
+            half = "" if low is None or high is None else f"\n±{(high - low) / 2:.4f}"
+            cells.append(f"{value['mean']:.4f}{half}")
+        table.add_row(key, *cells)
+    console.print(table)
 
 
 def progress_bar() -> Progress:
@@ -282,6 +307,14 @@ def evaluate(
     explain_users: Annotated[
         int | None, typer.Option(min=1, help="Test users sampled for --explanations (all).")
     ] = None,
+    rare_below: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Also report accuracy on held-out items with fewer training interactions "
+            "than this (the cold-ish slice).",
+        ),
+    ] = 5,
 ) -> None:
     """Fit models on a split and rank every test user against the full catalog."""
     from whyrec.evaluation.protocol import evaluate_models, parse_ks
@@ -318,6 +351,7 @@ def evaluate(
             filtering={"min_rating": min_rating, "kcore": kcore},
             batch_size=batch_size,
             on_event=on_event,
+            rare_below=rare_below,
         )
     report.dataset = dataset.name
     report.split.setdefault("protocol", {})["ks"] = ks

@@ -69,6 +69,10 @@ LOWER_IS_BETTER = frozenset({"arp", "gini", "poprsp", "popreo"})
 
 BOOTSTRAP_SAMPLES = 200
 DEFAULT_BATCH_SIZE = 512
+RARE_BELOW = 5
+"""Default cut for the rare-item slice: test items with fewer training interactions."""
+SLICE_METRICS = ("recall", "ndcg", "hr", "mrr")
+"""Accuracy metrics reported on the rare-item slice."""
 
 
 def parse_ks(text: str | Iterable[int | str]) -> list[int]:
@@ -135,6 +139,39 @@ class EvaluationTarget:
             n_train_users=int((train_matrix.getnnz(axis=1) > 0).sum()),
             n_items=split.train.n_items,
         )
+
+    def rare_items_slice(self, below: int) -> EvaluationTarget | None:
+        """The same users' held-out items that had fewer than `below` training interactions.
+
+        Only users holding at least one such item stay, and only those items count as
+        relevant: the slice asks "does the model reach items the data barely knows?",
+        which popularity cannot answer and cold-start models claim to.
+        """
+        relevant = self.relevant.tocoo()
+        rare = self.popularity[relevant.col] < below
+        matrix = sp.csr_matrix(
+            (np.ones(int(rare.sum()), dtype=np.float32), (relevant.row[rare], relevant.col[rare])),
+            shape=self.relevant.shape,
+        )
+        rows = np.flatnonzero(matrix.getnnz(axis=1) > 0)
+        if len(rows) == 0:
+            return None
+        sliced = matrix[rows].tocsr()
+        return EvaluationTarget(
+            users=self.users[rows],
+            histories=[self.histories[r] for r in rows],
+            train_rows=self.train_rows[rows].tocsr(),
+            relevant=sliced,
+            n_relevant=np.diff(sliced.indptr).astype(np.int64),
+            popularity=self.popularity,
+            long_tail=self.long_tail,
+            n_train_users=self.n_train_users,
+            n_items=self.n_items,
+        )
+
+    def rows_of(self, other: EvaluationTarget) -> np.ndarray:
+        """Positions in this target of another target's users (a slice of this one)."""
+        return np.searchsorted(self.users, other.users)
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
@@ -320,6 +357,20 @@ def summarise(
     return per_user, ordered
 
 
+def slice_summary(
+    result: ModelResult, target: EvaluationTarget, sliced: EvaluationTarget, ks: Sequence[int]
+) -> dict[str, MetricSummary]:
+    """Accuracy of a model's lists on a slice of the test set (same lists, fewer relevant)."""
+    recommended = result.recommended[target.rows_of(sliced)]
+    per_user = per_user_metrics(recommended, sliced, ks)
+    return {
+        f"{name}@{k}": MetricSummary(float(values.mean()), t_interval(values))
+        for k in ks
+        for name in SLICE_METRICS
+        for values in [per_user[f"{name}@{k}"]]
+    }
+
+
 def evaluate_model(
     name: str,
     model: Recommender,
@@ -400,6 +451,8 @@ class EvaluationReport:
     significance: list[dict]
     explanations: dict[str, dict] | None = None
     """Explanation faithfulness per model (`whyrec evaluate --explanations`)."""
+    rare_items: dict | None = None
+    """Accuracy on held-out items with few training interactions (the cold-ish slice)."""
 
     def to_dict(self) -> dict:
         data = {
@@ -410,6 +463,8 @@ class EvaluationReport:
         }
         if self.explanations is not None:
             data["explanations"] = self.explanations
+        if self.rare_items is not None:
+            data["rare_items"] = self.rare_items
         return data
 
 
@@ -454,6 +509,7 @@ def evaluate_models(
     filtering: dict | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_event: Callable[[str, str, int], None] | None = None,
+    rare_below: int = RARE_BELOW,
 ) -> EvaluationReport:
     """Evaluate several models on one split under one protocol, plus paired tests.
 
@@ -494,4 +550,29 @@ def evaluate_models(
         seed=seed,
         results=results,
         significance=significance(results),
+        rare_items=rare_items_report(results, target, ks, rare_below),
     )
+
+
+def rare_items_report(
+    results: Sequence[ModelResult], target: EvaluationTarget, ks: Sequence[int], below: int
+) -> dict:
+    """Every model's accuracy on the rare-item slice, in the JSON shape of `models`."""
+    sliced = target.rare_items_slice(below)
+    report: dict = {
+        "below": below,
+        "definition": (
+            f"held-out items with fewer than {below} training interactions; users without "
+            "one are left out, other held-out items count as not relevant"
+        ),
+        "test_users": 0 if sliced is None else len(sliced.users),
+        "test_interactions": 0 if sliced is None else int(sliced.n_relevant.sum()),
+        "models": {},
+    }
+    if sliced is not None:
+        for result in results:
+            summary = slice_summary(result, target, sliced, ks)
+            report["models"][result.name] = {
+                "metrics": {key: s.to_dict() for key, s in summary.items()}
+            }
+    return report

@@ -314,6 +314,45 @@ def explanation_table(report: EvaluationReport) -> str:
     return f"<table><tr><th>model</th>{head}</tr>{rows}</table>"
 
 
+def rare_items_plot(report: EvaluationReport) -> str:
+    """Recall of rare held-out items at every k, one bar group per model, 95% CI."""
+    import matplotlib.pyplot as plt
+
+    rare = report.rare_items
+    assert rare and rare["models"]
+    names = list(rare["models"])
+    figure, axis = plt.subplots(figsize=(8, 3.2))
+    width = 0.8 / max(len(names), 1)
+    positions = np.arange(len(report.ks))
+    for index, name in enumerate(names):
+        cells = [rare["models"][name]["metrics"][f"recall@{k}"] for k in report.ks]
+        means = np.array([c["mean"] for c in cells])
+        lows = np.array([c["mean"] if c["ci95"][0] is None else c["ci95"][0] for c in cells])
+        highs = np.array([c["mean"] if c["ci95"][1] is None else c["ci95"][1] for c in cells])
+        errors = np.array([means - lows, highs - means]).clip(min=0)
+        axis.bar(positions + index * width, means, width, yerr=errors, capsize=3, label=name)
+    axis.set_xticks(positions + width * (len(names) - 1) / 2)
+    axis.set_xticklabels([f"recall@{k}" for k in report.ks])
+    axis.set_ylabel("mean over users in the slice")
+    axis.legend(fontsize=8)
+    axis.set_title(f"Rare held-out items (< {rare['below']} training interactions)")
+    return _png(figure)
+
+
+def rare_items_table(report: EvaluationReport) -> str:
+    rare = report.rare_items
+    assert rare and rare["models"]
+    keys = list(next(iter(rare["models"].values()))["metrics"])
+    head = "".join(f"<th>{html.escape(key)}</th>" for key in keys)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(f"<td>{_format(values['metrics'][key]['mean'])}</td>" for key in keys)
+        + "</tr>"
+        for name, values in rare["models"].items()
+    )
+    return f"<table><tr><th>model</th>{head}</tr>{rows}</table>"
+
+
 def render_html(report: EvaluationReport) -> str:
     """The whole report as one HTML string."""
     import matplotlib
@@ -343,6 +382,18 @@ def render_html(report: EvaluationReport) -> str:
     sections.append(timing_table(report))
     sections.append(f"<h2>Paired significance on nDCG@{k_main}</h2>")
     sections.append(significance_table(report, f"ndcg@{k_main}"))
+    rare = report.rare_items
+    if rare and rare["models"]:
+        sections.append("<h2>Rare items</h2>")
+        sections.append(
+            f"<p>{rare['test_users']:,} test users hold {rare['test_interactions']:,} items "
+            f"with fewer than {rare['below']} training interactions; "
+            f"{html.escape(rare['definition'])}.</p>"
+        )
+        sections.append(
+            f"<img alt='rare items' src='data:image/png;base64,{rare_items_plot(report)}'>"
+        )
+        sections.append(rare_items_table(report))
     if report.explanations:
         sections.append("<h2>Explanation faithfulness</h2>")
         sections.append(

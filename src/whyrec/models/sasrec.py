@@ -18,7 +18,6 @@ to find interpretable concepts (RecSAE).
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from typing import Literal, Self
@@ -32,7 +31,13 @@ from torch.nn import functional
 from whyrec.data.dataset import Dataset
 from whyrec.errors import WhyrecError
 from whyrec.models.base import Histories, ModelConfig, Recommender
-from whyrec.torch_utils import limit_threads, load_arrays_into, seed_everything, state_to_arrays
+from whyrec.torch_utils import (
+    limit_threads,
+    load_arrays_into,
+    resolve_device,
+    seed_everything,
+    state_to_arrays,
+)
 
 PAD = 0
 """Sequence slot used for padding; catalog position p is stored as p + 1."""
@@ -57,7 +62,10 @@ class SASRecConfig(ModelConfig):
     )
     negatives: int = Field(1, ge=1, description="Sampled negatives per target for bce.")
     windows: Literal["recent", "all"] = Field(
-        "recent", description="Train on each user's latest max_len items, or on all of them."
+        "all",
+        description="Train on every max_len window of each user's history, or only on the "
+        "latest one (cheaper, ~2.6x less work per epoch). On ml-latest-small (loo, chosen on "
+        "validation) all windows raised validation nDCG@10 from 0.050 to 0.060.",
     )
     epochs: int = Field(30, ge=1, description="Most epochs; early stopping usually ends sooner.")
     patience: int = Field(4, ge=1, description="Epochs without validation gain before stopping.")
@@ -65,6 +73,13 @@ class SASRecConfig(ModelConfig):
     lr: float = Field(3e-3, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="Adam L2 penalty.")
     seed: int = Field(42, description="Seed for initialisation, dropout and batch order.")
+    device: str = Field(
+        "cpu",
+        pattern=r"^(cpu|auto|cuda(:\d+)?)$",
+        description="Where to train: cpu, cuda[:N], or auto (a GPU when torch sees one). "
+        "The trained model always scores on the CPU, so a bundle trained on a GPU serves "
+        "anywhere.",
+    )
 
 
 class SequenceNetwork(nn.Module):
@@ -121,9 +136,10 @@ class SequenceNetwork(nn.Module):
         x = self.input_dropout(x.masked_fill(padding[..., None], 0.0))
         # A query may look at itself and at earlier non-padding keys. Letting every query
         # see itself keeps fully padded rows finite (softmax over nothing is NaN).
-        future = torch.ones(length, length, dtype=torch.bool).triu(1)
+        device = sequences.device
+        future = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
         blocked = future[None] | padding[:, None, :]
-        blocked = blocked & ~torch.eye(length, dtype=torch.bool)[None]
+        blocked = blocked & ~torch.eye(length, dtype=torch.bool, device=device)[None]
         blocked = blocked.repeat_interleave(self.config.heads, dim=0)
         return self.blocks(x, mask=blocked)
 
@@ -183,7 +199,7 @@ class SASRec(Recommender):
                 (len(targets), self.config.negatives),
                 generator=generator,
             )
-        ]
+        ].to(targets.device)
         positive = (hidden * items[targets]).sum(-1, keepdim=True)
         negative = torch.einsum("nd,nkd->nk", hidden, items[negatives])
         negative = negative.masked_fill(negatives == targets[:, None], -1e4)
@@ -195,7 +211,11 @@ class SASRec(Recommender):
     def _text_tensor(self) -> torch.Tensor | None:
         if self.config.item_vectors != "text":
             return None
-        return torch.tensor(np.asarray(self.text_vectors_, dtype=np.float32))  # a writable copy
+        text = torch.tensor(np.asarray(self.text_vectors_, dtype=np.float32))  # a writable copy
+        return text.to(self._device())
+
+    def _device(self) -> torch.device:
+        return next(self.network_.parameters()).device
 
     def fit(self, dataset: Dataset) -> Self:
         limit_threads()
@@ -209,6 +229,8 @@ class SASRec(Recommender):
             self.text_vectors_ = encode_items(dataset.catalog)
             text_dim = self.text_vectors_.shape[1]
         self.network_ = SequenceNetwork(self.config, self.n_items_, text_dim)
+        device = resolve_device(self.config.device)
+        self.network_.to(device)
         self.trained_items_ = np.flatnonzero(dataset.item_popularity() > 0).astype(np.int64)
         self._active_slots = torch.from_numpy(self.trained_items_ + 1)
 
@@ -217,7 +239,10 @@ class SASRec(Recommender):
         holdout = [s for s in sequences if len(s) >= 3]
         fit_sequences = [s[:-1] if len(s) >= 3 else s for s in sequences]
         inputs, targets = self._training_windows(fit_sequences)
-        inputs_t, targets_t = torch.from_numpy(inputs), torch.from_numpy(targets)
+        inputs_t, targets_t = (
+            torch.from_numpy(inputs).to(device),
+            torch.from_numpy(targets).to(device),
+        )
         text = self._text_tensor()
         optimizer = torch.optim.Adam(
             self.network_.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
@@ -242,11 +267,14 @@ class SASRec(Recommender):
             self.history_.append({"epoch": epoch + 1, "loss": total / steps, "val_ndcg": val_ndcg})
             if val_ndcg > best_score:
                 best_score, stale = val_ndcg, 0
-                best_state = copy.deepcopy(self.network_.state_dict())
+                best_state = {
+                    k: v.detach().cpu().clone() for k, v in self.network_.state_dict().items()
+                }
             else:
                 stale += 1
                 if stale >= self.config.patience:
                     break
+        self.network_.to("cpu")
         if best_state is not None:
             self.network_.load_state_dict(best_state)
         self.network_.eval()
@@ -274,15 +302,17 @@ class SASRec(Recommender):
     # ----- scoring --------------------------------------------------------------------
     @torch.no_grad()
     def _cache_item_vectors(self) -> None:
-        self.item_matrix_ = self.network_.item_vectors(self._text_tensor()).numpy()[1:].copy()
+        vectors = self.network_.item_vectors(self._text_tensor())
+        self.item_matrix_ = vectors.cpu().numpy()[1:].copy()
 
     @torch.no_grad()
     def _hidden_slots(self, sequences: list[np.ndarray]) -> np.ndarray:
+        device = self._device()
         batch = torch.from_numpy(np.stack([left_pad(s, self.config.max_len) for s in sequences]))
         items = torch.from_numpy(
             np.vstack([np.zeros_like(self.item_matrix_[:1]), self.item_matrix_])
         )
-        return self.network_(batch, items)[:, -1].numpy()
+        return self.network_(batch.to(device), items.to(device))[:, -1].cpu().numpy()
 
     def _score_slots(self, sequences: list[np.ndarray]) -> np.ndarray:
         return (self._hidden_slots(sequences) @ self.item_matrix_.T).astype(np.float32)
