@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the heavy modules load when a command runs, not when the CL
 console = Console(highlight=False)
 
 SPLIT_CHOICES = "loo, user-temporal, temporal, random or fixed"
-MODEL_CHOICES = "pop(ularity), itemknn, ease, ials, bpr, relmf"
+MODEL_CHOICES = "pop(ularity), itemknn, ease, ials, bpr, relmf, text, sasrec, sasrec-text, hybrid"
 
 TABLE_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hr", "coverage", "arp", "aplt")
 """Columns of the printed table; the JSON and HTML report carry every metric."""
