@@ -8,7 +8,7 @@
 """
 
 from whyrec.interpret.concepts import Concept, ConceptConfig, ConceptDictionary
-from whyrec.interpret.pipeline import InterpretConfig, Interpretation, interpret_bundle, summary
+from whyrec.interpret.pipeline import Interpretation, InterpretConfig, interpret_bundle, summary
 from whyrec.interpret.probe import PROBED_MODELS, NoProbePointError, ProbePoint, probe_for
 from whyrec.interpret.sae import SAEConfig, SparseAutoencoder
 from whyrec.interpret.steer import SteeredModel

@@ -44,6 +44,9 @@ class ConceptConfig(BaseModel):
     min_active: int = Field(5, ge=1, description="Fewest active sequences to label/verify.")
     label_size: int = Field(3, ge=1, description="Most features in a label.")
     min_z: float = Field(3.0, description="Least log-odds z-score of a label feature.")
+    min_lift: float = Field(
+        2.0, gt=0, description="Least odds ratio (top vs rest) of a label feature."
+    )
     prior_size: float = Field(500.0, gt=0, description="Dirichlet prior size (tokens).")
     tokens_per_sequence: float = Field(
         50.0, gt=0, description="Weight of one sequence in the counts, however long it is."
@@ -117,22 +120,25 @@ def context_weights(
     return matrix
 
 
-def log_odds_z(
+def log_odds(
     top: np.ndarray, rest: np.ndarray, prior: np.ndarray, prior_size: float
-) -> np.ndarray:
-    """z-scores of the log-odds ratio of each feature, top group vs rest (rows: groups).
+) -> tuple[np.ndarray, np.ndarray]:
+    """(log-odds ratio δ, its z-score) of each feature, top group vs rest (rows: groups).
 
     Monroe et al.'s estimator: counts smoothed by a Dirichlet prior proportional to the
     features' overall frequency, the difference of log-odds divided by its approximate
-    standard deviation, so a feature seen 3 times is not "enriched" by chance.
+    standard deviation, so a feature seen 3 times is not "enriched" by chance. z grows
+    with counts, so a decade on half the catalog can have a big z with a small effect;
+    labels therefore also require δ ≥ log(min_lift), then rank by z.
     """
-    alpha = prior_size * prior / max(prior.sum(), 1e-12)
+    alpha = prior_size * prior / max(prior.sum(), 1e-12) + 1e-9  # absent features: z = 0
     n_top = top.sum(axis=1, keepdims=True)
     n_rest = rest.sum(axis=1, keepdims=True)
     top_odds = np.log(top + alpha) - np.log(np.maximum(n_top + prior_size - top - alpha, 1e-9))
     rest_odds = np.log(rest + alpha) - np.log(np.maximum(n_rest + prior_size - rest - alpha, 1e-9))
     variance = 1.0 / (top + alpha) + 1.0 / (rest + alpha)
-    return (top_odds - rest_odds) / np.sqrt(variance)
+    delta = top_odds - rest_odds
+    return delta, delta / np.sqrt(variance)
 
 
 @dataclass
@@ -206,7 +212,7 @@ def split_users(users: np.ndarray, share: float, seed: int) -> tuple[np.ndarray,
     """Disjoint (build, verify) user sets; every prefix of a user falls on one side."""
     distinct = np.unique(users)
     shuffled = np.random.default_rng(seed).permutation(distinct)
-    n_verify = max(1, int(round(share * len(distinct))))
+    n_verify = max(1, round(share * len(distinct)))
     return np.sort(shuffled[n_verify:]), np.sort(shuffled[:n_verify])
 
 
@@ -336,20 +342,29 @@ class DictionaryBuilder:
         for start in range(0, len(concepts), 256):
             block = slice(start, start + 256)
             top_counts = np.asarray((indicator[block] @ counts).todense())
-            z = log_odds_z(top_counts, total[None, :] - top_counts, total, cfg.prior_size)
-            for offset, scores in enumerate(z):
+            delta, z = log_odds(top_counts, total[None, :] - top_counts, total, cfg.prior_size)
+            for offset in range(len(z)):
                 concept = concepts[start + offset]
                 if concept.status == "ok":
-                    self._describe(concept, scores, sample, rows[tops[start + offset]])
+                    top_rows = rows[tops[start + offset]]
+                    self._describe(concept, delta[offset], z[offset], sample, top_rows)
         return concepts
 
     def _describe(
-        self, concept: Concept, z: np.ndarray, sample: PrefixSample, top_rows: np.ndarray
+        self,
+        concept: Concept,
+        delta: np.ndarray,
+        z: np.ndarray,
+        sample: PrefixSample,
+        top_rows: np.ndarray,
     ) -> None:
         cfg = self.config
-        order = np.argsort(-z, kind="stable")
-        chosen = [int(f) for f in order[: cfg.label_size] if z[f] >= cfg.min_z]
-        item_order = [int(f) for f in order if self.space.is_item(f)][:5]
+        strength = np.where((z >= cfg.min_z) & (delta >= np.log(cfg.min_lift)), z, -np.inf)
+        order = np.argsort(-strength, kind="stable")
+        chosen = [int(f) for f in order[: cfg.label_size] if np.isfinite(strength[f])]
+        item_order = [
+            int(f) for f in order if self.space.is_item(f) and np.isfinite(strength[f])
+        ][:5]
         concept.enriched_items = [(self.space.names[f], float(z[f])) for f in item_order]
         concept.examples = [self._example(sample, row) for row in top_rows[:3]]
         if not chosen:
@@ -365,7 +380,7 @@ class DictionaryBuilder:
                 written = self.labeler(concept)
                 if isinstance(written, str) and written.strip():
                     concept.label = written.strip()[:120]
-            except Exception:  # noqa: BLE001 - an optional labeller must never break the run
+            except Exception:  # an optional labeller must never break the run
                 pass
 
     def _readable(self, feature: int) -> str:
@@ -379,7 +394,7 @@ class DictionaryBuilder:
         history = sample.histories[row]
         return {
             "user": int(sample.users[row]),
-            "length": int(len(history)),
+            "length": len(history),
             "latest": [self.catalog.titles[p] for p in history[-5:][::-1]],
         }
 
@@ -441,7 +456,7 @@ class DictionaryBuilder:
             titles = [self.catalog.titles[p] for p in context[-20:]]
             try:
                 answer = self.predictor(concept.label, titles)
-            except Exception:  # noqa: BLE001 - a remote predictor may fail in any way
+            except Exception:  # a remote predictor may fail in any way
                 answer = None
             if isinstance(answer, bool | np.bool_):
                 predicted[index] = bool(answer)

@@ -73,9 +73,16 @@ class ListShift:
             "other_share_before": round(self.other_share_before, 4),
             "other_share_after": round(self.other_share_after, 4),
             "other_values": self.other_values,
+            "concept_change": _relative(self.concept_share_before, self.concept_share_after),
+            "other_change": _relative(self.other_share_before, self.other_share_after),
             "items_changed": round(self.items_changed, 3),
             "example": self.example,
         }
+
+
+def _relative(before: float, after: float) -> float | None:
+    """(after − before) / before: the share's relative move (None when it was 0)."""
+    return round((after - before) / before, 4) if before > 0 else None
 
 
 @dataclass
@@ -293,14 +300,18 @@ def interpret_bundle(
             )
     histories = bundle.train.histories()
     sample: PrefixSample = prefix_sample(histories, config.prefixes_per_user)
-    training = probe.training_vectors([h for h in histories if len(h)])
-    check_enough(len(training), config.sae.latents)
     if len(sample) < 2 * config.sae.latents:
         raise WhyrecError(
-            f"only {len(sample):,} analysis sequences for {config.sae.latents:,} latents; "
-            f"use --latents {max(2, len(sample) // 2)} or fewer"
+            f"only {len(sample):,} analysis sequences for {config.sae.latents:,} latents: "
+            f"use --latents {max(2, len(sample) // 2)} or fewer, or more data"
         )
     analysis = probe.vectors(sample.histories)
+    training = (
+        probe.training_vectors([h for h in histories if len(h)])
+        if probe.every_position
+        else analysis
+    )
+    check_enough(len(training), config.sae.latents)
     seconds["probe"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -329,12 +340,13 @@ def interpret_bundle(
     for concept in dictionary.confident()[: config.ablate_top]:
         shifts.append(_ablation(probe, sae, builder, concept, codes, analysis, sample, config))
     steering = [
-        _ablation(probe, sae, builder, dictionary[int(l)], codes, analysis, sample, config)
-        for l in ablate
+        _ablation(probe, sae, builder, dictionary[int(latent)], codes, analysis, sample, config)
+        for latent in ablate
     ]
     for latent in boost:
-        steering.append(_boost(probe, sae, builder, dictionary[int(latent)], codes, analysis,
-                               sample, config))
+        steering.append(
+            _boost(probe, sae, builder, dictionary[int(latent)], codes, analysis, sample, config)
+        )
     seconds["ablation"] = time.perf_counter() - clock
     return Interpretation(
         model=probe.model_name,
@@ -425,4 +437,9 @@ def _mean_shift(shifts: list[ListShift]) -> dict | None:
         "other_share_before",
         "other_share_after",
     )
-    return {key: round(float(np.mean([getattr(s, key) for s in shifts])), 4) for key in keys}
+    means = {key: round(float(np.mean([getattr(s, key) for s in shifts])), 4) for key in keys}
+    for key in ("concept_change", "other_change"):
+        moves = [s.to_dict()[key] for s in shifts if s.to_dict()[key] is not None]
+        means[key] = round(float(np.mean(moves)), 4) if moves else None
+        means[f"{key}_abs"] = round(float(np.mean(np.abs(moves))), 4) if moves else None
+    return means

@@ -85,9 +85,13 @@ class ProbePoint(ABC):
     def vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         """The probe vector of each history (n, dim) — what the scores are read from."""
 
+    every_position = False
+    """True when the model makes a vector at every position of a history (SASRec): the
+    autoencoder then trains on those; otherwise on the analysis prefixes' vectors."""
+
     def training_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """The vectors an autoencoder is trained on; by default the same as `vectors`."""
-        return self.vectors(histories)
+        """Vectors at every position of the full histories (only if `every_position`)."""
+        raise NotImplementedError
 
     @abstractmethod
     def scores(self, vectors: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
@@ -112,6 +116,7 @@ class SequenceProbe(ProbePoint):
     """
 
     description = "last hidden state"
+    every_position = True
 
     def __init__(self, model: Recommender) -> None:
         super().__init__(model)

@@ -8,8 +8,8 @@ sparsity is exact, with no L1 penalty shrinking the codes. Decoder rows are kept
 norm after every step (and the gradient along each row is removed first), so a latent's
 activation *is* its contribution's size. Latents that have not fired for `dead_after`
 training vectors are revived by the auxiliary loss (AuxK): the top `aux_k` dead latents
-must reconstruct what the live ones missed. Reconstruction is measured as the fraction of
-variance unexplained, FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖².
+must reconstruct what the live ones missed (in the main loss's units). Reconstruction is
+measured as the fraction of variance unexplained, FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖².
 """
 
 from __future__ import annotations
@@ -42,8 +42,11 @@ class SAEConfig(BaseModel):
         None, ge=1, description="Dead latents used by the auxiliary loss (default 4·k)."
     )
     aux_coef: float = Field(1 / 32, ge=0, description="Weight of the auxiliary loss.")
-    dead_after: int = Field(
-        4096, ge=1, description="Training vectors without firing before a latent is dead."
+    dead_after: int | None = Field(
+        None,
+        ge=1,
+        description="Training vectors without firing before a latent counts as dead "
+        "(default: one epoch; shorter spans mistake rare latents for dead ones).",
     )
     seed: int = Field(0, description="Seed of initialisation and batch order.")
 
@@ -130,6 +133,7 @@ class SparseAutoencoder:
         optimizer = torch.optim.Adam(self.network_.parameters(), lr=cfg.lr)
         aux_k = min(cfg.aux_k or 4 * cfg.k, cfg.latents)
         since_fired = torch.zeros(cfg.latents, dtype=torch.long)
+        dead_after = cfg.dead_after or len(data)
         self.history_ = []
         for epoch in range(cfg.epochs):
             order = torch.randperm(len(data), generator=generator)
@@ -147,10 +151,10 @@ class SparseAutoencoder:
                 loss = error.pow(2).sum() / variance
                 fired = (codes > 0).any(dim=0)
                 since_fired = torch.where(fired, 0, since_fired + len(batch))
-                dead = since_fired > cfg.dead_after
+                dead = since_fired > dead_after
                 aux = torch.zeros(())
                 if cfg.aux_coef > 0 and bool(dead.any()):
-                    aux = self._aux_loss(pre, dead, error.detach(), min(aux_k, int(dead.sum())))
+                    aux = self._aux_loss(batch, dead, error.detach(), aux_k, variance.detach())
                     loss = loss + cfg.aux_coef * aux
                 optimizer.zero_grad()
                 loss.backward()
@@ -159,7 +163,7 @@ class SparseAutoencoder:
                 self.network_.normalise_decoder()
                 residual_sum += float(error.detach().pow(2).sum())
                 spread_sum += float(variance)
-                totals["aux"] += float(aux)
+                totals["aux"] += float(aux.detach())
             stats = {
                 "epoch": epoch + 1,
                 "fvu": residual_sum / max(spread_sum, 1e-12),
@@ -173,15 +177,27 @@ class SparseAutoencoder:
         return self
 
     def _aux_loss(
-        self, pre: torch.Tensor, dead: torch.Tensor, error: torch.Tensor, aux_k: int
+        self,
+        batch: torch.Tensor,
+        dead: torch.Tensor,
+        error: torch.Tensor,
+        aux_k: int,
+        variance: torch.Tensor,
     ) -> torch.Tensor:
-        """How well the top dead latents reconstruct the live latents' residual."""
+        """How well the top dead latents reconstruct the live latents' residual.
+
+        Only the dead latents' directions learn from it (encoder columns, decoder rows):
+        moving the shared pre-encoder bias, or raising a dead latent's bias until it fires
+        on everything, revives a few latents by killing others.
+        """
+        network = self.network_
+        pre = (batch - network.pre_bias.detach()) @ network.encoder + network.encoder_bias.detach()
         dead_pre = pre.masked_fill(~dead[None, :], -math.inf)
-        values, indices = dead_pre.topk(aux_k, dim=-1)
+        values, indices = dead_pre.topk(min(aux_k, int(dead.sum())), dim=-1)
         codes = torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
-        guess = codes @ self.network_.decoder
-        spread = (error - error.mean(dim=0)).pow(2).sum().clamp_min(1e-8)
-        return (error - guess).pow(2).sum() / spread
+        guess = codes @ network.decoder
+        # Same units as the main loss (share of the batch's variance), as in Gao et al.
+        return (error - guess).pow(2).sum() / variance
 
     # ----- use ------------------------------------------------------------------------
     def _normalise(self, vectors: np.ndarray) -> np.ndarray:
@@ -256,8 +272,7 @@ class SparseAutoencoder:
         try:
             meta = json.loads((directory / "sae.json").read_text())
             arrays = {
-                key: np.load(directory / f"{key}.npy", allow_pickle=False)
-                for key in meta["arrays"]
+                key: np.load(directory / f"{key}.npy", allow_pickle=False) for key in meta["arrays"]
             }
         except (OSError, ValueError, KeyError) as exc:
             raise BundleError(f"cannot read the autoencoder in {directory}: {exc}") from None
