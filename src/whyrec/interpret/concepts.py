@@ -328,6 +328,7 @@ class DictionaryBuilder:
             concept = Concept(latent=latent, label="", active_build=n_active)
             if n_active < cfg.min_active:
                 concept.status = "rare"
+                concept.label = "(fires too rarely to label)"
             tops.append(top if concept.status == "ok" else np.zeros(0, dtype=np.int64))
             concepts.append(concept)
         indicator = sp.csr_matrix(
@@ -362,9 +363,9 @@ class DictionaryBuilder:
         strength = np.where((z >= cfg.min_z) & (delta >= np.log(cfg.min_lift)), z, -np.inf)
         order = np.argsort(-strength, kind="stable")
         chosen = [int(f) for f in order[: cfg.label_size] if np.isfinite(strength[f])]
-        item_order = [
-            int(f) for f in order if self.space.is_item(f) and np.isfinite(strength[f])
-        ][:5]
+        item_order = [int(f) for f in order if self.space.is_item(f) and np.isfinite(strength[f])][
+            :5
+        ]
         concept.enriched_items = [(self.space.names[f], float(z[f])) for f in item_order]
         concept.examples = [self._example(sample, row) for row in top_rows[:3]]
         if not chosen:

@@ -384,6 +384,8 @@ def _ablation(probe, sae, builder, concept, codes, analysis, sample, config) -> 
 
 def _boost(probe, sae, builder, concept, codes, analysis, sample, config) -> ListShift:
     rows = active_rows(codes, concept.latent, config.ablation_sequences, active=False)
+    if len(rows) == 0:
+        raise WhyrecError(f"latent {concept.latent} fires on every sequence: nothing to boost")
     amount = typical_activation(codes, concept.latent)
     steered = SteeredModel(probe, sae).boost(concept.latent, amount)
     histories = [sample.histories[r] for r in rows]
