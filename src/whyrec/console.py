@@ -36,3 +36,19 @@ def download_progress() -> Progress:
         console=err_console,
         disable=not sys.stderr.isatty(),
     )
+
+
+def task_progress() -> Progress:
+    """A counting progress bar on stderr for long computations (hidden when not a terminal)."""
+    from rich.progress import MofNCompleteColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not sys.stderr.isatty(),
+    )

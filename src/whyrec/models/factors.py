@@ -26,11 +26,16 @@ class FactorModel(Recommender):
         return None
 
     def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
-        users = self.user_factors(histories)
+        scores = self.scores_from_factors(self.user_factors(histories))
+        return scores if items is None else scores[:, np.asarray(items)]
+
+    def scores_from_factors(self, users: np.ndarray) -> np.ndarray:
+        """Scores of every item read from given user vectors (an edited one scores the same way)."""
+        users = np.asarray(users, dtype=np.float32)
         active_scores = users @ np.asarray(self.item_factors_)[self.active_].T
         bias = self.item_bias()
         if bias is not None:
             active_scores += np.asarray(bias)[self.active_][None, :]
         scores = np.full((users.shape[0], self.n_items_), -np.inf, dtype=np.float32)
         scores[:, self.active_] = active_scores
-        return scores if items is None else scores[:, np.asarray(items)]
+        return scores

@@ -334,17 +334,47 @@ class SASRec(Recommender):
             out[start : start + 256] = self._hidden_slots(sequences[start : start + 256])
         return out
 
-    def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
-        sequences = self._as_sequences(histories)
-        scores = self.hidden(histories) @ self.item_matrix_.T
-        scores = scores.astype(np.float32)
+    def hidden_every_position(self, histories: Histories) -> np.ndarray:
+        """Hidden states at every real position of each history's latest `max_len` items.
+
+        Each position predicts the next item in training, so these (n_positions, dim) rows
+        are the distribution the network learned on; `hidden` reads only the last one.
+        """
+        sequences = [s for s in self._as_sequences(histories) if len(s)]
+        length = self.config.max_len
+        items = torch.from_numpy(
+            np.vstack([np.zeros_like(self.item_matrix_[:1]), self.item_matrix_])
+        )
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(sequences), 256):
+                batch = np.stack([left_pad(s, length) for s in sequences[start : start + 256]])
+                states = self.network_(torch.from_numpy(batch), items).numpy()
+                parts.append(states[batch != PAD])
+        if not parts:
+            return np.zeros((0, self.config.dim), dtype=np.float32)
+        return np.concatenate(parts).astype(np.float32)
+
+    def scores_from_hidden(self, hidden: np.ndarray, empty: np.ndarray | None = None) -> np.ndarray:
+        """Scores read from given last hidden states (rows of `empty` histories get -inf).
+
+        `score` is this applied to `hidden(histories)`; an edited hidden state (a sparse
+        autoencoder's steering) is scored through exactly the same path.
+        """
+        scores = (np.asarray(hidden) @ self.item_matrix_.T).astype(np.float32)
         if self.config.item_vectors == "id":
             # An ID vector never trained as a target says nothing; do not rank it.
             untrained = np.ones(self.n_items_, dtype=bool)
             untrained[self.trained_items_] = False
             scores[:, untrained] = -np.inf
+        if empty is not None:
+            scores[np.asarray(empty, dtype=bool)] = -np.inf
+        return scores
+
+    def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
+        sequences = self._as_sequences(histories)
         empty = np.array([len(s) == 0 for s in sequences], dtype=bool)
-        scores[empty] = -np.inf
+        scores = self.scores_from_hidden(self.hidden(histories), empty)
         return scores if items is None else scores[:, np.asarray(items)]
 
     # ----- persistence ----------------------------------------------------------------

@@ -198,9 +198,17 @@ class TextRecommender(Recommender):
 
     def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
         users = self.user_vectors(histories)
+        # nothing to go on for an empty history
+        return self.scores_from_user_vectors(users, ~users.any(axis=1), items)
+
+    def scores_from_user_vectors(
+        self, users: np.ndarray, empty: np.ndarray | None = None, items: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Scores read from given user vectors (an edited one is scored the same way)."""
         space = self.item_space_ if items is None else self.item_space_[np.asarray(items)]
-        scores = (users @ space.T).astype(np.float32)
-        scores[~users.any(axis=1)] = -np.inf  # nothing to go on for an empty history
+        scores = (np.asarray(users, dtype=np.float32) @ space.T).astype(np.float32)
+        if empty is not None:
+            scores[np.asarray(empty, dtype=bool)] = -np.inf
         return scores
 
     def score_query(self, text: str, items: np.ndarray | None = None) -> np.ndarray:
