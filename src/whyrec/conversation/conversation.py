@@ -358,9 +358,9 @@ class Session:
         item = self.describe_items(state, [position])[0]
         return Turn(f"{item['title']}: {item['explanation']['text']}", items=[item])
 
-
-Conversation.session_class = Session
-
     @staticmethod
     def _with(note: str, text: str) -> str:
         return f"{note} {text}".strip() if note else text
+
+
+Conversation.session_class = Session
