@@ -254,3 +254,26 @@ class ScriptedLLM:
                     pass
 
         return Handler
+
+
+def helpful(body: dict) -> Behavior:
+    """A well-behaved stand-in for whyrec's requests: no plan (the policy's list stands),
+    replies that re-rank the candidates (reversed) and cite each one's evidence, and
+    dialogue acts that only say "recommend". Tests script anything more specific."""
+    kind = request_kind(body)
+    data = request_data(body)
+    if kind == "plan":
+        return reply("The policy's list serves this message.")
+    if kind == "grounded_reply" and isinstance(data, dict):
+        candidates = data.get("candidates") or []
+        ids = [c["item_id"] for c in candidates][::-1]
+        lines = [f"[[{c['item_id']}]]: {c['evidence']}" for c in candidates[::-1]]
+        facts = data.get("facts") or []
+        if not lines and facts:
+            lines = [json.dumps(facts)[:0] + "Here is what I found."]
+        return json_reply({"order": ids, "text": "Picked for you.\n" + "\n".join(lines)})
+    if kind == "dialogue_acts":
+        return json_reply({"intents": ["recommend"]})
+    if kind == "simulated_user" and isinstance(data, dict):
+        return json_reply({"message": "something I would enjoy, please"})
+    return error(500)
