@@ -106,8 +106,9 @@ def request_kind(body: dict) -> str:
 
 
 def request_data(body: dict) -> Any:
-    """The JSON payload of the last user message (whyrec sends its facts as JSON)."""
-    for message in reversed(body.get("messages", [])):
+    """The JSON payload of the first user message: the facts whyrec sends (a repair or a
+    reflection adds later user messages, the facts stay first)."""
+    for message in body.get("messages", []):
         if message.get("role") == "user":
             try:
                 return json.loads(message.get("content") or "")
@@ -148,7 +149,10 @@ class ScriptedLLM:
             for name in (kind, "*"):
                 if self._scripts[name]:
                     return self._scripts[name].popleft()
-        return self.responder(body)
+        try:
+            return self.responder(body)
+        except Exception as exc:  # a broken script shows up as a 500, not a hung client
+            return Behavior("error", status=500, content=repr(exc))
 
     def start(self) -> ScriptedLLM:
         self._thread.start()
@@ -156,7 +160,8 @@ class ScriptedLLM:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
 
     def __enter__(self) -> ScriptedLLM:
@@ -182,7 +187,7 @@ class ScriptedLLM:
                     body = json.loads(raw)
                 except ValueError:
                     body = None
-                record = {"path": self.path, "headers": dict(self.headers), "body": body}
+                record = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
                 with server._lock:
                     server.requests.append(record)
                 if body is None or not self.path.rstrip("/").endswith("/chat/completions"):

@@ -20,7 +20,7 @@ from whyrec.llm.client import CallContext, LLMClient, TokenBudget
 from whyrec.llm.config import LLMConfig
 from whyrec.llm.structured import ask_structured
 
-TITLE_LEAK_SCORE = 90.0
+TITLE_LEAK_SCORE = 85.0
 """Partial similarity of a message to the target's title at which it counts as named."""
 MAX_TAGS = 8
 
