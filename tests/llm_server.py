@@ -187,7 +187,11 @@ class ScriptedLLM:
                     body = json.loads(raw)
                 except ValueError:
                     body = None
-                record = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+                record = {
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body,
+                }
                 with server._lock:
                     server.requests.append(record)
                 if body is None or not self.path.rstrip("/").endswith("/chat/completions"):
