@@ -27,6 +27,10 @@ MIN_CALL_SECONDS = 0.05
 """A call with less time than this left before the deadline is not started."""
 CHARS_PER_TOKEN = 4
 """Rough size of a token, for requests whose server reports no usage."""
+RESERVE_SHARE, RESERVE_MAX = 0.1, 0.05
+"""Part of the timeout (at most 50 ms) kept back from the calls for whyrec's own work
+around them (prompts, validation, storing the trace), so that a turn with the LLM down
+costs at most the timeout plus the embedded turn."""
 RETRYABLE = ("rate_limited", "server_error", "timeout", "connection")
 UNREACHABLE = ("timeout", "connection", "server_error")
 
@@ -55,7 +59,8 @@ class CallContext:
 
     @classmethod
     def for_turn(cls, config: LLMConfig, budget: TokenBudget) -> CallContext:
-        return cls(time.monotonic() + config.timeout, budget)
+        reserve = min(RESERVE_MAX, RESERVE_SHARE * config.timeout)
+        return cls(time.monotonic() + config.timeout - reserve, budget)
 
     @property
     def remaining(self) -> float:

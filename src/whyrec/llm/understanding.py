@@ -14,6 +14,7 @@ import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from rapidfuzz import fuzz
 
 from whyrec.conversation.understanding import (
     MAYBE_TITLE_SCORE,
@@ -24,7 +25,7 @@ from whyrec.conversation.understanding import (
     Understanding,
     _unique_mentions,
 )
-from whyrec.data.catalog import Catalog
+from whyrec.data.catalog import Catalog, title_key
 from whyrec.errors import NotFoundError
 from whyrec.llm.client import CallContext, LLMClient
 from whyrec.llm.structured import ask_structured
@@ -33,6 +34,8 @@ PROMPT_VALUES = 60
 """Values per attribute field listed in the prompt (the most frequent; any catalog value
 is accepted in answers)."""
 MIN_YEAR, MAX_YEAR = 1870, 2100
+WRITTEN_TITLE_SCORE = 80.0
+"""Partial similarity to the message at which a title counts as written by the user."""
 MAX_PROFILE_NOTES = 12
 """Notes kept per kind (likes, dislikes, constraints), newest first."""
 
@@ -167,19 +170,26 @@ class LLMUnderstander:
         if acts is None:
             record["source"] = "embedded"
             return self.embedded.understand(text, shown=shown), None, record
-        understanding, dropped = self.ground(acts, shown)
+        understanding, dropped = self.ground(acts, shown, text)
         record["source"] = "llm"
         if dropped:
             record["grounding"] = dropped
         return understanding, acts.profile, record
 
     # ----- grounding ----------------------------------------------------------------------
-    def ground(self, acts: DialogueActs, shown: list[int]) -> tuple[Understanding, list[str]]:
-        """The acts as an `Understanding`, every item and value checked against the catalog;
-        returns what had to be changed or dropped, for the trace."""
+    def ground(
+        self, acts: DialogueActs, shown: list[int], message: str = ""
+    ) -> tuple[Understanding, list[str]]:
+        """The acts as an `Understanding`, every item and value checked against the catalog
+        and every title against the message (a title the user did not write is the LLM's
+        invention, not the user's wish); returns what was changed or dropped, for the trace."""
         said = Understanding(intents=[Intent(i) for i in dict.fromkeys(acts.intents)])
         dropped: list[str] = []
+        written = title_key(message, keep_year=False)
         for act in acts.titles:
+            if not _written_in(act.title, written):
+                dropped.append(f"title {act.title!r} is not in the message")
+                continue
             self._ground_title(act.title, act.liked, said, dropped)
         for act in acts.values:
             self._ground_value(act, said, dropped)
@@ -197,7 +207,9 @@ class LLMUnderstander:
                 said.reference = acts.reference
             else:
                 dropped.append(f"reference {acts.reference} outside the shown list")
-        if acts.subject_title:
+        if acts.subject_title and not _written_in(acts.subject_title, written):
+            dropped.append(f"subject {acts.subject_title!r} is not in the message")
+        elif acts.subject_title:
             self._ground_subject(acts.subject_title, shown, said, dropped)
         said.answer = acts.answer
         said.mentions = _unique_mentions(said.mentions)
@@ -266,6 +278,16 @@ class LLMUnderstander:
             return year
         dropped.append(f"year {year} out of range")
         return None
+
+
+def _written_in(title: str, written_key: str) -> bool:
+    """Whether the user's message (as a title key) contains the title, typos allowed."""
+    key = title_key(title, keep_year=False)
+    if not key:
+        return False
+    if f" {key} " in f" {written_key} ":
+        return True
+    return fuzz.partial_ratio(key, written_key) >= WRITTEN_TITLE_SCORE
 
 
 def merge_profile(memory: dict, notes: ProfileNotes | None, said: Understanding, catalog) -> dict:
