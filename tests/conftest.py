@@ -87,3 +87,13 @@ def core_loo(core_compact):
     from whyrec.data.splits import split
 
     return split(core_compact, "loo", seed=42)
+
+
+# ----- the LLM layer: a scripted OpenAI-compatible server on loopback -------------------
+@pytest.fixture
+def llm_server():
+    """A started `llm_server.ScriptedLLM` answering like a well-behaved LLM until scripted."""
+    from llm_server import ScriptedLLM, helpful
+
+    with ScriptedLLM(helpful) as server:
+        yield server

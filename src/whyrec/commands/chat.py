@@ -12,6 +12,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from whyrec.commands.llm_options import (
+    LLMApiKey,
+    LLMBaseURL,
+    LLMConfigFile,
+    LLMFlag,
+    LLMModel,
+    LLMTimeout,
+    llm_config_from,
+)
+
 console = Console(highlight=False, soft_wrap=True)
 
 
@@ -29,14 +39,22 @@ def chat(
     session: Annotated[str | None, typer.Option(help="Resume a stored session by id.")] = None,
     db: Annotated[Path | None, typer.Option(help="Session database (SQLite file).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
+    llm: LLMFlag = False,
+    llm_base_url: LLMBaseURL = None,
+    llm_model: LLMModel = None,
+    llm_api_key: LLMApiKey = None,
+    llm_timeout: LLMTimeout = None,
+    llm_config: LLMConfigFile = None,
 ) -> None:
     """Conversational recommendations. Reads one message per line when stdin is not a terminal."""
     from whyrec.bundle import Bundle
-    from whyrec.conversation import Conversation, SessionStore
+    from whyrec.conversation import SessionStore
     from whyrec.engine import Engine
+    from whyrec.llm import open_conversation
 
-    conversation = Conversation(
-        Engine(Bundle.load(bundle)), store=SessionStore(db or default_session_db())
+    config = llm_config_from(llm, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config)
+    conversation = open_conversation(
+        Engine(Bundle.load(bundle)), store=SessionStore(db or default_session_db()), llm=config
     )
     current = conversation.resume(session) if session else conversation.start(user)
     interactive = sys.stdin.isatty() and not as_json
@@ -45,6 +63,8 @@ def chat(
             f"[dim]session {current.id} — say what you'd like to watch; 'why the first one?', "
             "'none of these', 'start over'; Ctrl-D to quit[/dim]"
         )
+        if config is not None:
+            console.print(f"[dim]LLM: {config.describe()}[/dim]")
     while True:
         try:
             message = console.input("[bold cyan]you>[/bold cyan] ") if interactive else input()
@@ -62,7 +82,10 @@ def chat(
 
 
 def _render(turn) -> None:
-    if not turn.items:
+    fallbacks = turn.trace.get("llm", {}).get("fallbacks") if turn.trace else None
+    if fallbacks:
+        console.print(f"[dim](the LLM did not help with: {', '.join(fallbacks)})[/dim]")
+    if not turn.items or turn.trace:
         console.print(f"[bold green]whyrec>[/bold green] {turn.reply}")
         return
     console.print(f"[bold green]whyrec>[/bold green] {turn.reply.splitlines()[0]}")

@@ -13,6 +13,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from whyrec.commands.llm_options import (
+    LLMApiKey,
+    LLMBaseURL,
+    LLMConfigFile,
+    LLMModel,
+    LLMTimeout,
+    llm_config_from,
+)
 from whyrec.errors import WhyrecError
 
 console = Console(highlight=False)
@@ -29,11 +37,21 @@ def simulate(
     episodes: Annotated[int, typer.Option(min=1, help="Number of episodes.")] = 200,
     max_turns: Annotated[int, typer.Option(min=1, help="Turn limit per episode.")] = 15,
     rec_size: Annotated[int, typer.Option(min=1, help="Items per recommendation turn.")] = 10,
-    user_mode: Annotated[str, typer.Option(help="attribute or language.")] = "attribute",
+    user_mode: Annotated[
+        str, typer.Option(help="attribute, language or llm (an LLM talks as the user).")
+    ] = "attribute",
     policies: Annotated[
         str, typer.Option(help="Comma-separated: ours, recommend-only, random, max-entropy.")
     ] = "ours,recommend-only,max-entropy,random",
     seed: int = 0,
+    llm: Annotated[
+        bool, typer.Option("--llm", help="The conversation under test uses the LLM too.")
+    ] = False,
+    llm_base_url: LLMBaseURL = None,
+    llm_model: LLMModel = None,
+    llm_api_key: LLMApiKey = None,
+    llm_timeout: LLMTimeout = None,
+    llm_config: LLMConfigFile = None,
 ) -> None:
     """Success rate, average turns and hDCG of each policy on the same episodes."""
     import numpy as np
@@ -45,6 +63,9 @@ def simulate(
     from whyrec.engine import Engine
 
     names = [p.strip() for p in policies.split(",") if p.strip()]
+    config = llm_config_from(
+        llm or user_mode == "llm", llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config
+    )
     engine = Engine(Bundle.load(bundle))
     if targets is not None:
         try:
@@ -76,6 +97,8 @@ def simulate(
             rec_size=rec_size,
             seed=seed,
             progress=lambda name, step: progress.advance(tasks[name], step),
+            llm=config,
+            llm_system=llm,
         )
     _write_json(json_out, report)
     _print(report, names, max_turns)

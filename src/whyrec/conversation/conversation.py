@@ -33,18 +33,25 @@ class Turn:
     question: str | None = None
     state: dict = field(default_factory=dict)
     understanding: dict = field(default_factory=dict)
+    trace: dict = field(default_factory=dict)
+    """What happened behind the reply (LLM calls, fallbacks); empty on the embedded path."""
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "reply": self.reply,
             "items": self.items,
             "question": self.question,
             "state": self.state,
         }
+        if self.trace:
+            data["trace"] = self.trace
+        return data
 
 
 class Conversation:
     """Shared machinery for many sessions over one bundle."""
+
+    session_class: type[Session]
 
     def __init__(
         self,
@@ -71,11 +78,11 @@ class Conversation:
         history = [int(p) for p in self.engine.user_history(user_id)] if user_id else []
         state = DialogueState(user_id=user_id, history=history)
         session_id, token = self.store.create(state.to_dict(), user_id)
-        return Session(self, session_id, token, state)
+        return self.session_class(self, session_id, token, state)
 
     def resume(self, session_id: str) -> Session:
         state = DialogueState.from_dict(self.store.load(session_id))
-        return Session(self, session_id, self.store.token(session_id), state)
+        return self.session_class(self, session_id, self.store.token(session_id), state)
 
 
 class Session:
@@ -94,10 +101,11 @@ class Session:
         conv = self.conversation
         if not isinstance(text, str):
             raise WhyrecError("a message must be text")
-        understanding = conv.understander.understand(text, shown=self.state.shown)
+        understanding = self._understand(text)
         working = DialogueState.from_dict(self.state.to_dict())  # changes land only on success
         working.turn += 1
         turn = self._respond(working, understanding, text)
+        turn = self._finish(working, understanding, text, turn)
         turn.understanding = understanding.to_dict()
         turn.state = working.to_dict()
         conv.store.save_turn(
@@ -107,6 +115,14 @@ class Session:
             [("user", text, understanding.to_dict()), ("assistant", turn.reply, turn.to_dict())],
         )
         self.state = working
+        return turn
+
+    def _understand(self, text: str) -> Understanding:
+        """The message as dialogue acts (the LLM layer overrides this)."""
+        return self.conversation.understander.understand(text, shown=self.state.shown)
+
+    def _finish(self, state: DialogueState, said: Understanding, text: str, turn: Turn) -> Turn:
+        """A last look at the decided turn before it is stored (the LLM layer phrases it)."""
         return turn
 
     def _respond(self, state: DialogueState, said: Understanding, text: str) -> Turn:
@@ -345,3 +361,6 @@ class Session:
     @staticmethod
     def _with(note: str, text: str) -> str:
         return f"{note} {text}".strip() if note else text
+
+
+Conversation.session_class = Session

@@ -26,7 +26,7 @@ from whyrec.conversation.state import DialogueState
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
 
-USER_MODES = ("attribute", "language")
+USER_MODES = ("attribute", "language", "llm")
 
 
 @dataclass(frozen=True)
@@ -176,6 +176,12 @@ class LanguageUser(AttributeUser):
     def reject_text(self) -> str:
         return self._typo(self._choice(_REJECT))
 
+    def begin(self, episode: Episode) -> None:
+        """A new episode starts (an LLM-driven user learns its target here)."""
+
+    def observe(self, reply: str) -> None:
+        """The system's last reply (an LLM-driven user may react to it)."""
+
 
 def run_attribute_episode(
     policy: Policy, user: AttributeUser, episode: Episode, max_turns: int, rng: np.random.Generator
@@ -207,13 +213,13 @@ def run_language_episode(
 ) -> Outcome:
     state = DialogueState(user_id=episode.user_id, history=list(episode.history))
     session_id, token = conversation.store.create(state.to_dict(), episode.user_id)
-    from whyrec.conversation.conversation import Session
-
-    session = Session(conversation, session_id, token, state)
+    session = conversation.session_class(conversation, session_id, token, state)
+    user.begin(episode)
     opening = user.opening_value(episode.target)
     message = user.opening_text(*opening) if opening else "recommend me something"
     for turn in range(1, max_turns + 1):
         reply = session.send(message)
+        user.observe(reply.reply)
         pending = session.state.pending
         if reply.items:
             shown = [conversation.catalog.position(i["item_id"]) for i in reply.items]
@@ -267,10 +273,18 @@ def simulate(
     seed: int = 0,
     progress: Callable[[str, int], None] | None = None,
     semantic_wishes: bool = True,
+    llm=None,
+    llm_system: bool = False,
 ) -> dict:
-    """Run every policy on the same episodes; the first policy's numbers are the top level."""
+    """Run every policy on the same episodes; the first policy's numbers are the top level.
+
+    `llm` (an `LLMConfig`) drives the "llm" user mode and, with `llm_system`, the
+    conversation under test too.
+    """
     if user_mode not in USER_MODES:
-        raise WhyrecError(f"unknown user mode {user_mode!r}; choose attribute or language")
+        raise WhyrecError(f"unknown user mode {user_mode!r}; choose {', '.join(USER_MODES)}")
+    if (user_mode == "llm" or llm_system) and (llm is None or not llm.configured):
+        raise WhyrecError("the llm user mode and --llm need an LLM configuration (--llm-*)")
     if max_turns < 1 or rec_size < 1:
         raise WhyrecError("--max-turns and --rec-size must be at least 1")
     unknown = [p for p in policies if p not in POLICIES]
@@ -280,11 +294,22 @@ def simulate(
     per_policy: dict[str, list[Outcome]] = {}
     for name in policies:
         config = PolicyConfig(kind=name, rec_size=rec_size)
-        conversation = Conversation(
-            engine, policy=config, seed=seed, wish_scorer="auto" if semantic_wishes else None
+        from whyrec.llm import open_conversation
+
+        conversation = open_conversation(
+            engine,
+            llm=llm if llm_system else None,
+            policy=config,
+            seed=seed,
+            wish_scorer="auto" if semantic_wishes else None,
         )
         rng = np.random.default_rng(seed)
         outcomes = []
+        llm_user = None
+        if user_mode == "llm":
+            from whyrec.llm.simulator import LLMUser
+
+            llm_user = LLMUser(conversation.scorer.columns, engine.catalog, rng, llm)
         for episode in episodes:
             if user_mode == "attribute":
                 user = AttributeUser(conversation.scorer.columns, engine.catalog, rng)
@@ -292,14 +317,18 @@ def simulate(
                     run_attribute_episode(conversation.policy, user, episode, max_turns, rng)
                 )
             else:
-                user = LanguageUser(conversation.scorer.columns, engine.catalog, rng)
+                user = llm_user or LanguageUser(conversation.scorer.columns, engine.catalog, rng)
                 outcomes.append(run_language_episode(conversation, user, episode, max_turns))
             if progress:
                 progress(name, 1)
         results[name] = summarize(outcomes, max_turns)
+        if llm_user is not None:
+            results[name]["llm_user"] = dict(llm_user.stats)
         per_policy[name] = outcomes
     first = results[policies[0]]
     report = {k: first[k] for k in ("episodes", "success_rate_at", "average_turns", "hdcg")}
+    if "llm_user" in first:
+        report["llm_user"] = first["llm_user"]
     report.update(
         {
             "ci95": first["ci95"],

@@ -49,6 +49,11 @@ class DialogueState:
     pending: Question | None = None
     consecutive_questions: int = 0
     turn: int = 0
+    memory: dict[str, list[str]] = field(default_factory=dict)
+    """The user's profile as short natural-language notes ("likes", "dislikes",
+    "constraints"), kept by the LLM layer across turns; empty without an LLM."""
+    llm_tokens: int = 0
+    """Tokens this session has spent on the LLM (its budget outlives a restart)."""
 
     # ----- updates ------------------------------------------------------------------
     def add_value(self, field_name: str, value: str, include: bool, hard: bool) -> None:
@@ -86,7 +91,12 @@ class DialogueState:
 
     def restart(self) -> None:
         """Forget the conversation but keep who the user is and their history."""
-        fresh = DialogueState(user_id=self.user_id, history=list(self.history), turn=self.turn)
+        fresh = DialogueState(
+            user_id=self.user_id,
+            history=list(self.history),
+            turn=self.turn,
+            llm_tokens=self.llm_tokens,
+        )
         self.__dict__.update(fresh.__dict__)
 
     # ----- views --------------------------------------------------------------------------

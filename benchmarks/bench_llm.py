@@ -1,0 +1,237 @@
+"""The LLM layer under a misbehaving LLM, and with the LLM down.
+
+    python benchmarks/bench_llm.py [--turns 1000] [--down-turns 60] [--timeout 0.5]
+
+1. Misbehaving: a scripted OpenAI-compatible server on loopback (tests/llm_server.py)
+   answers every request of every turn with a random misbehaviour (malformed JSON, wrong
+   fields, invented ids and titles, titles outside the candidates, bad tool calls, 429,
+   500, dropped connections, garbage bodies, slow answers) or, sometimes, well. Simulated
+   language users talk until at least --turns turns. Every reply is checked independently
+   of the guard: no invented title, no [[id]] left, every "Title (year)" a catalog title.
+   Target: 0 replies naming an item not in the catalog.
+2. Down: a server that never answers (each call runs into the timeout) and a closed port,
+   cooldown off so every turn pays; the same messages on the embedded conversation are
+   the peer. Target: LLM-down turn <= timeout + embedded turn (ratio printed).
+Per-turn LLM calls and tokens are printed for the misbehaving and a well-behaved run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from llm_server import (
+    ScriptedLLM,
+    drop,
+    error,
+    garbage,
+    helpful,
+    json_reply,
+    reply,
+    request_data,
+    request_kind,
+    slow,
+    tool_reply,
+)
+
+FAKE_TITLES = ("The Quantum Heist", "Neon Shadows", "Midnight Over Saturn")
+
+
+def misbehaving(rng: np.random.Generator, timeout: float):
+    """A responder that misbehaves on most requests, in every way the tests name."""
+
+    def respond(body: dict):
+        kind, data = request_kind(body), request_data(body)
+        roll = rng.random()
+        if roll < 0.08:
+            return error(429, retry_after=0)
+        if roll < 0.14:
+            return error(500)
+        if roll < 0.19:
+            return drop()
+        if roll < 0.22:
+            return garbage()
+        if roll < 0.25:
+            return slow(timeout * 3, helpful(body))
+        if roll < 0.33:
+            return reply('{"intents": ["recommend"], "titles": [')
+        if roll < 0.40:
+            return json_reply({"intent": "recommend", "movie": FAKE_TITLES[0]})
+        if kind == "dialogue_acts" and roll < 0.6:
+            fake = FAKE_TITLES[int(rng.integers(len(FAKE_TITLES)))]
+            return json_reply(
+                {
+                    "intents": ["recommend"],
+                    "titles": [{"title": fake, "liked": True}],
+                    "values": [{"field": "genres", "value": "Cyberpunk Opera", "include": True}],
+                    "reference": 42,
+                }
+            )
+        if kind == "plan" and roll < 0.7:
+            return tool_reply(
+                ("search_catalog", {"include": {"genres": ["Horror"]}, "year_min": 2090}),
+                ("explain_item", {"item_id": "no-such-id"}),
+                ("rank_for_user", "{broken"),
+            )
+        if kind == "grounded_reply" and isinstance(data, dict) and roll < 0.85:
+            ids = [c["item_id"] for c in data.get("candidates", [])]
+            fake = FAKE_TITLES[int(rng.integers(len(FAKE_TITLES)))]
+            texts = [
+                f'You must see "{fake}" and [[{ids[0] if ids else "1"}]].',
+                f"Try {fake} (2031), it is like [[99999999]].",
+                "Skip these and watch The Godfather or Pulp Fiction instead.",
+            ]
+            order = [*ids[::-1], "424242"] if rng.random() < 0.3 else ids
+            return json_reply({"order": order, "text": texts[int(rng.integers(len(texts)))]})
+        return helpful(body)
+
+    return respond
+
+
+class Checker:
+    """Counts replies that name something the catalog does not hold."""
+
+    def __init__(self, catalog) -> None:
+        self.by_year: dict[str, set[str]] = {}
+        for title in catalog.titles:
+            found = re.search(r"\((\d{4})\)\s*$", title)
+            if found:
+                self.by_year.setdefault(found.group(1), set()).add(title)
+        self.replies = 0
+        self.bad: list[str] = []
+
+    def check(self, text: str) -> None:
+        self.replies += 1
+        problem = any(f in text for f in FAKE_TITLES) or "[[" in text
+        for found in re.finditer(r"\((\d{4})\)", text):
+            before = text[: found.end()]
+            if not any(before.endswith(t) for t in self.by_year.get(found.group(1), ())):
+                problem = True
+        if problem:
+            self.bad.append(text[:200])
+
+
+def run_episodes(conversation, engine, turns: int, checker: Checker | None, seed: int):
+    """Language-user episodes until `turns` turns; returns the turns' traces and seconds."""
+    from whyrec.conversation.simulator import LanguageUser, run_language_episode
+
+    test = engine.bundle.test.interactions
+    rng = np.random.default_rng(seed)
+    traces, seconds = [], []
+    original_send = type(conversation.start()).send
+
+    def timed_send(session, text):
+        started = time.perf_counter()
+        turn = original_send(session, text)
+        seconds.append(time.perf_counter() - started)
+        traces.append(turn.trace.get("llm", {}))
+        if checker is not None:
+            checker.check(turn.reply)
+        return turn
+
+    session_class = conversation.session_class
+    conversation.session_class = type("Timed", (session_class,), {"send": timed_send})
+    from whyrec.conversation.simulator import Episode
+
+    while len(seconds) < turns:
+        row = test.iloc[int(rng.integers(len(test)))]
+        user = str(row.user_id)
+        episode = Episode(
+            user,
+            engine.catalog.position(str(row.item_id)),
+            tuple(int(p) for p in engine.user_history(user)),
+        )
+        person = LanguageUser(conversation.scorer.columns, engine.catalog, rng)
+        run_language_episode(conversation, person, episode, max_turns=8)
+    conversation.session_class = session_class
+    return traces, seconds
+
+
+def usage(traces: list[dict]) -> str:
+    calls = [t.get("llm_calls", 0) for t in traces]
+    tokens = [t.get("tokens", 0) for t in traces]
+    fallbacks = sum(bool(t.get("fallbacks")) for t in traces)
+    return (
+        f"LLM calls/turn mean {np.mean(calls):.2f} (max {max(calls)}), "
+        f"tokens/turn mean {np.mean(tokens):.0f} (p95 {np.percentile(tokens, 95):.0f}), "
+        f"turns with a fallback {fallbacks}/{len(traces)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--turns", type=int, default=1000)
+    parser.add_argument("--down-turns", type=int, default=60)
+    parser.add_argument("--timeout", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from whyrec.bundle import Bundle
+    from whyrec.conversation import Conversation
+    from whyrec.data.loaders import load_dataset
+    from whyrec.data.splits import split
+    from whyrec.engine import Engine
+    from whyrec.llm import LLMConfig, open_conversation
+    from whyrec.models import EASE
+
+    held = split(load_dataset("ml-latest-small"), "user-temporal", seed=0)
+    engine = Engine(Bundle(EASE(reg=250.0).fit(held.train), held.train, test=held.test))
+    rng = np.random.default_rng(args.seed)
+
+    def config(server_url: str) -> LLMConfig:
+        return LLMConfig(
+            base_url=server_url, model="bench", timeout=args.timeout, backoff=0.02, cooldown=0
+        )
+
+    # 1. misbehaving on every request
+    checker = Checker(engine.catalog)
+    with ScriptedLLM(misbehaving(rng, args.timeout)) as server:
+        conversation = open_conversation(engine, llm=config(server.base_url), wish_scorer=None)
+        conversation.client._cache.clear()
+        traces, seconds = run_episodes(conversation, engine, args.turns, checker, args.seed)
+        requests = len(server.requests)
+    print(f"misbehaving LLM: {len(traces)} turns, {requests} requests, timeout {args.timeout}s")
+    print(f"  replies naming an item not in the catalog: {len(checker.bad)} of {checker.replies}")
+    for text in checker.bad[:5]:
+        print(f"    e.g. {text!r}")
+    print(f"  {usage(traces)}")
+    print(
+        f"  turn seconds median {statistics.median(seconds):.3f}, max {max(seconds):.3f} "
+        f"(limit timeout + embedded)"
+    )
+    with ScriptedLLM(helpful) as server:
+        conversation = open_conversation(engine, llm=config(server.base_url), wish_scorer=None)
+        traces, _ = run_episodes(conversation, engine, min(300, args.turns), None, args.seed)
+    print(f"well-behaved LLM: {len(traces)} turns; {usage(traces)}")
+
+    # 2. down: hanging server and closed port, against the embedded peer on the same turns
+    embedded = Conversation(engine, wish_scorer=None)
+    _, peer = run_episodes(embedded, engine, args.down_turns, None, args.seed + 1)
+    for name in ("hanging", "refused"):
+        server = ScriptedLLM(lambda body: slow(3600, error(500))).start()
+        url = server.base_url
+        if name == "refused":
+            server.stop()
+        conversation = open_conversation(engine, llm=config(url), wish_scorer=None)
+        traces, down = run_episodes(conversation, engine, args.down_turns, None, args.seed + 1)
+        if name == "hanging":
+            server.stop()
+        n = min(len(down), len(peer))
+        ratios = [down[i] / (args.timeout + peer[i]) for i in range(n)]
+        print(
+            f"LLM down ({name}): {n} turns, turn median {statistics.median(down):.3f}s vs "
+            f"embedded {statistics.median(peer):.3f}s; turn / (timeout + embedded turn): "
+            f"median {statistics.median(ratios):.2f}, max {max(ratios):.2f} (target <= 1)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""Plan, execute, reflect (InteRecAgent), then a grounded reply (Chat-Rec).
+
+The planner sees the message, the profile, the dialogue's constraints and the policy's
+list (by handle), and answers with tool calls: its whole plan at once. whyrec executes
+the plan with no LLM in the loop. When the final list is empty, or holds items the user
+ruled out, the observations go back to the LLM once for a revised plan (reflection);
+if that fails too, the list keeps only what the user allows, or the policy's list wins.
+
+The reply is written by the LLM from facts whyrec gives it: the candidates with their
+Explanation evidence. It may re-rank them and must name items only as [[item_id]]; the
+`ReplyGuard` checks every name. A broken reply gets one repair; then the embedded reply
+is shown.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from whyrec.conversation.replies import describe_constraints
+from whyrec.conversation.state import DialogueState
+from whyrec.llm.client import CallContext, LLMClient
+from whyrec.llm.guard import ReplyGuard
+from whyrec.llm.structured import ask_structured
+from whyrec.llm.tools import LIST_TOOLS, CandidateMemory, Toolbox, tool_specs
+
+MAX_PLAN_STEPS = 6
+
+PLAN_SYSTEM = """task: plan
+You are the planner of a film recommender. Tools search the catalog, rank for the user,
+explain and compare items. Candidate lists live outside this conversation: each list
+tool returns a handle (c1, c2, ... in call order); pass a handle as `within` to narrow a
+list. The policy's list is handle "policy". Make your whole plan now, as tool calls in
+order, at most {steps}. Use attribute values exactly as the catalog spells them. If the
+policy's list already serves the message, call no tool. Never invent items or ids."""
+
+REPLY_SYSTEM = """task: grounded_reply
+You write the recommender's reply to the user. Use only the facts given: the candidate
+items with their evidence, comparisons and explanations. Refer to an item ONLY as
+[[item_id]] with an id from the facts; never write a title yourself and never mention a
+film, person or fact that the facts do not contain. `order` lists the candidates' ids
+best first for this user (you may re-rank them; do not add ids). Keep it short: an
+opening sentence, then one line per item saying why, from its evidence."""
+
+
+class PlanStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tool: str
+    arguments: dict = Field(default_factory=dict)
+
+
+class Plan(BaseModel):
+    """A plan as JSON, for servers without tool calling."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: list[PlanStep] = Field(default_factory=list, max_length=MAX_PLAN_STEPS)
+
+
+class GroundedReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    order: list[str] = Field(default_factory=list, max_length=50)
+    text: str = Field(min_length=1, max_length=4000)
+
+
+@dataclass
+class AgentOutcome:
+    items: list[int] | None = None
+    """The list to show instead of the policy's, or None to keep the policy's."""
+    facts: list[dict] = field(default_factory=list)
+    trace: dict = field(default_factory=dict)
+
+
+def _state_summary(state: DialogueState) -> str:
+    return describe_constraints(state.include, state.exclude, state.year_min, state.year_max)
+
+
+class Agent:
+    """The LLM's use of the recommender's tools, and its replies, for one conversation."""
+
+    def __init__(self, client: LLMClient, catalog, rec_size: int) -> None:
+        self.client = client
+        self.catalog = catalog
+        self.rec_size = rec_size
+        self.guard = ReplyGuard(catalog)
+
+    # ----- planning ------------------------------------------------------------------
+    def plan_and_execute(
+        self, ctx: CallContext, session, state: DialogueState, text: str, policy_items: list[int]
+    ) -> AgentOutcome:
+        memory = CandidateMemory()
+        memory.lists["policy"] = list(policy_items)
+        toolbox = Toolbox(session, state, memory)
+        facts_in = {
+            "message": text,
+            "profile": state.memory,
+            "constraints": _state_summary(state),
+            "shown": toolbox.preview(state.shown) if state.shown else [],
+            "policy": {"handle": "policy", "count": len(policy_items)}
+            | {"top": toolbox.preview(policy_items)},
+            "fields": self.catalog.fields,
+        }
+        messages = [
+            {"role": "system", "content": PLAN_SYSTEM.format(steps=MAX_PLAN_STEPS)},
+            {"role": "user", "content": json.dumps(facts_in, ensure_ascii=False)},
+        ]
+        trace: dict = {"steps": []}
+        calls = self._ask_plan(ctx, messages, trace)
+        if calls is None:
+            return AgentOutcome(trace=trace | {"result": "no plan (LLM unavailable or invalid)"})
+        observations = self._execute(toolbox, calls, trace)
+        items, problem = self._final_list(toolbox, state)
+        if problem and any(name in LIST_TOOLS for _, name, _ in calls):
+            trace["reflection"] = problem
+            messages += self._observation_messages(calls, observations)
+            messages.append(
+                {
+                    "role": "user",
+                    "content": json.dumps(
+                        {"problem": problem, "instruction": "Revise the plan with tool calls."}
+                    ),
+                }
+            )
+            revised = self._ask_plan(ctx, messages, trace)
+            if revised:
+                self._execute(toolbox, revised, trace)
+                items, problem = self._final_list(toolbox, state)
+        outcome = AgentOutcome(facts=memory.facts, trace=trace)
+        trace["memory"] = memory.summary()
+        if items:
+            outcome.items = items
+            trace["result"] = f"list {memory.order[-1]}" + (f" ({problem})" if problem else "")
+        else:
+            trace["result"] = "policy list kept" + (f": {problem}" if problem else "")
+        return outcome
+
+    def _ask_plan(
+        self, ctx: CallContext, messages: list[dict], trace: dict
+    ) -> list[tuple[str, str, str]] | None:
+        """[(call id, tool, arguments JSON)] or None when no usable plan came back."""
+        if self.client.config.tools:
+            body = self.client.body(messages, tools=tool_specs(), tool_choice="auto")
+            result = self.client.chat(ctx, "plan", body)
+            if result is None:
+                return None
+            return [(c.id, c.name, c.arguments) for c in result.tool_calls][:MAX_PLAN_STEPS]
+        plan, record = ask_structured(self.client, ctx, "plan", Plan, messages)
+        trace.setdefault("structured", []).append(record)
+        if plan is None:
+            return None
+        return [(f"step{i}", s.tool, json.dumps(s.arguments)) for i, s in enumerate(plan.steps)]
+
+    @staticmethod
+    def _execute(toolbox: Toolbox, calls: list[tuple[str, str, str]], trace: dict) -> list[dict]:
+        observations = []
+        for _, name, arguments in calls:
+            observation = toolbox.run(name, arguments)
+            observations.append(observation)
+            step = {"tool": name, "arguments": arguments[:500]}
+            step |= {k: observation[k] for k in ("handle", "count", "error") if k in observation}
+            trace["steps"].append(step)
+        return observations
+
+    @staticmethod
+    def _observation_messages(calls: list[tuple[str, str, str]], observations: list) -> list:
+        """The plan and its results in the chat format: an assistant message with the tool
+        calls, then one tool message per call."""
+        return [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": cid, "type": "function", "function": {"name": n, "arguments": a}}
+                    for cid, n, a in calls
+                ],
+            },
+            *(
+                {"role": "tool", "tool_call_id": cid, "content": json.dumps(obs)[:3000]}
+                for (cid, _, _), obs in zip(calls, observations, strict=True)
+            ),
+        ]
+
+    def _final_list(self, toolbox: Toolbox, state: DialogueState) -> tuple[list[int], str | None]:
+        """The last list a tool wrote, trimmed to what the user allows; and the problem."""
+        memory = toolbox.memory
+        if not memory.order:
+            return [], None
+        handle = memory.order[-1]
+        items = memory.lists[handle]
+        if not items:
+            return [], f"list {handle} is empty"
+        allowed = toolbox.conversation.scorer.allowed(state)
+        kept = [p for p in items if allowed[p]]
+        ruled_out = [self.catalog.item_ids[p] for p in items[: self.rec_size] if not allowed[p]]
+        kept = kept[: self.rec_size]
+        if ruled_out:
+            return kept, (
+                f"list {handle} holds items the user ruled out ({_state_summary(state)} or "
+                f"already seen/rejected): {', '.join(ruled_out[:5])}"
+            )
+        if not kept:
+            return [], f"list {handle} has nothing the user allows"
+        return kept, None
+
+    # ----- replying -----------------------------------------------------------------------
+    def reply(
+        self,
+        ctx: CallContext,
+        state: DialogueState,
+        text: str,
+        items: list[dict],
+        facts: list[dict],
+        permitted: set[int],
+    ) -> tuple[str, list[str] | None, dict]:
+        """(reply text, ids best first or None, trace); an empty text means "use embedded"."""
+        candidates = [
+            {
+                "item_id": item["item_id"],
+                "year": item.get("year"),
+                "evidence": item["explanation"]["text"],
+            }
+            for item in items
+        ]
+        given = {c["item_id"] for c in candidates}
+        facts_out = {
+            "message": text,
+            "profile": state.memory,
+            "constraints": _state_summary(state),
+            "candidates": candidates,
+            "facts": facts,
+        }
+        messages = [
+            {"role": "system", "content": REPLY_SYSTEM},
+            {"role": "user", "content": json.dumps(facts_out, ensure_ascii=False)},
+        ]
+        guarded: dict = {}
+
+        def check(answer: GroundedReply) -> None:
+            unknown = [i for i in answer.order if i not in given]
+            if unknown:
+                raise ValueError(f"order holds ids that are not candidates: {unknown[:5]}")
+            if len(set(answer.order)) != len(answer.order):
+                raise ValueError("order repeats an id")
+            result = self.guard.check(answer.text, permitted)
+            if not result.ok:
+                raise ValueError("; ".join(result.problems[:5]))
+            guarded["text"] = result.text
+
+        answer, record = ask_structured(
+            self.client, ctx, "grounded_reply", GroundedReply, messages, check
+        )
+        if answer is None:
+            return "", None, record
+        return guarded["text"], answer.order, record
+
+
+def reorder(items: list[dict], order: list[str] | None) -> list[dict]:
+    """Items in the LLM's order; ids it left out keep their place after the others."""
+    if not order:
+        return items
+    rank = {item_id: i for i, item_id in enumerate(order)}
+    return sorted(items, key=lambda item: rank.get(item["item_id"], len(rank)))

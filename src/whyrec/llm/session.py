@@ -1,0 +1,163 @@
+"""The conversation with an LLM in front: same sessions, same store, same guarantees.
+
+`LLMConversation` is a `Conversation` whose sessions let the LLM understand the message
+and phrase the reply, and let it plan with the recommender's tools in between. The
+embedded engine still decides everything it decides without an LLM (state updates, ask
+or recommend, explanations), so each LLM step has an embedded answer to fall back on,
+and the turn's trace (`Turn.trace["llm"]`, stored with the turn) says which was used.
+"""
+
+from __future__ import annotations
+
+import time
+
+from whyrec.conversation import replies
+from whyrec.conversation.conversation import Conversation, Session, Turn
+from whyrec.conversation.policy import PolicyConfig, WishScorer
+from whyrec.conversation.state import DialogueState
+from whyrec.conversation.store import SessionStore
+from whyrec.conversation.understanding import Intent, Understanding
+from whyrec.engine import Engine
+from whyrec.llm.agent import Agent, reorder
+from whyrec.llm.client import CallContext, LLMClient, TokenBudget
+from whyrec.llm.config import LLMConfig
+from whyrec.llm.understanding import LLMUnderstander, ProfileNotes, merge_profile
+
+_NO_AGENT = {Intent.RESTART, Intent.ACCEPT}
+
+
+class LLMConversation(Conversation):
+    """A `Conversation` with an OpenAI-compatible LLM as its voice and planner."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: LLMConfig,
+        store: SessionStore | None = None,
+        policy: PolicyConfig | None = None,
+        wish_scorer: WishScorer | str | None = "auto",
+        seed: int = 0,
+        client: LLMClient | None = None,
+    ) -> None:
+        super().__init__(engine, store=store, policy=policy, wish_scorer=wish_scorer, seed=seed)
+        self.llm_config = config
+        self.client = client or LLMClient(config)
+        self.llm_understander = LLMUnderstander(self.client, self.understander)
+        self.agent = Agent(self.client, self.catalog, self.config.rec_size)
+
+
+class LLMSession(Session):
+    """One dialogue; each `send` is a turn with at most `timeout` seconds of LLM time."""
+
+    conversation: LLMConversation
+
+    def _understand(self, text: str) -> Understanding:
+        conv = self.conversation
+        config = conv.llm_config
+        self._started = time.monotonic()
+        self._ctx = CallContext.for_turn(
+            config, TokenBudget(config.token_budget, used=self.state.llm_tokens)
+        )
+        self._trace: dict = {}
+        pending = self.state.pending.text if self.state.pending else None
+        said, notes, record = conv.llm_understander.understand(
+            self._ctx, text, list(self.state.shown), pending, self.state.memory
+        )
+        self._notes: ProfileNotes | None = notes
+        self._trace["understanding"] = record
+        return said
+
+    def _finish(self, state: DialogueState, said: Understanding, text: str, turn: Turn) -> Turn:
+        conv = self.conversation
+        state.memory = merge_profile(state.memory, self._notes, said, conv.catalog)
+        fallbacks = []
+        if self._trace["understanding"].get("source") != "llm":
+            fallbacks.append("understanding")
+        if turn.question is None and not (_NO_AGENT & set(said.intents)):
+            turn = self._agent_turn(state, said, text, turn, fallbacks)
+        ctx = self._ctx
+        state.llm_tokens = ctx.budget.used
+        self._trace.update(
+            calls=ctx.calls,
+            llm_calls=sum(1 for c in ctx.calls if c["outcome"] not in ("skipped", "cached")),
+            tokens=ctx.tokens,
+            session_tokens=ctx.budget.used,
+            fallbacks=fallbacks,
+            seconds=round(time.monotonic() - self._started, 3),
+        )
+        turn.trace = {"llm": self._trace}
+        return turn
+
+    def _agent_turn(
+        self, state: DialogueState, said: Understanding, text: str, turn: Turn, fallbacks: list
+    ) -> Turn:
+        conv = self.conversation
+        catalog = conv.catalog
+        items = list(turn.items)
+        explaining = Intent.WHY in said.intents
+        facts: list[dict] = []
+        if not explaining:
+            policy_items = [catalog.position(i["item_id"]) for i in items]
+            outcome = conv.agent.plan_and_execute(self._ctx, self, state, text, policy_items)
+            self._trace["plan"] = outcome.trace
+            facts = outcome.facts
+            if outcome.items is not None and outcome.items != policy_items:
+                items = self.describe_items(state, outcome.items)
+                constraints = replies.describe_constraints(
+                    state.include, state.exclude, state.year_min, state.year_max
+                )
+                first = not state.shown and not state.rejected
+                turn = Turn(
+                    replies.recommendation_text(catalog, items, constraints, first), items=items
+                )
+                state.shown, state.focus, state.pending = list(outcome.items), None, None
+                state.consecutive_questions = 0
+        if not (items or facts):
+            return turn
+        permitted = self._permitted(state, said, items, facts)
+        reply, order, record = conv.agent.reply(self._ctx, state, text, items, facts, permitted)
+        self._trace["reply"] = record
+        if not reply:
+            fallbacks.append("reply")
+            return turn
+        turn.reply = reply
+        if items and not explaining:
+            turn.items = reorder(items, order)
+            state.shown = [catalog.position(i["item_id"]) for i in turn.items]
+        return turn
+
+    def _permitted(
+        self, state: DialogueState, said: Understanding, items: list[dict], facts: list[dict]
+    ) -> set[int]:
+        """Items a reply may name: the candidates, their cited evidence, what the user
+        has talked about or liked, and the items of comparisons and explanations."""
+        catalog = self.conversation.catalog
+        ids = [i["item_id"] for i in items]
+        ids += [c["item_id"] for i in items for c in i["explanation"].get("history", [])]
+        for fact in facts:
+            ids += [fact["item_id"]] if "item_id" in fact else []
+            ids += [i["item_id"] for i in fact.get("items", [])]
+            ids += fact.get("cited", [])
+        permitted = {catalog.position(i) for i in ids if catalog.has(i)}
+        permitted |= set(state.shown) | set(state.profile()) | set(state.disliked)
+        permitted |= {m.position for m in said.mentions}
+        return permitted
+
+
+LLMConversation.session_class = LLMSession
+
+
+def open_conversation(
+    engine: Engine,
+    store: SessionStore | None = None,
+    llm: LLMConfig | None = None,
+    **options,
+) -> Conversation:
+    """The conversation to serve: with the LLM when `llm` is configured, else embedded.
+
+    The one entry point for the CLI, the HTTP API and the simulator, so all of them
+    read the same configuration the same way (`load_llm_config`).
+    """
+    if llm is not None and llm.configured:
+        return LLMConversation(engine, llm, store=store, **options)
+    return Conversation(engine, store=store, **options)

@@ -1,0 +1,327 @@
+"""LLM understanding: a message → the same dialogue acts as the embedded understander.
+
+The LLM answers in a JSON schema (`DialogueActs`); whyrec then grounds the answer in
+the catalog itself: titles are resolved with the catalog's title matching (unknown ones
+become "I don't know a film called ..."), attribute values must exist in the catalog
+(others become soft wishes), years must be plausible. The result is an `Understanding`,
+so the dialogue state, the policy and the replies cannot tell which understander ran.
+Invalid output gets one repair attempt; then the embedded understanding takes the turn.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from rapidfuzz import fuzz
+
+from whyrec.conversation.understanding import (
+    MAYBE_TITLE_SCORE,
+    SURE_TITLE_SCORE,
+    Intent,
+    ItemMention,
+    Understander,
+    Understanding,
+    _unique_mentions,
+)
+from whyrec.data.catalog import Catalog, title_key
+from whyrec.errors import NotFoundError
+from whyrec.llm.client import CallContext, LLMClient
+from whyrec.llm.structured import ask_structured
+
+PROMPT_VALUES = 60
+"""Values per attribute field listed in the prompt (the most frequent; any catalog value
+is accepted in answers)."""
+MIN_YEAR, MAX_YEAR = 1870, 2100
+WRITTEN_TITLE_SCORE = 80.0
+"""Partial similarity to the message at which a title counts as written by the user."""
+MAX_PROFILE_NOTES = 12
+"""Notes kept per kind (likes, dislikes, constraints), newest first."""
+
+IntentName = Literal[
+    "recommend", "why", "more_like", "reject", "reject_all", "accept", "restart", "yes", "no"
+]
+
+
+class TitleAct(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(max_length=200, description="A film title exactly as the user wrote it")
+    liked: bool = Field(description="True if the user likes it, False if they dislike it")
+
+
+class ValueAct(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str = Field(max_length=60, description="An attribute field, e.g. genres or tags")
+    value: str = Field(max_length=100, description="A value of that field")
+    include: bool = Field(description="True if wanted, False if unwanted")
+
+
+class WishAct(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(max_length=200, description="A descriptive wish no field covers")
+    positive: bool = True
+
+
+class YearRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    low: int
+    high: int
+
+
+class ProfileNotes(BaseModel):
+    """Short natural-language notes about the user, kept across turns (RecLLM's profile)."""
+
+    model_config = ConfigDict(extra="forbid")
+    likes: list[str] = Field(default_factory=list)
+    dislikes: list[str] = Field(default_factory=list)
+    constraints: list[str] = Field(default_factory=list)
+
+
+class DialogueActs(BaseModel):
+    """What one user message says, in the acts the recommender understands."""
+
+    model_config = ConfigDict(extra="forbid")
+    intents: list[IntentName] = Field(max_length=4)
+    titles: list[TitleAct] = Field(default_factory=list, max_length=10)
+    values: list[ValueAct] = Field(default_factory=list, max_length=12)
+    year_min: int | None = None
+    year_max: int | None = None
+    excluded_years: list[YearRange] = Field(default_factory=list, max_length=4)
+    wishes: list[WishAct] = Field(default_factory=list, max_length=4)
+    reference: int | None = Field(
+        default=None, description="0-based index into the shown list; -1 for the last one"
+    )
+    subject_title: str | None = Field(default=None, description="The film a why-question names")
+    answer: bool | None = Field(default=None, description="A yes or no the message starts with")
+    profile: ProfileNotes = Field(default_factory=ProfileNotes)
+
+
+SYSTEM = """task: dialogue_acts
+You read one message a user sends to a film recommender and return its dialogue acts as
+JSON following the schema. Rules:
+- intents: recommend (wants suggestions), why (asks why an item was suggested), more_like
+  (more like a shown item), reject (one shown item is not wanted), reject_all (none of the
+  shown items), accept (takes an item), restart, yes, no (answers to the pending question).
+- titles: only films the user names, as written; never add films they did not name.
+- values: attribute values from the fields below (include=false for "no horror").
+- year_min/year_max for wanted years ("90s" -> 1990..1999); excluded_years for unwanted.
+- wishes: descriptive wishes no value covers ("mind-bending"), positive=false if unwanted.
+- reference: index into the shown list the message points at ("the second one" -> 1).
+- profile: short notes on likes, dislikes and constraints this message reveals.
+Fields and some of their values:
+{fields}"""
+
+
+def _vocabulary(catalog: Catalog) -> str:
+    lines = []
+    for name in catalog.fields:
+        counts = catalog.value_counts(name)
+        values = [v for v, _ in counts.most_common(PROMPT_VALUES)]
+        lines.append(f"- {name}: {', '.join(values)}")
+    return "\n".join(lines)
+
+
+class LLMUnderstander:
+    """Asks the LLM for dialogue acts and grounds them in the catalog."""
+
+    def __init__(self, client: LLMClient, embedded: Understander) -> None:
+        self.client = client
+        self.embedded = embedded
+        self.catalog = embedded.catalog
+        self.popularity = embedded.popularity
+        self._system = SYSTEM.format(fields=_vocabulary(self.catalog))
+        self._values = {
+            name.lower(): (name, {v.lower(): v for v in self.catalog.value_counts(name)})
+            for name in self.catalog.fields
+        }
+
+    def messages(self, text: str, shown: list[int], pending: str | None, profile: dict) -> list:
+        facts = {
+            "message": text,
+            "shown": [
+                {"index": i, "item_id": self.catalog.item_ids[p], "title": self.catalog.titles[p]}
+                for i, p in enumerate(shown)
+            ],
+            "pending_question": pending,
+            "profile": profile,
+        }
+        return [
+            {"role": "system", "content": self._system},
+            {"role": "user", "content": json.dumps(facts, ensure_ascii=False)},
+        ]
+
+    def understand(
+        self,
+        ctx: CallContext,
+        text: str,
+        shown: list[int],
+        pending: str | None,
+        profile: dict,
+    ) -> tuple[Understanding, ProfileNotes | None, dict]:
+        """(understanding, profile notes or None, trace). Falls back to the embedded one."""
+        acts, record = ask_structured(
+            self.client,
+            ctx,
+            "dialogue_acts",
+            DialogueActs,
+            self.messages(text, shown, pending, profile),
+        )
+        if acts is None:
+            record["source"] = "embedded"
+            return self.embedded.understand(text, shown=shown), None, record
+        understanding, dropped = self.ground(acts, shown, text)
+        record["source"] = "llm"
+        if dropped:
+            record["grounding"] = dropped
+        return understanding, acts.profile, record
+
+    # ----- grounding ----------------------------------------------------------------------
+    def ground(
+        self, acts: DialogueActs, shown: list[int], message: str = ""
+    ) -> tuple[Understanding, list[str]]:
+        """The acts as an `Understanding`, every item and value checked against the catalog
+        and every title against the message (a title the user did not write is the LLM's
+        invention, not the user's wish); returns what was changed or dropped, for the trace."""
+        said = Understanding(intents=[Intent(i) for i in dict.fromkeys(acts.intents)])
+        dropped: list[str] = []
+        written = title_key(message, keep_year=False)
+        for act in acts.titles:
+            if not _written_in(act.title, written):
+                dropped.append(f"title {act.title!r} is not in the message")
+                continue
+            self._ground_title(act.title, act.liked, said, dropped)
+        for act in acts.values:
+            self._ground_value(act, said, dropped)
+        said.year_min = self._year(acts.year_min, dropped)
+        said.year_max = self._year(acts.year_max, dropped)
+        for span in acts.excluded_years:
+            low, high = sorted((span.low, span.high))
+            if low >= MIN_YEAR and high <= MAX_YEAR:
+                said.excluded_years.append((low, high))
+            else:
+                dropped.append(f"excluded years {low}-{high} out of range")
+        said.soft_wishes += [(w.text.strip(), w.positive) for w in acts.wishes if w.text.strip()]
+        if acts.reference is not None:
+            if shown and -len(shown) <= acts.reference < len(shown):
+                said.reference = acts.reference
+            else:
+                dropped.append(f"reference {acts.reference} outside the shown list")
+        if acts.subject_title and not _written_in(acts.subject_title, written):
+            dropped.append(f"subject {acts.subject_title!r} is not in the message")
+        elif acts.subject_title:
+            self._ground_subject(acts.subject_title, shown, said, dropped)
+        said.answer = acts.answer
+        said.mentions = _unique_mentions(said.mentions)
+        if not said.intents and (said.mentions or said.constraints or said.soft_wishes):
+            said.intents.append(Intent.RECOMMEND)
+        Understander._find_contradictions(said)
+        return said, dropped
+
+    def _match(self, title: str) -> tuple[int, float] | None:
+        try:
+            found = self.catalog.match_title(title, self.popularity)
+        except NotFoundError:
+            return None
+        return found.position, found.score
+
+    def _ground_title(self, title: str, liked: bool, said: Understanding, dropped: list) -> None:
+        matched = self._match(title)
+        if matched is None or matched[1] < MAYBE_TITLE_SCORE:
+            said.unknown_titles.append((title, self.catalog.suggest_titles(title)))
+            dropped.append(f"title {title!r} is not in the catalog")
+            return
+        position, score = matched
+        mention = ItemMention(position, self.catalog.titles[position], liked, score, title)
+        (said.mentions if score >= SURE_TITLE_SCORE else said.uncertain).append(mention)
+
+    def _ground_value(self, act, said: Understanding, dropped: list) -> None:
+        from whyrec.conversation.understanding import Constraint
+
+        field_name, value = act.field.strip().lower(), act.value.strip()
+        if field_name in ("decade", "year", "years") and value[:4].isdigit():
+            start = int(value[:4]) // 10 * 10
+            if act.include:
+                said.year_min = max(said.year_min or start, start)
+                said.year_max = min(said.year_max or start + 9, start + 9)
+            else:
+                said.excluded_years.append((start, start + 9))
+            return
+        known = self._values.get(field_name)
+        if known is None or value.lower() not in known[1]:
+            said.soft_wishes.append((value, act.include))
+            dropped.append(f"value {act.field}={value!r} is not in the catalog; kept as a wish")
+            return
+        name, values = known
+        constraint = Constraint(name, values[value.lower()], act.include, name == "genres", value)
+        if constraint not in said.constraints:
+            said.constraints.append(constraint)
+
+    def _ground_subject(
+        self, title: str, shown: list[int], said: Understanding, dropped: list
+    ) -> None:
+        matched = self._match(title)
+        if matched is None or matched[1] < SURE_TITLE_SCORE:
+            dropped.append(f"subject {title!r} is not in the catalog")
+            if said.reference is None and Intent.WHY in said.intents:
+                said.unknown_titles.append((title, self.catalog.suggest_titles(title)))
+            return
+        position = matched[0]
+        if position in shown and said.reference is None:
+            said.reference = shown.index(position)
+        else:
+            said.subject = position
+
+    @staticmethod
+    def _year(year: int | None, dropped: list) -> int | None:
+        if year is None or MIN_YEAR <= year <= MAX_YEAR:
+            return year
+        dropped.append(f"year {year} out of range")
+        return None
+
+
+def _written_in(title: str, written_key: str) -> bool:
+    """Whether the user's message (as a title key) contains the title, typos allowed."""
+    key = title_key(title, keep_year=False)
+    if not key:
+        return False
+    if f" {key} " in f" {written_key} ":
+        return True
+    return fuzz.partial_ratio(key, written_key) >= WRITTEN_TITLE_SCORE
+
+
+def merge_profile(memory: dict, notes: ProfileNotes | None, said: Understanding, catalog) -> dict:
+    """The session's profile after one turn: the LLM's notes, else notes read off the
+    grounded understanding; newest first, a phrase never both liked and disliked."""
+    if notes is None:
+        notes = notes_from(said, catalog)
+    if Intent.RESTART in said.intents:
+        memory = {}
+    merged = {k: list(memory.get(k, [])) for k in ("likes", "dislikes", "constraints")}
+    for key, opposite in (("likes", "dislikes"), ("dislikes", "likes"), ("constraints", None)):
+        for phrase in getattr(notes, key):
+            phrase = " ".join(phrase.split())[:80]
+            if not phrase:
+                continue
+            lowered = phrase.lower()
+            merged[key] = [p for p in merged[key] if p.lower() != lowered]
+            merged[key].insert(0, phrase)
+            if opposite:
+                merged[opposite] = [p for p in merged[opposite] if p.lower() != lowered]
+        merged[key] = merged[key][:MAX_PROFILE_NOTES]
+    return {k: v for k, v in merged.items() if v}
+
+
+def notes_from(said: Understanding, catalog) -> ProfileNotes:
+    """Profile notes from an understanding (when the LLM gave none)."""
+    likes = [m.title for m in said.mentions if m.liked]
+    dislikes = [m.title for m in said.mentions if not m.liked]
+    likes += [c.value for c in said.constraints if c.include]
+    dislikes += [c.value for c in said.constraints if not c.include]
+    likes += [t for t, positive in said.soft_wishes if positive]
+    dislikes += [t for t, positive in said.soft_wishes if not positive]
+    constraints = []
+    if said.year_min or said.year_max:
+        constraints.append(f"years {said.year_min or '…'}-{said.year_max or '…'}")
+    constraints += [f"not {low}-{high}" for low, high in said.excluded_years]
+    return ProfileNotes(likes=likes[:8], dislikes=dislikes[:8], constraints=constraints[:8])

@@ -1,0 +1,548 @@
+"""The LLM layer against a scripted OpenAI-compatible server on loopback (real HTTP).
+
+Every misbehaviour a real server shows (malformed JSON, wrong fields, invented ids and
+titles, slow answers, 429/500, dropped connections, garbage bodies) must leave the
+conversation answering correctly from the catalog, within the timeout, with the trace
+saying what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from llm_server import (
+    drop,
+    error,
+    garbage,
+    helpful,
+    json_reply,
+    reply,
+    request_data,
+    request_kind,
+    slow,
+    tool_reply,
+)
+from whyrec.bundle import Bundle
+from whyrec.conversation import Conversation, SessionStore
+from whyrec.engine import Engine
+from whyrec.llm import LLMConfig, LLMConversation, LLMError, load_llm_config, open_conversation
+from whyrec.models import EASE
+
+FLAGSHIP = "a funny animated film from the 90s, like Toy Story, nothing scary"
+FLAGSHIP_ACTS = {
+    "intents": ["recommend"],
+    "titles": [{"title": "Toy Story", "liked": True}],
+    "values": [
+        {"field": "genres", "value": "Comedy", "include": True},
+        {"field": "genres", "value": "Animation", "include": True},
+        {"field": "genres", "value": "Horror", "include": False},
+    ],
+    "year_min": 1990,
+    "year_max": 1999,
+    "profile": {"likes": ["Toy Story", "funny animation"], "dislikes": ["scary films"]},
+}
+FAKE_TITLES = ("The Quantum Heist", "Neon Shadows")
+TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def engine(ml_core):
+    return Engine(Bundle(EASE(reg=200.0).fit(ml_core), ml_core))
+
+
+def _config(server, **overrides) -> LLMConfig:
+    settings = {
+        "base_url": server.base_url,
+        "model": "test-model",
+        "api_key": "sk-test",
+        "timeout": TIMEOUT,
+        "backoff": 0.05,
+        "cooldown": 0.0,
+    }
+    return LLMConfig(**(settings | overrides))
+
+
+def _conversation(engine, server, tmp_path, **overrides) -> LLMConversation:
+    store = SessionStore(tmp_path / "sessions.sqlite")
+    conversation = open_conversation(
+        engine, store=store, llm=_config(server, **overrides), wish_scorer=None
+    )
+    assert isinstance(conversation, LLMConversation)
+    return conversation
+
+
+def _embedded_turn(engine, message: str, user: str | None = None):
+    session = Conversation(engine, wish_scorer=None).start(user)
+    started = time.perf_counter()
+    turn = session.send(message)
+    return turn, time.perf_counter() - started
+
+
+def _assert_flagship_items(engine, turn) -> None:
+    catalog = engine.catalog
+    assert turn.items
+    for item in turn.items:
+        position = catalog.position(item["item_id"])
+        assert catalog.titles[position] == item["title"]
+        genres = set(catalog.values("genres", position))
+        assert {"Comedy", "Animation"} <= genres and "Horror" not in genres
+        assert 1990 <= item["year"] <= 1999
+
+
+def _names_only_catalog_items(engine, text: str) -> bool:
+    """No invented title, and every "Title (year)" in the text is a catalog title."""
+    if any(fake in text for fake in FAKE_TITLES) or "[[" in text:
+        return False
+    titles = set(engine.catalog.titles)
+    written = re.findall(r"([A-Z][^\n:;—]*?\(\d{4}\))", text)
+    return all(any(t.endswith(w) or w.endswith(t) for t in titles) for w in written)
+
+
+# ----- configuration ---------------------------------------------------------------------
+def test_config_precedence_and_errors(tmp_path):
+    path = tmp_path / "llm.toml"
+    path.write_text('[llm]\nbase_url = "http://file:1/v1"\nmodel = "from-file"\ntimeout = 7\n')
+    env = {"WHYREC_LLM_MODEL": "from-env", "WHYREC_LLM_TIMEOUT": "3"}
+    config = load_llm_config(path, environ=env, timeout=2.5)
+    assert (config.base_url, config.model, config.timeout) == ("http://file:1/v1", "from-env", 2.5)
+    assert load_llm_config(environ={"WHYREC_LLM_CONFIG": str(path)}).model == "from-file"
+    assert not load_llm_config(environ={}).configured
+    with pytest.raises(LLMError, match="timeout"):
+        load_llm_config(environ={"WHYREC_LLM_TIMEOUT": "soon"})
+    with pytest.raises(LLMError, match="does not exist"):
+        load_llm_config(tmp_path / "missing.toml", environ={})
+    assert "sk-" not in repr(LLMConfig(model="m", api_key="sk-secret"))
+
+
+def test_without_configuration_the_embedded_conversation_runs(engine):
+    conversation = open_conversation(engine, llm=load_llm_config(environ={}), wish_scorer=None)
+    assert type(conversation) is Conversation
+    turn = conversation.start().send(FLAGSHIP)
+    assert not turn.trace and "trace" not in turn.to_dict()
+    assert turn.state["memory"] == {} and turn.state["llm_tokens"] == 0
+
+
+# ----- the wire format ---------------------------------------------------------------------
+def test_requests_are_what_the_openai_api_expects(engine, llm_server, tmp_path):
+    llm_server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS))
+    llm_server.script(
+        "plan",
+        tool_reply(("search_catalog", {"include": {"genres": ["Horror"]}})),  # contradicts
+        tool_reply(("search_catalog", {"include": {"genres": ["Animation", "Comedy"]}})),
+    )
+    session = _conversation(engine, llm_server, tmp_path).start()
+    session.send(FLAGSHIP)
+    bodies = [r["body"] for r in llm_server.requests]
+    assert [request_kind(b) for b in bodies] == ["dialogue_acts", "plan", "plan", "grounded_reply"]
+    for record in llm_server.requests:
+        assert record["path"] == "/v1/chat/completions"
+        assert record["headers"]["authorization"] == "Bearer sk-test"
+        body = record["body"]
+        assert body["model"] == "test-model" and isinstance(body["max_tokens"], int)
+        assert body["messages"][0]["role"] == "system"
+        for message in body["messages"]:
+            assert message["role"] in {"system", "user", "assistant", "tool"}
+            if message["role"] == "tool":
+                assert isinstance(message["tool_call_id"], str)
+                assert isinstance(message["content"], str)
+            elif message["role"] == "assistant" and message.get("tool_calls"):
+                for call in message["tool_calls"]:
+                    assert call["type"] == "function"
+                    assert isinstance(call["function"]["arguments"], str)
+            else:
+                assert isinstance(message["content"], str)
+    understanding, plan, reflection, answer = bodies
+    for body in (understanding, answer):
+        fmt = body["response_format"]
+        assert fmt["type"] == "json_schema" and "tools" not in body
+        assert set(fmt["json_schema"]) == {"name", "schema", "strict"}
+        assert fmt["json_schema"]["schema"]["type"] == "object"
+    assert plan["tool_choice"] == "auto" and "response_format" not in plan
+    for tool in plan["tools"]:
+        assert tool["type"] == "function"
+        assert set(tool["function"]) == {"name", "description", "parameters"}
+        assert tool["function"]["parameters"]["type"] == "object"
+    # the reflection shows the plan and its observations in the chat format
+    roles = [m["role"] for m in reflection["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "user"]
+    assert (
+        reflection["messages"][3]["tool_call_id"]
+        == reflection["messages"][2]["tool_calls"][0]["id"]
+    )
+
+
+def test_json_object_mode_for_servers_without_schemas(engine, llm_server, tmp_path):
+    session = _conversation(engine, llm_server, tmp_path, json_mode="json_object").start()
+    session.send(FLAGSHIP)
+    first = llm_server.requests[0]["body"]
+    assert first["response_format"] == {"type": "json_object"}
+    assert request_kind(first) == "dialogue_acts"  # named in the system message
+
+
+# ----- a well-behaved LLM ----------------------------------------------------------------
+def test_grounded_turn_uses_llm_acts_rerank_and_profile(engine, llm_server, tmp_path):
+    llm_server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS))
+    conversation = _conversation(engine, llm_server, tmp_path)
+    session = conversation.start()
+    turn = session.send(FLAGSHIP)
+    _assert_flagship_items(engine, turn)
+    trace = turn.trace["llm"]
+    assert trace["understanding"]["source"] == "llm" and trace["fallbacks"] == []
+    assert trace["reply"]["result"] == "ok" and trace["llm_calls"] == 3 and trace["tokens"] > 0
+    sent = request_data(llm_server.requests[-1]["body"])["candidates"]
+    assert [i["item_id"] for i in turn.items] == [c["item_id"] for c in sent][::-1]  # re-ranked
+    assert turn.state["shown"] == [engine.catalog.position(i["item_id"]) for i in turn.items]
+    assert turn.reply.startswith("Picked for you.") and turn.items[0]["title"] in turn.reply
+    assert "Toy Story" in " ".join(turn.state["memory"]["likes"])
+    assert turn.state["llm_tokens"] == trace["session_tokens"] > 0
+    stored = conversation.store.messages(session.id)[-1]["payload"]
+    assert stored["trace"]["llm"]["reply"]["result"] == "ok"
+    resumed = conversation.resume(session.id)
+    assert resumed.state.memory == turn.state["memory"]
+
+
+def test_why_is_phrased_from_the_explanation_evidence(engine, llm_server, tmp_path):
+    llm_server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS))
+    session = _conversation(engine, llm_server, tmp_path).start()
+    first = session.send(FLAGSHIP)
+    llm_server.script("dialogue_acts", json_reply({"intents": ["why"], "reference": 0}))
+    turn = session.send("why the first one?")
+    asked = request_data(llm_server.requests[-1]["body"])["candidates"]
+    assert [c["item_id"] for c in asked] == [first.items[0]["item_id"]]
+    assert asked[0]["evidence"] == turn.items[0]["explanation"]["text"]
+    assert turn.items[0]["title"] in turn.reply and turn.trace["llm"]["reply"]["result"] == "ok"
+
+
+def test_repair_attempt_fixes_invalid_acts(engine, llm_server, tmp_path):
+    llm_server.script("dialogue_acts", reply("{intents: [recommend"), json_reply(FLAGSHIP_ACTS))
+    turn = _conversation(engine, llm_server, tmp_path).start().send(FLAGSHIP)
+    record = turn.trace["llm"]["understanding"]
+    assert record["result"] == "repaired" and record["source"] == "llm"
+    repair = llm_server.requests[1]["body"]["messages"]
+    assert repair[-2]["role"] == "assistant" and "not valid" in repair[-1]["content"]
+    _assert_flagship_items(engine, turn)
+
+
+def test_invented_titles_in_acts_are_grounded_in_the_catalog(engine, llm_server, tmp_path):
+    acts = {"intents": ["recommend"], "titles": [{"title": "The Quantum Heist", "liked": True}]}
+    llm_server.script("dialogue_acts", json_reply(acts))
+    turn = _conversation(engine, llm_server, tmp_path).start().send("I loved The Quantum Heist")
+    assert "don't know a film called 'The Quantum Heist'" in turn.reply
+    assert turn.trace["llm"]["understanding"]["grounding"]
+    assert turn.state["liked"] == []
+
+
+# ----- misbehaviour: each leaves the embedded answer, in time, traced ---------------------
+def _fake_reply(body):
+    kind, data = request_kind(body), request_data(body)
+    if kind == "grounded_reply":
+        ids = [c["item_id"] for c in data["candidates"]]
+        return json_reply(
+            {"order": ids, "text": f'Try "{FAKE_TITLES[0]}" or {FAKE_TITLES[1]} (2021).'}
+        )
+    if kind == "dialogue_acts":
+        return json_reply(FLAGSHIP_ACTS)
+    return helpful(body)
+
+
+def _unknown_ids(body):
+    if request_kind(body) == "grounded_reply":
+        return json_reply({"order": ["99999999"], "text": "Watch [[99999999]] and [[1]]."})
+    if request_kind(body) == "dialogue_acts":
+        return json_reply(FLAGSHIP_ACTS)
+    return helpful(body)
+
+
+def _outside_candidates(body):
+    if request_kind(body) == "grounded_reply":
+        data = request_data(body)
+        ids = [c["item_id"] for c in data["candidates"]]
+        return json_reply({"order": ids, "text": "You will love The Godfather and [[858]]."})
+    if request_kind(body) == "dialogue_acts":
+        return json_reply(FLAGSHIP_ACTS)
+    return helpful(body)
+
+
+MISBEHAVIOURS = {
+    "malformed_json": (lambda body: reply('{"intents": ["recommend"'), "bad JSON"),
+    "wrong_fields": (lambda body: json_reply({"intent": "recommend", "movie": 3}), "fields"),
+    "unknown_item_ids": (_unknown_ids, "ids"),
+    "titles_outside_catalog": (_fake_reply, "titles"),
+    "titles_outside_candidates": (_outside_candidates, "candidates"),
+    "slow": (lambda body: slow(TIMEOUT * 4, helpful(body)), "timeout"),
+    "rate_limited": (lambda body: error(429, retry_after=0), "rate_limited"),
+    "server_error": (lambda body: error(500), "server_error"),
+    "dropped_connection": (lambda body: drop(), "connection"),
+    "garbage_body": (lambda body: garbage(), "bad_response"),
+}
+
+
+@pytest.mark.parametrize("name", list(MISBEHAVIOURS))
+def test_misbehaving_llm_never_breaks_the_turn(engine, llm_server, tmp_path, name):
+    responder, _ = MISBEHAVIOURS[name]
+    llm_server.responder = responder
+    expected, embedded_seconds = _embedded_turn(engine, FLAGSHIP)
+    session = _conversation(engine, llm_server, tmp_path).start()
+    started = time.perf_counter()
+    turn = session.send(FLAGSHIP)
+    elapsed = time.perf_counter() - started
+    assert elapsed <= TIMEOUT + embedded_seconds + 0.5, elapsed
+    _assert_flagship_items(engine, turn)
+    assert _names_only_catalog_items(engine, turn.reply), turn.reply
+    trace = turn.trace["llm"]
+    assert trace["fallbacks"], trace
+    assert trace["calls"], trace
+    if name in ("unknown_item_ids", "titles_outside_catalog", "titles_outside_candidates"):
+        record = trace["reply"]
+        assert record["result"] == "fallback" and len(record["invalid"]) == 2
+        problems = " ".join(record["invalid"])
+        assert {"unknown_item_ids": "99999999", "titles_outside_catalog": "Quantum"}.get(
+            name, "Godfather"
+        ) in problems
+        assert trace["fallbacks"] == ["reply"]
+    else:
+        # understanding and reply both fell back: the turn is exactly the embedded one
+        assert turn.reply == expected.reply
+        assert [i["item_id"] for i in turn.items] == [i["item_id"] for i in expected.items]
+        assert "understanding" in trace["fallbacks"]
+        outcomes = {c["outcome"] for c in trace["calls"]}
+        if name in ("malformed_json", "wrong_fields"):
+            assert trace["understanding"]["invalid"], trace
+        else:
+            assert outcomes & {"timeout", "rate_limited", "server_error", "connection"} or (
+                name == "garbage_body" and "bad_response" in outcomes
+            ), outcomes
+
+
+def test_retry_after_a_429_then_success(engine, llm_server, tmp_path):
+    llm_server.script("dialogue_acts", error(429, retry_after=0.1), json_reply(FLAGSHIP_ACTS))
+    turn = _conversation(engine, llm_server, tmp_path).start().send(FLAGSHIP)
+    call = turn.trace["llm"]["calls"][0]
+    assert call["outcome"] == "ok" and call["attempts"] == 2
+    assert call["errors"] == ["rate_limited (429)"]
+    assert turn.trace["llm"]["fallbacks"] == []
+
+
+def test_llm_down_skips_the_rest_of_the_turn_and_cools_down(engine, tmp_path):
+    from llm_server import ScriptedLLM
+
+    server = ScriptedLLM()
+    url = server.base_url
+    server.stop()  # nothing listens there any more: connection refused
+    config = LLMConfig(base_url=url, model="m", timeout=TIMEOUT, backoff=0.05, cooldown=60)
+    conversation = open_conversation(engine, llm=config, wish_scorer=None)
+    session = conversation.start()
+    turn = session.send(FLAGSHIP)
+    calls = turn.trace["llm"]["calls"]
+    assert calls[0]["outcome"] == "connection"
+    assert all(c["outcome"] == "skipped" for c in calls[1:])
+    later = session.send("none of these")
+    assert all(c["outcome"] == "skipped" for c in later.trace["llm"]["calls"])
+    assert "cooling down" in later.trace["llm"]["calls"][0]["reason"]
+
+
+def test_token_budget_ends_llm_use_for_the_session(engine, llm_server, tmp_path):
+    llm_server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS))
+    session = _conversation(engine, llm_server, tmp_path, token_budget=3000).start()
+    first = session.send(FLAGSHIP)
+    assert first.trace["llm"]["llm_calls"] >= 1
+    second = session.send("none of these")
+    skipped = [c for c in second.trace["llm"]["calls"] if c["outcome"] == "skipped"]
+    assert skipped and "budget" in skipped[0]["reason"]
+    assert second.items or second.question  # the embedded engine carries on
+    assert second.state["llm_tokens"] <= 3000
+
+
+def test_identical_requests_come_from_the_cache(engine, llm_server, tmp_path):
+    conversation = _conversation(engine, llm_server, tmp_path)
+    conversation.start().send(FLAGSHIP)
+    sent = len(llm_server.requests)
+    turn = conversation.start().send(FLAGSHIP)
+    assert len(llm_server.requests) == sent  # nothing new went over the wire
+    assert {c["outcome"] for c in turn.trace["llm"]["calls"]} == {"cached"}
+    assert turn.trace["llm"]["tokens"] == 0
+
+
+# ----- the agent's tools ---------------------------------------------------------------------
+def test_plan_reflect_and_rank_with_tools(engine, llm_server, tmp_path):
+    llm_server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS))
+    llm_server.script(
+        "plan",
+        tool_reply(("search_catalog", {"include": {"genres": ["Horror"]}, "year_min": 2030})),
+        tool_reply(
+            ("search_catalog", {"include": {"genres": ["Animation"]}, "year_min": 1990}),
+            ("rank_for_user", {"within": "c2", "limit": 5}),
+        ),
+    )
+    turn = _conversation(engine, llm_server, tmp_path).start().send(FLAGSHIP)
+    plan = turn.trace["llm"]["plan"]
+    assert plan["reflection"] == "list c1 is empty"
+    assert [s["tool"] for s in plan["steps"]] == [
+        "search_catalog",
+        "search_catalog",
+        "rank_for_user",
+    ]
+    assert plan["result"].startswith("list c3")
+    assert 1 <= len(turn.items) <= 5  # items the user ruled out (not Comedy, 2000s) dropped
+    _assert_flagship_items(engine, turn)
+
+
+def test_tool_errors_and_contradictions_fall_back_to_the_policy(engine, llm_server, tmp_path):
+    llm_server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS), json_reply(FLAGSHIP_ACTS))
+    bad_plan = tool_reply(
+        ("search_catalog", {"include": {"colour": ["red"]}}),
+        ("no_such_tool", {}),
+        ("rank_for_user", "{not json"),
+        ("search_catalog", {"include": {"genres": ["Horror"]}}),
+    )
+    llm_server.script("plan", bad_plan, bad_plan)
+    expected, _ = _embedded_turn(engine, FLAGSHIP)
+    turn = _conversation(engine, llm_server, tmp_path).start().send(FLAGSHIP)
+    plan = turn.trace["llm"]["plan"]
+    errors = [s["error"] for s in plan["steps"] if "error" in s]
+    assert any("unknown field" in e for e in errors) and any("unknown tool" in e for e in errors)
+    assert "ruled out" in plan["reflection"]
+    _assert_flagship_items(engine, turn)
+    assert {i["item_id"] for i in turn.items} <= {i["item_id"] for i in expected.items} | {
+        i["item_id"] for i in turn.items if engine.catalog.position(i["item_id"]) is not None
+    }
+
+
+def test_compare_and_explain_tools_feed_the_reply(engine, llm_server, tmp_path):
+    llm_server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS))
+    session = _conversation(engine, llm_server, tmp_path).start()
+    first = session.send(FLAGSHIP)
+    a, b = (i["item_id"] for i in first.items[:2])
+    llm_server.script("dialogue_acts", json_reply({"intents": [], "reference": 0}))
+    llm_server.script(
+        "plan",
+        tool_reply(("compare_items", {"item_ids": [a, b]}), ("explain_item", {"item_id": a})),
+    )
+    llm_server.script("grounded_reply", json_reply({"order": [], "text": f"[[{a}]] vs [[{b}]]."}))
+    turn = session.send("compare the first two")
+    facts = request_data(llm_server.requests[-1]["body"])["facts"]
+    assert facts[0]["kind"] == "comparison" and len(facts[0]["items"]) == 2
+    assert facts[1]["kind"] == "explanation" and facts[1]["evidence"]
+    titles = {engine.catalog.titles[engine.catalog.position(i)] for i in (a, b)}
+    assert all(t in turn.reply for t in titles)
+
+
+def test_semantic_search_tool_over_item_text(core_compact, core_item_vectors, tmp_path):
+    from llm_server import ScriptedLLM
+
+    engine = Engine(Bundle(EASE(reg=200.0).fit(core_compact), core_compact))
+    with ScriptedLLM(helpful) as server:
+        server.script("dialogue_acts", json_reply({"intents": ["recommend"]}))
+        server.script(
+            "plan",
+            tool_reply(("semantic_search", {"query": "animated toys adventure", "limit": 5})),
+        )
+        conversation = open_conversation(
+            engine, llm=_config(server), store=SessionStore(tmp_path / "s.sqlite")
+        )
+        turn = conversation.start().send("something like an animated adventure with toys")
+    assert turn.trace["llm"]["plan"]["steps"][0]["count"] == 5
+    genres = [
+        set(engine.catalog.values("genres", engine.catalog.position(i["item_id"])))
+        for i in turn.items
+    ]
+    assert sum("Animation" in g for g in genres) >= 3
+
+
+# ----- the library entry point and the CLI -----------------------------------------------------
+def test_chat_cli_with_llm(ml_core, llm_server, tmp_path):
+    import subprocess
+    import sys
+
+    from whyrec.cli import main
+
+    bundle = tmp_path / "bundle"
+    Bundle(EASE(reg=200.0).fit(ml_core), ml_core).save(bundle)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "whyrec.cli",
+            "chat",
+            "--bundle",
+            str(bundle),
+            "--db",
+            str(tmp_path / "s.sqlite"),
+            "--json",
+            "--llm",
+            "--llm-base-url",
+            llm_server.base_url,
+            "--llm-model",
+            "test-model",
+            "--llm-timeout",
+            "2",
+        ],
+        input="a funny animated film like Toy Story\n",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    turn = json.loads(done.stdout.splitlines()[0])
+    assert turn["trace"]["llm"]["calls"] and turn["items"]
+    assert any(r["body"]["model"] == "test-model" for r in llm_server.requests)
+    with pytest.raises(SystemExit) as exited:
+        main(["chat", "--bundle", str(bundle), "--llm", "--llm-config", str(tmp_path / "no.toml")])
+    assert exited.value.code == 1
+
+
+# ----- the LLM-driven simulated user -----------------------------------------------------------
+def test_llm_user_never_states_the_title(engine, llm_server):
+    import numpy as np
+
+    from whyrec.conversation.simulator import Episode
+    from whyrec.llm.simulator import LLMUser
+
+    catalog = engine.catalog
+    target = catalog.position("1")  # Toy Story (1995)
+    user = LLMUser([], catalog, np.random.default_rng(0), _config(llm_server))
+    user.begin(Episode(None, target, ()))
+    llm_server.script(
+        "simulated_user",
+        json_reply({"message": "I want Toy Story!"}),
+        json_reply({"message": "something like toy stroy"}),
+        json_reply({"message": "an animated comedy about toys from the nineties"}),
+    )
+    first = user.opening_text("genres", "Animation")
+    assert not user.names_target(first) and "toy story" not in first.lower()
+    assert user.stats["title_leaks_blocked"] == 2 and user.stats["fallbacks"] == 1
+    second = user.opening_text("genres", "Animation")
+    assert second == "an animated comedy about toys from the nineties"
+    for record in llm_server.requests:
+        facts = request_data(record["body"])
+        assert "Toy Story" not in json.dumps(facts)  # whyrec never shows it the title
+        assert "Toy Story" not in record["body"]["messages"][0]["content"]
+        assert "Animation" in facts["attributes"]["genres"]
+
+
+def test_simulate_with_llm_users(engine, llm_server):
+    import numpy as np
+
+    from whyrec.conversation.simulator import Episode, simulate
+
+    rng = np.random.default_rng(0)
+    targets = rng.choice(len(engine.catalog), size=2, replace=False)
+    episodes = [Episode(None, int(t), ()) for t in targets]
+    report = simulate(
+        engine,
+        episodes,
+        ["ours"],
+        user_mode="llm",
+        max_turns=3,
+        semantic_wishes=False,
+        llm=_config(llm_server),
+    )
+    assert report["user_mode"] == "llm" and report["episodes"] == 2
+    assert report["llm_user"]["messages"] >= 2 and report["llm_user"]["from_llm"] >= 1
+    with pytest.raises(Exception, match="LLM configuration"):
+        simulate(engine, episodes, ["ours"], user_mode="llm", semantic_wishes=False)
