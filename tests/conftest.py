@@ -87,3 +87,28 @@ def core_loo(core_compact):
     from whyrec.data.splits import split
 
     return split(core_compact, "loo", seed=42)
+
+
+# ----- PostgreSQL: a real server for the store and service tests -------------------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """URL of a running PostgreSQL server (CI's, or a throwaway cluster of our own)."""
+    from postgres_server import ENV_URL, pg_bin_dir, throwaway_cluster
+
+    if os.environ.get(ENV_URL):
+        yield os.environ[ENV_URL]
+        return
+    if pg_bin_dir() is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide PostgreSQL ({ENV_URL} or the postgresql package)")
+        pytest.skip("PostgreSQL binaries are not installed (apt-get install postgresql)")
+    with throwaway_cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the test server."""
+    from postgres_server import fresh_database
+
+    return fresh_database(postgres_server)

@@ -27,16 +27,19 @@ def chat(
         str | None, typer.Option(help="Talk as this user of the training data.")
     ] = None,
     session: Annotated[str | None, typer.Option(help="Resume a stored session by id.")] = None,
-    db: Annotated[Path | None, typer.Option(help="Session database (SQLite file).")] = None,
+    db: Annotated[
+        str | None, typer.Option(help="Session database: a SQLite file or a postgresql:// URL.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
 ) -> None:
     """Conversational recommendations. Reads one message per line when stdin is not a terminal."""
     from whyrec.bundle import Bundle
-    from whyrec.conversation import Conversation, SessionStore
+    from whyrec.conversation import Conversation
     from whyrec.engine import Engine
+    from whyrec.store import open_store
 
     conversation = Conversation(
-        Engine(Bundle.load(bundle)), store=SessionStore(db or default_session_db())
+        Engine(Bundle.load(bundle)), store=open_store(db or str(default_session_db()))
     )
     current = conversation.resume(session) if session else conversation.start(user)
     interactive = sys.stdin.isatty() and not as_json
