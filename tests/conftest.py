@@ -112,3 +112,16 @@ def postgres_url(postgres_server):
     from postgres_server import fresh_database
 
     return fresh_database(postgres_server)
+
+
+@pytest.fixture(scope="session")
+def served_bundle(tmp_path_factory):
+    """An EASE bundle on the 20-core of ml-latest-small, trained once for the service tests."""
+    from whyrec.cli import main
+
+    path = tmp_path_factory.mktemp("served") / "ease"
+    try:
+        main(["train", "--data", "ml-latest-small", "--kcore", "20", "--out", str(path)])
+    except SystemExit as exc:
+        assert not exc.code
+    return path

@@ -137,13 +137,11 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
 
     @app.exception_handler(WhyrecError)
     async def user_error(request: Request, exc: WhyrecError):
-        status = (
-            404
-            if isinstance(exc, NotFoundError)
-            else 409
-            if isinstance(exc, ConflictError)
-            else 400
-        )
+        status = 400
+        if isinstance(exc, NotFoundError):
+            status = 404
+        elif isinstance(exc, ConflictError):
+            status = 409
         return _error(status, str(exc))
 
     @app.exception_handler(Exception)

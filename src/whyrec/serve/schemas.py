@@ -40,9 +40,9 @@ class Filters(Strict):
 
     @model_validator(mode="after")
     def _years_in_order(self) -> Filters:
-        if self.year_min is not None and self.year_max is not None:
-            if self.year_min > self.year_max:
-                raise ValueError("year_min is after year_max")
+        low, high = self.year_min, self.year_max
+        if low is not None and high is not None and low > high:
+            raise ValueError("year_min is after year_max")
         return self
 
 
