@@ -165,7 +165,7 @@ function card(item) {
   const e = item.explanation || {};
   const more = details(item);
   const why = el("button", { class: "why", type: "button", "aria-expanded": "false",
-    onclick: () => { more.hidden = !more.hidden; why.setAttribute("aria-expanded", String(!more.hidden)); why.textContent = more.hidden ? "why?" : "hide why"; } }, "why?");
+    onclick: () => { more.hidden = !more.hidden; why.closest(".card").classList.toggle("open", !more.hidden); why.setAttribute("aria-expanded", String(!more.hidden)); why.textContent = more.hidden ? "why?" : "hide why"; } }, "why?");
   const react = (liked) => async (event) => {
     const button = event.currentTarget;
     const ok = await send({ reaction: { item_id: item.item_id, liked } }, `${liked ? "I like" : "Not for me:"} ${item.title}`);
@@ -176,13 +176,16 @@ function card(item) {
     chips(item.attributes),
     el("p", { class: "reason" }, firstSentence(e.text || "")),
     el("div", { class: "actions" }, why,
-      el("button", { class: "like", type: "button", title: "I like this", "aria-pressed": "false", onclick: react(true) }, "👍 like"),
-      el("button", { class: "dislike", type: "button", title: "Not for me", "aria-pressed": "false", onclick: react(false) }, "👎")),
+      el("button", { class: "like", type: "button", title: "I like this", "aria-pressed": "false", onclick: react(true) }, "♥ like"),
+      el("button", { class: "dislike", type: "button", title: "Not for me", "aria-pressed": "false", onclick: react(false) }, "not for me")),
     more);
 }
 
 function renderTurn(turn) {
-  bubble("assistant", turn.reply, turn.question);
+  // with cards, the reply's numbered list would repeat them: keep its first line
+  const hasCards = turn.items && turn.items.length;
+  const reply = turn.reply ?? turn.text ?? "";  // a fresh turn, or a stored message
+  bubble("assistant", hasCards ? reply.split("\n")[0] : reply, turn.question);
   if (turn.items && turn.items.length) {
     const list = el("section", { class: "cards" }, turn.items.map(card));
     $("conversation").append(list);
