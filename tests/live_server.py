@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,13 +16,19 @@ import httpx
 from postgres_server import free_port
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+SHARED_CACHE = Path(tempfile.gettempdir()) / f"whyrec-live-server-cache-{os.getuid()}"
 
 
 class LiveServer:
     def __init__(self, bundle: Path, db: str, log: Path, *extra: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            # item text vectors are encoded by the first server and reused by the others
+            "WHYREC_CACHE_DIR": str(SHARED_CACHE),
+        }
         self.log = log
         self._log_file = open(log, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(

@@ -72,6 +72,9 @@ class Service:
             session = self.conversation.start()
             session.send("a funny animated film from the 90s")
             session.send("why the first one?")
+            wishes = self.conversation.scorer.wish_scorer
+            if wishes is not None:  # the first soft wish encodes the whole catalog
+                wishes([("mind-bending", True)])
         finally:
             self.conversation.store.close()
             self.conversation.store = real
