@@ -57,6 +57,10 @@ def serve(
             "[yellow]warning:[/yellow] no API keys (--api-key or WHYREC_API_KEYS): anyone who "
             f"reaches {host}:{port} may call the API"
         )
+    # Requests run in parallel threads; nested BLAS/torch threads would only oversubscribe.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
     err.print(f"whyrec serving {bundle} on http://{host}:{port}/ (API docs at /docs)")
     try:
         uvicorn.run(

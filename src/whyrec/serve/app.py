@@ -5,13 +5,13 @@ mistake (`WhyrecError`) is a 4xx with its one-line message; anything else is a 5
 says only "internal error" with a request id, while the traceback goes to the log.
 """
 
+import json
 import logging
 import uuid
 from importlib import resources
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -48,6 +48,14 @@ ERRORS = {
         429: "Rate limited (see Retry-After)",
     }.items()
 }
+
+
+class FastJSON(JSONResponse):
+    """Our payloads are already plain JSON types: dump them directly, skipping FastAPI's
+    recursive encoder (a third of a recommend request's time otherwise)."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _error(status: int, message: str, details: list[str] | None = None, headers=None):
@@ -155,12 +163,12 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     @app.post("/v1/recommend", response_model=schemas.RecommendResponse, tags=["recommend"])
     def recommend(body: schemas.RecommendRequest, who: Open):
         """Top-k items for a known user or a history of item ids / titles, explained."""
-        return JSONResponse(jsonable_encoder(service.recommend(body)))
+        return FastJSON(service.recommend(body))
 
     @app.post("/v1/explain", response_model=schemas.ExplainResponse, tags=["recommend"])
     def explain(body: schemas.ExplainRequest, who: Open):
         """Why (or why not) one item for a user or a history."""
-        return JSONResponse(jsonable_encoder(service.explain(body)))
+        return FastJSON(service.explain(body))
 
     @app.get("/v1/items/search", response_model=schemas.SearchResponse, tags=["items"])
     def search(
@@ -187,12 +195,12 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         metrics.turns.labels("reaction" if body.reaction else "text").inc()
         if body.reaction:
             metrics.feedback.labels("like" if body.reaction.liked else "dislike").inc()
-        return JSONResponse(jsonable_encoder(turn))
+        return FastJSON(turn)
 
     @app.get("/v1/sessions/{session_id}", response_model=schemas.SessionView, tags=["chat"])
     def read_session(session_id: SessionId, who: InSession):
         """The session with all its messages, to resume it."""
-        return JSONResponse(jsonable_encoder(service.session_view(session_id)))
+        return FastJSON(service.session_view(session_id))
 
     @app.post(
         "/v1/feedback", status_code=201, response_model=schemas.FeedbackResponse, tags=["feedback"]
