@@ -70,7 +70,7 @@ def start_server(bundle: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
         [sys.executable, "-m", "whyrec.cli", "serve", "--bundle", str(bundle),
          "--db", str(workdir / "bench.sqlite"), "--port", str(port), "--rate-limit", "0",
          "--log-level", "warning"],
-        env=_env(workdir), stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),
+        env=_env(workdir), stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),  # noqa: SIM115
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
