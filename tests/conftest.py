@@ -124,4 +124,15 @@ def served_bundle(tmp_path_factory):
         main(["train", "--data", "ml-latest-small", "--kcore", "20", "--out", str(path)])
     except SystemExit as exc:
         assert not exc.code
+    _encode_catalog_once(path)
     return path
+
+
+def _encode_catalog_once(bundle) -> None:
+    """Encode the bundle's item texts into the cache the test servers share, so that no
+    server (each warms up its soft-wish matcher) spends its start-up encoding them again."""
+    from live_server import SHARED_CACHE
+    from whyrec.bundle import Bundle
+    from whyrec.text.encoder import encode_items
+
+    encode_items(Bundle.load(bundle).catalog, cache_dir=SHARED_CACHE / "embeddings")

@@ -52,7 +52,7 @@ class LiveServer:
             env=env,
         )
 
-    def wait_ready(self, timeout: float = 90.0) -> LiveServer:
+    def wait_ready(self, timeout: float = 240.0) -> LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

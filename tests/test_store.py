@@ -18,6 +18,7 @@ from whyrec.store import (
     read_feedback,
 )
 from whyrec.store.migrations import MIGRATIONS
+from whyrec.store.postgres import PostgresStore
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -205,4 +206,4 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
 
 def test_unreachable_postgres_is_one_clear_line():
     with pytest.raises(WhyrecError, match=r"cannot open PostgreSQL database .*\*\*\*"):
-        open_store("postgresql://who:secret@127.0.0.1:1/none?connect_timeout=2")
+        PostgresStore("postgresql://who:secret@127.0.0.1:1/none", timeout=1)
