@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUNDLE := bundles/ml-latest-small-ease
 
-.PHONY: install run test lint bench clean
+.PHONY: install run serve test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ run: install
 	$(BIN)/whyrec train --data ml-latest-small --model ease --out $(BUNDLE)
 	$(BIN)/whyrec recommend --bundle $(BUNDLE) --user 1 -k 10 --explain
 	echo "a funny animated film from the 90s, like Toy Story, nothing scary" | $(BIN)/whyrec chat --bundle $(BUNDLE) --db bundles/sessions.sqlite
+	@echo
+	@echo "Next, the HTTP API and the chat page on http://127.0.0.1:8000/ (Ctrl-C stops it):"
+	@echo "  make serve    # runs: $(BIN)/whyrec serve --bundle $(BUNDLE) --db bundles/sessions.sqlite"
+
+# Serves until interrupted, so it is its own target: `make run` must terminate.
+serve: install
+	test -f $(BUNDLE)/bundle.json || $(MAKE) run
+	$(BIN)/whyrec serve --bundle $(BUNDLE) --db bundles/sessions.sqlite
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
@@ -30,6 +38,7 @@ test: install lint
 
 bench: install
 	$(BIN)/python benchmarks/bench_ease.py
+	$(BIN)/python benchmarks/bench_service.py
 
 clean:
 	rm -rf $(VENV) bundles .pytest_cache .ruff_cache

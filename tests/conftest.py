@@ -97,3 +97,52 @@ def llm_server():
 
     with ScriptedLLM(helpful) as server:
         yield server
+
+
+# ----- PostgreSQL: a real server for the store and service tests -------------------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """URL of a running PostgreSQL server (CI's, or a throwaway cluster of our own)."""
+    from postgres_server import ENV_URL, pg_bin_dir, throwaway_cluster
+
+    if os.environ.get(ENV_URL):
+        yield os.environ[ENV_URL]
+        return
+    if pg_bin_dir() is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide PostgreSQL ({ENV_URL} or the postgresql package)")
+        pytest.skip("PostgreSQL binaries are not installed (apt-get install postgresql)")
+    with throwaway_cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the test server."""
+    from postgres_server import fresh_database
+
+    return fresh_database(postgres_server)
+
+
+@pytest.fixture(scope="session")
+def served_bundle(tmp_path_factory):
+    """An EASE bundle on the 20-core of ml-latest-small, trained once for the service tests."""
+    from whyrec.cli import main
+
+    path = tmp_path_factory.mktemp("served") / "ease"
+    try:
+        main(["train", "--data", "ml-latest-small", "--kcore", "20", "--out", str(path)])
+    except SystemExit as exc:
+        assert not exc.code
+    _encode_catalog_once(path)
+    return path
+
+
+def _encode_catalog_once(bundle) -> None:
+    """Encode the bundle's item texts into the cache the test servers share, so that no
+    server (each warms up its soft-wish matcher) spends its start-up encoding them again."""
+    from live_server import SHARED_CACHE
+    from whyrec.bundle import Bundle
+    from whyrec.text.encoder import encode_items
+
+    encode_items(Bundle.load(bundle).catalog, cache_dir=SHARED_CACHE / "embeddings")

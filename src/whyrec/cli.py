@@ -241,6 +241,7 @@ from whyrec.commands.evaluate import evaluate  # noqa: E402
 from whyrec.commands.explain import explain_command  # noqa: E402
 from whyrec.commands.explain_eval import explain_eval_command  # noqa: E402
 from whyrec.commands.interpret import interpret_command  # noqa: E402
+from whyrec.commands.serve import serve  # noqa: E402
 from whyrec.commands.simulate import simulate  # noqa: E402
 from whyrec.commands.tune import tune  # noqa: E402
 
@@ -251,6 +252,7 @@ app.command(name="explain-eval")(explain_eval_command)
 app.command()(chat)
 app.command()(simulate)
 app.command(name="interpret")(interpret_command)
+app.command()(serve)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,7 +37,9 @@ def chat(
         str | None, typer.Option(help="Talk as this user of the training data.")
     ] = None,
     session: Annotated[str | None, typer.Option(help="Resume a stored session by id.")] = None,
-    db: Annotated[Path | None, typer.Option(help="Session database (SQLite file).")] = None,
+    db: Annotated[
+        str | None, typer.Option(help="Session database: a SQLite file or a postgresql:// URL.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
     llm: LLMFlag = False,
     llm_base_url: LLMBaseURL = None,
@@ -48,13 +50,13 @@ def chat(
 ) -> None:
     """Conversational recommendations. Reads one message per line when stdin is not a terminal."""
     from whyrec.bundle import Bundle
-    from whyrec.conversation import SessionStore
     from whyrec.engine import Engine
     from whyrec.llm import open_conversation
+    from whyrec.store import open_store
 
     config = llm_config_from(llm, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config)
     conversation = open_conversation(
-        Engine(Bundle.load(bundle)), store=SessionStore(db or default_session_db()), llm=config
+        Engine(Bundle.load(bundle)), store=open_store(db or str(default_session_db())), llm=config
     )
     current = conversation.resume(session) if session else conversation.start(user)
     interactive = sys.stdin.isatty() and not as_json

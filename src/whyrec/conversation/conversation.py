@@ -14,12 +14,12 @@ import numpy as np
 from whyrec.conversation import replies
 from whyrec.conversation.policy import Action, CandidateScorer, Policy, PolicyConfig, WishScorer
 from whyrec.conversation.state import DialogueState, Question
-from whyrec.conversation.store import SessionStore
 from whyrec.conversation.understanding import Intent, Understander, Understanding
 from whyrec.conversation.wishes import SemanticWishes, encoder_available
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
 from whyrec.explain.render import describe_values, sentences
+from whyrec.store import FeedbackEvent, SQLiteStore, Store
 
 REASON_TITLES = 2
 
@@ -56,7 +56,7 @@ class Conversation:
     def __init__(
         self,
         engine: Engine,
-        store: SessionStore | None = None,
+        store: Store | None = None,
         policy: PolicyConfig | None = None,
         wish_scorer: WishScorer | str | None = "auto",
         seed: int = 0,
@@ -65,7 +65,7 @@ class Conversation:
         when it is installed; None ignores such wishes."""
         self.engine = engine
         self.catalog = engine.catalog
-        self.store = store or SessionStore()
+        self.store = store or SQLiteStore()
         self.config = policy or PolicyConfig()
         self.understander = Understander(self.catalog, engine.popularity)
         if wish_scorer == "auto":
@@ -98,7 +98,6 @@ class Session:
 
     # ----- the turn ---------------------------------------------------------------------
     def send(self, text: str) -> Turn:
-        conv = self.conversation
         if not isinstance(text, str):
             raise WhyrecError("a message must be text")
         understanding = self._understand(text)
@@ -107,12 +106,55 @@ class Session:
         turn = self._respond(working, understanding, text)
         turn = self._finish(working, understanding, text, turn)
         turn.understanding = understanding.to_dict()
+        return self._commit(working, turn, text, understanding.to_dict())
+
+    def react(self, position: int, liked: bool) -> Turn:
+        """A like or dislike button pressed on an item: a turn without words.
+
+        A like adds the item to the taste profile and shows more like it; a dislike
+        rejects it and lets the policy ask or recommend again, as after "not that one".
+        The reaction is also stored as a feedback event, in the same transaction.
+        """
+        catalog = self.conversation.catalog
+        if not 0 <= int(position) < len(catalog):
+            raise WhyrecError(f"no item at catalog position {position}")
+        position = int(position)
+        title = catalog.titles[position]
+        working = DialogueState.from_dict(self.state.to_dict())
+        working.turn += 1
+        if liked:
+            working.like(position)
+            turn = self._act(working, f"Noted: you like {title}.", force_recommend=True)
+        else:
+            working.dislike(position)
+            working.reject(position)
+            turn = self._act(working, f"Noted: {title} is not for you.", force_recommend=False)
+        said = f"{'I like' if liked else 'Not for me:'} {title}"
+        reaction = {"reaction": {"item_id": catalog.item_ids[position], "liked": liked}}
+        event = FeedbackEvent(
+            item_id=catalog.item_ids[position],
+            kind="like" if liked else "dislike",
+            user_id=working.user_id,
+            session_id=self.id,
+        )
+        return self._commit(working, turn, said, reaction, [event])
+
+    def _commit(
+        self,
+        working: DialogueState,
+        turn: Turn,
+        said: str,
+        said_payload: dict,
+        feedback: list[FeedbackEvent] | None = None,
+    ) -> Turn:
+        """Store the turn (state, both messages, feedback) at once, then adopt the state."""
         turn.state = working.to_dict()
-        conv.store.save_turn(
+        self.conversation.store.save_turn(
             self.id,
             turn.state,
             working.turn,
-            [("user", text, understanding.to_dict()), ("assistant", turn.reply, turn.to_dict())],
+            [("user", said, said_payload), ("assistant", turn.reply, turn.to_dict())],
+            feedback or (),
         )
         self.state = working
         return turn

@@ -231,6 +231,26 @@ class Catalog:
         scores = title_similarity(title_key(query), self._keys)
         return [self.titles[pos] for pos in np.argsort(-scores, kind="stable")[:limit]]
 
+    def search(
+        self, query: str, limit: int = 10, popularity: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """(position, 0-100 similarity) of the titles best matching a query, best first.
+
+        Partial titles and typos match (see `title_similarity`); equal scores go to the
+        more popular item. An exact item id comes first with score 100.
+        """
+        query = query.strip()
+        if not query:
+            return []
+        self._ensure_keys()
+        assert self._keys is not None
+        scores = title_similarity(title_key(query, keep_year=False), self._keys)
+        if query in self._index:
+            scores[self._index[query]] = 101.0
+        tie = popularity if popularity is not None else np.zeros(len(self))
+        order = np.lexsort((-tie, -scores))[:limit]
+        return [(int(p), min(float(scores[p]), 100.0)) for p in order]
+
     # ----- persistence ----------------------------------------------------------------
     def to_json_dict(self) -> dict:
         return {

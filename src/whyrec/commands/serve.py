@@ -1,0 +1,74 @@
+"""`whyrec serve`: the HTTP API and the web chat page over one bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from whyrec.commands.options import BundleOpt
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def serve(
+    bundle: BundleOpt,
+    db: Annotated[
+        str, typer.Option(help="Store: a SQLite file, or a postgresql:// URL.")
+    ] = "whyrec-sessions.sqlite",
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(help="Accepted X-API-Key (repeatable; default: $WHYREC_API_KEYS)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    rate_limit: Annotated[
+        float, typer.Option(min=0, help="Requests a second per caller (0: unlimited).")
+    ] = 20.0,
+    rate_burst: Annotated[int, typer.Option(min=1, help="Burst allowance per caller.")] = 40,
+    max_body: Annotated[int, typer.Option(min=1024, help="Largest request body, bytes.")] = 65536,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option(help="Origin allowed to call the API (repeatable).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the API (OpenAPI at /docs) and the chat page at / until interrupted."""
+    import uvicorn
+
+    from whyrec.serve.app import create_app
+    from whyrec.serve.security import api_keys_from
+    from whyrec.serve.service import Service, ServiceConfig
+
+    config = ServiceConfig(
+        bundle=Path(bundle),
+        db=db,
+        api_keys=api_keys_from(api_key),
+        rate_limit=rate_limit,
+        rate_burst=rate_burst,
+        max_body_bytes=max_body,
+        cors_origins=list(cors_origin or []),
+    )
+    with err.status(f"loading {bundle} and opening {db.split('@')[-1]}"):
+        service = Service.from_config(config)
+    if not config.api_keys:
+        err.print(
+            "[yellow]warning:[/yellow] no API keys (--api-key or WHYREC_API_KEYS): anyone who "
+            f"reaches {host}:{port} may call the API"
+        )
+    # Requests run in parallel threads; nested BLAS/torch threads would only oversubscribe.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    err.print(f"whyrec serving {bundle} on http://{host}:{port}/ (API docs at /docs)")
+    try:
+        uvicorn.run(
+            create_app(service, config),
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+        )
+    finally:
+        service.close()

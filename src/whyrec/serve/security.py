@@ -1,0 +1,161 @@
+"""Who is calling, how often, and how much they may send.
+
+API keys (`X-API-Key`) come from WHYREC_API_KEYS or `--api-key`; a chat session's token
+(`Authorization: Bearer`) opens that session only. Rate limits are token buckets per
+caller (key, session or client address). Oversized bodies are refused before they are
+read whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+KEYS_ENV = "WHYREC_API_KEYS"
+
+
+def api_keys_from(flags: list[str] | None) -> list[str]:
+    """Keys given as flags, else the comma-separated WHYREC_API_KEYS."""
+    keys = [k.strip() for k in (flags or []) if k.strip()]
+    if not keys:
+        keys = [k.strip() for k in os.environ.get(KEYS_ENV, "").split(",") if k.strip()]
+    return keys
+
+
+def fingerprint(secret: str) -> str:
+    """A short, stable, non-reversible name for a key (for logs, metrics and feedback)."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """`kind` is "key", "session" (a bearer token) or "anonymous"; `name` identifies the
+    caller for rate limits and feedback provenance without revealing its secret."""
+
+    kind: str
+    name: str
+    token: str | None = None
+
+    @property
+    def has_key(self) -> bool:
+        return self.kind == "key"
+
+
+class KeyRing:
+    def __init__(self, keys: list[str]) -> None:
+        self._keys = [k.encode() for k in keys]
+
+    @property
+    def required(self) -> bool:
+        return bool(self._keys)
+
+    def match(self, presented: str | None) -> bool:
+        if presented is None:
+            return False
+        given = presented.encode()
+        # compare against every key, so timing does not tell which one nearly matched
+        return any([hmac.compare_digest(given, key) for key in self._keys])
+
+
+class RateLimiter:
+    """Token bucket per caller: `rate` requests a second on average, bursts of `burst`."""
+
+    MAX_CALLERS = 100_000
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def retry_after(self, caller: str) -> float | None:
+        """None when the request may proceed, else seconds until it would."""
+        if not self.enabled:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(caller, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[caller] = (tokens - 1.0, now)
+                return None
+            self._buckets[caller] = (tokens, now)
+            if len(self._buckets) > self.MAX_CALLERS:
+                self._forget_full_buckets(now)
+            return (1.0 - tokens) / self.rate
+
+    def _forget_full_buckets(self, now: float) -> None:
+        refill = self.burst / self.rate
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < refill}
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for bodies over `max_bytes`, by header or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(send)
+            return
+        received = 0
+        refused = False
+
+        async def counting_receive() -> Message:
+            """Past the limit: answer 413 now and tell the app the client went away."""
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # the 413 already went out; the app's answer is dropped
+                await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "error": {
+                    "status": 413,
+                    "message": f"request body over {self.max_bytes} bytes",
+                    "details": [],
+                }
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,238 @@
+"""What the HTTP API does, as plain Python over the library (no HTTP in here).
+
+Each method calls what the CLI calls: `Engine.recommend` / `Engine.explain` for lists
+and reasons, `Conversation` sessions for chat turns, the store for feedback. The FastAPI
+routes in `app.py` only parse, authorize and serialize.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from whyrec.bundle import Bundle
+from whyrec.conversation import Conversation
+from whyrec.engine import Engine
+from whyrec.errors import WhyrecError
+from whyrec.explain.render import sentences
+from whyrec.filters import ItemFilter, validate_fields
+from whyrec.serve import schemas
+from whyrec.store import FeedbackEvent, SQLiteStore, Store, open_store
+
+CARD_VALUES = 8
+"""At most this many values per attribute field on a card (tags can run long)."""
+
+
+@dataclass
+class ServiceConfig:
+    """How `whyrec serve` runs; every field has a flag (see commands/serve.py)."""
+
+    bundle: Path
+    db: str = "whyrec-sessions.sqlite"
+    api_keys: list[str] = field(default_factory=list)
+    rate_limit: float = 20.0
+    """Requests a second per caller on average (0: no limit)."""
+    rate_burst: int = 40
+    max_body_bytes: int = 64 * 1024
+    cors_origins: list[str] = field(default_factory=list)
+    warm_up: bool = True
+
+
+class Service:
+    """One loaded bundle, its conversation machinery and the store, shared by all requests."""
+
+    def __init__(self, engine: Engine, store: Store, warm_up: bool = True) -> None:
+        self.engine = engine
+        self.catalog = engine.catalog
+        self.store = store
+        self.conversation = Conversation(engine, store=store)
+        self._session_locks: weakref.WeakValueDictionary[str, threading.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._locks_guard = threading.Lock()
+        if warm_up:
+            self.warm_up()
+
+    @classmethod
+    def from_config(cls, config: ServiceConfig) -> Service:
+        return cls(Engine(Bundle.load(config.bundle)), open_store(config.db), config.warm_up)
+
+    def warm_up(self) -> None:
+        """Build the lazy pieces (explainer, encoder, caches) before the first request,
+        with a scratch session in memory so the real store gets nothing."""
+        real = self.conversation.store
+        self.conversation.store = SQLiteStore(":memory:")
+        try:
+            user = str(self.engine.bundle.train.user_ids[0])
+            self.engine.recommend(self.engine.user_history(user), k=10, user_id=user)
+            session = self.conversation.start()
+            session.send("a funny animated film from the 90s")
+            session.send("why the first one?")
+            wishes = self.conversation.scorer.wish_scorer
+            if wishes is not None:  # the first soft wish encodes the whole catalog
+                wishes([("mind-bending", True)])
+        finally:
+            self.conversation.store.close()
+            self.conversation.store = real
+
+    # ----- items ---------------------------------------------------------------------
+    def card(self, position: int) -> dict:
+        catalog = self.catalog
+        return {
+            "item_id": catalog.item_ids[position],
+            "title": catalog.titles[position],
+            "year": catalog.year(position),
+            "attributes": {
+                name: list(values[position][:CARD_VALUES])
+                for name, values in catalog.attributes.items()
+                if values[position]
+            },
+        }
+
+    def search(self, query: str, limit: int) -> dict:
+        found = self.catalog.search(query, limit, self.engine.popularity)
+        return {"items": [self.card(p) for p, _ in found]}
+
+    def _person(self, request: schemas.Person) -> tuple[np.ndarray, ItemFilter | None]:
+        """History positions and filter, exactly as the CLI's resolve_request builds them."""
+        item_filter = None
+        if request.filters is not None:
+            f = request.filters
+            item_filter = ItemFilter(
+                {k: set(v) for k, v in f.include.items()},
+                {k: set(v) for k, v in f.exclude.items()},
+                f.year_min,
+                f.year_max,
+            )
+            validate_fields(item_filter, self.catalog)
+            if item_filter.is_empty():
+                item_filter = None
+        if request.user_id is not None:
+            return self.engine.user_history(request.user_id), item_filter
+        return self.engine.resolve_items(request.history or []), item_filter
+
+    def recommend(self, request: schemas.RecommendRequest) -> dict:
+        history, item_filter = self._person(request)
+        items = self.engine.recommend(
+            history,
+            k=request.k,
+            item_filter=item_filter,
+            explain=request.explain,
+            top_reasons=request.reasons,
+            user_id=request.user_id,
+        )
+        return {
+            "user_id": request.user_id,
+            "items": [
+                {**self.card(item.position), **item.to_dict(with_explanation=request.explain)}
+                for item in items
+            ],
+        }
+
+    def explain(self, request: schemas.ExplainRequest) -> dict:
+        history, item_filter = self._person(request)
+        reference = request.item_id
+        if self.catalog.has(reference):
+            position = self.catalog.position(reference)
+        else:
+            position = self.catalog.match_title(reference, self.engine.popularity).position
+        explanation = self.engine.explain(
+            history,
+            position,
+            k=request.k,
+            item_filter=item_filter,
+            user_id=request.user_id,
+            top_reasons=request.reasons,
+        )
+        return {
+            "explanation": {**explanation.to_dict(), "text": sentences(explanation)},
+            "item": self.card(position),
+        }
+
+    # ----- sessions ----------------------------------------------------------------------
+    def start_session(self, user_id: str | None) -> dict:
+        session = self.conversation.start(user_id)
+        return {"session_id": session.id, "token": session.token}
+
+    def _lock_for(self, session_id: str) -> threading.Lock:
+        with self._locks_guard:
+            lock = self._session_locks.get(session_id)
+            if lock is None:
+                lock = threading.Lock()
+                self._session_locks[session_id] = lock
+            return lock
+
+    def send(self, session_id: str, request: schemas.MessageRequest) -> dict:
+        """One turn; turns of one session are serialized here (and by the store's turn
+        check across processes)."""
+        lock = self._lock_for(session_id)
+        with lock:
+            session = self.conversation.resume(session_id)
+            if request.reaction is not None:
+                position = self.catalog.position(request.reaction.item_id)
+                turn = session.react(position, request.reaction.liked)
+            else:
+                turn = session.send(request.text or "")
+            return {
+                "turn": session.state.turn,
+                "reply": turn.reply,
+                "items": [self._with_card(item) for item in turn.items],
+                "question": turn.question,
+            }
+
+    def _with_card(self, item: dict) -> dict:
+        """A turn's item with its card fields (kept as stored if the catalog lost it)."""
+        if not self.catalog.has(item["item_id"]):
+            return item
+        return {**self.card(self.catalog.position(item["item_id"])), **item}
+
+    def session_view(self, session_id: str) -> dict:
+        state = self.store.load(session_id)
+        messages = []
+        for m in self.store.messages(session_id):
+            payload = m["payload"] or {}
+            view = {
+                "turn": m["turn"],
+                "role": m["role"],
+                "text": m["text"],
+                "created": m["created"],
+            }
+            if m["role"] == "assistant":
+                view["items"] = [self._with_card(i) for i in payload.get("items", [])]
+                view["question"] = payload.get("question")
+            elif "reaction" in payload:
+                view["reaction"] = payload["reaction"]
+            messages.append(view)
+        return {
+            "session_id": session_id,
+            "user_id": state.get("user_id"),
+            "turn": state.get("turn", 0),
+            "messages": messages,
+        }
+
+    # ----- feedback ---------------------------------------------------------------------
+    def add_feedback(self, events: list[schemas.FeedbackIn], source: str | None) -> dict:
+        unknown = [e.item_id for e in events if not self.catalog.has(e.item_id)]
+        if unknown:
+            raise WhyrecError(f"unknown item ids: {', '.join(unknown[:5])}")
+        stored = [
+            FeedbackEvent(
+                item_id=e.item_id,
+                kind=e.kind,
+                user_id=e.user_id,
+                session_id=e.session_id,
+                rating=e.rating,
+                timestamp=e.timestamp,
+                source=source,
+            )
+            for e in events
+        ]
+        ids = self.store.add_feedback(stored)
+        return {"accepted": len(ids), "ids": ids}
+
+    def close(self) -> None:
+        self.store.close()

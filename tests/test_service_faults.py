@@ -1,0 +1,111 @@
+"""kill -9 the server in the middle of a stream of chat turns and feedback, restart it,
+and count: every acknowledged message and event must be there, no session corrupted.
+Run on both stores."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from live_server import LiveServer
+from whyrec.store import open_store, read_feedback
+
+MESSAGES = ["a funny animated film", "from the 90s", "something like Toy Story", "none of these"]
+CLIENTS = 4
+KILL_AFTER = 24  # acknowledgements before the kill
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "faults.sqlite")
+    return request.getfixturevalue("postgres_url")
+
+
+def _stream(url, session, acked, stop, lock):
+    """Alternate turns and feedback on one session until stopped or refused."""
+    auth = {"Authorization": f"Bearer {session['token']}"}
+    with httpx.Client(base_url=url, timeout=10) as http:
+        for n in range(1000):
+            if stop.is_set():
+                return
+            try:
+                if n % 2 == 0:
+                    text = f"{MESSAGES[(n // 2) % len(MESSAGES)]} #{n}"
+                    reply = http.post(
+                        f"/v1/sessions/{session['session_id']}/messages",
+                        json={"text": text},
+                        headers=auth,
+                    )
+                    if reply.status_code == 200:
+                        with lock:
+                            acked["turns"].append(
+                                (session["session_id"], reply.json()["turn"], text)
+                            )
+                else:
+                    event = {"item_id": "1", "session_id": session["session_id"], "kind": "like"}
+                    reply = http.post("/v1/feedback", json={"events": [event]}, headers=auth)
+                    if reply.status_code == 201:
+                        with lock:
+                            acked["feedback"].extend(reply.json()["ids"])
+            except httpx.HTTPError:
+                return  # the server died under us: unacknowledged, so nothing is owed
+
+
+def test_kill_nine_loses_nothing_acknowledged(served_bundle, db, tmp_path):
+    log = tmp_path / "server.log"
+    server = LiveServer(served_bundle, db, log, "--rate-limit", "0").wait_ready()
+    sessions = [httpx.post(f"{server.url}/v1/sessions", json={}).json() for _ in range(CLIENTS)]
+    acked: dict[str, list] = {"turns": [], "feedback": []}
+    stop, lock = threading.Event(), threading.Lock()
+    streams = [
+        threading.Thread(target=_stream, args=(server.url, s, acked, stop, lock)) for s in sessions
+    ]
+    for thread in streams:
+        thread.start()
+    deadline = time.monotonic() + 120
+    while len(acked["turns"]) + len(acked["feedback"]) < KILL_AFTER:
+        assert time.monotonic() < deadline, "the stream did not get going"
+        time.sleep(0.01)
+    server.kill()  # mid-stream: requests are in flight on every client
+    stop.set()
+    for thread in streams:
+        thread.join(timeout=30)
+
+    restarted = LiveServer(served_bundle, db, log, "--rate-limit", "0").wait_ready()
+    try:
+        found_turns = 0
+        for session in sessions:
+            auth = {"Authorization": f"Bearer {session['token']}"}
+            view = httpx.get(f"{restarted.url}/v1/sessions/{session['session_id']}", headers=auth)
+            assert view.status_code == 200, view.text
+            messages = view.json()["messages"]
+            turns = [m["turn"] for m in messages]
+            # whole turns only, numbered 1..n, and the session's own counter agrees
+            assert turns == [t for t in range(1, view.json()["turn"] + 1) for _ in (0, 1)]
+            said = {(m["turn"], m["text"]) for m in messages if m["role"] == "user"}
+            mine = [(t, x) for s, t, x in acked["turns"] if s == session["session_id"]]
+            assert set(mine) <= said, "an acknowledged turn was lost"
+            found_turns += len(set(mine) & said)
+            after = httpx.post(
+                f"{restarted.url}/v1/sessions/{session['session_id']}/messages",
+                json={"text": "start over"},
+                headers=auth,
+            )
+            assert after.status_code == 200, "a session cannot go on after the restart"
+        with open_store(db) as store:
+            stored_ids = {e.id for e in read_feedback(store)}
+        found_feedback = len(set(acked["feedback"]) & stored_ids)
+        print(
+            f"\nkill -9 ({db.split('://')[0] if '://' in db else 'sqlite'}): "
+            f"turns acknowledged {len(acked['turns'])}, found {found_turns}; "
+            f"feedback acknowledged {len(acked['feedback'])}, found {found_feedback}; "
+            f"feedback stored {len(stored_ids)}"
+        )
+        assert found_turns == len(acked["turns"]) > 0
+        assert found_feedback == len(acked["feedback"]) > 0
+    finally:
+        restarted.stop()
