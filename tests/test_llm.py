@@ -546,3 +546,29 @@ def test_simulate_with_llm_users(engine, llm_server):
     assert report["llm_user"]["messages"] >= 2 and report["llm_user"]["from_llm"] >= 1
     with pytest.raises(Exception, match="LLM configuration"):
         simulate(engine, episodes, ["ours"], user_mode="llm", semantic_wishes=False)
+
+
+def test_the_http_api_serves_llm_turns_and_survives_a_misbehaving_llm(engine, llm_server, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from whyrec.serve.app import create_app
+    from whyrec.serve.service import Service, ServiceConfig
+    from whyrec.store import open_store
+
+    store = open_store(str(tmp_path / "api.sqlite"))
+    config = ServiceConfig(bundle=tmp_path, rate_limit=0, llm=_config(llm_server))
+    service = Service(engine, store, warm_up=False, llm=config.llm)
+    client = TestClient(create_app(service, config), raise_server_exceptions=False)
+    created = client.post("/v1/sessions", json={}).json()
+    auth = {"Authorization": f"Bearer {created['token']}"}
+    llm_server.responder = MISBEHAVIOURS["unknown_item_ids"][0]
+    answer = client.post(
+        f"/v1/sessions/{created['session_id']}/messages", json={"text": FLAGSHIP}, headers=auth
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["items"] and all(engine.catalog.has(i["item_id"]) for i in body["items"])
+    assert _names_only_catalog_items(engine, body["reply"]), body["reply"]
+    assert body["trace"]["llm"]["fallbacks"] == ["reply"]
+    assert llm_server.requests, "the LLM was asked"
+    store.close()

@@ -8,6 +8,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from whyrec.commands.llm_options import (
+    LLMApiKey,
+    LLMBaseURL,
+    LLMConfigFile,
+    LLMFlag,
+    LLMModel,
+    LLMTimeout,
+    llm_config_from,
+)
 from whyrec.commands.options import BundleOpt
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -33,6 +42,12 @@ def serve(
         list[str] | None, typer.Option(help="Origin allowed to call the API (repeatable).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    llm: LLMFlag = False,
+    llm_base_url: LLMBaseURL = None,
+    llm_model: LLMModel = None,
+    llm_api_key: LLMApiKey = None,
+    llm_timeout: LLMTimeout = None,
+    llm_config: LLMConfigFile = None,
 ) -> None:
     """Serve the API (OpenAPI at /docs) and the chat page at / until interrupted."""
     import uvicorn
@@ -49,6 +64,7 @@ def serve(
         rate_burst=rate_burst,
         max_body_bytes=max_body,
         cors_origins=list(cors_origin or []),
+        llm=llm_config_from(llm, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config),
     )
     with err.status(f"loading {bundle} and opening {db.split('@')[-1]}"):
         service = Service.from_config(config)

@@ -138,6 +138,9 @@ class TurnResponse(BaseModel):
     reply: str
     items: list[TurnItem]
     question: str | None = None
+    trace: dict[str, Any] | None = Field(
+        None, description="With an LLM configured: its calls, fallbacks and repairs this turn."
+    )
 
 
 class Message(BaseModel):

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from whyrec.bundle import Bundle
-from whyrec.conversation import Conversation
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
 from whyrec.explain.render import sentences
 from whyrec.filters import ItemFilter, validate_fields
+from whyrec.llm import LLMConfig, open_conversation
 from whyrec.serve import schemas
 from whyrec.store import FeedbackEvent, SQLiteStore, Store, open_store
 
@@ -40,16 +40,21 @@ class ServiceConfig:
     max_body_bytes: int = 64 * 1024
     cors_origins: list[str] = field(default_factory=list)
     warm_up: bool = True
+    llm: LLMConfig | None = None
+    """An OpenAI-compatible LLM in front of the chat turns (None: the embedded engine)."""
 
 
 class Service:
     """One loaded bundle, its conversation machinery and the store, shared by all requests."""
 
-    def __init__(self, engine: Engine, store: Store, warm_up: bool = True) -> None:
+    def __init__(
+        self, engine: Engine, store: Store, warm_up: bool = True, llm: LLMConfig | None = None
+    ) -> None:
         self.engine = engine
         self.catalog = engine.catalog
         self.store = store
-        self.conversation = Conversation(engine, store=store)
+        # the same entry point as `whyrec chat`: embedded unless an LLM is configured
+        self.conversation = open_conversation(engine, store=store, llm=llm)
         self._session_locks: weakref.WeakValueDictionary[str, threading.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -59,7 +64,8 @@ class Service:
 
     @classmethod
     def from_config(cls, config: ServiceConfig) -> Service:
-        return cls(Engine(Bundle.load(config.bundle)), open_store(config.db), config.warm_up)
+        engine = Engine(Bundle.load(config.bundle))
+        return cls(engine, open_store(config.db), config.warm_up, config.llm)
 
     def warm_up(self) -> None:
         """Build the lazy pieces (explainer, encoder, caches) before the first request,
@@ -182,6 +188,7 @@ class Service:
                 "reply": turn.reply,
                 "items": [self._with_card(item) for item in turn.items],
                 "question": turn.question,
+                **({"trace": turn.trace} if turn.trace else {}),
             }
 
     def _with_card(self, item: dict) -> dict:
