@@ -241,6 +241,7 @@ from whyrec.commands.evaluate import evaluate  # noqa: E402
 from whyrec.commands.explain import explain_command  # noqa: E402
 from whyrec.commands.explain_eval import explain_eval_command  # noqa: E402
 from whyrec.commands.simulate import simulate  # noqa: E402
+from whyrec.commands.synth import data_synth  # noqa: E402
 from whyrec.commands.tune import tune  # noqa: E402
 
 app.command()(evaluate)
@@ -249,6 +250,7 @@ app.command(name="explain")(explain_command)
 app.command(name="explain-eval")(explain_eval_command)
 app.command()(chat)
 app.command()(simulate)
+data_app.command("synth")(data_synth)
 
 
 def main(argv: list[str] | None = None) -> None:

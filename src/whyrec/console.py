@@ -8,8 +8,10 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -32,6 +34,19 @@ def download_progress() -> Progress:
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not sys.stderr.isatty(),
+    )
+
+
+def count_progress() -> Progress:
+    """A counting progress bar (rows, steps) on stderr, hidden when stderr is not a terminal."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
         disable=not sys.stderr.isatty(),

@@ -143,7 +143,15 @@ def _find_file(directory: Path, stem: str) -> Path | None:
 
 
 def read_canonical_interactions(path: Path) -> tuple[pd.DataFrame, bool]:
-    """Read a canonical interactions file (CSV with header, or Parquet)."""
+    """Read a canonical interactions file (CSV with header, or Parquet).
+
+    Parquet and large CSV files are streamed in chunks into categorical id columns
+    (`whyrec.data.chunked`), so memory follows the number of interactions.
+    """
+    from whyrec.data.chunked import read_interactions_chunked, should_stream
+
+    if should_stream(path):
+        return read_interactions_chunked(path)
     frame = _read_table(path, dtype={"user_id": str, "item_id": str})
     _require_columns(frame, ["user_id", "item_id"], path)
     return _interactions_frame(
