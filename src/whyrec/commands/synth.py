@@ -32,7 +32,8 @@ def data_synth(
     try:
         config = SynthConfig(users=users, items=items, interactions=interactions, seed=seed)
     except ValidationError as exc:
-        raise DataError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
+        problems = (e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise DataError("; ".join(problems)) from None
     with count_progress() as progress:
         task = progress.add_task("generating", total=interactions)
         paths = write_synthetic(

@@ -353,5 +353,5 @@ def default_shape(interactions: int) -> tuple[int, int]:
     the catalogue sub-linearly (≈ 3·K^0.5, so 1e5 → 950 items and 1e8 → 30,000).
     """
     users = max(1, interactions // 50)
-    items = max(16, int(round(3 * math.sqrt(interactions))))
+    items = max(16, round(3 * math.sqrt(interactions)))
     return users, items

@@ -8,10 +8,14 @@ optional item bias, and items never seen in training cannot be scored.
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from whyrec.models.base import Histories, Recommender
+
+if TYPE_CHECKING:
+    from whyrec.retrieval import EmbeddingSpace
 
 
 class FactorModel(Recommender):
@@ -27,10 +31,33 @@ class FactorModel(Recommender):
 
     def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
         users = self.user_factors(histories)
-        active_scores = users @ np.asarray(self.item_factors_)[self.active_].T
+        wanted = np.arange(self.n_items_) if items is None else np.asarray(items, dtype=np.int64)
+        scores = users @ np.asarray(self.item_factors_)[wanted].T
         bias = self.item_bias()
         if bias is not None:
-            active_scores += np.asarray(bias)[self.active_][None, :]
-        scores = np.full((users.shape[0], self.n_items_), -np.inf, dtype=np.float32)
-        scores[:, self.active_] = active_scores
-        return scores if items is None else scores[:, np.asarray(items)]
+            scores += np.asarray(bias)[wanted][None, :]
+        scores = scores.astype(np.float32, copy=False)
+        scores[:, ~self._active_mask()[wanted]] = -np.inf
+        return scores
+
+    def _active_mask(self) -> np.ndarray:
+        mask = np.zeros(self.n_items_, dtype=bool)
+        mask[np.asarray(self.active_)] = True
+        return mask
+
+    def embedding_space(self) -> EmbeddingSpace:
+        """Trained items' factors (with the bias as one more coordinate when there is one)."""
+        from whyrec.retrieval import EmbeddingSpace
+
+        active = np.asarray(self.active_)
+        vectors = np.asarray(self.item_factors_, dtype=np.float32)[active]
+        bias = self.item_bias()
+        if bias is not None:
+            vectors = np.hstack([vectors, np.asarray(bias, dtype=np.float32)[active, None]])
+        return EmbeddingSpace(np.ascontiguousarray(vectors), active)
+
+    def query_vectors(self, histories: Histories) -> np.ndarray:
+        users = np.asarray(self.user_factors(histories), dtype=np.float32)
+        if self.item_bias() is not None:
+            users = np.hstack([users, np.ones((len(users), 1), dtype=np.float32)])
+        return users
