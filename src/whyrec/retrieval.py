@@ -129,7 +129,7 @@ class ANNIndex:
         return built
 
     def calibrate(self, queries: np.ndarray, k: int, target_recall: float) -> float:
-        """Raise nprobe (doubling) until recall@k ≥ target on these queries; returns recall."""
+        """Raise nprobe (×1.5 a step) until recall@k ≥ target on these queries; returns recall."""
         exact = exact_top_k(np.asarray(self.space.vectors, dtype=np.float32), queries, k)
         nprobe, nlist = 1, self.meta["nlist"]
         while True:
@@ -137,7 +137,7 @@ class ANNIndex:
             recall = recall_at_k(self._search_rows(queries, k), exact)
             if recall >= target_recall or nprobe >= nlist:
                 break
-            nprobe = min(nlist, nprobe * 2)
+            nprobe = min(nlist, max(nprobe + 1, int(nprobe * 1.5)))
         self.meta.update(nprobe=nprobe, recall=recall, target_recall=target_recall, k=k)
         return recall
 
