@@ -143,9 +143,10 @@ class Engine:
                 hit = positions[0] >= 0
                 row = np.full(len(self.catalog), -np.inf, dtype=np.float32)
                 row[positions[0][hit]] = scores[0][hit]
-                enough = int((np.isfinite(row) & allowed).sum()) >= k
-                if enough or want >= len(retriever.space.positions):
+                if int((np.isfinite(row) & allowed).sum()) >= k:
                     return row
+                if want >= len(retriever.space.positions):
+                    break  # the probed clusters hold too few allowed items: go exact
                 want *= 8
         return self.model.score([history])[0]
 

@@ -193,6 +193,7 @@ class ANNIndex:
         except RuntimeError as exc:
             raise BundleError(f"cannot read the ANN index in {directory}: {exc}") from None
         index.nprobe = int(meta["nprobe"])
+        meta.pop("fingerprint")
         return cls(index, space, float(meta.pop("max_norm")), meta)
 
 

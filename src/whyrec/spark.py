@@ -52,7 +52,8 @@ def _require_spark() -> None:
 
 @contextlib.contextmanager
 def spark_session(master: str = "local[*]", driver_memory: str = DEFAULT_DRIVER_MEMORY):
-    """A Spark session for whyrec jobs, stopped on exit (quiet logs, no web UI)."""
+    """A Spark session for whyrec jobs (quiet logs, no web UI), stopped on exit; an already
+    active session is reused and left running."""
     _require_spark()
     import warnings
 
@@ -61,6 +62,10 @@ def spark_session(master: str = "local[*]", driver_memory: str = DEFAULT_DRIVER_
     # pyspark warns on every pandas 3 conversion; the two columns we convert are plain.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
 
+    active = SparkSession.getActiveSession()
+    if active is not None:  # a notebook's or a test's session: use it, leave it running
+        yield active
+        return
     scratch = Path(tempfile.mkdtemp(prefix="whyrec-spark-"))
     session = (
         SparkSession.builder.master(master)

@@ -96,7 +96,9 @@ def _to_epoch_seconds(times: pd.Series) -> np.ndarray:
     if parsed.isna().any():
         bad = times[parsed.isna()].iloc[0]
         raise DataError(f"cannot read timestamp {bad!r}: use epoch seconds or ISO dates")
-    return (parsed.astype("int64") // 10**9).to_numpy()
+    # pandas 3 may parse to µs resolution: count seconds explicitly, not ns // 1e9
+    epoch = pd.Timestamp(0, tz="UTC")
+    return ((parsed - epoch) // pd.Timedelta(seconds=1)).astype(np.int64).to_numpy()
 
 
 def _split_values(cell: object) -> tuple[str, ...]:

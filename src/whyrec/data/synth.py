@@ -53,6 +53,8 @@ MOODS = ("dark", "light-hearted", "tense", "uplifting", "quirky", "epic")
 _NOUNS = ("Story", "Night", "Road", "House", "Signal", "Garden", "Empire", "Echo", "Voyage")
 _START = 1_300_000_000  # 2011-03-13, first possible timestamp
 _SPAN = 8 * 365 * 86_400  # eight years of activity
+OVERSAMPLE = 5
+"""Popularity-drawn candidates per wanted item; the taste picks among them (more: sharper)."""
 CSV_LIMIT = 1_000_000
 """Above this many interactions `format="auto"` writes Parquet instead of CSV."""
 
@@ -106,13 +108,28 @@ class Latents:
 
 
 def _latents(config: SynthConfig, rng: np.random.Generator) -> Latents:
-    vectors = rng.standard_normal((config.items, config.dim)).astype(np.float32)
-    vectors /= np.sqrt(config.dim)
-    ranks = rng.permutation(config.items) + 1
-    popularity = ranks.astype(np.float64) ** -config.popularity_exponent
+    """Items cluster around genre directions (plus noise), as real embedding spaces do."""
     axes = rng.standard_normal((len(GENRES), config.dim)).astype(np.float32)
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
-    return Latents(vectors, popularity / popularity.sum(), axes)
+    genre_weights = 1.0 / np.arange(1, len(GENRES) + 1) ** 0.7
+    primary = rng.choice(len(GENRES), config.items, p=genre_weights / genre_weights.sum())
+    noise = rng.standard_normal((config.items, config.dim)).astype(np.float32)
+    vectors = 0.8 * axes[primary] + 0.6 * noise / np.sqrt(config.dim)
+    ranks = rng.permutation(config.items) + 1
+    popularity = ranks.astype(np.float64) ** -config.popularity_exponent
+    return Latents(vectors.astype(np.float32), popularity / popularity.sum(), axes)
+
+
+def _user_tastes(n: int, latents: Latents, rng: np.random.Generator) -> np.ndarray:
+    """Each user likes a mixture of one to three genres, plus a personal direction."""
+    dim = latents.item_vectors.shape[1]
+    n_genres = len(latents.genre_axes)
+    liked = rng.integers(0, n_genres, (n, 3))
+    weights = rng.dirichlet(np.ones(3) * 0.7, n)
+    weights[rng.random(n) < 0.4, 2] = 0.0  # many users have fewer favourite genres
+    weights /= weights.sum(axis=1, keepdims=True)
+    mixture = np.einsum("uk,ukd->ud", weights, latents.genre_axes[liked])
+    return (2.0 * mixture + rng.standard_normal((n, dim)) / np.sqrt(dim)).astype(np.float32)
 
 
 def user_activity(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
@@ -152,7 +169,7 @@ def _pick_distinct(
         active = np.flatnonzero(need > 0)
         if len(active) == 0:
             break
-        draws = np.minimum(need[active] * (3 + 2 * _round) + 8, 4 * n_items)
+        draws = np.minimum(need[active] * (OVERSAMPLE + 2 * _round) + 8, 4 * n_items)
         cand_user = np.repeat(active, draws)
         cand_item = np.searchsorted(cumulative, rng.random(len(cand_user)) * cumulative[-1])
         cand_item = np.minimum(cand_item, n_items - 1)
@@ -214,8 +231,7 @@ def interaction_blocks(config: SynthConfig) -> Iterator[pd.DataFrame]:
         stop = min(start + config.block_users, config.users)
         block_rng = np.random.default_rng([config.seed, start])
         users = np.arange(start, stop)
-        tastes = block_rng.standard_normal((len(users), config.dim)).astype(np.float32)
-        tastes /= np.sqrt(config.dim)
+        tastes = _user_tastes(len(users), latents, block_rng)
         rows, items, taste = _pick_distinct(
             users, counts[start:stop], tastes, latents, config.affinity, block_rng
         )
@@ -243,7 +259,7 @@ def _block_frame(
     offsets = np.concatenate([[0.0], np.cumsum(totals)[:-1]])
     fraction = (running - offsets[local]) / np.maximum(totals[local], 1e-9)
     times = begin[local] + (fraction * span[local]).astype(np.int64)
-    ratings = np.clip(np.round(3.2 + 2.0 * taste + rng.normal(0, 0.7, len(taste))), 1, 5)
+    ratings = np.clip(np.round(3.0 + 0.6 * taste + rng.normal(0, 0.7, len(taste))), 1, 5)
     return pd.DataFrame(
         {
             "user_id": users + 1,
