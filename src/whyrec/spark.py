@@ -110,9 +110,8 @@ def _write_codes(dataset: Dataset, path: Path) -> None:
 def _factor_table(frame, size: int, rank: int) -> np.ndarray:
     """Spark's (id, features) rows as a dense array; ids Spark never saw stay zero."""
     table = np.zeros((size, rank), dtype=np.float32)
-    pdf = frame.toPandas()
-    if len(pdf):
-        table[pdf["id"].to_numpy()] = np.stack(pdf["features"].to_numpy()).astype(np.float32)
+    for row in frame.toLocalIterator():
+        table[row["id"]] = row["features"]
     return table
 
 
