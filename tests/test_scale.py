@@ -357,3 +357,35 @@ def test_fold_in_extends_known_users_and_rejects_unknown_items(ials_bundle, ml_c
     with pytest.raises(NotFoundError):
         engine.user_history("never-seen")
     assert engine.fold_in("brand-new", [engine.catalog.item_ids[0]]).history.tolist() == [0]
+
+
+def test_text_and_sasrec_scores_are_dot_products_in_their_embedding_spaces():
+    """The property ANN relies on is structural, so untrained (seeded) networks show it."""
+    import torch
+
+    from whyrec.models.sasrec import SASRec, SequenceNetwork
+    from whyrec.models.text import TextRecommender, build_mapper
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    histories = [rng.choice(60, size, replace=False) for size in (1, 4, 9)]
+
+    text = TextRecommender(mapping="linear", dim=8)
+    text.n_items_ = 60
+    text.text_vectors_ = rng.standard_normal((60, 24)).astype(np.float32)
+    text.mapper_ = build_mapper(24, text.config).eval()
+    text._refresh_item_space()
+
+    sasrec = SASRec(dim=16, max_len=10)
+    sasrec.n_items_ = 60
+    sasrec.trained_items_ = np.arange(0, 60, 2)
+    sasrec.network_ = SequenceNetwork(sasrec.config, 60, None).eval()
+    sasrec._cache_item_vectors()
+
+    for model in (text, sasrec):
+        space = model.embedding_space()
+        expected = model.query_vectors(histories) @ space.vectors.T
+        scores = model.score(histories)
+        np.testing.assert_allclose(scores[:, space.positions], expected, rtol=1e-4, atol=1e-5)
+        outside = np.setdiff1d(np.arange(60), space.positions)
+        assert np.isneginf(scores[:, outside]).all()  # never retrievable, never ranked

@@ -126,21 +126,32 @@ class Dataset:
         except KeyError:
             raise NotFoundError(f"unknown user {user_id!r}") from None
 
+    @cached_property
+    def _time_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row order sorted by (user, time, file order) and each user's slice bounds.
+
+        Built once (8 bytes a row), so one user's history is a slice, not a scan of every
+        interaction: on 1e7 rows that is microseconds instead of ~0.1 s a request.
+        """
+        rows, _ = self.codes
+        times = self.interactions["timestamp"].to_numpy()
+        order = np.lexsort((np.arange(len(rows)), times, rows))
+        bounds = np.searchsorted(rows[order], np.arange(self.n_users + 1))
+        return order, bounds
+
     def histories(self) -> list[np.ndarray]:
         """Each user's item positions in time order (ties keep file order)."""
-        rows, cols = self.codes
-        order = np.lexsort((np.arange(len(rows)), self.interactions["timestamp"].to_numpy(), rows))
-        sorted_rows, sorted_cols = rows[order], cols[order]
-        bounds = np.searchsorted(sorted_rows, np.arange(self.n_users + 1))
+        _, cols = self.codes
+        order, bounds = self._time_order
+        sorted_cols = cols[order]
         return [sorted_cols[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
 
     def history(self, user_id: str) -> np.ndarray:
         """One user's item positions in time order."""
         row = self.user_row(user_id)
-        rows, cols = self.codes
-        mask = rows == row
-        times = self.interactions["timestamp"].to_numpy()[mask]
-        return cols[mask][np.argsort(times, kind="stable")]
+        _, cols = self.codes
+        order, bounds = self._time_order
+        return cols[order[bounds[row] : bounds[row + 1]]]
 
     # ----- derived datasets ---------------------------------------------------------
     def with_interactions(self, frame: pd.DataFrame, keep_users: bool = True) -> Dataset:
