@@ -41,7 +41,7 @@ SETTINGS = {
     "ease": {"reg": 250.0},
     "itemknn": {"neighbors": 100},
     "ials": {"factors": 64, "iterations": 15, "threads": 2},
-    "text": {"mapping": "linear", "epochs": 1, "batch_size": 4096},
+    "text": {"mapping": "linear", "epochs": 1, "batch_size": 1024},
     "spark": {"factors": 64, "iterations": 15},
 }
 """Model settings used at every size (text: one linear-map epoch keeps 1e7 feasible)."""

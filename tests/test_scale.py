@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -389,3 +391,23 @@ def test_text_and_sasrec_scores_are_dot_products_in_their_embedding_spaces():
         np.testing.assert_allclose(scores[:, space.positions], expected, rtol=1e-4, atol=1e-5)
         outside = np.setdiff1d(np.arange(60), space.positions)
         assert np.isneginf(scores[:, outside]).all()  # never retrievable, never ranked
+
+
+def test_a_parquet_dataset_trains_saves_and_recommends_through_the_cli(tmp_path, capsys):
+    write_synthetic(SHAPE, tmp_path / "data", "parquet")
+    bundle = tmp_path / "bundle"
+    code, stdout, _ = run(
+        capsys,
+        *("train", "--data", str(tmp_path / "data"), "--model", "itemknn", "--out", str(bundle)),
+    )
+    assert code == 0 and "trained" in stdout
+    loaded = Bundle.load(bundle)
+    original = load_dataset(tmp_path / "data")
+    assert (loaded.train.matrix != original.matrix).nnz == 0
+    np.testing.assert_array_equal(loaded.train.history("17"), original.history("17"))
+    code, stdout, _ = run(capsys, "recommend", "--bundle", str(bundle), "--user", "17", "--json")
+    assert code == 0
+    items = json.loads(stdout)["items"]
+    assert len(items) == 10 and not {i["item_id"] for i in items} & {
+        original.catalog.item_ids[p] for p in original.history("17")
+    }
