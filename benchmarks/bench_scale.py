@@ -383,26 +383,27 @@ def growth_plot(results: dict) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = (("fit_seconds", "fit (s)"), ("peak_rss_mb", "peak memory (MiB)"),
+    metrics = (("fit_seconds", "fit, wall (s)"), ("fit_cpu_seconds", "fit, CPU (s)"),
+               ("peak_rss_mb", "peak memory (MiB)"),
                ("recommend_ms", "recommend latency (ms)"))  # fmt: skip
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    figure, axes = plt.subplots(1, 4, figsize=(19, 4.4))
+    sizes = sorted({int(s) for m in results["models"].values() for s in m})
     for axis, (key, label) in zip(axes, metrics, strict=True):
         for model in MODELS:
             rows = sorted(
                 (int(s), r[key])
                 for s, r in results["models"].get(model, {}).items()
-                if "error" not in r and key in r
+                if "error" not in r and r.get(key)
             )
             if rows:
                 axis.plot(*zip(*rows, strict=True), marker="o", label=model)
-        if key == "fit_seconds":
-            sizes = sorted({int(s) for m in results["models"].values() for s in m})
-            if sizes:  # a linear-growth guide through the first iALS point
-                axis.plot(sizes, [sizes[0] and s / sizes[0] for s in sizes], "k:", lw=1,
-                          label="linear (slope 1)")  # fmt: skip
-        axis.set(xscale="log", yscale="log", xlabel="interactions", ylabel=label)
+        if key.startswith("fit") and sizes:  # slope-1 guide: linear growth in interactions
+            axis.plot(sizes, [s / sizes[0] for s in sizes], "k:", lw=1, label="linear")
+        axis.set(xscale="log", yscale="log", xlabel="interactions")
+        axis.set_title(label, fontsize=10)
         axis.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
+    figure.tight_layout()
     return _png(figure)
 
 
@@ -553,6 +554,7 @@ def main() -> None:
             parser.error(f"--max-size expects MODEL=SIZE with MODEL in {', '.join(MODELS)}")
         caps[name] = float(value)
     results = load_results()
+    load_before = os.getloadavg()[0]
     memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
     results["machine"] = (
         f"{os.cpu_count()} CPU cores, {memory:.0f} GiB RAM, {args.threads} threads per job"
@@ -595,6 +597,13 @@ def main() -> None:
             results["ann"][str(items)] = row
             print(f"     ann {items:>12,}: {row}", flush=True)
             save_results(results)
+    results["notes"] = [n for n in results.get("notes", []) if not n.startswith("Run of ")]
+    results["notes"].append(
+        f"Run of {time.strftime('%Y-%m-%d %H:%M')} (sizes {args.sizes}): 1-minute load average "
+        f"{load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end on "
+        f"{os.cpu_count()} cores; other work shared the machine, so wall times are inflated "
+        "and CPU times (fit_cpu_seconds) are the steadier measure."
+    )
     save_results(results)
     print(json.dumps(results["summary"], indent=2))
 

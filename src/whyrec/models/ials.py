@@ -77,7 +77,8 @@ class IALS(FactorModel):
                 random_state=cfg.seed,
                 num_threads=thread_count(cfg.threads),
             )
-            model.fit(dataset.matrix.astype(np.float32), show_progress=False)
+            # implicit scales by α into a new matrix, so the cached one needs no copy
+            model.fit(dataset.matrix.astype(np.float32, copy=False), show_progress=False)
         self.n_items_ = dataset.n_items
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self.active_ = np.flatnonzero(dataset.matrix.getnnz(axis=0) > 0).astype(np.int64)
