@@ -31,19 +31,29 @@ class FactorModel(Recommender):
 
     def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
         users = self.user_factors(histories)
-        wanted = np.arange(self.n_items_) if items is None else np.asarray(items, dtype=np.int64)
-        scores = users @ np.asarray(self.item_factors_)[wanted].T
-        bias = self.item_bias()
+        factors, bias = np.asarray(self.item_factors_), self.item_bias()
+        if items is None:  # no fancy indexing: a 1M-item table is not copied per request
+            scores = users @ factors.T
+            inactive = self._inactive_mask()
+        else:
+            wanted = np.asarray(items, dtype=np.int64)
+            scores = users @ factors[wanted].T
+            inactive = self._inactive_mask()[wanted]
         if bias is not None:
-            scores += np.asarray(bias)[wanted][None, :]
+            scores += np.asarray(bias)[None, :] if items is None else np.asarray(bias)[wanted]
         scores = scores.astype(np.float32, copy=False)
-        scores[:, ~self._active_mask()[wanted]] = -np.inf
+        scores[:, inactive] = -np.inf
         return scores
 
-    def _active_mask(self) -> np.ndarray:
-        mask = np.zeros(self.n_items_, dtype=bool)
-        mask[np.asarray(self.active_)] = True
-        return mask
+    def _inactive_mask(self) -> np.ndarray:
+        """Items never seen in training (cached until `active_` is replaced)."""
+        cached = self.__dict__.get("_inactive_cache")
+        if cached is None or cached[0] is not self.active_:
+            mask = np.ones(self.n_items_, dtype=bool)
+            mask[np.asarray(self.active_)] = False
+            cached = (self.active_, mask)
+            self._inactive_cache = cached
+        return cached[1]
 
     def embedding_space(self) -> EmbeddingSpace:
         """Trained items' factors (with the bias as one more coordinate when there is one)."""
