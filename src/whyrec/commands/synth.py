@@ -23,6 +23,9 @@ def data_synth(
     file_format: Annotated[
         str, typer.Option("--format", help="csv, parquet or auto (Parquet above 1e6 rows).")
     ] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a dataset already in --out.")
+    ] = False,
 ) -> None:
     """Synthetic interactions + items with power-law popularity and activity, latent tastes,
     taste-correlated attributes and timestamps; generated in blocks of users."""
@@ -37,7 +40,11 @@ def data_synth(
     with count_progress() as progress:
         task = progress.add_task("generating", total=interactions)
         paths = write_synthetic(
-            config, out_dir, file_format, progress=lambda n: progress.advance(task, n)
+            config,
+            out_dir,
+            file_format,
+            progress=lambda n: progress.advance(task, n),
+            overwrite=overwrite,
         )
     out.print(
         f"wrote {interactions:,} interactions of {users:,} users over {items:,} items → "

@@ -325,11 +325,13 @@ def write_synthetic(
     out_dir: Path,
     file_format: str = "auto",
     progress: Callable[[int], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write interactions and items in the canonical format; returns the two paths.
 
     `file_format` is "csv", "parquet" or "auto" (Parquet above `CSV_LIMIT` interactions).
     Each block is appended as it is made; `progress` is told how many rows were written.
+    A folder that already holds a dataset is only replaced with `overwrite`.
     """
     if file_format not in {"auto", "csv", "parquet"}:
         raise DataError(f"unknown format {file_format!r}: use auto, csv or parquet")
@@ -338,9 +340,18 @@ def write_synthetic(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir} exists and is not a directory")
+    existing = [
+        out_dir / name
+        for name in ("interactions.csv", "interactions.parquet", "items.csv", "items.parquet")
+        if (out_dir / name).exists()
+    ]
+    if existing and not overwrite:
+        raise DataError(
+            f"{out_dir} already holds {existing[0].name}; choose another --out or pass --overwrite"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("interactions.csv", "interactions.parquet", "items.csv", "items.parquet"):
-        (out_dir / stale).unlink(missing_ok=True)
+    for stale in existing:
+        stale.unlink()
     inter_path = out_dir / f"interactions.{file_format}"
     items_path = out_dir / f"items.{file_format}"
     items = item_table(config)
