@@ -602,9 +602,9 @@ def main() -> None:
             results["ann"][str(items)] = row
             print(f"     ann {items:>12,}: {row}", flush=True)
             save_results(results)
-    results["notes"] = [n for n in results.get("notes", []) if not n.startswith("Run of ")]
-    results["notes"].append(
-        f"Run of {time.strftime('%Y-%m-%d %H:%M')} (sizes {args.sizes}): 1-minute load average "
+    results.setdefault("notes", []).append(
+        f"Run of {time.strftime('%Y-%m-%d %H:%M')} (sizes {args.sizes}, models "
+        f"{args.models}): 1-minute load average "
         f"{load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end on "
         f"{os.cpu_count()} cores; other work shared the machine, so wall times are inflated "
         "and CPU times (fit_cpu_seconds) are the steadier measure."

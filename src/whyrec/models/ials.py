@@ -87,20 +87,35 @@ class IALS(FactorModel):
     def user_factors(self, histories: Histories) -> np.ndarray:
         """Fold-in: the ALS user step solved exactly for each history (see module doc)."""
         matrix = histories_to_csr(histories, self.n_items_)
-        items = np.asarray(self.item_factors_, dtype=np.float64)
+        items = np.asarray(self.item_factors_)
         n_factors = items.shape[1]
-        gram = items.T @ items
+        gram = self._gram()
         alpha, reg = self.config.alpha, self.config.reg
         per_count = self.config.reg_scaling == "count"
         systems = np.empty((matrix.shape[0], n_factors, n_factors))
         targets = np.empty((matrix.shape[0], n_factors))
         for row in range(matrix.shape[0]):
-            liked = items[matrix.indices[matrix.indptr[row] : matrix.indptr[row + 1]]]
+            picked = matrix.indices[matrix.indptr[row] : matrix.indptr[row + 1]]
+            liked = items[picked].astype(np.float64)
             ridge = reg * max(len(liked), 1) if per_count else reg
             systems[row] = gram + (alpha - 1.0) * (liked.T @ liked)
             systems[row][np.diag_indices(n_factors)] += ridge
             targets[row] = alpha * liked.sum(axis=0)
         return np.linalg.solve(systems, targets[..., None])[..., 0].astype(np.float32)
+
+    def _gram(self) -> np.ndarray:
+        """YᵀY in float64, computed once per set of item factors, not once per request
+        (for a 1M-item catalogue that is 4 GFLOP and a 512 MB float64 copy saved)."""
+        cached = self.__dict__.get("_gram_cache")
+        if cached is None or cached[0] is not self.item_factors_:
+            items = np.asarray(self.item_factors_)
+            gram = np.zeros((items.shape[1], items.shape[1]))
+            for start in range(0, len(items), 65_536):  # float64 a block at a time
+                block = items[start : start + 65_536].astype(np.float64)
+                gram += block.T @ block
+            cached = (self.item_factors_, gram)
+            self._gram_cache = cached
+        return cached[1]
 
     def state(self) -> dict[str, np.ndarray]:
         return {"item_factors": self.item_factors_, "active": self.active_}
