@@ -33,6 +33,8 @@ class Bundle:
     info: dict = field(default_factory=dict)
     test: Dataset | None = None
     """Held-out interactions when trained with a holdout (targets for simulated users)."""
+    path: Path | None = None
+    """The folder it was loaded from (caches such as the ANN index live there)."""
 
     @property
     def catalog(self) -> Catalog:
@@ -117,4 +119,4 @@ class Bundle:
         if model.n_items_ != len(catalog):
             raise BundleError("the bundle's model and catalog disagree on the number of items")
         info = {k: v for k, v in meta.items() if k != "user_ids"}
-        return cls(model=model, train=train, info=info, test=test)
+        return cls(model=model, train=train, info=info, test=test, path=directory)

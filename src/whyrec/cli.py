@@ -149,23 +149,35 @@ def train(
         typer.Option(help="Hold out a test split (loo, user-temporal, ...) kept in the bundle."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for --holdout.")] = 42,
+    engine: Annotated[
+        str, typer.Option(help="local, or spark (ials on Spark MLlib ALS, same bundle).")
+    ] = "local",
+    master: Annotated[str, typer.Option(help="Spark master URL for --engine spark.")] = "local[*]",
 ) -> None:
     """Train a model on a dataset (all of it, or the train part of --holdout) and save a bundle."""
     from whyrec.bundle import Bundle
     from whyrec.data.splits import split
     from whyrec.models import model_class
+    from whyrec.spark import check_engine
 
     recommender = model_class(model)(**_parse_params(param))
+    check_engine(engine, recommender)
     dataset = load_data(data, source, min_rating, kcore)
     test = None
     if holdout:
         held = split(dataset, holdout, seed=seed)
         dataset, test = held.train, held.test
     started = time.perf_counter()
-    with out.status(f"fitting {recommender!r} on {len(dataset):,} interactions"):
-        recommender.fit(dataset)
+    with out.status(f"fitting {recommender!r} on {len(dataset):,} interactions ({engine})"):
+        if engine == "spark":
+            from whyrec.spark import fit_ials_on_spark
+
+            recommender = fit_ials_on_spark(recommender, dataset, master)
+        else:
+            recommender.fit(dataset)
     seconds = time.perf_counter() - started
     info = {
+        "engine": engine if engine == "local" else f"spark ({master})",
         "fit_seconds": round(seconds, 3),
         "min_rating": min_rating,
         "kcore": kcore,
@@ -243,6 +255,7 @@ from whyrec.commands.explain_eval import explain_eval_command  # noqa: E402
 from whyrec.commands.interpret import interpret_command  # noqa: E402
 from whyrec.commands.serve import serve  # noqa: E402
 from whyrec.commands.simulate import simulate  # noqa: E402
+from whyrec.commands.synth import data_synth  # noqa: E402
 from whyrec.commands.tune import tune  # noqa: E402
 
 app.command()(evaluate)
@@ -253,6 +266,7 @@ app.command()(chat)
 app.command()(simulate)
 app.command(name="interpret")(interpret_command)
 app.command()(serve)
+data_app.command("synth")(data_synth)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,8 +8,10 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -38,15 +40,17 @@ def download_progress() -> Progress:
     )
 
 
-def task_progress() -> Progress:
-    """A counting progress bar on stderr for long computations (hidden when not a terminal)."""
-    from rich.progress import MofNCompleteColumn, TimeElapsedColumn
+def count_progress(with_status: bool = False) -> Progress:
+    """A counting progress bar (rows, steps, epochs) on stderr, hidden when not a terminal.
 
+    `with_status` adds a free-text column fed by `progress.update(task, status=...)`
+    (a running loss, say); tasks must then be added with `status=""`.
+    """
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if with_status:
+        columns.append(TextColumn("{task.fields[status]}"))
     return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
+        *columns,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,

@@ -6,6 +6,8 @@ filtering rules exist once.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,9 +17,11 @@ import numpy as np
 from whyrec.bundle import Bundle
 from whyrec.errors import NotFoundError, WhyrecError
 from whyrec.explain.evidence import HistoryContribution
-from whyrec.explain.explainer import Explainer
+from whyrec.explain.explainer import CONFIDENCE_HEAD, CONFIDENCE_WINDOW, Explainer
 from whyrec.explain.explanation import Explanation
+from whyrec.feedback import FeedbackLog, FoldIn, user_vector
 from whyrec.filters import ItemFilter
+from whyrec.retrieval import ANNIndex, ann_min_items
 
 
 @dataclass
@@ -71,10 +75,80 @@ def unique_in_order(positions: Iterable[int]) -> np.ndarray:
 class Engine:
     """Recommend from a loaded bundle."""
 
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Bundle, ann_threshold: int | None = None) -> None:
+        """`ann_threshold`: catalogue size from which top-k is approximate (faiss) for
+        models that score by a dot product; default WHYREC_ANN_MIN_ITEMS or 100,000."""
         self.bundle = bundle
         self.model = bundle.model
         self.catalog = bundle.catalog
+        self.ann_threshold = ann_min_items() if ann_threshold is None else ann_threshold
+        self.feedback = FeedbackLog()
+
+    # ----- approximate retrieval --------------------------------------------------------
+    @cached_property
+    def retriever(self) -> ANNIndex | None:
+        """The ANN index when the catalogue is large enough and the model allows it.
+
+        Built on first use (calibrated on a sample of training users) and cached in the
+        bundle folder, keyed by the model files, so later processes load it.
+        """
+        if len(self.catalog) < self.ann_threshold:
+            return None
+        space = self.model.embedding_space()
+        if space is None or len(space.positions) < 2:
+            return None
+        cache = self.bundle.path / "ann" if self.bundle.path is not None else None
+        fingerprint = self._model_fingerprint()
+        if cache is not None:
+            loaded = ANNIndex.load(cache, space, fingerprint)
+            if loaded is not None:
+                return loaded
+        index = ANNIndex.build(space, self._sample_queries())
+        if cache is not None:
+            with contextlib.suppress(OSError):  # a read-only bundle just rebuilds next time
+                index.save(cache, fingerprint)
+        return index
+
+    def _model_fingerprint(self) -> str:
+        if self.bundle.path is None:
+            return "in-memory"
+        model_dir = self.bundle.path / "model"
+        stamps = sorted(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in model_dir.iterdir()
+        )
+        return hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]
+
+    def _sample_queries(self, count: int = 200) -> np.ndarray:
+        """Query vectors of random training users: what the index will be asked."""
+        train = self.bundle.train
+        rng = np.random.default_rng(0)
+        rows = rng.choice(train.n_users, min(count, train.n_users), replace=False)
+        matrix = train.matrix[np.sort(rows)]
+        histories = [
+            matrix.indices[matrix.indptr[r] : matrix.indptr[r + 1]] for r in range(len(rows))
+        ]
+        histories = [h for h in histories if len(h)]
+        return self.model.query_vectors(histories) if histories else np.zeros((0, 1))
+
+    def _score_row(self, history: np.ndarray, k: int, allowed: np.ndarray) -> np.ndarray:
+        """The model's scores for one history: exact, or from the ANN index above the
+        threshold (exact for the retrieved candidates, -inf elsewhere). Falls back to exact
+        scoring when filters leave fewer than k allowed candidates."""
+        retriever = self.retriever if len(history) else None
+        if retriever is not None:
+            query = self.model.query_vectors([history])
+            want = max(k + CONFIDENCE_WINDOW, CONFIDENCE_HEAD) + len(history)
+            for _ in range(4):  # widen the search while filters reject too many candidates
+                positions, scores = retriever.search(query, want)
+                hit = positions[0] >= 0
+                row = np.full(len(self.catalog), -np.inf, dtype=np.float32)
+                row[positions[0][hit]] = scores[0][hit]
+                if int((np.isfinite(row) & allowed).sum()) >= k:
+                    return row
+                if want >= len(retriever.space.positions):
+                    break  # the probed clusters hold too few allowed items: go exact
+                want *= 8
+        return self.model.score([history])[0]
 
     @cached_property
     def popularity(self) -> np.ndarray:
@@ -91,15 +165,39 @@ class Engine:
             return None
         return self.bundle.train.user_index.get(str(user_id))
 
+    def fold_in(
+        self, user_id: str, item_ids: Iterable[str], timestamp: int | None = None
+    ) -> FoldIn:
+        """Add new feedback (item ids the user interacted with) to a user's history.
+
+        Known and new users alike; the next `recommend` for this user reflects it at once.
+        The returned `FoldIn` carries the user's updated vector for models that have one
+        (iALS: the least-squares user step with the item factors fixed), see
+        `whyrec.feedback`. Unknown item ids raise before anything is recorded.
+        """
+        user_id = str(user_id)
+        positions = np.array([self.catalog.position(i) for i in item_ids], dtype=np.int64)
+        if len(positions) == 0:
+            raise WhyrecError("feedback needs at least one item")
+        self.feedback.add(user_id, positions, timestamp)
+        history = self.user_history(user_id)
+        vector, method = user_vector(self.model, history)
+        return FoldIn(user_id, positions, history, vector, method)
+
     def user_history(self, user_id: str) -> np.ndarray:
-        """A known user's training items, time-ordered."""
-        if str(user_id) not in self.bundle.train.user_index:
+        """A user's training items, then feedback folded in since, time-ordered."""
+        user_id = str(user_id)
+        added = self.feedback.of(user_id)
+        if user_id not in self.bundle.train.user_index:
+            if len(added):
+                return unique_in_order(added)
             raise NotFoundError(
                 f"unknown user {user_id!r}; this bundle knows {self.bundle.train.n_users} users "
                 f"(e.g. {', '.join(map(str, self.bundle.train.user_ids[:3]))}); "
                 "or pass --history with titles"
             )
-        return unique_in_order(self.bundle.train.history(str(user_id)))
+        trained = self.bundle.train.history(user_id)
+        return unique_in_order(np.concatenate([trained, added]) if len(added) else trained)
 
     def resolve_items(self, references: Iterable[str]) -> np.ndarray:
         """Item ids or free-text titles → catalog positions (fuzzy, typo-tolerant)."""
@@ -128,10 +226,12 @@ class Engine:
             raise WhyrecError("k must be at least 1")
         history = unique_in_order(history)
         exclude = np.fromiter(exclude, dtype=np.int64)
-        scores = self.model.score([history])[0]
-        allowed = item_filter.mask(self.catalog) if item_filter else np.ones(len(scores), bool)
+        allowed = (
+            item_filter.mask(self.catalog) if item_filter else np.ones(len(self.catalog), bool)
+        )
         allowed[history] = False
         allowed[exclude] = False
+        scores = self._score_row(history, k, allowed)
         best = top_k(scores, k, allowed)
         explanations = (
             self.explainer.explain(

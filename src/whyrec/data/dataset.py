@@ -6,6 +6,7 @@ integer codes models need, so no code juggles parallel lists of ids and indices.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -26,6 +27,18 @@ def _natural_order(ids: np.ndarray) -> np.ndarray:
         return ids[np.argsort(np.array([int(i) for i in ids]), kind="stable")]
     except ValueError:
         return np.sort(ids)
+
+
+def lookup_column(series: pd.Series, lookup: Callable[[Iterable], np.ndarray]) -> np.ndarray:
+    """`lookup` applied to a column of ids, -1 where unknown.
+
+    A categorical column (what the chunked reader makes of large files) is looked up once
+    per distinct id and broadcast through its codes: O(distinct) Python work, not O(rows).
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        per_category = np.append(lookup(series.cat.categories), -1)
+        return per_category[series.cat.codes.to_numpy()]  # code -1 (missing) → last slot
+    return lookup(series)
 
 
 @dataclass
@@ -51,7 +64,7 @@ class Dataset:
         if missing:
             raise DataError(f"interactions lack columns {missing}")
         frame = frame[INTERACTION_COLUMNS].reset_index(drop=True)
-        positions = self.catalog.positions(frame["item_id"])
+        positions = lookup_column(frame["item_id"], self.catalog.positions)
         if (positions < 0).any():
             unknown = frame.loc[positions < 0, "item_id"].unique()[:5]
             raise DataError(f"interactions mention items missing from the catalog: {list(unknown)}")
@@ -70,11 +83,15 @@ class Dataset:
     def codes(self) -> tuple[np.ndarray, np.ndarray]:
         """(user row, item column) of every interaction, in the frame's order."""
         if self._codes is None:
-            rows = self.interactions["user_id"].map(self.user_index)
-            if rows.isna().any():
+            index = self.user_index
+            rows = lookup_column(
+                self.interactions["user_id"],
+                lambda ids: pd.Series(ids).map(index).fillna(-1).to_numpy(np.int64),
+            )
+            if (rows < 0).any():
                 raise DataError("interactions mention users outside the dataset's user list")
-            cols = self.catalog.positions(self.interactions["item_id"])
-            self._codes = (rows.to_numpy(np.int64), cols)
+            cols = lookup_column(self.interactions["item_id"], self.catalog.positions)
+            self._codes = (rows.astype(np.int64, copy=False), cols)
         return self._codes
 
     @property
@@ -109,21 +126,32 @@ class Dataset:
         except KeyError:
             raise NotFoundError(f"unknown user {user_id!r}") from None
 
+    @cached_property
+    def _time_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row order sorted by (user, time, file order) and each user's slice bounds.
+
+        Built once (8 bytes a row), so one user's history is a slice, not a scan of every
+        interaction: on 1e7 rows that is microseconds instead of ~0.1 s a request.
+        """
+        rows, _ = self.codes
+        times = self.interactions["timestamp"].to_numpy()
+        order = np.lexsort((np.arange(len(rows)), times, rows))
+        bounds = np.searchsorted(rows[order], np.arange(self.n_users + 1))
+        return order, bounds
+
     def histories(self) -> list[np.ndarray]:
         """Each user's item positions in time order (ties keep file order)."""
-        rows, cols = self.codes
-        order = np.lexsort((np.arange(len(rows)), self.interactions["timestamp"].to_numpy(), rows))
-        sorted_rows, sorted_cols = rows[order], cols[order]
-        bounds = np.searchsorted(sorted_rows, np.arange(self.n_users + 1))
+        _, cols = self.codes
+        order, bounds = self._time_order
+        sorted_cols = cols[order]
         return [sorted_cols[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
 
     def history(self, user_id: str) -> np.ndarray:
         """One user's item positions in time order."""
         row = self.user_row(user_id)
-        rows, cols = self.codes
-        mask = rows == row
-        times = self.interactions["timestamp"].to_numpy()[mask]
-        return cols[mask][np.argsort(times, kind="stable")]
+        _, cols = self.codes
+        order, bounds = self._time_order
+        return cols[order[bounds[row] : bounds[row + 1]]]
 
     # ----- derived datasets ---------------------------------------------------------
     def with_interactions(self, frame: pd.DataFrame, keep_users: bool = True) -> Dataset:

@@ -96,7 +96,9 @@ def _to_epoch_seconds(times: pd.Series) -> np.ndarray:
     if parsed.isna().any():
         bad = times[parsed.isna()].iloc[0]
         raise DataError(f"cannot read timestamp {bad!r}: use epoch seconds or ISO dates")
-    return (parsed.astype("int64") // 10**9).to_numpy()
+    # pandas 3 may parse to µs resolution: count seconds explicitly, not ns // 1e9
+    epoch = pd.Timestamp(0, tz="UTC")
+    return ((parsed - epoch) // pd.Timedelta(seconds=1)).astype(np.int64).to_numpy()
 
 
 def _split_values(cell: object) -> tuple[str, ...]:
@@ -143,7 +145,15 @@ def _find_file(directory: Path, stem: str) -> Path | None:
 
 
 def read_canonical_interactions(path: Path) -> tuple[pd.DataFrame, bool]:
-    """Read a canonical interactions file (CSV with header, or Parquet)."""
+    """Read a canonical interactions file (CSV with header, or Parquet).
+
+    Parquet and large CSV files are streamed in chunks into categorical id columns
+    (`whyrec.data.chunked`), so memory follows the number of interactions.
+    """
+    from whyrec.data.chunked import read_interactions_chunked, should_stream
+
+    if should_stream(path):
+        return read_interactions_chunked(path)
     frame = _read_table(path, dtype={"user_id": str, "item_id": str})
     _require_columns(frame, ["user_id", "item_id"], path)
     return _interactions_frame(

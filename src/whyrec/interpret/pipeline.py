@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from whyrec.bundle import Bundle
-from whyrec.console import task_progress
+from whyrec.console import count_progress
 from whyrec.errors import WhyrecError
 from whyrec.interpret.concepts import (
     Concept,
@@ -129,7 +129,7 @@ def check_enough(n_vectors: int, latents: int) -> None:
 
 def train_autoencoder(vectors: np.ndarray, config: SAEConfig) -> SparseAutoencoder:
     """Fit the autoencoder with a progress bar showing the running FVU and dead share."""
-    with task_progress() as progress:
+    with count_progress(with_status=True) as progress:
         task = progress.add_task("sparse autoencoder", total=config.epochs, status="")
 
         def report(epoch: int, stats: dict[str, float]) -> None:

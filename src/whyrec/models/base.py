@@ -13,7 +13,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from whyrec.data.dataset import Dataset
 from whyrec.errors import BundleError, WhyrecError
+
+if TYPE_CHECKING:
+    from whyrec.retrieval import EmbeddingSpace
 
 MODEL_FORMAT = 1
 """Bumped when a model's saved layout changes incompatibly."""
@@ -90,6 +93,18 @@ class Recommender(ABC):
         occlusion).
         """
         return None
+
+    def embedding_space(self) -> EmbeddingSpace | None:
+        """Item vectors if score = ⟨query_vectors(history), vector⟩, for approximate top-k.
+
+        Models whose score is not a dot product with fixed item vectors return None and
+        are always ranked exactly.
+        """
+        return None
+
+    def query_vectors(self, histories: Histories) -> np.ndarray:
+        """One query vector per history, in the space of `embedding_space()`."""
+        raise WhyrecError(f"{self.name} does not score by a dot product with item vectors")
 
     # ----- persistence -------------------------------------------------------------
     @abstractmethod

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from whyrec.torch_utils import (
     seed_everything,
     state_to_arrays,
 )
+
+if TYPE_CHECKING:
+    from whyrec.retrieval import EmbeddingSpace
 
 PAD = 0
 """Sequence slot used for padding; catalog position p is stored as p + 1."""
@@ -376,6 +379,20 @@ class SASRec(Recommender):
         empty = np.array([len(s) == 0 for s in sequences], dtype=bool)
         scores = self.scores_from_hidden(self.hidden(histories), empty)
         return scores if items is None else scores[:, np.asarray(items)]
+
+    def embedding_space(self) -> EmbeddingSpace:
+        """Item output vectors; with ID vectors only those trained as targets are ranked."""
+        from whyrec.retrieval import EmbeddingSpace
+
+        if self.config.item_vectors == "id":
+            positions = np.unique(np.asarray(self.trained_items_, dtype=np.int64))
+        else:
+            positions = np.arange(self.n_items_)
+        return EmbeddingSpace(np.ascontiguousarray(self.item_matrix_[positions]), positions)
+
+    def query_vectors(self, histories: Histories) -> np.ndarray:
+        """The last hidden state: scores are its dot products with the item vectors."""
+        return self.hidden(histories)
 
     # ----- persistence ----------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ history can be scored without retraining, and a free-text query lands in the sam
 from __future__ import annotations
 
 import time
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,6 +33,9 @@ from whyrec.data.dataset import Dataset
 from whyrec.errors import WhyrecError
 from whyrec.models.base import Histories, ModelConfig, Recommender, histories_to_csr
 from whyrec.torch_utils import limit_threads, load_arrays_into, seed_everything, state_to_arrays
+
+if TYPE_CHECKING:
+    from whyrec.retrieval import EmbeddingSpace
 
 
 class TextConfig(ModelConfig):
@@ -210,6 +213,15 @@ class TextRecommender(Recommender):
         if empty is not None:
             scores[np.asarray(empty, dtype=bool)] = -np.inf
         return scores
+
+    def embedding_space(self) -> EmbeddingSpace:
+        """Every catalogue item's unit vector: the score is the cosine with the user."""
+        from whyrec.retrieval import EmbeddingSpace
+
+        return EmbeddingSpace(self.item_space_, np.arange(self.n_items_))
+
+    def query_vectors(self, histories: Histories) -> np.ndarray:
+        return self.user_vectors(histories)
 
     def score_query(self, text: str, items: np.ndarray | None = None) -> np.ndarray:
         """Scores of all (or the given) items for a free-text request, treated as a user.
