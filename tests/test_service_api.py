@@ -364,3 +364,26 @@ def test_healthz_reports_a_dead_database(engine, tmp_path):
     client = make_client(service)
     store.close()
     _error(client.get("/healthz"), 503, "database")
+
+
+def test_feedback_folds_into_recommendations_and_survives_a_restart(served_bundle, tmp_path):
+    path = str(tmp_path / "fold.sqlite")
+    store = open_store(path)
+    service = Service(Engine(Bundle.load(served_bundle)), store, warm_up=False)
+    client = make_client(service, rate_limit=0)
+    user = str(service.engine.bundle.train.user_ids[0])
+    first = client.post("/v1/recommend", json={"user_id": user, "k": 5}).json()["items"][0]
+    events = [{"item_id": first["item_id"], "user_id": user, "kind": "interaction"}]
+    assert client.post("/v1/feedback", json={"events": events}).status_code == 201
+    after = client.post("/v1/recommend", json={"user_id": user, "k": 5}).json()["items"]
+    assert first["item_id"] not in [i["item_id"] for i in after]  # now seen: never shown
+    store.close()
+
+    restarted = Service(Engine(Bundle.load(served_bundle)), open_store(path), warm_up=False)
+    again = make_client(restarted, rate_limit=0)
+    items = again.post("/v1/recommend", json={"user_id": user, "k": 5}).json()["items"]
+    assert [i["item_id"] for i in items] == [i["item_id"] for i in after]
+    dislike = [{"item_id": items[0]["item_id"], "user_id": user, "kind": "dislike"}]
+    assert again.post("/v1/feedback", json={"events": dislike}).status_code == 201
+    assert restarted.engine.user_history(user)[-1] == restarted.catalog.position(first["item_id"])
+    restarted.store.close()

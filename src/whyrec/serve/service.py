@@ -21,7 +21,7 @@ from whyrec.explain.render import sentences
 from whyrec.filters import ItemFilter, validate_fields
 from whyrec.llm import LLMConfig, open_conversation
 from whyrec.serve import schemas
-from whyrec.store import FeedbackEvent, SQLiteStore, Store, open_store
+from whyrec.store import FeedbackEvent, SQLiteStore, Store, open_store, read_feedback
 
 CARD_VALUES = 8
 """At most this many values per attribute field on a card (tags can run long)."""
@@ -59,6 +59,7 @@ class Service:
             weakref.WeakValueDictionary()
         )
         self._locks_guard = threading.Lock()
+        self.fold_in(read_feedback(store))
         if warm_up:
             self.warm_up()
 
@@ -239,7 +240,28 @@ class Service:
             for e in events
         ]
         ids = self.store.add_feedback(stored)
+        self.fold_in(stored)
         return {"accepted": len(ids), "ids": ids}
+
+    def fold_in(self, events: list[FeedbackEvent]) -> int:
+        """Fold positive feedback of known-by-id users into the engine (no retrain).
+
+        Interactions, likes and ratings add the item to the user's history, so the next
+        `/v1/recommend` for that user reflects them (iALS re-solves the user's vector with
+        item factors fixed). Dislikes and session-only events are kept in the store for
+        the next full retrain but change no history. Called after the events are durable,
+        and on start-up for everything already stored, so a restart loses no fold-in.
+        """
+        by_user: dict[str, list[str]] = {}
+        for event in events:
+            if event.user_id is None or event.kind == "dislike":
+                continue
+            if not self.catalog.has(event.item_id):
+                continue  # stored under an older catalog: kept for retraining only
+            by_user.setdefault(str(event.user_id), []).append(event.item_id)
+        for user_id, item_ids in by_user.items():
+            self.engine.fold_in(user_id, item_ids)
+        return sum(len(items) for items in by_user.values())
 
     def close(self) -> None:
         self.store.close()
