@@ -9,6 +9,9 @@ p99 < 50 ms at 32 clients with zero errors; chat turns p99 < 150 ms. Client and 
 share the machine's cores, as they would on one 2-core host.
 
     python benchmarks/bench_service.py [--bundle DIR] [--levels 1,8,32,64] [--seconds 5]
+
+The Python client costs CPU that the server then lacks on a small machine; for a load
+generator written in C, see `benchmarks/wrk_recommend.lua` (Debian's `wrk`).
 """
 
 from __future__ import annotations
@@ -64,12 +67,12 @@ def _env(workdir: Path) -> dict:
     return {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
-def start_server(bundle: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_server(bundle: Path, workdir: Path, cache_size: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "whyrec.cli", "serve", "--bundle", str(bundle),
          "--db", str(workdir / "bench.sqlite"), "--port", str(port), "--rate-limit", "0",
-         "--log-level", "warning"],
+         "--log-level", "warning", "--cache-size", str(cache_size)],
         env=_env(workdir), stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),  # noqa: SIM115
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -187,36 +190,45 @@ def main() -> None:
     parser.add_argument("--levels", default="1,8,32,64")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows here.")
+    parser.add_argument(
+        "--cache-sizes",
+        default="0,4096",
+        help="Recommend is measured once per server answer-cache size (0: every request "
+        "scored and explained); chat turns on the last one.",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="whyrec-bench-service-"))
     bundle = ensure_bundle(args.bundle, workdir)
     user_ids = json.loads((bundle / "bundle.json").read_text())["user_ids"]
     peer = library_peer(bundle, user_ids)
-    server, url = start_server(bundle, workdir)
+    cache_sizes = [int(x) for x in args.cache_sizes.split(",")]
     rows = []
-    try:
-        for name, request in (("recommend", Recommend(user_ids)), ("chat turn", ChatTurn())):
-            asyncio.run(run_level(url, 4, 1.0, request))  # warm the connections and caches
-            for clients in levels:
-                row = asyncio.run(run_level(url, clients, args.seconds, request))
-                row["endpoint"] = name
-                row["p50_vs_library"] = row["p50_ms"] / peer[name]
-                rows.append(row)
-                print(
-                    f"{name:10s} C={clients:3d}  {row['throughput']:7.1f} req/s  "
-                    f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  "
-                    f"errors {row['errors']}  (p50 = {row['p50_vs_library']:.1f}x library "
-                    f"{peer[name]:.1f} ms)",
-                    flush=True,
-                )
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-    goals = [
-        ("recommend", 32, 50.0),
-        ("chat turn", 32, 150.0),
-    ]
+    for cache_size in cache_sizes:
+        server, url = start_server(bundle, workdir, cache_size)
+        endpoints = [(f"recommend cache={cache_size}", "recommend", Recommend(user_ids))]
+        if cache_size == cache_sizes[-1]:
+            endpoints.append(("chat turn", "chat turn", ChatTurn()))
+        try:
+            for name, peer_name, request in endpoints:
+                asyncio.run(run_level(url, 4, 1.0, request))  # warm the connections
+                for clients in levels:
+                    row = asyncio.run(run_level(url, clients, args.seconds, request))
+                    row["endpoint"] = name
+                    row["p50_vs_library"] = row["p50_ms"] / peer[peer_name]
+                    rows.append(row)
+                    print(
+                        f"{name:20s} C={clients:3d}  {row['throughput']:7.1f} req/s  "
+                        f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  "
+                        f"errors {row['errors']}  (p50 = {row['p50_vs_library']:.1f}x library "
+                        f"{peer[peer_name]:.1f} ms)",
+                        flush=True,
+                    )
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+    goals = [(f"recommend cache={size}", 32, 50.0) for size in cache_sizes]
+    goals.append(("chat turn", 32, 150.0))
     for name, clients, limit in goals:
         match = [r for r in rows if r["endpoint"] == name and r["clients"] == clients]
         if match:

@@ -387,3 +387,22 @@ def test_feedback_folds_into_recommendations_and_survives_a_restart(served_bundl
     assert again.post("/v1/feedback", json={"events": dislike}).status_code == 201
     assert restarted.engine.user_history(user)[-1] == restarted.catalog.position(first["item_id"])
     restarted.store.close()
+
+
+def test_recommend_answers_are_cached_until_the_history_changes(served_bundle, tmp_path):
+    store = open_store(str(tmp_path / "cache.sqlite"))
+    service = Service(Engine(Bundle.load(served_bundle)), store, warm_up=False, cache_size=8)
+    client = make_client(service, rate_limit=0)
+    user = str(service.engine.bundle.train.user_ids[1])
+    first = client.post("/v1/recommend", json={"user_id": user, "k": 3}).json()
+    again = client.post("/v1/recommend", json={"user_id": user, "k": 3}).json()
+    assert first == again and (service.answers.hits, service.answers.misses) == (1, 1)
+    events = [{"item_id": first["items"][0]["item_id"], "user_id": user}]
+    assert client.post("/v1/feedback", json={"events": events}).status_code == 201
+    changed = client.post("/v1/recommend", json={"user_id": user, "k": 3}).json()
+    assert changed != first and service.answers.misses == 2  # new history, new answer
+    assert 'whyrec_recommend_cache{outcome="hit"} 1.0' in client.get("/metrics").text
+    for k in range(1, 12):  # more distinct requests than the cache holds
+        client.post("/v1/recommend", json={"user_id": user, "k": k})
+    assert len(service.answers._entries) == 8
+    store.close()

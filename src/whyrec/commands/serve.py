@@ -42,6 +42,9 @@ def serve(
         list[str] | None, typer.Option(help="Origin allowed to call the API (repeatable).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    cache_size: Annotated[
+        int, typer.Option(min=0, help="Recent /v1/recommend answers kept in memory (0: none).")
+    ] = 4096,
     llm: LLMFlag = False,
     llm_base_url: LLMBaseURL = None,
     llm_model: LLMModel = None,
@@ -64,6 +67,7 @@ def serve(
         rate_burst=rate_burst,
         max_body_bytes=max_body,
         cors_origins=list(cors_origin or []),
+        cache_size=cache_size,
         llm=llm_config_from(llm, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config),
     )
     with err.status(f"loading {bundle} and opening {db.split('@')[-1]}"):

@@ -86,7 +86,9 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     app.state.service = service
 
     # ----- who is calling --------------------------------------------------------------
-    def caller(
+    # `async` on purpose: these checks are cheap, and a sync dependency costs a hop to the
+    # worker threads and back per request, which under load is most of a request's time.
+    async def caller(
         request: Request,
         x_api_key: Annotated[str | None, Header(max_length=500)] = None,
         authorization: Annotated[str | None, Header(max_length=500)] = None,
@@ -113,7 +115,7 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
             )
         return who
 
-    def open_endpoint(who: Annotated[Caller, Depends(caller)]) -> Caller:
+    async def open_endpoint(who: Annotated[Caller, Depends(caller)]) -> Caller:
         """Recommend, explain, search, start a session: a key when the server has keys."""
         if keys.required and not who.has_key:
             raise Unauthorized("this server needs an X-API-Key")
@@ -250,7 +252,8 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     async def prometheus():
         """Prometheus text format: requests, latencies, sessions, turns, feedback."""
         counts = await run_in_threadpool(service.store.counts)
-        return Response(metrics.exposition(counts), media_type="text/plain; version=0.0.4")
+        cache = (service.answers.hits, service.answers.misses)
+        return Response(metrics.exposition(counts, cache), media_type="text/plain; version=0.0.4")
 
     # ----- the chat page -------------------------------------------------------------------
     static = resources.files("whyrec.serve") / "static"

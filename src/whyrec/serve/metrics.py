@@ -43,10 +43,16 @@ class Metrics:
             "whyrec_rate_limited", "Requests refused by the rate limit", registry=r
         )
         self.stored = Gauge("whyrec_store_rows", "Rows in the store", ["table"], registry=r)
+        self.answers = Gauge(
+            "whyrec_recommend_cache", "Recommend answers served from / added to the cache",
+            ["outcome"], registry=r,
+        )  # fmt: skip
 
-    def exposition(self, counts: dict[str, int]) -> bytes:
+    def exposition(self, counts: dict[str, int], cache: tuple[int, int] = (0, 0)) -> bytes:
         for table, rows in counts.items():
             self.stored.labels(table).set(rows)
+        self.answers.labels("hit").set(cache[0])
+        self.answers.labels("miss").set(cache[1])
         return generate_latest(self.registry)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,13 +44,53 @@ class ServiceConfig:
     warm_up: bool = True
     llm: LLMConfig | None = None
     """An OpenAI-compatible LLM in front of the chat turns (None: the embedded engine)."""
+    cache_size: int = 4096
+    """Recent /v1/recommend answers kept (0: none). Keyed by the request and the person's
+    current history, so folded-in feedback is a different key, never a stale answer."""
+
+
+class AnswerCache:
+    """A small thread-safe LRU of computed answers.
+
+    The model and catalog of a running service never change, so an answer is a pure
+    function of the request and the person's history; repeated requests (page reloads,
+    polling widgets) then cost a lookup instead of a scoring and an explanation.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[object, dict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: object, compute: Callable[[], dict]) -> dict:
+        if self.size <= 0:
+            return compute()
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return self._entries[key]
+        answer = compute()  # outside the lock: two misses of one key both compute, harmlessly
+        with self._lock:
+            self.misses += 1
+            self._entries[key] = answer
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return answer
 
 
 class Service:
     """One loaded bundle, its conversation machinery and the store, shared by all requests."""
 
     def __init__(
-        self, engine: Engine, store: Store, warm_up: bool = True, llm: LLMConfig | None = None
+        self,
+        engine: Engine,
+        store: Store,
+        warm_up: bool = True,
+        llm: LLMConfig | None = None,
+        cache_size: int = 4096,
     ) -> None:
         self.engine = engine
         self.catalog = engine.catalog
@@ -59,6 +101,7 @@ class Service:
             weakref.WeakValueDictionary()
         )
         self._locks_guard = threading.Lock()
+        self.answers = AnswerCache(cache_size)
         self.fold_in(read_feedback(store))
         if warm_up:
             self.warm_up()
@@ -66,7 +109,7 @@ class Service:
     @classmethod
     def from_config(cls, config: ServiceConfig) -> Service:
         engine = Engine(Bundle.load(config.bundle))
-        return cls(engine, open_store(config.db), config.warm_up, config.llm)
+        return cls(engine, open_store(config.db), config.warm_up, config.llm, config.cache_size)
 
     def warm_up(self) -> None:
         """Build the lazy pieces (explainer, encoder, caches) before the first request,
@@ -124,6 +167,17 @@ class Service:
 
     def recommend(self, request: schemas.RecommendRequest) -> dict:
         history, item_filter = self._person(request)
+        key = (request.model_dump_json(), np.asarray(history, dtype=np.int64).tobytes())
+        return self.answers.get_or_compute(
+            key, lambda: self._recommend(request, history, item_filter)
+        )
+
+    def _recommend(
+        self,
+        request: schemas.RecommendRequest,
+        history: np.ndarray,
+        item_filter: ItemFilter | None,
+    ) -> dict:
         items = self.engine.recommend(
             history,
             k=request.k,
