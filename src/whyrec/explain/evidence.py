@@ -6,7 +6,7 @@ contribution of each history item is exact: the shares below add up to the score
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class HistoryContribution:
     share: float
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("position")
-        return data
+        return {
+            "item_id": self.item_id,
+            "title": self.title,
+            "contribution": self.contribution,
+            "share": self.share,
+        }

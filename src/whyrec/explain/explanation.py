@@ -7,7 +7,7 @@ person is told is exactly what was measured. `to_dict()` gives plain JSON types.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from whyrec.explain.evidence import HistoryContribution
 
@@ -29,10 +29,15 @@ class PathEvidence:
     weight: float
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("from_position")
-        data["weight"] = round(self.weight, 6)
-        return data
+        # written out rather than dataclasses.asdict, which deep-copies field by field and
+        # was a third of an explained /v1/recommend's time
+        return {
+            "from_item_id": self.from_item_id,
+            "from_title": self.from_title,
+            "field": self.field,
+            "value": self.value,
+            "weight": round(self.weight, 6),
+        }
 
 
 @dataclass(frozen=True)
