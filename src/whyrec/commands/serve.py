@@ -42,6 +42,12 @@ def serve(
         list[str] | None, typer.Option(help="Origin allowed to call the API (repeatable).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Request worker threads (default 1: handlers are CPU-bound; 40 with --llm)."
+        ),
+    ] = None,
     cache_size: Annotated[
         int, typer.Option(min=0, help="Recent /v1/recommend answers kept in memory (0: none).")
     ] = 4096,
@@ -68,6 +74,7 @@ def serve(
         max_body_bytes=max_body,
         cors_origins=list(cors_origin or []),
         cache_size=cache_size,
+        worker_threads=threads,
         llm=llm_config_from(llm, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config),
     )
     with err.status(f"loading {bundle} and opening {db.split('@')[-1]}"):

@@ -8,9 +8,11 @@ says only "internal error" with a request id, while the traceback goes to the lo
 import json
 import logging
 import uuid
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -73,7 +75,18 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     keys = KeyRing(config.api_keys)
     limiter = RateLimiter(config.rate_limit, config.rate_burst)
     metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Without an LLM, requests are CPU-bound Python: extra worker threads only fight
+        # over the GIL. Measured with wrk at 32 clients, chat turns went from 109-116/s
+        # (4 or 40 threads) to 157/s with one; LLM turns wait on the network, so 40.
+        threads = config.worker_threads or (40 if config.llm is not None else 1)
+        to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="whyrec",
         version=__version__,
         description=(

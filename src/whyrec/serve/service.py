@@ -45,6 +45,9 @@ class ServiceConfig:
     warm_up: bool = True
     llm: LLMConfig | None = None
     """An OpenAI-compatible LLM in front of the chat turns (None: the embedded engine)."""
+    worker_threads: int | None = None
+    """Threads running request handlers: one when they are CPU-bound Python holding the
+    GIL, many (40) with an LLM configured, whose turns mostly wait on the network."""
     cache_size: int = 4096
     """Recent /v1/recommend answers kept (0: none). Keyed by the request and the person's
     current history, so folded-in feedback is a different key, never a stale answer."""
