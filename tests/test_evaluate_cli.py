@@ -7,18 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from whyrec.cli import main
+from cli_helpers import exit_code
 
 CORE = ["--data", "ml-latest-small", "--kcore", "20"]
-
-
-def run(argv: list[str]) -> int:
-    """The exit code `whyrec ARGV` would give."""
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +35,7 @@ def evaluated(tmp_path_factory):
         "--report",
         str(folder / "out.html"),
     ]
-    code = run(argv)
+    code = exit_code(argv)
     return code, folder
 
 
@@ -99,7 +90,7 @@ def test_evaluate_writes_a_self_contained_html_report(evaluated):
 
 def test_evaluate_prints_a_table(capsys, evaluated):
     # The module fixture ran before capture; run a quick one here to see the output.
-    assert run(["evaluate", *CORE, "--models", "pop", "--k", "5"]) == 0
+    assert exit_code(["evaluate", *CORE, "--models", "pop", "--k", "5"]) == 0
     printed = capsys.readouterr().out
     assert "ndcg@5" in printed and "popularity" in printed and "±" in printed
 
@@ -118,7 +109,9 @@ def test_evaluate_prints_a_table(capsys, evaluated):
 )
 def test_bad_input_is_one_line_and_exit_1_with_no_output(tmp_path, capsys, argv, message):
     out = tmp_path / "out.json"
-    code = run(["evaluate", *CORE, *argv, "--json", str(out), "--report", str(tmp_path / "r.html")])
+    code = exit_code(
+        ["evaluate", *CORE, *argv, "--json", str(out), "--report", str(tmp_path / "r.html")]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert message in " ".join(err.split())
@@ -135,7 +128,7 @@ def test_fixed_split_from_files(tmp_path, ml_core):
     out = tmp_path / "fixed.json"
     argv = ["evaluate", "--data", "ml-latest-small", "--models", "pop", "--split", "fixed"]
     files_args = ["--train-file", str(tmp_path / "train.csv"), "--test-file"]
-    assert run([*argv, *files_args, str(tmp_path / "test.csv"), "--json", str(out)]) == 0
+    assert exit_code([*argv, *files_args, str(tmp_path / "test.csv"), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["split"]["method"] == "fixed"
     assert result["split"]["test_users"] == files.test.interactions["user_id"].nunique()
@@ -166,7 +159,7 @@ def _tiny_dataset(folder: Path, users: dict[str, list[str]]) -> Path:
 def test_a_dataset_too_small_to_evaluate_is_refused(tmp_path, capsys, users, message):
     data = _tiny_dataset(tmp_path / "tiny", users)
     out = tmp_path / "out.json"
-    code = run(["evaluate", "--data", str(data), "--models", "pop", "--json", str(out)])
+    code = exit_code(["evaluate", "--data", str(data), "--models", "pop", "--json", str(out)])
     assert code == 1
     assert message in capsys.readouterr().err
     assert not out.exists()
@@ -175,7 +168,7 @@ def test_a_dataset_too_small_to_evaluate_is_refused(tmp_path, capsys, users, mes
 def test_tune_picks_on_validation_and_reports_test_once(tmp_path, capsys):
     out = tmp_path / "tune.json"
     argv = ["tune", *CORE, "--model", "ease", "--grid", "reg=50,500", "--split", "loo"]
-    assert run([*argv, "--metric", "ndcg@10", "--json", str(out)]) == 0
+    assert exit_code([*argv, "--metric", "ndcg@10", "--json", str(out)]) == 0
     printed = " ".join(capsys.readouterr().out.split())
     result = json.loads(out.read_text())
     assert [row["params"] for row in result["grid"]] == [{"reg": "50"}, {"reg": "500"}]
@@ -189,9 +182,9 @@ def test_tune_picks_on_validation_and_reports_test_once(tmp_path, capsys):
 
 def test_tune_rejects_unknown_metric_and_parameter(capsys):
     base = ["tune", *CORE, "--model", "ease"]
-    assert run([*base, "--grid", "reg=1,2", "--metric", "auc@10"]) == 1
+    assert exit_code([*base, "--grid", "reg=1,2", "--metric", "auc@10"]) == 1
     assert "unknown metric 'auc'" in capsys.readouterr().err
-    assert run([*base, "--grid", "lambda=1,2"]) == 1
+    assert exit_code([*base, "--grid", "lambda=1,2"]) == 1
     assert "invalid parameters for ease" in capsys.readouterr().err
 
 

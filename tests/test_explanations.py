@@ -8,6 +8,7 @@ from typing import Self
 import numpy as np
 import pytest
 
+from cli_helpers import run
 from whyrec.bundle import Bundle
 from whyrec.data.dataset import Dataset
 from whyrec.engine import Engine
@@ -219,18 +220,6 @@ def test_explain_rejects_an_item_already_in_the_history(engine, user_one):
         engine.explain(user_one, int(user_one[0]))
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from whyrec.cli import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as stop:
-        code = stop.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory, ease, ml_core):
     return Bundle(ease, ml_core).save(tmp_path_factory.mktemp("bundles") / "core")
@@ -238,17 +227,24 @@ def bundle_dir(tmp_path_factory, ease, ml_core):
 
 def test_cli_explain_end_to_end(bundle_dir, capsys, engine, user_one):
     top = engine.recommend(user_one, k=1, explain=False)[0]
-    code, out, _ = run_cli(
-        ["explain", "--bundle", str(bundle_dir), "--user", "1", "--item", top.item_id, "--json"],
+    code, out, _ = run(
         capsys,
+        "explain",
+        "--bundle",
+        str(bundle_dir),
+        "--user",
+        "1",
+        "--item",
+        top.item_id,
+        "--json",
     )
     assert code == 0
     data = json.loads(out)
     assert data["item_id"] == top.item_id and data["rank"] == 1 and data["recommended"]
     assert data["history_method"] == EXACT and data["text"].startswith("Because you liked")
 
-    code, out, _ = run_cli(
-        ["explain", "--bundle", str(bundle_dir), "--user", "1", "--item", "Finding Nemo"], capsys
+    code, out, _ = run(
+        capsys, "explain", "--bundle", str(bundle_dir), "--user", "1", "--item", "Finding Nemo"
     )
     assert code == 0
     assert "Finding Nemo (2003)" in out and "for you, below the top 10" in out
@@ -263,21 +259,29 @@ def test_cli_explain_end_to_end(bundle_dir, capsys, engine, user_one):
     ],
 )
 def test_cli_explain_bad_input_is_one_line(bundle_dir, capsys, args, message):
-    code, _out, err = run_cli(["explain", "--bundle", str(bundle_dir), *args], capsys)
+    code, _out, err = run(capsys, "explain", "--bundle", str(bundle_dir), *args)
     assert code == 1
     assert err.startswith("error:") and message in " ".join(err.split())
     assert "Traceback" not in err
 
 
 def test_cli_recommend_explain_prints_sentences(bundle_dir, capsys):
-    code, out, _ = run_cli(
-        ["recommend", "--bundle", str(bundle_dir), "--user", "1", "-k", "2", "--explain"], capsys
+    code, out, _ = run(
+        capsys, "recommend", "--bundle", str(bundle_dir), "--user", "1", "-k", "2", "--explain"
     )
     assert code == 0
     assert out.count("Because you liked") == 2
-    code, out, _ = run_cli(
-        ["recommend", "--bundle", str(bundle_dir), "--user", "1", "-k", "2", "--json", "--explain"],
+    code, out, _ = run(
         capsys,
+        "recommend",
+        "--bundle",
+        str(bundle_dir),
+        "--user",
+        "1",
+        "-k",
+        "2",
+        "--json",
+        "--explain",
     )
     items = json.loads(out)["items"]
     assert all(i["explanation"]["text"].startswith("Because") for i in items)

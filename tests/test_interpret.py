@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from cli_helpers import run
 from whyrec.bundle import Bundle
 from whyrec.errors import WhyrecError
 from whyrec.interpret import (
@@ -261,16 +262,6 @@ def test_too_few_sequences_for_the_dictionary(sasrec):
 
 
 # ----- the command --------------------------------------------------------------------------
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    from whyrec.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_writes_report_and_summary(sasrec_bundle, tmp_path, capsys):

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from cli_helpers import run
 from whyrec.bundle import Bundle
-from whyrec.cli import main
 from whyrec.data.chunked import read_interactions_chunked
 from whyrec.data.dataset import Dataset
 from whyrec.data.loaders import load_dataset
@@ -22,16 +22,6 @@ from whyrec.models import BPR, IALS, ItemKNN, RelMF
 from whyrec.retrieval import ANNIndex, EmbeddingSpace, exact_top_k, recall_at_k
 
 SHAPE = SynthConfig(users=400, items=300, interactions=12_000, seed=5, block_users=150)
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ multiplied by |H| (Spark MLlib's weighted-λ ALS): a model trained on Spark
 
 from __future__ import annotations
 
-import os
 from typing import Literal, Self
 
 import numpy as np
@@ -24,18 +23,13 @@ from pydantic import Field
 
 from whyrec.data.dataset import Dataset
 from whyrec.errors import WhyrecError
-from whyrec.models.base import Histories, ModelConfig, histories_to_csr
+from whyrec.models.base import Histories, ModelConfig, histories_to_csr, usable_cores
 from whyrec.models.factors import FactorModel
 
 
 def thread_count(requested: int) -> int:
     """0 means every core this process may use."""
-    if requested > 0:
-        return requested
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+    return requested if requested > 0 else usable_cores()
 
 
 class IALSConfig(ModelConfig):

@@ -14,14 +14,13 @@ top neighbours, stored sparse) so memory stays at n_items × block instead of n_
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from whyrec.models.base import ModelConfig
+from whyrec.models.base import ModelConfig, usable_cores
 from whyrec.models.item_item import ItemItemModel
 
 BLOCK_ITEMS = 1024
@@ -72,21 +71,12 @@ def cosine_neighbours(
         return top[positive], target[positive], values[positive]
 
     starts = range(0, n_items, BLOCK_ITEMS)
-    with ThreadPoolExecutor(workers or available_cores()) as pool:
+    with ThreadPoolExecutor(workers or min(usable_cores(), 4)) as pool:  # blocks are few
         parts = list(pool.map(block, starts))
     rows, cols, vals = (np.concatenate(column) for column in zip(*parts, strict=True))
     weights = sp.csr_matrix((vals, (rows, cols)), shape=(n_items, n_items), dtype=np.float32)
     weights.sort_indices()
     return weights
-
-
-def available_cores() -> int:
-    """Threads to use: the CPUs this process may run on, at most 4 (blocks are few)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
 
 
 class ItemKNN(ItemItemModel):
