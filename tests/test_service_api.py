@@ -401,7 +401,7 @@ def test_recommend_answers_are_cached_until_the_history_changes(served_bundle, t
     assert client.post("/v1/feedback", json={"events": events}).status_code == 201
     changed = client.post("/v1/recommend", json={"user_id": user, "k": 3}).json()
     assert changed != first and service.answers.misses == 2  # new history, new answer
-    assert 'whyrec_recommend_cache{outcome="hit"} 1.0' in client.get("/metrics").text
+    assert 'whyrec_recommend_cache_total{outcome="hit"} 1.0' in client.get("/metrics").text
     for k in range(1, 12):  # more distinct requests than the cache holds
         client.post("/v1/recommend", json={"user_id": user, "k": k})
     assert len(service.answers._entries) == 8

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +19,9 @@ from whyrec.commands.llm_options import (
     llm_config_from,
 )
 from whyrec.commands.options import BundleOpt
+
+if TYPE_CHECKING:
+    from whyrec.serve.service import ServiceConfig
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -51,6 +55,13 @@ def serve(
     cache_size: Annotated[
         int, typer.Option(min=0, help="Recent /v1/recommend answers kept in memory (0: none).")
     ] = 4096,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port (each loads the bundle; use one per core).",
+        ),
+    ] = 1,
     llm: LLMFlag = False,
     llm_base_url: LLMBaseURL = None,
     llm_model: LLMModel = None,
@@ -75,15 +86,19 @@ def serve(
         cors_origins=list(cors_origin or []),
         cache_size=cache_size,
         worker_threads=threads,
+        workers=workers,
         llm=llm_config_from(llm, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config),
     )
-    with err.status(f"loading {bundle} and opening {db.split('@')[-1]}"):
-        service = Service.from_config(config)
     if not config.api_keys:
         err.print(
             "[yellow]warning:[/yellow] no API keys (--api-key or WHYREC_API_KEYS): anyone who "
             f"reaches {host}:{port} may call the API"
         )
+    if workers > 1:
+        serve_workers(config, host, port, log_level)
+        return
+    with err.status(f"loading {bundle} and opening {db.split('@')[-1]}"):
+        service = Service.from_config(config)
     # Requests run in parallel threads; nested BLAS/torch threads would only oversubscribe.
     from threadpoolctl import threadpool_limits
 
@@ -99,3 +114,43 @@ def serve(
         )
     finally:
         service.close()
+
+
+def serve_workers(config: ServiceConfig, host: str, port: int, log_level: str) -> None:
+    """Several uvicorn worker processes on one port, sharing rate limits and metrics.
+
+    The bundle and the store are checked here first (and the store's migrations run once,
+    not raced by the workers), so a bad flag is one line, not N worker tracebacks.
+    """
+    import tempfile
+
+    import uvicorn
+
+    from whyrec.bundle import Bundle
+    from whyrec.serve.app import rate_table
+    from whyrec.serve.security import SharedRateLimiter
+    from whyrec.store import open_store
+
+    with err.status(f"checking {config.bundle} and {config.db.split('@')[-1]}"):
+        Bundle.load(config.bundle)
+        open_store(config.db).close()
+    with tempfile.TemporaryDirectory(prefix="whyrec-serve-") as shared:
+        metrics_dir = os.path.join(shared, "metrics")
+        os.mkdir(metrics_dir)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        SharedRateLimiter.create(rate_table(shared))
+        config.shared_dir = shared
+        config.to_environment()
+        err.print(
+            f"whyrec serving {config.bundle} on http://{host}:{port}/ with {config.workers} "
+            "worker processes (API docs at /docs)"
+        )
+        uvicorn.run(
+            "whyrec.serve.app:worker_app",
+            factory=True,
+            workers=config.workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+        )

@@ -7,6 +7,7 @@ says only "internal error" with a request id, while the traceback goes to the lo
 
 import json
 import logging
+import os
 import uuid
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -30,6 +31,7 @@ from whyrec.serve.security import (
     Caller,
     KeyRing,
     RateLimiter,
+    SharedRateLimiter,
     fingerprint,
 )
 from whyrec.serve.service import Service, ServiceConfig
@@ -73,8 +75,13 @@ class Unauthorized(HTTPException):
 def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     """The ASGI app over a ready `Service` (tests build one around a fixture bundle)."""
     keys = KeyRing(config.api_keys)
-    limiter = RateLimiter(config.rate_limit, config.rate_burst)
+    limiter = (
+        SharedRateLimiter(rate_table(config.shared_dir), config.rate_limit, config.rate_burst)
+        if config.shared_dir
+        else RateLimiter(config.rate_limit, config.rate_burst)
+    )
     metrics = Metrics()
+    service.answers.record = lambda outcome: metrics.answers.labels(outcome).inc()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -253,6 +260,7 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         return {
             "status": "ok",
             "version": __version__,
+            "pid": os.getpid(),  # which worker answered, under --workers N
             "model": bundle.model.name,
             "dataset": bundle.train.name,
             "items": len(service.catalog),
@@ -265,8 +273,7 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     async def prometheus():
         """Prometheus text format: requests, latencies, sessions, turns, feedback."""
         counts = await run_in_threadpool(service.store.counts)
-        cache = (service.answers.hits, service.answers.misses)
-        return Response(metrics.exposition(counts, cache), media_type="text/plain; version=0.0.4")
+        return Response(metrics.exposition(counts), media_type="text/plain; version=0.0.4")
 
     # ----- the chat page -------------------------------------------------------------------
     static = resources.files("whyrec.serve") / "static"
@@ -293,3 +300,17 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
 
 def app_from_config(config: ServiceConfig) -> FastAPI:
     return create_app(Service.from_config(config), config)
+
+
+def rate_table(shared_dir: str) -> str:
+    """The rate-limit table that all workers of one `whyrec serve` map."""
+    return os.path.join(shared_dir, "rate-limits.bin")
+
+
+def worker_app() -> FastAPI:
+    """uvicorn's factory in each worker process of `whyrec serve --workers N`: the
+    parent put the config in the environment (see ServiceConfig.to_environment)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # N processes on the cores already: no nested BLAS threads
+    return app_from_config(ServiceConfig.from_environment())

@@ -2,14 +2,18 @@
 
 Each app owns its registry (several apps may live in one test process). Routes are
 labelled by their template (`/v1/sessions/{session_id}`), never by the raw path, so the
-number of series stays bounded whatever clients send.
+number of series stays bounded whatever clients send. Under `whyrec serve --workers N`
+the parent sets PROMETHEUS_MULTIPROC_DIR before the workers start: prometheus_client then
+keeps every value in a per-process file there, and /metrics adds up all processes.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5)
@@ -42,18 +46,24 @@ class Metrics:
         self.rate_limited = Counter(
             "whyrec_rate_limited", "Requests refused by the rate limit", registry=r
         )
-        self.stored = Gauge("whyrec_store_rows", "Rows in the store", ["table"], registry=r)
-        self.answers = Gauge(
-            "whyrec_recommend_cache", "Recommend answers served from / added to the cache",
+        self.stored = Gauge(
+            "whyrec_store_rows", "Rows in the store", ["table"], registry=r,
+            multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.answers = Counter(
+            "whyrec_recommend_cache", "Recommend answers served from (hit) or added to the cache",
             ["outcome"], registry=r,
         )  # fmt: skip
 
-    def exposition(self, counts: dict[str, int], cache: tuple[int, int] = (0, 0)) -> bytes:
+    def exposition(self, counts: dict[str, int]) -> bytes:
         for table, rows in counts.items():
             self.stored.labels(table).set(rows)
-        self.answers.labels("hit").set(cache[0])
-        self.answers.labels("miss").set(cache[1])
-        return generate_latest(self.registry)
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not shared:
+            return generate_latest(self.registry)
+        everyone = CollectorRegistry()
+        MultiProcessCollector(everyone, path=shared)
+        return generate_latest(everyone)
 
 
 class MetricsMiddleware:

@@ -8,14 +8,17 @@ read whole.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
+import mmap
 import os
 import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 KEYS_ENV = "WHYREC_API_KEYS"
@@ -64,6 +67,14 @@ class KeyRing:
         return any([hmac.compare_digest(given, key) for key in self._keys])
 
 
+def refill(tokens: float, last: float, now: float, rate: float, burst: int) -> tuple[float, float]:
+    """One token-bucket step: (tokens left, seconds to wait; 0 when the request may go)."""
+    tokens = min(float(burst), tokens + (now - last) * rate)
+    if tokens >= 1.0:
+        return tokens - 1.0, 0.0
+    return tokens, (1.0 - tokens) / rate
+
+
 class RateLimiter:
     """Token bucket per caller: `rate` requests a second on average, bursts of `burst`."""
 
@@ -86,18 +97,76 @@ class RateLimiter:
         now = time.monotonic()
         with self._lock:
             tokens, last = self._buckets.get(caller, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[caller] = (tokens - 1.0, now)
-                return None
+            tokens, wait = refill(tokens, last, now, self.rate, self.burst)
             self._buckets[caller] = (tokens, now)
             if len(self._buckets) > self.MAX_CALLERS:
                 self._forget_full_buckets(now)
-            return (1.0 - tokens) / self.rate
+            return wait or None
 
     def _forget_full_buckets(self, now: float) -> None:
-        refill = self.burst / self.rate
-        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < refill}
+        refill_time = self.burst / self.rate
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < refill_time}
+
+
+class SharedRateLimiter(RateLimiter):
+    """The same buckets, kept in a memory-mapped file that every worker process maps.
+
+    With `whyrec serve --workers N` a caller's requests land on any process, so buckets
+    kept per process would let each caller through N times the limit. The table is an
+    open-addressing hash of caller fingerprints (a few probes, then the stalest bucket of
+    the probed slots is reused: it has refilled the longest); one `flock` makes an update
+    atomic across processes, and CLOCK_MONOTONIC is the same clock in all of them.
+    """
+
+    SLOTS = 1 << 16
+    PROBES = 8
+
+    def __init__(self, path: str | os.PathLike, rate: float, burst: int) -> None:
+        super().__init__(rate, burst)
+        size = 3 * 8 * self.SLOTS
+        self._file = open(path, "a+b")  # noqa: SIM115 - mapped for the life of the process
+        if os.fstat(self._file.fileno()).st_size < size:
+            self._file.truncate(size)  # zero-filled: key 0 marks an empty slot
+        self._map = mmap.mmap(self._file.fileno(), size)
+        self._keys = np.ndarray((self.SLOTS,), np.uint64, self._map, 0)
+        self._tokens = np.ndarray((self.SLOTS,), np.float64, self._map, 8 * self.SLOTS)
+        self._last = np.ndarray((self.SLOTS,), np.float64, self._map, 16 * self.SLOTS)
+
+    @staticmethod
+    def create(path: str | os.PathLike) -> None:
+        """Make an empty table for workers to map (called once by the parent process)."""
+        with open(path, "wb") as table:
+            table.truncate(3 * 8 * SharedRateLimiter.SLOTS)
+
+    def _slot(self, key: int) -> tuple[int, bool]:
+        """(slot, whether it already holds this caller)."""
+        start = key % self.SLOTS
+        probes = [(start + i) % self.SLOTS for i in range(self.PROBES)]
+        for slot in probes:
+            held = int(self._keys[slot])
+            if held == key:
+                return slot, True
+            if held == 0:
+                return slot, False
+        return min(probes, key=lambda s: self._last[s]), False
+
+    def retry_after(self, caller: str) -> float | None:
+        if not self.enabled:
+            return None
+        digest = hashlib.blake2b(caller.encode(), digest_size=8).digest()
+        key = int.from_bytes(digest, "little") | 1  # never 0, the empty marker
+        with self._lock:
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+            try:
+                now = time.monotonic()
+                slot, known = self._slot(key)
+                tokens = float(self._tokens[slot]) if known else float(self.burst)
+                last = float(self._last[slot]) if known else now
+                tokens, wait = refill(tokens, last, now, self.rate, self.burst)
+                self._keys[slot], self._tokens[slot], self._last[slot] = key, tokens, now
+            finally:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+        return wait or None
 
 
 class BodySizeLimit:

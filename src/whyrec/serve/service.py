@@ -8,7 +8,10 @@ routes in `app.py` only parse, authorize and serialize.
 from __future__ import annotations
 
 import gc
+import json
+import os
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -51,6 +54,30 @@ class ServiceConfig:
     cache_size: int = 4096
     """Recent /v1/recommend answers kept (0: none). Keyed by the request and the person's
     current history, so folded-in feedback is a different key, never a stale answer."""
+    workers: int = 1
+    """Server processes sharing the port (uvicorn's supervisor restarts any that die)."""
+    shared_dir: str | None = None
+    """With several workers: the folder holding their shared rate-limit table (the parent
+    process makes it and removes it at exit)."""
+
+    ENVIRONMENT = "WHYREC_SERVE_CONFIG"
+    """How the parent hands this config to worker processes it spawns."""
+
+    def to_environment(self) -> None:
+        fields = {**self.__dict__, "bundle": str(self.bundle)}
+        fields["llm"] = self.llm.model_dump() if self.llm is not None else None
+        os.environ[self.ENVIRONMENT] = json.dumps(fields)
+
+    @classmethod
+    def from_environment(cls) -> ServiceConfig:
+        raw = os.environ.get(cls.ENVIRONMENT)
+        if raw is None:
+            raise WhyrecError(f"{cls.ENVIRONMENT} is not set (start workers with whyrec serve)")
+        fields = json.loads(raw)
+        fields["bundle"] = Path(fields["bundle"])
+        if fields["llm"] is not None:
+            fields["llm"] = LLMConfig(**fields["llm"])
+        return cls(**fields)
 
 
 class AnswerCache:
@@ -61,10 +88,12 @@ class AnswerCache:
     polling widgets) then cost a lookup instead of a scoring and an explanation.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, record: Callable[[str], None] | None = None) -> None:
         self.size = size
         self.hits = 0
         self.misses = 0
+        self.record = record
+        """Called with "hit" or "miss" (the app counts them in /metrics)."""
         self._entries: OrderedDict[object, dict] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -72,17 +101,56 @@ class AnswerCache:
         if self.size <= 0:
             return compute()
         with self._lock:
-            if key in self._entries:
+            answer = self._entries.get(key)
+            if answer is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return self._entries[key]
+        if answer is not None:
+            if self.record:
+                self.record("hit")
+            return answer
         answer = compute()  # outside the lock: two misses of one key both compute, harmlessly
         with self._lock:
             self.misses += 1
             self._entries[key] = answer
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
+        if self.record:
+            self.record("miss")
         return answer
+
+
+class FeedbackCursor:
+    """Which stored feedback events this process has already folded into its engine.
+
+    Every process (and every worker of `--workers N`) follows the store, so feedback
+    written through any of them reaches all. Ids are handed out at insert time, and on
+    PostgreSQL a transaction that took a smaller id may commit after one that took a
+    larger id; so the cursor keeps a watermark (everything at or below it was seen) plus
+    the ids seen above it. It moves past a gap once the event above the gap is
+    `GAP_GRACE` seconds old: by then the gap is a rolled-back insert or ids a crash
+    skipped, never a transaction still in flight.
+    """
+
+    GAP_GRACE = 30.0
+
+    def __init__(self) -> None:
+        self.watermark = 0
+        self._seen_above: dict[int, float] = {}
+
+    def unseen(self, events: list[FeedbackEvent]) -> list[FeedbackEvent]:
+        """The events (read with id > watermark) not folded in yet; marks them seen."""
+        now = time.time()
+        fresh = [e for e in events if e.id is not None and e.id not in self._seen_above]
+        for event in fresh:
+            self._seen_above[event.id] = event.received or now
+        for event_id in sorted(self._seen_above):
+            gap_below = event_id != self.watermark + 1
+            if gap_below and now - self._seen_above[event_id] < self.GAP_GRACE:
+                break
+            self.watermark = event_id
+            del self._seen_above[event_id]
+        return fresh
 
 
 class Service:
@@ -106,7 +174,10 @@ class Service:
         )
         self._locks_guard = threading.Lock()
         self.answers = AnswerCache(cache_size)
-        self.fold_in(read_feedback(store))
+        self._cards: dict[int, dict] = {}
+        self._feedback = FeedbackCursor()
+        self._following = threading.Lock()
+        self.catch_up()
         if warm_up:
             self.warm_up()
             # The loaded bundle, catalog and caches live as long as the process: move them
@@ -122,6 +193,13 @@ class Service:
     def from_config(cls, config: ServiceConfig) -> Service:
         engine = Engine(Bundle.load(config.bundle))
         return cls(engine, open_store(config.db), config.warm_up, config.llm, config.cache_size)
+
+    def catch_up(self) -> int:
+        """Fold in feedback stored since the last look, by any process; returns how many
+        interactions changed a history. One indexed range query when nothing is new."""
+        with self._following:
+            fresh = self._feedback.unseen(read_feedback(self.store, self._feedback.watermark))
+            return self.fold_in(fresh) if fresh else 0
 
     def warm_up(self) -> None:
         """Build the lazy pieces (explainer, encoder, caches) before the first request,
@@ -143,17 +221,23 @@ class Service:
 
     # ----- items ---------------------------------------------------------------------
     def card(self, position: int) -> dict:
-        catalog = self.catalog
-        return {
-            "item_id": catalog.item_ids[position],
-            "title": catalog.titles[position],
-            "year": catalog.year(position),
-            "attributes": {
-                name: list(values[position][:CARD_VALUES])
-                for name, values in catalog.attributes.items()
-                if values[position]
-            },
-        }
+        """Title, year and attributes of an item (built once per item: the catalog is fixed
+        for the life of the service; callers copy it into their answers)."""
+        card = self._cards.get(position)
+        if card is None:
+            catalog = self.catalog
+            card = {
+                "item_id": catalog.item_ids[position],
+                "title": catalog.titles[position],
+                "year": catalog.year(position),
+                "attributes": {
+                    name: list(values[position][:CARD_VALUES])
+                    for name, values in catalog.attributes.items()
+                    if values[position]
+                },
+            }
+            self._cards[position] = card
+        return card
 
     def search(self, query: str, limit: int) -> dict:
         found = self.catalog.search(query, limit, self.engine.popularity)
@@ -178,6 +262,7 @@ class Service:
         return self.engine.resolve_items(request.history or []), item_filter
 
     def recommend(self, request: schemas.RecommendRequest) -> dict:
+        self.catch_up()
         history, item_filter = self._person(request)
         key = (request.model_dump_json(), np.asarray(history, dtype=np.int64).tobytes())
         return self.answers.get_or_compute(
@@ -207,6 +292,7 @@ class Service:
         }
 
     def explain(self, request: schemas.ExplainRequest) -> dict:
+        self.catch_up()
         history, item_filter = self._person(request)
         reference = request.item_id
         if self.catalog.has(reference):
@@ -242,6 +328,7 @@ class Service:
     def send(self, session_id: str, request: schemas.MessageRequest) -> dict:
         """One turn; turns of one session are serialized here (and by the store's turn
         check across processes)."""
+        self.catch_up()
         lock = self._lock_for(session_id)
         with lock:
             session = self.conversation.resume(session_id)
@@ -306,7 +393,7 @@ class Service:
             for e in events
         ]
         ids = self.store.add_feedback(stored)
-        self.fold_in(stored)
+        self.catch_up()  # folds these in, and whatever other processes stored meanwhile
         return {"accepted": len(ids), "ids": ids}
 
     def fold_in(self, events: list[FeedbackEvent]) -> int:
