@@ -47,8 +47,9 @@ def _turn(store, session_id, turn, text="hi"):
 def test_sessions_round_trip_and_tokens(store):
     session_id, token = store.create({"turn": 0, "liked": [3]}, "7")
     assert store.load(session_id) == {"turn": 0, "liked": [3]}
-    assert store.token(session_id) == token
     assert store.check_token(session_id, token)
+    with store._reading() as db:  # a leaked database opens no session
+        assert store._run(db, "SELECT token FROM sessions").fetchone()[0] != token
     assert not store.check_token(session_id, token + "x")
     assert not store.check_token("nope", token)
     with pytest.raises(NotFoundError, match="no session"):
@@ -185,6 +186,11 @@ def test_version_one_databases_upgrade_in_place(target):
         assert upgraded.load("old") == {"turn": 2}
         _turn(upgraded, "old", 3)  # the turn counter was rebuilt from the messages
         assert len(upgraded.messages("old")) == 4
+        # the old plain-text token still opens the session, and is no longer stored
+        assert upgraded.check_token("old", "tok") and not upgraded.check_token("old", "tok2")
+        with upgraded._reading() as db:
+            stored = upgraded._run(db, "SELECT token FROM sessions").fetchone()[0]
+        assert stored.startswith("sha256:") and "tok" not in stored.removeprefix("sha256:")
 
 
 def test_a_newer_schema_is_refused(target):

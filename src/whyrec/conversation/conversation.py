@@ -81,15 +81,20 @@ class Conversation:
         return self.session_class(self, session_id, token, state)
 
     def resume(self, session_id: str) -> Session:
+        """The session as stored; its token is not (the store keeps only a digest)."""
         state = DialogueState.from_dict(self.store.load(session_id))
-        return self.session_class(self, session_id, self.store.token(session_id), state)
+        return self.session_class(self, session_id, None, state)
 
 
 class Session:
     """One user's dialogue; `send` is a turn."""
 
     def __init__(
-        self, conversation: Conversation, session_id: str, token: str, state: DialogueState
+        self,
+        conversation: Conversation,
+        session_id: str,
+        token: str | None,
+        state: DialogueState,
     ) -> None:
         self.conversation = conversation
         self.id = session_id

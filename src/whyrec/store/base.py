@@ -21,6 +21,7 @@ from typing import Any
 
 from whyrec.errors import NotFoundError, WhyrecError
 from whyrec.store.migrations import LATEST_VERSION, MIGRATIONS
+from whyrec.store.tokens import token_digest
 
 FEEDBACK_KINDS = ("interaction", "rating", "like", "dislike")
 
@@ -113,6 +114,8 @@ class Store(ABC):
                     continue
                 for statement in migration.sql(self.dialect):
                     self._run(db, statement)
+                if migration.rewrite is not None:
+                    migration.rewrite(self, db)
                 self._run(
                     db,
                     "INSERT INTO whyrec_schema (version, description, applied) VALUES (?, ?, ?)",
@@ -126,16 +129,17 @@ class Store(ABC):
 
     # ----- sessions ------------------------------------------------------------------
     def create(self, state: dict, user_id: str | None) -> tuple[str, str]:
-        """Store a new session; returns (session id, secret token)."""
+        """Store a new session; returns (session id, secret token). Only the token's
+        digest is stored: the caller hands the token to the user and forgets it."""
         session_id = secrets.token_hex(8)
         token = secrets.token_urlsafe(24)
-        now = time.time()
+        now, turn = time.time(), state.get("turn", 0)
         with self._transaction() as db:
             self._run(
                 db,
                 "INSERT INTO sessions (id, user_id, token, created, updated, state, turn) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (session_id, user_id, token, now, now, json.dumps(state), state.get("turn", 0)),
+                (session_id, user_id, token_digest(token), now, now, json.dumps(state), turn),
             )
         return session_id, token
 
@@ -146,20 +150,13 @@ class Store(ABC):
             raise NotFoundError(f"no session {session_id!r}")
         return json.loads(row[0])
 
-    def token(self, session_id: str) -> str:
+    def check_token(self, session_id: str, token: str) -> bool:
+        """Whether `token` opens this session (constant-time; False for unknown sessions)."""
         with self._reading() as db:
             row = self._run(db, "SELECT token FROM sessions WHERE id = ?", (session_id,)).fetchone()
         if row is None:
-            raise NotFoundError(f"no session {session_id!r}")
-        return row[0]
-
-    def check_token(self, session_id: str, token: str) -> bool:
-        """Whether `token` opens this session (constant-time; False for unknown sessions)."""
-        try:
-            expected = self.token(session_id)
-        except NotFoundError:
             return False
-        return hmac.compare_digest(expected.encode(), token.encode())
+        return hmac.compare_digest(row[0].encode(), token_digest(token).encode())
 
     def save_turn(
         self,

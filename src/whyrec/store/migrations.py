@@ -9,7 +9,11 @@ so databases written by earlier whyrec versions upgrade in place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from whyrec.store.tokens import DIGEST_PREFIX, token_digest
 
 TYPES = {
     "sqlite": {"autoid": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"},
@@ -22,6 +26,9 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+    rewrite: Callable[[Any, Any], None] | None = None
+    """Row changes SQL cannot spell in both dialects: called with (store, connection)
+    inside the migration's transaction, after the statements."""
 
     def sql(self, dialect: str) -> list[str]:
         return [s.format(**TYPES[dialect]) for s in self.statements]
@@ -74,6 +81,20 @@ MIGRATIONS = (
             "CREATE INDEX feedback_by_session ON feedback(session_id, id)",
         ),
     ),
+)
+
+
+def _digest_plain_tokens(store: Any, db: Any) -> None:
+    rows = store._run(db, "SELECT id, token FROM sessions").fetchall()
+    for session_id, token in rows:
+        if not token.startswith(DIGEST_PREFIX):
+            store._run(
+                db, "UPDATE sessions SET token = ? WHERE id = ?", (token_digest(token), session_id)
+            )
+
+
+MIGRATIONS += (
+    Migration(3, "session tokens kept as SHA-256 digests", (), rewrite=_digest_plain_tokens),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
