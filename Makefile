@@ -39,6 +39,7 @@ test: install lint
 bench: install
 	$(BIN)/python benchmarks/bench_ease.py
 	$(BIN)/python benchmarks/bench_service.py
+	command -v wrk >/dev/null && $(BIN)/python benchmarks/bench_load.py || echo "bench_load.py skipped: needs wrk"
 
 clean:
 	rm -rf $(VENV) bundles .pytest_cache .ruff_cache

@@ -10,8 +10,9 @@ share the machine's cores, as they would on one 2-core host.
 
     python benchmarks/bench_service.py [--bundle DIR] [--levels 1,8,32,64] [--seconds 5]
 
-The Python client costs CPU that the server then lacks on a small machine; for a load
-generator written in C, see `benchmarks/wrk_recommend.lua` (Debian's `wrk`).
+The Python client costs CPU that the server then lacks on a small machine; the goals are
+measured with a load generator written in C and several server processes by
+`benchmarks/bench_load.py` (Debian's `wrk`).
 """
 
 from __future__ import annotations
@@ -67,12 +68,13 @@ def _env(workdir: Path) -> dict:
     return {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
-def start_server(bundle: Path, workdir: Path, cache_size: int) -> tuple[subprocess.Popen, str]:
+def start_server(bundle: Path, workdir: Path, *flags: str) -> tuple[subprocess.Popen, str]:
+    """`whyrec serve` on a free port with `flags`, once it answers /healthz."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "whyrec.cli", "serve", "--bundle", str(bundle),
          "--db", str(workdir / "bench.sqlite"), "--port", str(port), "--rate-limit", "0",
-         "--log-level", "warning", "--cache-size", str(cache_size)],
+         "--log-level", "warning", *flags],
         env=_env(workdir), stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),  # noqa: SIM115
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -205,7 +207,7 @@ def main() -> None:
     cache_sizes = [int(x) for x in args.cache_sizes.split(",")]
     rows = []
     for cache_size in cache_sizes:
-        server, url = start_server(bundle, workdir, cache_size)
+        server, url = start_server(bundle, workdir, "--cache-size", str(cache_size))
         endpoints = [(f"recommend cache={cache_size}", "recommend", Recommend(user_ids))]
         if cache_size == cache_sizes[-1]:
             endpoints.append(("chat turn", "chat turn", ChatTurn()))
