@@ -161,6 +161,8 @@ def test_session_for_a_known_user(client):
 def test_sessions_are_private(client):
     mine, my_auth = _session(client)
     theirs, their_auth = _session(client)
+    for session_id, auth in ((mine, my_auth), (theirs, their_auth)):  # tokens now remembered
+        assert client.get(f"/v1/sessions/{session_id}", headers=auth).status_code == 200
     _error(client.get(f"/v1/sessions/{mine}"), 401, "token")
     _error(client.get(f"/v1/sessions/{mine}", headers=their_auth), 401, "token")
     _error(

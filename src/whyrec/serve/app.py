@@ -31,6 +31,7 @@ from whyrec.serve.security import (
     Caller,
     KeyRing,
     RateLimiter,
+    SessionTokens,
     SharedRateLimiter,
     fingerprint,
 )
@@ -142,12 +143,23 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
             raise Unauthorized("this server needs an X-API-Key")
         return who
 
-    def session_access(session_id: SessionId, who: Annotated[Caller, Depends(caller)]) -> Caller:
-        """A key, or this session's own token: nobody reads another person's session."""
+    opened = SessionTokens()
+
+    async def session_access(
+        session_id: SessionId, who: Annotated[Caller, Depends(caller)]
+    ) -> Caller:
+        """A key, or this session's own token: nobody reads another person's session.
+
+        A token that opened a session once is remembered (tokens never change), so later
+        turns skip the database and the hop to a worker thread that reading it needs."""
         if who.has_key and keys.required:
             return who
-        if who.token is not None and service.store.check_token(session_id, who.token):
-            return who
+        if who.token is not None:
+            if opened.knows(session_id, who.token):
+                return who
+            if await run_in_threadpool(service.store.check_token, session_id, who.token):
+                opened.remember(session_id, who.token)
+                return who
         raise Unauthorized("this session needs its token (Authorization: Bearer TOKEN)")
 
     Open = Annotated[Caller, Depends(open_endpoint)]

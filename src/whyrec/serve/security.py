@@ -16,10 +16,13 @@ import mmap
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from whyrec.store.tokens import token_digest
 
 KEYS_ENV = "WHYREC_API_KEYS"
 
@@ -73,6 +76,29 @@ def refill(tokens: float, last: float, now: float, rate: float, burst: int) -> t
     if tokens >= 1.0:
         return tokens - 1.0, 0.0
     return tokens, (1.0 - tokens) / rate
+
+
+class SessionTokens:
+    """Sessions whose token was already checked against the store, by token digest.
+
+    A bounded LRU: forgetting a session only costs one more database read."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._digests: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def knows(self, session_id: str, token: str) -> bool:
+        with self._lock:
+            digest = self._digests.get(session_id)
+        return digest is not None and hmac.compare_digest(digest, token_digest(token))
+
+    def remember(self, session_id: str, token: str) -> None:
+        with self._lock:
+            self._digests[session_id] = token_digest(token)
+            self._digests.move_to_end(session_id)
+            while len(self._digests) > self.size:
+                self._digests.popitem(last=False)
 
 
 class RateLimiter:
