@@ -14,6 +14,7 @@ import httpx
 
 from cli_helpers import run
 from live_server import LiveServer
+from whyrec.serve.security import SharedRateLimiter
 from whyrec.serve.service import FeedbackCursor
 from whyrec.store import FeedbackEvent
 
@@ -94,3 +95,28 @@ def test_feedback_cursor_waits_for_late_commits_then_gives_up_on_gaps():
     # a gap below an event older than the grace period is a rolled-back insert
     assert [e.id for e in cursor.unseen(events(6, age=2 * FeedbackCursor.GAP_GRACE))] == [6]
     assert cursor.watermark == 6
+
+
+def test_shared_rate_limiter_is_one_bucket_across_mappings(tmp_path):
+    """Two mappings of one table (as two worker processes hold) drain the same bucket."""
+    table = tmp_path / "rates.bin"
+    SharedRateLimiter.create(table)
+    first, second = (SharedRateLimiter(table, rate=0.001, burst=3) for _ in range(2))
+    assert [first.retry_after("key:a"), second.retry_after("key:a")] == [None, None]
+    assert first.retry_after("key:a") is None
+    assert second.retry_after("key:a") > 0 and first.retry_after("key:a") > 0
+    assert second.retry_after("key:b") is None  # other callers keep their own bucket
+
+
+class TinyTable(SharedRateLimiter):
+    SLOTS, PROBES = 4, 2
+
+
+def test_a_full_rate_table_reuses_the_stalest_bucket(tmp_path):
+    table = tmp_path / "tiny.bin"
+    TinyTable.create(table)
+    limiter = TinyTable(table, rate=0.001, burst=1)
+    crowd = [f"ip:{n}" for n in range(12)]  # three times the slots
+    assert all(limiter.retry_after(name) is None for name in crowd)  # nobody refused
+    assert int((limiter._keys != 0).sum()) == TinyTable.SLOTS
+    assert limiter.retry_after(crowd[-1]) > 0  # the newest buckets are still held

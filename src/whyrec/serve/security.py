@@ -158,11 +158,11 @@ class SharedRateLimiter(RateLimiter):
         self._tokens = np.ndarray((self.SLOTS,), np.float64, self._map, 8 * self.SLOTS)
         self._last = np.ndarray((self.SLOTS,), np.float64, self._map, 16 * self.SLOTS)
 
-    @staticmethod
-    def create(path: str | os.PathLike) -> None:
+    @classmethod
+    def create(cls, path: str | os.PathLike) -> None:
         """Make an empty table for workers to map (called once by the parent process)."""
         with open(path, "wb") as table:
-            table.truncate(3 * 8 * SharedRateLimiter.SLOTS)
+            table.truncate(3 * 8 * cls.SLOTS)
 
     def _slot(self, key: int) -> tuple[int, bool]:
         """(slot, whether it already holds this caller)."""
