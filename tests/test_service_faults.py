@@ -4,6 +4,8 @@ Run on both stores."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -109,3 +111,59 @@ def test_kill_nine_loses_nothing_acknowledged(served_bundle, db, tmp_path):
         assert found_feedback == len(acked["feedback"]) > 0
     finally:
         restarted.stop()
+
+
+def _worker_pids(url: str, tries: int = 60) -> set[int]:
+    """Pids answering /healthz over fresh connections (the kernel spreads them)."""
+    return {httpx.get(f"{url}/healthz", timeout=30).json()["pid"] for _ in range(tries)}
+
+
+def test_a_killed_worker_is_replaced_and_loses_nothing_acknowledged(served_bundle, tmp_path):
+    """`--workers 2`: kill -9 one worker mid-stream; its supervisor starts a new one, the
+    other keeps serving, and everything acknowledged by either is stored."""
+    db = str(tmp_path / "workers.sqlite")
+    extra = ("--rate-limit", "0", "--workers", "2")
+    with LiveServer(served_bundle, db, tmp_path / "server.log", *extra) as server:
+        before = _worker_pids(server.url)
+        assert len(before) == 2
+        sessions = [httpx.post(f"{server.url}/v1/sessions", json={}).json() for _ in range(6)]
+        acked: dict[str, list] = {"turns": [], "feedback": []}
+        stop, lock = threading.Event(), threading.Lock()
+        streams = [
+            threading.Thread(target=_stream, args=(server.url, s, acked, stop, lock))
+            for s in sessions
+        ]
+        for thread in streams:
+            thread.start()
+        deadline = time.monotonic() + 120
+        while len(acked["turns"]) + len(acked["feedback"]) < KILL_AFTER:
+            assert time.monotonic() < deadline, "the stream did not get going"
+            time.sleep(0.01)
+        os.kill(min(before), signal.SIGKILL)
+        time.sleep(1.0)  # streams on the surviving worker go on meanwhile
+        stop.set()
+        for thread in streams:
+            thread.join(timeout=30)
+
+        deadline = time.monotonic() + 120
+        while not (now := _worker_pids(server.url, 20)) - before or len(now) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.5)
+        with open_store(db) as store:
+            said = {
+                (session["session_id"], m["turn"], m["text"])
+                for session in sessions
+                for m in store.messages(session["session_id"])
+                if m["role"] == "user"
+            }
+            stored_ids = {e.id for e in read_feedback(store)}
+        assert set(acked["turns"]) <= said, "an acknowledged turn was lost"
+        assert set(acked["feedback"]) <= stored_ids, "acknowledged feedback was lost"
+        for session in sessions:  # every session goes on, on whichever worker
+            auth = {"Authorization": f"Bearer {session['token']}"}
+            after = httpx.post(f"{server.url}/v1/sessions/{session['session_id']}/messages",
+                               json={"text": "start over"}, headers=auth)  # fmt: skip
+            assert after.status_code == 200, after.text
+        print(f"\nkill -9 of one of 2 workers: turns acknowledged {len(acked['turns'])}, "
+              f"feedback acknowledged {len(acked['feedback'])}, all found; "
+              f"worker {min(before)} replaced by {sorted(now - before)}")  # fmt: skip
