@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+DENSE_TABLE_FACTOR = 8
+"""`distinct_per_group` marks keys in a table when it has at most this many cells per key."""
+
 
 def gather_rows(
     matrix: sp.csr_matrix | sp.csc_matrix, rows: np.ndarray
@@ -42,3 +45,17 @@ def distinct(values: np.ndarray) -> np.ndarray:
     if len(ordered) == 0:
         return ordered
     return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
+def distinct_per_group(keys: np.ndarray, group_size: int, n_groups: int) -> np.ndarray:
+    """How many distinct keys fall in each group, keys being group × group_size + member.
+
+    Marks in a dense table when it is small next to the keys (a few zeroed bytes beat a
+    sort), else counts the sorted distinct keys, so a request over millions of users
+    never allocates a table that size.
+    """
+    if n_groups * group_size <= DENSE_TABLE_FACTOR * len(keys):
+        marks = np.zeros(n_groups * group_size, dtype=bool)
+        marks[keys] = True
+        return np.count_nonzero(marks.reshape(n_groups, group_size), axis=1)
+    return np.bincount(distinct(keys) // group_size, minlength=n_groups)

@@ -8,6 +8,7 @@ attribution call (exact, or one batched occlusion pass) for the whole list.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,7 +35,7 @@ from whyrec.explain.explanation import (
 from whyrec.filters import ItemFilter
 from whyrec.graph.attributes import AttributeGraph
 from whyrec.models.base import Recommender
-from whyrec.sparse_rows import distinct, gather_rows
+from whyrec.sparse_rows import distinct_per_group, gather_rows
 
 CONFIDENCE_WINDOW = 5
 """The reference for confidence is the mean score of this many items right after the top-k."""
@@ -77,6 +78,29 @@ def ranked(scores: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     candidates = np.argpartition(-masked, n - 1)[:n] if n < len(masked) else np.arange(len(masked))
     return candidates[np.lexsort((candidates, -masked[candidates]))][:n].astype(np.int64)
+
+
+def strongest(
+    values: np.ndarray, top: int, later_first: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns) of the `top` largest values of each row, row by row, largest first;
+    equal values in column order, or in reverse column order with `later_first`.
+
+    The first `top` columns of a stable descending argsort (reversed for `later_first`),
+    without sorting whole rows: histories run to thousands of items, three are cited.
+    """
+    n_rows, n_columns = values.shape
+    if top <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    candidates = np.ones(values.shape, dtype=bool)
+    if n_columns > top:
+        threshold = np.partition(values, n_columns - top, axis=1)[:, [n_columns - top]]
+        candidates = values >= threshold  # ties at the threshold included
+    rows, columns = np.nonzero(candidates)
+    order = np.lexsort((-columns if later_first else columns, -values[rows, columns], rows))
+    rows, columns = rows[order], columns[order]
+    within = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n_rows))[rows]
+    return rows[within < top], columns[within < top]
 
 
 def confidence_of(score: float, head_scores: np.ndarray, k: int) -> Confidence:
@@ -183,46 +207,54 @@ class Explainer:
         self, attribution: Attribution, top: int, explain_down: np.ndarray
     ) -> list[tuple[list[HistoryContribution], list[HistoryContribution], float]]:
         """Per explained item: (cited items pushing the score up, items pushing it down,
-        cited share). All rows are sorted at once and only the few cited items become
-        objects; the items pushing down only for rows with `explain_down` (why-not)."""
+        cited share). Only the few cited items become objects; the items pushing down
+        only for rows with `explain_down` (why-not)."""
         weights = attribution.weights
         shares = shares_of(weights)
-        order = np.argsort(-weights, axis=1, kind="stable")
-        # heaviest first: the positive weights are a prefix of `order`, the negative a suffix
-        ups = self._strongest(order[:, :top], weights, shares, weights > 0)
-        downs = [[] for _ in ups]
-        if explain_down.any():
-            rows = np.flatnonzero(explain_down)
-            picked = order[rows][:, ::-1][:, :top]
-            for row, down in zip(
-                rows.tolist(),
-                self._strongest(picked, weights[rows], shares[rows], weights[rows] < 0),
-                strict=True,
-            ):
-                downs[row] = down
         history = attribution.history.tolist()
+        ups = self._cited(history, weights, shares, weights > 0, strongest(weights, top))
+        downs: list[tuple[list[HistoryContribution], np.ndarray]] = [([], np.zeros(0))] * len(ups)
+        if explain_down.any():
+            # pushing down the most: the reverse of the stable order of the weights
+            rows = np.flatnonzero(explain_down)
+            picked = strongest(-weights[rows], top, later_first=True)
+            down_rows = self._cited(history, weights[rows], shares[rows], weights[rows] < 0, picked)
+            for row, down in zip(rows.tolist(), down_rows, strict=True):
+                downs[row] = down
         return [
-            (
-                [self._contribution(history[j], w, s) for j, w, s in up],
-                [self._contribution(history[j], w, s) for j, w, s in down],
-                float(shares[row, [j for j, _, _ in up]].sum()) if up else 0.0,
-            )
-            for row, (up, down) in enumerate(zip(ups, downs, strict=True))
+            # the share sum stays a numpy sum over the same values: identical last bits
+            (up, down, float(up_shares.sum()) if up else 0.0)
+            for (up, up_shares), (down, _) in zip(ups, downs, strict=True)
         ]
 
-    @staticmethod
-    def _strongest(
-        picked: np.ndarray, weights: np.ndarray, shares: np.ndarray, wanted: np.ndarray
-    ) -> list[list[tuple[int, float, float]]]:
-        """Per row, (history index, weight, share) of the picked columns that are `wanted`."""
-        columns = zip(
-            picked.tolist(),
-            np.take_along_axis(weights, picked, axis=1).tolist(),
-            np.take_along_axis(shares, picked, axis=1).tolist(),
-            np.take_along_axis(wanted, picked, axis=1).tolist(),
-            strict=True,
-        )
-        return [[(j, w, s) for j, w, s, keep in zip(*row, strict=True) if keep] for row in columns]
+    def _cited(
+        self,
+        history: list[int],
+        weights: np.ndarray,
+        shares: np.ndarray,
+        wanted: np.ndarray,
+        picked: tuple[np.ndarray, np.ndarray],
+    ) -> list[tuple[list[HistoryContribution], np.ndarray]]:
+        """Per row, the picked history items that are `wanted` as contributions, and
+        their shares as an array."""
+        rows, columns = picked
+        keep = wanted[rows, columns]
+        rows, columns = rows[keep], columns[keep]
+        bounds = np.searchsorted(rows, np.arange(weights.shape[0] + 1)).tolist()
+        picked_shares = shares[rows, columns]
+        contributions = [
+            self._contribution(history[j], weight, share)
+            for j, weight, share in zip(
+                columns.tolist(),
+                weights[rows, columns].tolist(),
+                picked_shares.tolist(),
+                strict=True,
+            )
+        ]
+        return [
+            (contributions[start:end], picked_shares[start:end])
+            for start, end in itertools.pairwise(bounds)
+        ]
 
     def _contribution(self, position: int, weight: float, share: float) -> HistoryContribution:
         return HistoryContribution(
@@ -324,10 +356,8 @@ class Explainer:
         cited_keys = cited.owners[cited_index] * n_users + cited_users
         also_target = np.isin(cited_keys, target_index * n_users + target_users)
         per_cited = np.bincount(cited_index[also_target], minlength=len(cited.items)).tolist()
-        with_cited = np.bincount(distinct(cited_keys) // n_users, minlength=len(targets))
-        with_both = np.bincount(
-            distinct(cited_keys[also_target]) // n_users, minlength=len(targets)
-        )
+        with_cited = distinct_per_group(cited_keys, n_users, len(targets))
+        with_both = distinct_per_group(cited_keys[also_target], n_users, len(targets))
         results: list[CollaborativeEvidence | None] = []
         start = 0
         for items, users_with_cited, users_with_both in zip(
