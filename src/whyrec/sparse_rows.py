@@ -59,3 +59,9 @@ def distinct_per_group(keys: np.ndarray, group_size: int, n_groups: int) -> np.n
         marks[keys] = True
         return np.count_nonzero(marks.reshape(n_groups, group_size), axis=1)
     return np.bincount(distinct(keys) // group_size, minlength=n_groups)
+
+
+def place_in_run(sorted_groups: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... restarting wherever the value changes in a sorted array: each entry's
+    place inside its group, so `place_in_run(rows) < n` keeps the first n of every row."""
+    return np.arange(len(sorted_groups)) - np.searchsorted(sorted_groups, sorted_groups)

@@ -35,7 +35,7 @@ from whyrec.explain.explanation import (
 from whyrec.filters import ItemFilter
 from whyrec.graph.attributes import AttributeGraph
 from whyrec.models.base import Recommender
-from whyrec.sparse_rows import distinct_per_group, gather_rows
+from whyrec.sparse_rows import distinct_per_group, gather_rows, place_in_run
 
 CONFIDENCE_WINDOW = 5
 """The reference for confidence is the mean score of this many items right after the top-k."""
@@ -89,7 +89,7 @@ def strongest(
     The first `top` columns of a stable descending argsort (reversed for `later_first`),
     without sorting whole rows: histories run to thousands of items, three are cited.
     """
-    n_rows, n_columns = values.shape
+    n_columns = values.shape[1]
     if top <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     candidates = np.ones(values.shape, dtype=bool)
@@ -99,8 +99,8 @@ def strongest(
     rows, columns = np.nonzero(candidates)
     order = np.lexsort((-columns if later_first else columns, -values[rows, columns], rows))
     rows, columns = rows[order], columns[order]
-    within = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n_rows))[rows]
-    return rows[within < top], columns[within < top]
+    firsts = place_in_run(rows) < top
+    return rows[firsts], columns[firsts]
 
 
 def confidence_of(score: float, head_scores: np.ndarray, k: int) -> Confidence:
