@@ -327,17 +327,6 @@ class Explainer:
             for v in best
         ]
 
-    def _users_of(
-        self, positions: np.ndarray, user_row: int | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(index into positions, user row) of every training interaction with the given
-        items, the asking user's left out."""
-        index, users = gather_rows(self._by_item, positions)
-        if user_row is None:
-            return index, users
-        keep = users != user_row
-        return index[keep], users[keep]
-
     def _collaborative(
         self, cited: CitedItems, targets: np.ndarray, user_row: int | None
     ) -> list[CollaborativeEvidence | None]:
@@ -350,12 +339,17 @@ class Explainer:
         """
         if not cited.items:
             return [None for _ in cited.lists]
-        n_users = self._by_item.shape[0]
-        cited_index, cited_users = self._users_of(cited.positions, user_row)
-        target_index, target_users = self._users_of(targets, user_row)
-        cited_keys = cited.owners[cited_index] * n_users + cited_users
-        also_target = np.isin(cited_keys, target_index * n_users + target_users)
-        per_cited = np.bincount(cited_index[also_target], minlength=len(cited.items)).tolist()
+        n_users, n_cited = self._by_item.shape[0], len(cited.items)
+        # the users of every cited item and every explained item in one gather
+        index, users = gather_rows(self._by_item, np.concatenate([cited.positions, targets]))
+        if user_row is not None:
+            index, users = index[users != user_row], users[users != user_row]
+        owners = np.concatenate([cited.owners, np.arange(len(targets))])
+        keys = owners[index] * n_users + users
+        is_cited = index < n_cited
+        cited_index, cited_keys = index[is_cited], keys[is_cited]
+        also_target = np.isin(cited_keys, keys[~is_cited])
+        per_cited = np.bincount(cited_index[also_target], minlength=n_cited).tolist()
         with_cited = distinct_per_group(cited_keys, n_users, len(targets))
         with_both = distinct_per_group(cited_keys[also_target], n_users, len(targets))
         results: list[CollaborativeEvidence | None] = []

@@ -180,15 +180,11 @@ class AttributeGraph:
         # numpy on the CSR arrays, not row selections and a product: for the few dozen
         # pairs of one request, scipy's object building cost more than the work itself
         sources = np.asarray(sources, dtype=np.int64)
-        targets = np.asarray(targets, dtype=np.int64)
-        pair_of_source, source_values = gather_rows(self.incidence, sources)
-        pair_of_target, target_values = gather_rows(self.incidence, targets)
-        n_values = max(self.n_values, 1)
-        shared = np.intersect1d(
-            pair_of_source * n_values + source_values,
-            pair_of_target * n_values + target_values,
-            assume_unique=True,
-        )
+        index, values = gather_rows(self.incidence, np.concatenate([sources, targets]))
+        n_pairs, n_values = len(sources), max(self.n_values, 1)
+        is_source = index < n_pairs
+        keys = (index % max(n_pairs, 1)) * n_values + values  # (pair, value)
+        shared = np.intersect1d(keys[is_source], keys[~is_source], assume_unique=True)
         return shared // n_values, shared % n_values
 
     def paths_between(
