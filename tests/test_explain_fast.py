@@ -204,3 +204,21 @@ def test_distinct_per_group_counts_sets(group_size):
     expected = [len(set(members[groups == g].tolist())) for g in range(5)]
     assert distinct_per_group(keys, group_size, 5).tolist() == expected
     assert distinct(keys).tolist() == sorted(set(keys.tolist()))
+
+
+@pytest.mark.parametrize("fixture", ["engine", "knn_engine"])
+def test_contributions_are_the_weight_entries(fixture, request):
+    model = request.getfixturevalue(fixture).model
+    rng = np.random.default_rng(13)
+    inactive = np.setdiff1d(np.arange(model.n_items_), model.active_)[:2]
+    history = np.concatenate([rng.choice(model.active_, 60, replace=False), inactive[:1]])
+    items = np.concatenate([rng.choice(model.active_, 8), model.active_[:1], inactive[1:]])
+    items = np.concatenate([items, items[:2]])  # repeated items too
+    weights = model.weights_.toarray() if sp.issparse(model.weights_) else model.weights_
+    expected = np.zeros((len(items), len(history)), dtype=np.float32)
+    for t, item in enumerate(items):
+        for h, liked in enumerate(history):
+            row, col = model._active_of[liked], model._active_of[item]
+            if row >= 0 and col >= 0:
+                expected[t, h] = weights[row, col]
+    assert np.array_equal(model.contributions(history, items), expected)

@@ -24,6 +24,15 @@ def gather_rows(
     call gives columns and their row indices. Entries come row by row in stored order;
     repeated rows are gathered again.
     """
+    owners, entries = gather_entries(matrix, rows)
+    return owners, matrix.indices[entries].astype(np.int64)
+
+
+def gather_entries(
+    matrix: sp.csr_matrix | sp.csc_matrix, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(index into `rows`, position in `indices`/`data`) of every entry of the selected
+    major rows, row by row in stored order."""
     rows = np.asarray(rows, dtype=np.int64)
     starts = matrix.indptr[rows].astype(np.int64)
     lengths = matrix.indptr[rows + 1].astype(np.int64) - starts
@@ -31,7 +40,7 @@ def gather_rows(
     # position inside its own row: a running count that restarts at every row
     row_starts = np.cumsum(lengths) - lengths
     within = np.arange(len(owners), dtype=np.int64) - np.repeat(row_starts, lengths)
-    return owners, matrix.indices[starts[owners] + within].astype(np.int64)
+    return owners, starts[owners] + within
 
 
 def distinct(values: np.ndarray) -> np.ndarray:
