@@ -87,17 +87,26 @@ class ItemItemModel(Recommender):
         return out
 
     def _weights_block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """W[rows][:, cols] as a dense array (rows and cols index W; cols may repeat)."""
+        """W[rows][:, cols] as a dense array (rows and cols index W and may repeat)."""
         if not sp.issparse(self.weights_):
             return self.weights_[np.ix_(rows, cols)]
-        # numpy on the CSR arrays: scipy's fancy row-then-column indexing built five sparse
-        # matrices per call and was a fifth of an explained ItemKNN request
-        targets, repeat = np.unique(cols, return_inverse=True)
-        column_of = np.full(self.weights_.shape[1], -1, dtype=np.int64)
-        column_of[targets] = np.arange(len(targets))
-        owners, entries = gather_entries(self.weights_, rows)
-        columns = column_of[self.weights_.indices[entries]]
-        hit = columns >= 0
-        block = np.zeros((len(rows), len(targets)), dtype=self.weights_.dtype)
-        np.add.at(block, (owners[hit], columns[hit]), self.weights_.data[entries[hit]])
-        return block[:, repeat]
+        # numpy on a CSC copy of W: a target's column holds its few neighbours, while
+        # scipy's fancy indexing went through whole history rows and five new matrices
+        by_column = self._weights_by_column()
+        liked, repeat = np.unique(rows, return_inverse=True)
+        row_of = np.full(by_column.shape[0], -1, dtype=np.int64)
+        row_of[liked] = np.arange(len(liked))
+        owners, entries = gather_entries(by_column, cols)
+        found = row_of[by_column.indices[entries]]
+        hit = found >= 0
+        block = np.zeros((len(liked), len(cols)), dtype=by_column.dtype)
+        np.add.at(block, (found[hit], owners[hit]), by_column.data[entries[hit]])
+        return block[repeat]
+
+    def _weights_by_column(self) -> sp.csc_matrix:
+        """A column-major copy of a sparse W, made on first use for these weights."""
+        cached = self.__dict__.get("_by_column")
+        if cached is None or cached[0] is not self.weights_:
+            cached = (self.weights_, sp.csc_matrix(self.weights_))
+            self._by_column = cached
+        return cached[1]
