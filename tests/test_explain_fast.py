@@ -222,3 +222,25 @@ def test_contributions_are_the_weight_entries(fixture, request):
             if row >= 0 and col >= 0:
                 expected[t, h] = weights[row, col]
     assert np.array_equal(model.contributions(history, items), expected)
+
+
+def test_missing_values_are_catalog_shares(engine):
+    catalog = engine.catalog
+    checked = 0
+    for user in USERS:
+        history = engine.user_history(user)
+        listed = engine.recommend(history, k=50, explain=False)
+        top = [r.position for r in listed[:10]]
+        explanation = engine.explain(history, listed[-1].position, k=10, user_id=user)
+
+        def share(items, field, value):
+            return sum(value in catalog.attributes[field][p] for p in items) / len(items)
+
+        for missing in explanation.why_not.missing_values:
+            assert missing.value not in catalog.attributes[missing.field][explanation.position]
+            expected = share(history, missing.field, missing.value)
+            assert missing.history_share == pytest.approx(expected, abs=1e-12)
+            assert missing.top_share == pytest.approx(share(top, missing.field, missing.value))
+            assert missing.history_share >= 0.1 and missing.top_share >= 0.3
+            checked += 1
+    assert checked >= 5

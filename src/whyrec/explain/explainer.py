@@ -342,8 +342,9 @@ class Explainer:
         n_users, n_cited = self._by_item.shape[0], len(cited.items)
         # the users of every cited item and every explained item in one gather
         index, users = gather_rows(self._by_item, np.concatenate([cited.positions, targets]))
-        if user_row is not None:
-            index, users = index[users != user_row], users[users != user_row]
+        if user_row is not None:  # the asking user is not "another user"
+            others = users != user_row
+            index, users = index[others], users[others]
         owners = np.concatenate([cited.owners, np.arange(len(targets))])
         keys = owners[index] * n_users + users
         is_cited = index < n_cited
@@ -375,9 +376,8 @@ class Explainer:
     ) -> tuple[MissingValue, ...]:
         if len(history) == 0 or len(top) == 0:
             return ()
-        incidence = self.graph.incidence
-        history_share = np.asarray(incidence[history].mean(axis=0)).ravel()
-        top_share = np.asarray(incidence[top].mean(axis=0)).ravel()
+        history_share = self._value_shares(history)
+        top_share = self._value_shares(top)
         lacks = np.ones(self.graph.n_values, dtype=bool)
         lacks[self.graph.item_values(target)] = False
         keep = (
@@ -397,6 +397,18 @@ class Explainer:
             )
             for v in best
         )
+
+    def _value_shares(self, items: np.ndarray) -> np.ndarray:
+        """The share of `items` carrying each value node (the mean of their incidence rows).
+
+        Counted on the CSR arrays; a share is the running sum of 1/len(items) once per
+        item carrying the value, the very additions a sparse column mean makes, so the
+        thresholds above compare the same floats (k × (1/n) can differ in the last bit).
+        """
+        _, values = gather_rows(self.graph.incidence, items)
+        counts = np.bincount(values, minlength=self.graph.n_values)
+        running = np.cumsum(np.full(len(items), 1.0 / len(items)))  # sequential sums
+        return np.concatenate([[0.0], running])[counts]
 
     @staticmethod
     def _confidence(score: float, reference: tuple[float, float], recommended: bool) -> Confidence:
