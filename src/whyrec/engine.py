@@ -66,10 +66,19 @@ def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.n
 
 
 def unique_in_order(positions: Iterable[int]) -> np.ndarray:
-    """Drop repeated positions, keeping the first occurrence (time order matters)."""
-    seen: set[int] = set()
-    kept = [p for p in map(int, positions) if not (p in seen or seen.add(p))]
-    return np.array(kept, dtype=np.int64)
+    """Drop repeated positions, keeping the first occurrence (time order matters).
+
+    A stable sort finds each position's first occurrence: a Python set over a long
+    history cost a few hundred microseconds on every request.
+    """
+    if not isinstance(positions, np.ndarray):
+        positions = list(positions)
+    positions = np.asarray(positions, dtype=np.int64).ravel()
+    order = np.argsort(positions, kind="stable")
+    ordered = positions[order]
+    first = np.ones(len(ordered), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    return positions[np.sort(order[first])]
 
 
 class Engine:

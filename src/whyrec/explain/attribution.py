@@ -34,20 +34,20 @@ class Attribution:
 
     def shares(self) -> np.ndarray:
         """Weights as shares of each row's total (see `shares_of`)."""
-        return (
-            np.vstack([shares_of(row) for row in self.weights]) if len(self.items) else self.weights
-        )
+        return shares_of(self.weights)
 
 
 def shares_of(weights: np.ndarray) -> np.ndarray:
     """Each weight as a share of the total when the total is positive (shares then sum to 1),
-    else of the total magnitude, so the sign always says up or down."""
+    else of the total magnitude, so the sign always says up or down.
+
+    A 2-D array is taken row by row (one row per explained item, all rows at once).
+    """
     weights = np.asarray(weights, dtype=np.float64)
-    total = float(weights.sum())
-    if total > 0:
-        return weights / total
-    magnitude = float(np.abs(weights).sum())
-    return weights / magnitude if magnitude > 0 else np.zeros_like(weights)
+    totals = weights.sum(axis=-1, keepdims=True)
+    magnitudes = np.abs(weights).sum(axis=-1, keepdims=True)
+    scale = np.where(totals > 0, totals, magnitudes)
+    return np.divide(weights, scale, out=np.zeros_like(weights), where=scale > 0)
 
 
 def occluded_histories(history: np.ndarray) -> list[np.ndarray]:

@@ -8,7 +8,9 @@ attribution call (exact, or one batched occlusion pass) for the whole list.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,6 +35,7 @@ from whyrec.explain.explanation import (
 from whyrec.filters import ItemFilter
 from whyrec.graph.attributes import AttributeGraph
 from whyrec.models.base import Recommender
+from whyrec.sparse_rows import distinct_per_group, gather_rows, place_in_run
 
 CONFIDENCE_WINDOW = 5
 """The reference for confidence is the mean score of this many items right after the top-k."""
@@ -77,6 +80,29 @@ def ranked(scores: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
     return candidates[np.lexsort((candidates, -masked[candidates]))][:n].astype(np.int64)
 
 
+def strongest(
+    values: np.ndarray, top: int, later_first: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns) of the `top` largest values of each row, row by row, largest first;
+    equal values in column order, or in reverse column order with `later_first`.
+
+    The first `top` columns of a stable descending argsort (reversed for `later_first`),
+    without sorting whole rows: histories run to thousands of items, three are cited.
+    """
+    n_columns = values.shape[1]
+    if top <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    candidates = np.ones(values.shape, dtype=bool)
+    if n_columns > top:
+        threshold = np.partition(values, n_columns - top, axis=1)[:, [n_columns - top]]
+        candidates = values >= threshold  # ties at the threshold included
+    rows, columns = np.nonzero(candidates)
+    order = np.lexsort((-columns if later_first else columns, -values[rows, columns], rows))
+    rows, columns = rows[order], columns[order]
+    firsts = place_in_run(rows) < top
+    return rows[firsts], columns[firsts]
+
+
 def confidence_of(score: float, head_scores: np.ndarray, k: int) -> Confidence:
     """Label an item by its score margin over the items just after the top-k.
 
@@ -84,12 +110,22 @@ def confidence_of(score: float, head_scores: np.ndarray, k: int) -> Confidence:
     ranks 1..CONFIDENCE_HEAD). Scale-free, so the thresholds HIGH_MARGIN and
     MEDIUM_MARGIN hold across models whose scores live on different scales.
     """
+    return confidence_against(score, *confidence_reference(head_scores, k))
+
+
+def confidence_reference(head_scores: np.ndarray, k: int) -> tuple[float, float]:
+    """(reference score, scale) of `confidence_of`: the same for every item of one list."""
     after = head_scores[k : k + CONFIDENCE_WINDOW]
     reference = (
         float(after.mean()) if len(after) else float(head_scores[-1]) if len(head_scores) else 0.0
     )
     head = head_scores[:CONFIDENCE_HEAD]
     scale = float(head.std()) if len(head) > 1 else 0.0
+    return reference, scale
+
+
+def confidence_against(score: float, reference: float, scale: float) -> Confidence:
+    """The label of one score, given its list's `confidence_reference`."""
     if not np.isfinite(score):
         return Confidence(LOW, float("-inf"), reference, scale)
     margin = (score - reference) / scale if scale > 0 else 0.0
@@ -128,6 +164,24 @@ def constraint_checks(
     return checks
 
 
+@dataclass(frozen=True)
+class CitedItems:
+    """The cited history items of every explained item, also flattened once for the
+    vectorized evidence: `items[i]` is cited by explained row `owners[i]`."""
+
+    lists: list[list[HistoryContribution]]
+    items: list[HistoryContribution]
+    owners: np.ndarray
+    positions: np.ndarray
+
+    @classmethod
+    def of(cls, lists: list[list[HistoryContribution]]) -> CitedItems:
+        items = [c for cited in lists for c in cited]
+        owners = np.repeat(np.arange(len(lists), dtype=np.int64), [len(c) for c in lists])
+        positions = np.array([c.position for c in items], dtype=np.int64)
+        return cls(lists, items, owners, positions)
+
+
 class Explainer:
     """Explains scores of one model over one training set and catalog."""
 
@@ -150,125 +204,171 @@ class Explainer:
 
     # ----- one piece of evidence each ----------------------------------------------------
     def _history_evidence(
-        self, attribution: Attribution, row: int, top: int
-    ) -> tuple[list[HistoryContribution], list[HistoryContribution], float]:
-        """(cited items pushing the score up, items pushing it down, cited share)."""
-        weights = attribution.weights[row]
+        self, attribution: Attribution, top: int, explain_down: np.ndarray
+    ) -> list[tuple[list[HistoryContribution], list[HistoryContribution], float]]:
+        """Per explained item: (cited items pushing the score up, items pushing it down,
+        cited share). Only the few cited items become objects; the items pushing down
+        only for rows with `explain_down` (why-not)."""
+        weights = attribution.weights
         shares = shares_of(weights)
-        order = np.argsort(-weights, kind="stable")
-        up = [j for j in order[:top] if weights[j] > 0]
-        down = [j for j in order[::-1][:top] if weights[j] < 0]
+        history = attribution.history.tolist()
+        ups = self._cited(history, weights, shares, weights > 0, strongest(weights, top))
+        downs: list[tuple[list[HistoryContribution], np.ndarray]] = [([], np.zeros(0))] * len(ups)
+        if explain_down.any():
+            # pushing down the most: the reverse of the stable order of the weights
+            rows = np.flatnonzero(explain_down)
+            picked = strongest(-weights[rows], top, later_first=True)
+            down_rows = self._cited(history, weights[rows], shares[rows], weights[rows] < 0, picked)
+            for row, down in zip(rows.tolist(), down_rows, strict=True):
+                downs[row] = down
+        return [
+            # the share sum stays a numpy sum over the same values: identical last bits
+            (up, down, float(up_shares.sum()) if up else 0.0)
+            for (up, up_shares), (down, _) in zip(ups, downs, strict=True)
+        ]
 
-        def contribution(j: int) -> HistoryContribution:
-            position = int(attribution.history[j])
-            return HistoryContribution(
-                position=position,
-                item_id=self.catalog.item_ids[position],
-                title=self.catalog.titles[position],
-                contribution=float(weights[j]),
-                share=float(shares[j]),
+    def _cited(
+        self,
+        history: list[int],
+        weights: np.ndarray,
+        shares: np.ndarray,
+        wanted: np.ndarray,
+        picked: tuple[np.ndarray, np.ndarray],
+    ) -> list[tuple[list[HistoryContribution], np.ndarray]]:
+        """Per row, the picked history items that are `wanted` as contributions, and
+        their shares as an array."""
+        rows, columns = picked
+        keep = wanted[rows, columns]
+        rows, columns = rows[keep], columns[keep]
+        bounds = np.searchsorted(rows, np.arange(weights.shape[0] + 1)).tolist()
+        picked_shares = shares[rows, columns]
+        contributions = [
+            self._contribution(history[j], weight, share)
+            for j, weight, share in zip(
+                columns.tolist(),
+                weights[rows, columns].tolist(),
+                picked_shares.tolist(),
+                strict=True,
             )
+        ]
+        return [
+            (contributions[start:end], picked_shares[start:end])
+            for start, end in itertools.pairwise(bounds)
+        ]
 
-        cited_share = float(shares[up].sum()) if up else 0.0
-        return [contribution(j) for j in up], [contribution(j) for j in down], cited_share
+    def _contribution(self, position: int, weight: float, share: float) -> HistoryContribution:
+        return HistoryContribution(
+            position=position,
+            item_id=self.catalog.item_ids[position],
+            title=self.catalog.titles[position],
+            contribution=weight,
+            share=share,
+        )
 
     def _paths(
-        self, cited_lists: list[list[HistoryContribution]], targets: np.ndarray
+        self, cited: CitedItems, targets: np.ndarray
     ) -> list[tuple[list[PathEvidence], list[SharedValue]]]:
-        """Attribute paths and shared values for every explained item, in one sparse pass.
+        """Attribute paths and shared values for every explained item, in one pass.
 
         Path weight = idf(value) × the liked item's share of the score (see graph.paths).
         """
-        owners = np.array([row for row, cited in enumerate(cited_lists) for _ in cited], np.int64)
-        flat = [c for cited in cited_lists for c in cited]
-        if not flat:
-            return [([], []) for _ in cited_lists]
-        sources = np.array([c.position for c in flat], dtype=np.int64)
-        source_weights = np.array([max(c.share, 0.0) for c in flat])
-        pairs, values = self.graph.shared_values(sources, targets[owners])
+        if not cited.items:
+            return [([], []) for _ in cited.lists]
+        source_weights = np.array([max(c.share, 0.0) for c in cited.items])
+        pairs, values = self.graph.shared_values(cited.positions, targets[cited.owners])
         weights = self.graph.idf[values] * source_weights[pairs]
-        order = np.lexsort((values, pairs, -weights))
-        results = []
-        for row in range(len(cited_lists)):
-            mine = order[owners[pairs[order]] == row]
-            evidence = [
-                PathEvidence(
-                    from_position=int(sources[pairs[i]]),
-                    from_item_id=flat[pairs[i]].item_id,
-                    from_title=flat[pairs[i]].title,
-                    field=self.graph.value_fields[values[i]],
-                    value=self.graph.value_labels[values[i]],
-                    weight=float(weights[i]),
-                )
-                for i in mine[: self.max_paths]
-            ]
-            totals: dict[int, float] = {}
-            titles: dict[int, list[str]] = {}
-            for i in mine:
-                value = int(values[i])
-                totals[value] = totals.get(value, 0.0) + float(weights[i])
-                titles.setdefault(value, []).append(flat[pairs[i]].title)
-            best = sorted(totals, key=lambda v: (-totals[v], v))[: self.max_shared_values]
-            shared = [
-                SharedValue(
-                    field=self.graph.value_fields[v],
-                    value=self.graph.value_labels[v],
-                    weight=totals[v],
-                    liked_titles=tuple(titles[v]),
-                )
-                for v in best
-            ]
-            results.append((evidence, shared))
-        return results
+        rows = cited.owners[pairs]
+        # grouped by explained item; inside a group heaviest first, then cited order, value
+        order = np.lexsort((values, pairs, -weights, rows))
+        bounds = np.searchsorted(rows[order], np.arange(len(cited.lists) + 1)).tolist()
+        paths = list(
+            zip(
+                [cited.items[p] for p in pairs[order].tolist()],
+                values[order].tolist(),
+                weights[order].tolist(),
+                strict=True,
+            )
+        )
+        return [
+            (self._path_evidence(mine[: self.max_paths]), self._shared(mine))
+            for mine in (paths[bounds[row] : bounds[row + 1]] for row in range(len(cited.lists)))
+        ]
 
-    def _columns_without_user(self, positions: np.ndarray, user_row: int | None) -> sp.csc_matrix:
-        """users × given items, with the asking user's row emptied (indices are user rows)."""
-        columns = self._by_item[:, positions]
-        if user_row is not None:
-            columns.data[columns.indices == user_row] = 0.0
-            columns.eliminate_zeros()
-        return columns
+    def _path_evidence(
+        self, paths: list[tuple[HistoryContribution, int, float]]
+    ) -> list[PathEvidence]:
+        return [
+            PathEvidence(
+                from_position=source.position,
+                from_item_id=source.item_id,
+                from_title=source.title,
+                field=self.graph.value_fields[value],
+                value=self.graph.value_labels[value],
+                weight=weight,
+            )
+            for source, value, weight in paths
+        ]
+
+    def _shared(self, paths: list[tuple[HistoryContribution, int, float]]) -> list[SharedValue]:
+        """The heaviest values summed over one item's paths (summed heaviest path first)."""
+        totals: dict[int, float] = {}
+        titles: dict[int, list[str]] = {}
+        for source, value, weight in paths:
+            totals[value] = totals.get(value, 0.0) + weight
+            titles.setdefault(value, []).append(source.title)
+        best = sorted(totals, key=lambda v: (-totals[v], v))[: self.max_shared_values]
+        return [
+            SharedValue(
+                field=self.graph.value_fields[v],
+                value=self.graph.value_labels[v],
+                weight=totals[v],
+                liked_titles=tuple(titles[v]),
+            )
+            for v in best
+        ]
 
     def _collaborative(
-        self,
-        cited_lists: list[list[HistoryContribution]],
-        targets: np.ndarray,
-        user_row: int | None,
+        self, cited: CitedItems, targets: np.ndarray, user_row: int | None
     ) -> list[CollaborativeEvidence | None]:
-        """Co-interaction counts for every explained item with sparse products.
+        """Co-interaction counts for every explained item, as sets of (item, user) keys.
 
-        users × cited-items, summed per explained item, says who touched any of its
-        cited items; multiplied with the explained items' columns, who also touched it.
+        A key owner × n_users + user names "this user touched a cited item of explained
+        item `owner`" (or the item itself): distinct keys count the users with any cited
+        item, those also among the item's own keys the users with both. numpy on the
+        column arrays, not sparse products: see `whyrec.sparse_rows`.
         """
-        owners = np.array([row for row, cited in enumerate(cited_lists) for _ in cited], np.int64)
-        positions = np.array([c.position for cited in cited_lists for c in cited], np.int64)
-        if len(positions) == 0:
-            return [None for _ in cited_lists]
-        by_cited = self._columns_without_user(positions, user_row)
-        by_target = self._columns_without_user(targets, user_row)
-        selector = sp.csr_matrix(
-            (np.ones(len(owners)), (np.arange(len(owners)), owners)),
-            shape=(len(owners), len(targets)),
-        )
-        touched = (by_cited @ selector).tocsc()
-        touched.data[:] = 1.0
-        users_with_cited = touched.getnnz(axis=0)
-        users_with_both = np.asarray(touched.multiply(by_target).sum(axis=0)).ravel()
-        co_counts = (by_cited.T @ by_target).toarray()
-        per_cited = co_counts[np.arange(len(owners)), owners]
+        if not cited.items:
+            return [None for _ in cited.lists]
+        n_users, n_cited = self._by_item.shape[0], len(cited.items)
+        # the users of every cited item and every explained item in one gather
+        index, users = gather_rows(self._by_item, np.concatenate([cited.positions, targets]))
+        if user_row is not None:  # the asking user is not "another user"
+            others = users != user_row
+            index, users = index[others], users[others]
+        owners = np.concatenate([cited.owners, np.arange(len(targets))])
+        keys = owners[index] * n_users + users
+        is_cited = index < n_cited
+        cited_index, cited_keys = index[is_cited], keys[is_cited]
+        also_target = np.isin(cited_keys, keys[~is_cited])
+        per_cited = np.bincount(cited_index[also_target], minlength=n_cited).tolist()
+        with_cited = distinct_per_group(cited_keys, n_users, len(targets))
+        with_both = distinct_per_group(cited_keys[also_target], n_users, len(targets))
         results: list[CollaborativeEvidence | None] = []
-        for row, cited in enumerate(cited_lists):
-            if not cited:
-                results.append(None)
-                continue
+        start = 0
+        for items, users_with_cited, users_with_both in zip(
+            cited.lists, with_cited.tolist(), with_both.tolist(), strict=True
+        ):
             results.append(
                 CollaborativeEvidence(
-                    cited_item_ids=tuple(c.item_id for c in cited),
-                    users_with_cited=int(users_with_cited[row]),
-                    users_with_both=int(users_with_both[row]),
-                    per_cited_item=tuple(int(x) for x in per_cited[owners == row]),
+                    cited_item_ids=tuple(c.item_id for c in items),
+                    users_with_cited=users_with_cited,
+                    users_with_both=users_with_both,
+                    per_cited_item=tuple(per_cited[start : start + len(items)]),
                 )
+                if items
+                else None
             )
+            start += len(items)
         return results
 
     def _missing_values(
@@ -276,9 +376,8 @@ class Explainer:
     ) -> tuple[MissingValue, ...]:
         if len(history) == 0 or len(top) == 0:
             return ()
-        incidence = self.graph.incidence
-        history_share = np.asarray(incidence[history].mean(axis=0)).ravel()
-        top_share = np.asarray(incidence[top].mean(axis=0)).ravel()
+        history_share = self._value_shares(history)
+        top_share = self._value_shares(top)
         lacks = np.ones(self.graph.n_values, dtype=bool)
         lacks[self.graph.item_values(target)] = False
         keep = (
@@ -299,13 +398,41 @@ class Explainer:
             for v in best
         )
 
+    def _value_shares(self, items: np.ndarray) -> np.ndarray:
+        """The share of `items` carrying each value node (the mean of their incidence rows).
+
+        Counted on the CSR arrays; a share is the running sum of 1/len(items) once per
+        item carrying the value, the very additions a sparse column mean makes, so the
+        thresholds above compare the same floats (k × (1/n) can differ in the last bit).
+        """
+        _, values = gather_rows(self.graph.incidence, items)
+        counts = np.bincount(values, minlength=self.graph.n_values)
+        running = np.cumsum(np.full(len(items), 1.0 / len(items)))  # sequential sums
+        return np.concatenate([[0.0], running])[counts]
+
     @staticmethod
-    def _confidence(score: float, head_scores: np.ndarray, k: int, recommended: bool) -> Confidence:
+    def _confidence(score: float, reference: tuple[float, float], recommended: bool) -> Confidence:
         """Items outside the list are always low, whatever their margin."""
-        confidence = confidence_of(score, head_scores, k)
+        confidence = confidence_against(score, *reference)
         if recommended:
             return confidence
         return Confidence(LOW, confidence.margin, confidence.reference_score, confidence.scale)
+
+    @staticmethod
+    def _ranks(
+        scores: np.ndarray, allowed: np.ndarray, head: np.ndarray, items: np.ndarray
+    ) -> list[int | None]:
+        """`rank_of` each item, read off the ranked head where that is safe.
+
+        An item scored strictly above the head's last score has its head index as rank. At
+        or below it, argpartition may have picked among equal scores, so those are counted.
+        """
+        place = {position: rank for rank, position in enumerate(head.tolist(), start=1)}
+        floor = scores[head[-1]] if len(head) else np.inf
+        return [
+            place[p] if p in place and scores[p] > floor else rank_of(scores, allowed, p)
+            for p in items.tolist()
+        ]
 
     # ----- the whole explanation ----------------------------------------------------------
     def explain(
@@ -341,21 +468,25 @@ class Explainer:
         top = head[:k]
         cutoff = float(head_scores[k - 1]) if len(head) >= k else None
         attribution = attribute(self.model, history, items)
+        ranks = self._ranks(scores, allowed, head, items)
+        recommended = [rank is not None and rank <= k for rank in ranks]
 
-        evidence = [self._history_evidence(attribution, row, cite) for row in range(len(items))]
-        cited_lists = [cited for cited, _, _ in evidence]
-        path_evidence = self._paths(cited_lists, items)
-        collaborative = self._collaborative(cited_lists, items, user_row)
+        evidence = self._history_evidence(attribution, cite, ~np.array(recommended, bool))
+        cited = CitedItems.of([up for up, _, _ in evidence])
+        path_evidence = self._paths(cited, items)
+        collaborative = self._collaborative(cited, items, user_row)
 
+        reference = confidence_reference(head_scores, k)
         explanations = []
-        for row, position in enumerate(items.tolist()):
-            rank = rank_of(scores, allowed, position)
-            recommended = rank is not None and rank <= k
-            cited, pushing_down, cited_share = evidence[row]
+        for row, (position, score) in enumerate(
+            zip(items.tolist(), scores[items].tolist(), strict=True)
+        ):
+            rank = ranks[row]
+            up, pushing_down, cited_share = evidence[row]
             paths, shared = path_evidence[row]
             checks = constraint_checks(item_filter, self.catalog, position)
             why_not = None
-            if not recommended:
+            if not recommended[row]:
                 why_not = WhyNot(
                     k=k,
                     rank=rank,
@@ -364,27 +495,25 @@ class Explainer:
                     filter_violations=tuple(c for c in checks if not c.satisfied),
                     missing_values=self._missing_values(history, top, position),
                     pushing_down=tuple(pushing_down),
-                    scorable=bool(np.isfinite(scores[position])),
+                    scorable=bool(np.isfinite(score)),
                 )
             explanations.append(
                 Explanation(
                     position=position,
                     item_id=self.catalog.item_ids[position],
                     title=self.catalog.titles[position],
-                    score=float(scores[position]),
+                    score=score,
                     rank=rank,
                     k=k,
-                    recommended=recommended,
+                    recommended=recommended[row],
                     history_method=attribution.method if len(history) else "none",
-                    history=cited,
+                    history=up,
                     cited_share=cited_share,
                     paths=paths,
                     shared_values=shared,
                     constraints=checks,
                     collaborative=collaborative[row],
-                    confidence=self._confidence(
-                        float(scores[position]), head_scores, k, recommended
-                    ),
+                    confidence=self._confidence(score, reference, recommended[row]),
                     why_not=why_not,
                 )
             )

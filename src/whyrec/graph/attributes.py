@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from whyrec.data.catalog import Catalog
 from whyrec.errors import NotFoundError, WhyrecError
+from whyrec.sparse_rows import gather_rows
 
 DEFAULT_RESTART = 0.15
 """PageRank restart probability: the share of mass sent back to the seeds each step."""
@@ -77,6 +78,9 @@ class AttributeGraph:
 
     def __post_init__(self) -> None:
         self.incidence = sp.csr_matrix(self.incidence, dtype=np.float64)
+        # one stored entry per (item, value): `shared_values` reads the index arrays directly
+        self.incidence.sum_duplicates()
+        self.incidence.eliminate_zeros()
         if self.incidence.shape[1] != len(self.value_labels) or len(self.value_fields) != len(
             self.value_labels
         ):
@@ -173,9 +177,15 @@ class AttributeGraph:
         self, sources: np.ndarray, targets: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(pair index, value node) of every value that sources[i] and targets[i] share."""
-        shared = self.incidence[sources].multiply(self.incidence[targets]).tocoo()
-        shared.eliminate_zeros()
-        return shared.row.astype(np.int64), shared.col.astype(np.int64)
+        # numpy on the CSR arrays, not row selections and a product: for the few dozen
+        # pairs of one request, scipy's object building cost more than the work itself
+        sources = np.asarray(sources, dtype=np.int64)
+        index, values = gather_rows(self.incidence, np.concatenate([sources, targets]))
+        n_pairs, n_values = len(sources), max(self.n_values, 1)
+        is_source = index < n_pairs
+        keys = (index % max(n_pairs, 1)) * n_values + values  # (pair, value)
+        shared = np.intersect1d(keys[is_source], keys[~is_source], assume_unique=True)
+        return shared // n_values, shared % n_values
 
     def paths_between(
         self,
