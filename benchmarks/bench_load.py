@@ -87,11 +87,21 @@ def make_sessions(url: str, n: int, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def prime_cache(url: str, n_users: int) -> None:
-    """Ask once for every user wrk_recommend.lua may pick, as the warm cache's state."""
-    with httpx.Client(base_url=url, timeout=30) as http:
-        for user in range(1, n_users + 1):
-            http.post("/v1/recommend", json={"user_id": str(user), "k": 10})
+def cache_misses(url: str) -> float:
+    metrics = httpx.get(f"{url}/metrics", timeout=30).text
+    found = re.search(r'whyrec_recommend_cache_total\{outcome="miss"\} ([\d.e+]+)', metrics)
+    return float(found.group(1)) if found else 0.0
+
+
+def prime_cache(url: str, env: dict) -> None:
+    """Load until a burst adds no cache miss: every worker then holds every user's answer
+    (each worker has its own cache, and wrk's connections land on any of them)."""
+    for _ in range(20):
+        before = cache_misses(url)
+        wrk(url, "wrk_recommend.lua", 32, 3, env)
+        if cache_misses(url) == before:
+            return
+    print("warning: the cache still missed after 20 bursts", file=sys.stderr)
 
 
 def measure(name, server, url, script, levels, seconds, env) -> list[dict]:
@@ -116,7 +126,7 @@ def run_server(bundle, workdir, workers, cache_size, args, env) -> list[dict]:
             rows += measure("recommend cold", server, url, "wrk_recommend.lua", args.levels,
                             args.seconds, env)  # fmt: skip
         else:
-            prime_cache(url, args.users)
+            prime_cache(url, env)
             rows += measure("recommend warm", server, url, "wrk_recommend.lua", args.levels,
                             args.seconds, env)  # fmt: skip
             sessions = workdir / f"sessions-{workers}.txt"

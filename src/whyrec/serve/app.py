@@ -195,10 +195,21 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         return _error(500, f"internal error (request id {request_id}); see the server log")
 
     # ----- API ------------------------------------------------------------------------
+    # A cached answer is a dictionary look-up: served on the event loop, it skips the hop to
+    # a worker thread (measured, 1 worker: warm 1318 → 2438 requests/s, p99 36 → 15 ms). A
+    # miss is a few ms of CPU and goes to the worker thread, whose FIFO queue keeps the
+    # wait fair (computed on the loop, cold p99 went from 129 ms to 840 ms at 32 clients).
+    # The look-up first reads new feedback: local with SQLite, a round trip with
+    # PostgreSQL, so there the whole request goes to the worker thread.
+    look_up_on_loop = service.store.dialect == "sqlite"
+
     @app.post("/v1/recommend", response_model=schemas.RecommendResponse, tags=["recommend"])
-    def recommend(body: schemas.RecommendRequest, who: Open):
+    async def recommend(body: schemas.RecommendRequest, who: Open):
         """Top-k items for a known user or a history of item ids / titles, explained."""
-        return FastJSON(service.recommend(body))
+        cached = service.cached_recommendation(body) if look_up_on_loop else None
+        if cached is None:
+            cached = await run_in_threadpool(service.recommend, body)
+        return FastJSON(cached)
 
     @app.post("/v1/explain", response_model=schemas.ExplainResponse, tags=["recommend"])
     def explain(body: schemas.ExplainRequest, who: Open):

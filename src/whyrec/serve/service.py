@@ -97,17 +97,22 @@ class AnswerCache:
         self._entries: OrderedDict[object, dict] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_compute(self, key: object, compute: Callable[[], dict]) -> dict:
-        if self.size <= 0:
-            return compute()
+    def get(self, key: object) -> dict | None:
+        """The cached answer (counted as a hit), or None."""
         with self._lock:
             answer = self._entries.get(key)
             if answer is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
+        if answer is not None and self.record:
+            self.record("hit")
+        return answer
+
+    def get_or_compute(self, key: object, compute: Callable[[], dict]) -> dict:
+        if self.size <= 0:
+            return compute()
+        answer = self.get(key)
         if answer is not None:
-            if self.record:
-                self.record("hit")
             return answer
         answer = compute()  # outside the lock: two misses of one key both compute, harmlessly
         with self._lock:
@@ -264,10 +269,22 @@ class Service:
     def recommend(self, request: schemas.RecommendRequest) -> dict:
         self.catch_up()
         history, item_filter = self._person(request)
-        key = (request.model_dump_json(), np.asarray(history, dtype=np.int64).tobytes())
         return self.answers.get_or_compute(
-            key, lambda: self._recommend(request, history, item_filter)
+            self._answer_key(request, history),
+            lambda: self._recommend(request, history, item_filter),
         )
+
+    def cached_recommendation(self, request: schemas.RecommendRequest) -> dict | None:
+        """The answer `recommend` would give, if it is cached; None otherwise (a miss is
+        not counted: `recommend` counts it when it computes)."""
+        self.catch_up()
+        history, _ = self._person(request)
+        return self.answers.get(self._answer_key(request, history))
+
+    @staticmethod
+    def _answer_key(request: schemas.RecommendRequest, history: np.ndarray) -> tuple:
+        """The request and the person's current history: feedback changes the key."""
+        return (request.model_dump_json(), np.asarray(history, dtype=np.int64).tobytes())
 
     def _recommend(
         self,
