@@ -76,6 +76,9 @@ def test_workers_share_feedback_rate_limits_and_metrics(served_bundle, tmp_path)
 def test_workers_refuse_a_bad_bundle_before_starting(tmp_path, capsys):
     code, _, err = run(capsys, "serve", "--bundle", str(tmp_path), "--workers", "2")
     assert code == 1 and "not a whyrec bundle" in err
+    code, _, err = run(capsys, "serve", "--bundle", str(tmp_path), "--workers", "2",
+                       "--db", ":memory:")  # fmt: skip
+    assert code == 1 and "database they share" in err
 
 
 def test_feedback_cursor_waits_for_late_commits_then_gives_up_on_gaps():

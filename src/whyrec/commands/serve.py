@@ -19,6 +19,7 @@ from whyrec.commands.llm_options import (
     llm_config_from,
 )
 from whyrec.commands.options import BundleOpt
+from whyrec.errors import WhyrecError
 
 if TYPE_CHECKING:
     from whyrec.serve.service import ServiceConfig
@@ -131,6 +132,8 @@ def serve_workers(config: ServiceConfig, host: str, port: int, log_level: str) -
     from whyrec.serve.security import SharedRateLimiter
     from whyrec.store import open_store
 
+    if config.db == ":memory:":
+        raise WhyrecError("--workers needs a database they share: a SQLite file or PostgreSQL")
     with err.status(f"checking {config.bundle} and {config.db.split('@')[-1]}"):
         Bundle.load(config.bundle)
         open_store(config.db).close()
