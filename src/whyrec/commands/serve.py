@@ -118,18 +118,17 @@ def serve(
 
 
 def serve_workers(config: ServiceConfig, host: str, port: int, log_level: str) -> None:
-    """Several uvicorn worker processes on one port, sharing rate limits and metrics.
+    """Several worker processes on one port, sharing rate limits and metrics.
 
     The bundle and the store are checked here first (and the store's migrations run once,
     not raced by the workers), so a bad flag is one line, not N worker tracebacks.
     """
     import tempfile
 
-    import uvicorn
-
     from whyrec.bundle import Bundle
     from whyrec.serve.app import rate_table
     from whyrec.serve.security import SharedRateLimiter
+    from whyrec.serve.workers import Supervisor
     from whyrec.store import open_store
 
     if config.db == ":memory:":
@@ -137,6 +136,7 @@ def serve_workers(config: ServiceConfig, host: str, port: int, log_level: str) -
     with err.status(f"checking {config.bundle} and {config.db.split('@')[-1]}"):
         Bundle.load(config.bundle)
         open_store(config.db).close()
+    supervisor = Supervisor(config.workers, host, port, log_level)
     with tempfile.TemporaryDirectory(prefix="whyrec-serve-") as shared:
         metrics_dir = os.path.join(shared, "metrics")
         os.mkdir(metrics_dir)
@@ -145,15 +145,7 @@ def serve_workers(config: ServiceConfig, host: str, port: int, log_level: str) -
         config.shared_dir = shared
         config.to_environment()
         err.print(
-            f"whyrec serving {config.bundle} on http://{host}:{port}/ with {config.workers} "
-            "worker processes (API docs at /docs)"
+            f"whyrec serving {config.bundle} on http://{host}:{supervisor.port}/ with "
+            f"{config.workers} worker processes (API docs at /docs)"
         )
-        uvicorn.run(
-            "whyrec.serve.app:worker_app",
-            factory=True,
-            workers=config.workers,
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=False,
-        )
+        supervisor.run()
