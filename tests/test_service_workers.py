@@ -11,6 +11,7 @@ import re
 import time
 
 import httpx
+import pytest
 
 from cli_helpers import run
 from live_server import LiveServer
@@ -35,12 +36,17 @@ def _counter(metrics: str, route: str, status: int) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def test_workers_share_feedback_rate_limits_and_metrics(served_bundle, tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "store.sqlite")
+    return request.getfixturevalue("postgres_url")
+
+
+def test_workers_share_feedback_rate_limits_and_metrics(served_bundle, db, tmp_path):
     extra = ["--workers", "2", "--api-key", FEEDBACK_KEY, "--api-key", FLOOD_KEY,
              "--rate-limit", "1", "--rate-burst", str(BURST)]  # fmt: skip
-    with LiveServer(
-        served_bundle, str(tmp_path / "store.sqlite"), tmp_path / "log", *extra
-    ) as live:
+    with LiveServer(served_bundle, db, tmp_path / "log", *extra) as live:
         pids = {httpx.get(f"{live.url}/healthz", timeout=30).json()["pid"] for _ in range(40)}
         assert len(pids) == 2, "both workers answer"
 
