@@ -266,8 +266,11 @@ class Service:
             return self.engine.user_history(request.user_id), item_filter
         return self.engine.resolve_items(request.history or []), item_filter
 
-    def recommend(self, request: schemas.RecommendRequest) -> dict:
-        self.catch_up()
+    def recommend(self, request: schemas.RecommendRequest, catch_up: bool = True) -> dict:
+        """The answer to POST /v1/recommend (cached); `catch_up=False` when the caller has
+        just read new feedback itself."""
+        if catch_up:
+            self.catch_up()
         history, item_filter = self._person(request)
         return self.answers.get_or_compute(
             self._answer_key(request, history),
