@@ -55,7 +55,7 @@ class ServiceConfig:
     """Recent /v1/recommend answers kept (0: none). Keyed by the request and the person's
     current history, so folded-in feedback is a different key, never a stale answer."""
     workers: int = 1
-    """Server processes sharing the port (uvicorn's supervisor restarts any that die)."""
+    """Server processes on the port, one SO_REUSEPORT socket each (serve/workers.py)."""
     shared_dir: str | None = None
     """With several workers: the folder holding their shared rate-limit table (the parent
     process makes it and removes it at exit)."""
