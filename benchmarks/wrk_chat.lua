@@ -1,5 +1,5 @@
 -- wrk load for chat turns: POST /v1/sessions/{id}/messages over sessions made beforehand.
--- Reads "session_id token" lines from $WHYREC_WRK_SESSIONS (bench_chat_wrk.sh makes them)
+-- Reads "session_id token" lines from $WHYREC_WRK_SESSIONS (bench_load.py makes them)
 -- and sends the next scripted message to the next session, round robin, so with many
 -- more sessions than connections no two requests share a session at once.
 local sessions = {}
