@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from whyrec.conversation import replies
+from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.policy import Action, CandidateScorer, Policy, PolicyConfig, WishScorer
 from whyrec.conversation.state import DialogueState, Question
 from whyrec.conversation.understanding import Intent, Understander, Understanding
@@ -66,11 +67,14 @@ class Conversation:
         self.engine = engine
         self.catalog = engine.catalog
         self.store = store or SQLiteStore()
-        self.config = policy or PolicyConfig()
-        self.understander = Understander(self.catalog, engine.popularity)
+        self.config = policy or PolicyConfig.from_bundle(engine.bundle.info)
+        self.space = AttributeSpace(self.catalog)
+        self.understander = Understander(
+            self.catalog, engine.popularity, extra_synonyms=self.space.synonyms()
+        )
         if wish_scorer == "auto":
             wish_scorer = SemanticWishes(self.catalog) if encoder_available() else None
-        self.scorer = CandidateScorer(engine, self.config, wish_scorer)
+        self.scorer = CandidateScorer(engine, self.config, wish_scorer, space=self.space)
         self.policy = Policy(self.scorer, self.config)
         self.seed = seed
 
@@ -324,10 +328,15 @@ class Session:
                 "attribute",
                 field=action.field,
                 value=action.value,
-                text=replies.question_text(action.field, action.value),
+                text=replies.question_text(action.field, action.value, self._kind(action)),
             )
             return self._ask_turn(state, state.pending.text, note)
         return self._recommend_turn(state, action, note)
+
+    def _kind(self, action: Action) -> str:
+        space = self.conversation.space
+        column = space.column(action.field or "", action.value or "")
+        return space.columns[column].kind if column is not None else "value"
 
     def _ask_turn(self, state: DialogueState, question: str, note: str) -> Turn:
         state.consecutive_questions += 1

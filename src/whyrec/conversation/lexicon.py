@@ -119,3 +119,19 @@ NEGATION_CUES = (
     "not too",
     "too much",
 )
+
+SOFTENERS = (
+    "ideally",
+    "if possible",
+    "preferably",
+    "would be nice",
+    "nice to have",
+    "bonus",
+    "maybe",
+    "perhaps",
+    "rather",
+    "prefer",
+    "i'd prefer",
+    "if you can",
+)
+"""Words that make a wanted value a preference rather than a condition."""

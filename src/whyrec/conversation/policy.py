@@ -1,34 +1,44 @@
 """Scoring candidates from the dialogue state, and deciding whether to ask or recommend.
 
-Candidate scores combine the collaborative model (history plus items liked in the
-dialogue), hard attribute filters, soft attribute boosts, disliked items, free-text
-wishes (through an optional semantic scorer) and a small popularity prior. The scores
-become a probability distribution over the allowed items.
+The scores become a belief: a probability, for every allowed item, that it is the one
+the user is after. A user with a taste profile (history, or items liked in the dialogue)
+is scored by the collaborative model, with a small popularity prior; a cold user has
+only popularity and the constraints stated so far, so the belief is popularity raised
+to a power that is fitted per bundle (`calibrate.py`). Hard constraints filter, soft
+ones, dislikes and free-text wishes move scores.
 
-Our policy looks one step ahead (the EAR/CPR question of ask vs. recommend, answered
-with the model's own distribution): recommending now succeeds with the probability mass
-of the top-k items; asking about value v and recommending next succeeds with
-mass(top-k | v) + mass(top-k | not v) in expectation. It asks the value with the largest
-expected gain when that gain is worth a turn, and recommends otherwise. The baselines
-from the literature are here too: recommend-only, a random question and the
-max-entropy question (entropy of the split counted over candidates, ignoring the model).
+Answers follow EAR/CPR: a yes to a value is a hard constraint, a no excludes it, and a
+rejected list removes its items. Our policy then plans over the turns left. Recommending
+at every remaining turn would succeed with the mass of the top r·k items; asking value v
+first and recommending at the r-1 turns after succeeds, in expectation over the answer,
+with the top-(r-1)·k mass of the yes side plus that of the no side (a rollout of the
+recommend-only policy, which it therefore never does worse than under its belief). It
+asks when that gain beats a margin and recommends otherwise; the margin, the belief's
+sharpness and the objective (success by the last turn, or success early, i.e. fewer
+turns) are fitted per bundle. The baselines from the literature are here too:
+recommend-only, random, and EAR's max-entropy (the value whose popularity-weighted
+share of the candidates is closest to a half, hard filtering, recommending when few
+candidates remain).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
+from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.state import DialogueState
 from whyrec.engine import Engine
 
 POLICIES = ("ours", "recommend-only", "random", "max-entropy")
 PAGERANK_RESTART = 0.3
-MIN_ASKABLE_ITEMS = 5
-"""Values carried by fewer items are never asked about: a yes would rarely be the answer."""
-QUESTION_FIELDS = ("genres", "decade", "tags")
+SHORTLIST = 48
+"""Values scored by the full lookahead: the most informative ones under the belief. A
+bound on work per turn, so a field with thousands of values costs no more than one with
+fifty."""
+OBJECTIVES = ("success", "turns")
 
 WishScorer = Callable[[list[tuple[str, bool]]], np.ndarray | None]
 """Maps free-text wishes to one similarity score per catalog item (or None)."""
@@ -38,21 +48,46 @@ WishScorer = Callable[[list[tuple[str, bool]]], np.ndarray | None]
 class PolicyConfig:
     kind: str = "ours"
     rec_size: int = 10
-    min_gain: float = 0.07
-    """Ask only when the expected success after the answer beats recommending now by this.
-
-    Chosen on 400 simulated episodes of a user-temporal split (seeded apart from the
-    benchmark's): 0.03 asked too eagerly, 0.15 and above rarely asked at all. Adding the
-    answer's entropy to the lookahead, or a mass threshold for asking, did not help."""
+    horizon: int = 10
+    """Turns the policy plans for (the simulator's turn limit); past it, a rolling horizon."""
+    popularity_exponent: float = 1.0
+    """A cold user's belief is ∝ (1 + popularity) ** this (fitted per bundle)."""
+    ask_margin: float = 0.0
+    """Ask only when the lookahead beats recommending by this much (fitted per bundle)."""
+    objective: str = "success"
+    """"success": success by the last turn; "turns": success at every turn (fewer turns)."""
+    candidate_threshold: int = 0
+    """max-entropy recommends when at most this many candidates remain (0: the list size)."""
     max_consecutive_questions: int = 3
+    """At most this many questions in a row before showing items (0: no cap; fitted)."""
     temperature: float = 1.0
-    lookahead_items: int = 800
+    lookahead_items: int = 4000
     """The lookahead considers the most probable items only; they hold nearly all mass."""
     soft_weight: float = 1.0
     dislike_weight: float = 0.5
     wish_weight: float = 1.5
     popularity_weight: float = 0.15
     pagerank_weight: float = 0.3
+
+    FITTED = (
+        "popularity_exponent",
+        "ask_margin",
+        "objective",
+        "max_consecutive_questions",
+        "candidate_threshold",
+    )
+
+    @classmethod
+    def from_bundle(cls, info: dict, **overrides) -> PolicyConfig:
+        """The calibrated parameters a bundle stores (defaults where it has none)."""
+        fitted = (info or {}).get("conversation_policy", {}).get("parameters", {})
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in fitted.items() if k in known}
+        return replace(cls(**values), **overrides)
+
+    def fitted(self) -> dict:
+        data = asdict(self)
+        return {k: data[k] for k in self.FITTED}
 
 
 @dataclass(frozen=True)
@@ -79,59 +114,65 @@ def _zscore(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 class CandidateScorer:
     """Turns a dialogue state into scores and an allowed-items mask."""
 
-    def __init__(self, engine: Engine, config: PolicyConfig, wish_scorer: WishScorer | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        config: PolicyConfig,
+        wish_scorer: WishScorer | None = None,
+        space: AttributeSpace | None = None,
+        popularity: np.ndarray | None = None,
+    ):
+        """`popularity` overrides the training popularity (calibration leaves its
+        validation users out of it)."""
         self.engine = engine
         self.catalog = engine.catalog
         self.config = config
         self.wish_scorer = wish_scorer
-        graph = engine.explainer.graph
-        self.graph = graph
-        self._node_of = {
-            (f, v.lower()): i
-            for i, (f, v) in enumerate(zip(graph.value_fields, graph.value_labels, strict=True))
-        }
-        fields = [f for f in QUESTION_FIELDS if f in self.catalog.attributes] or self.catalog.fields
-        askable = [
-            i
-            for i, f in enumerate(graph.value_fields)
-            if f in fields and graph.item_frequency[i] >= MIN_ASKABLE_ITEMS
-        ]
-        self.columns = [(graph.value_fields[i], graph.value_labels[i]) for i in askable]
-        self.values = graph.incidence[:, askable].tocsr()
-        self.values_csc = self.values.tocsc()
+        self.space = space if space is not None else AttributeSpace(self.catalog)
+        self.columns = [(c.field, c.value) for c in self.space.columns]
         self.column_of = {col: i for i, col in enumerate(self.columns)}
         self._model_cache: dict[tuple[int, ...], np.ndarray] = {}
         self._pagerank_cache: dict[tuple, np.ndarray] = {}
-        log_pop = np.log1p(engine.popularity.astype(np.float64))
-        self.popularity_z = _zscore(log_pop, np.ones(len(log_pop), bool))
+        self._mask_cache: dict[tuple[str, str], np.ndarray] = {}
+        counts = engine.popularity if popularity is None else popularity
+        self.popularity = np.asarray(counts, dtype=np.float64)
+        self.log_popularity = np.log1p(self.popularity)
+        self.popularity_z = _zscore(self.log_popularity, np.ones(len(counts), bool))
+
+    @property
+    def graph(self):
+        return self.engine.explainer.graph
 
     def value_mask(self, field_name: str, value: str) -> np.ndarray:
-        """Items having one attribute value (a column of the attribute graph)."""
-        mask = np.zeros(len(self.catalog), dtype=bool)
-        node = self._node_of.get((field_name, value.lower()))
-        if node is not None:
-            mask[self.graph.items_with(node)] = True
-        return mask
+        """Items having one attribute value (a path prefix or a range included)."""
+        key = (field_name, value.lower())
+        if key not in self._mask_cache:
+            if len(self._mask_cache) > 4096:
+                self._mask_cache.clear()
+            self._mask_cache[key] = self.space.mask(field_name, value)
+        return self._mask_cache[key]
 
     def dialogue_pagerank(self, state: DialogueState) -> np.ndarray | None:
-        """Personalized PageRank over the item-attribute graph from the dialogue's entities
-        (items liked here, values asked for): items close to all of them score high."""
+        """Personalized PageRank over the item-attribute graph from the items liked in the
+        dialogue (and the values asked for with them): items close to all of them score
+        high. Values alone are hard or soft constraints already."""
+        if not state.liked:
+            return None
+        graph = self.graph
         values = [
-            self._node_of[(f, v.lower())]
+            node
             for group in (state.include, state.soft_include)
             for f, vs in group.items()
             for v in vs
-            if (f, v.lower()) in self._node_of
+            if (node := graph._index.get(f"{f}={v}")) is not None
         ]
-        if not (state.liked or values):
-            return None
         key = (tuple(state.liked), tuple(values))
         if key not in self._pagerank_cache:
             if len(self._pagerank_cache) > 256:
                 self._pagerank_cache.clear()
             # ranking needs the order, not six decimals: a coarse tolerance and a higher
             # restart converge in a few dozen sparse products instead of a few hundred
-            self._pagerank_cache[key], _ = self.graph.personalized_pagerank(
+            self._pagerank_cache[key], _ = graph.personalized_pagerank(
                 state.liked, values, restart=PAGERANK_RESTART, tol=1e-6, max_iter=60
             )
         return self._pagerank_cache[key]
@@ -172,15 +213,15 @@ class CandidateScorer:
         return self._model_cache[key]
 
     def scores(self, state: DialogueState) -> tuple[np.ndarray, np.ndarray]:
+        """Log-belief up to a constant (before the temperature), and the allowed mask."""
         allowed = self.allowed(state)
         config = self.config
         profile = state.profile()
         if profile:
             raw = self.model_scores(profile)
-            total = _zscore(raw, allowed)
+            total = _zscore(raw, allowed) + config.popularity_weight * self.popularity_z
         else:
-            total = np.zeros(len(allowed))
-        total += config.popularity_weight * self.popularity_z
+            total = config.popularity_exponent * self.log_popularity
         if state.disliked:
             raw = self.model_scores(state.disliked)
             total -= config.dislike_weight * np.maximum(_zscore(raw, allowed), 0.0)
@@ -225,6 +266,11 @@ class Policy:
 
         return top_k(scores, self.config.rec_size, allowed)
 
+    def turns_left(self, state: DialogueState) -> int:
+        """Turns left in the planning horizon, this one included (rolling past its end)."""
+        horizon = self.config.horizon
+        return horizon - state.turn + 1 if 1 <= state.turn <= horizon else horizon
+
     def decide(
         self, state: DialogueState, rng: np.random.Generator, force_recommend: bool = False
     ) -> Action:
@@ -233,39 +279,44 @@ class Policy:
         probs = self.scorer.distribution(scores, allowed)
         now = float(probs[items].sum()) if len(items) else 0.0
         recommend = Action("recommend", items=tuple(int(i) for i in items), expected_success=now)
-        kind = self.config.kind
+        config, kind = self.config, self.config.kind
+        left = self.turns_left(state)
         if (
             force_recommend
             or kind == "recommend-only"
-            or allowed.sum() <= self.config.rec_size
-            or state.consecutive_questions >= self.config.max_consecutive_questions
+            or left <= 1
+            or allowed.sum() <= config.rec_size
+            or (
+                kind == "ours"
+                and config.max_consecutive_questions
+                and state.consecutive_questions >= config.max_consecutive_questions
+            )
         ):
             return recommend
-        askable = self._askable_columns(state, allowed)
+        askable = self.askable_columns(state, allowed)
         if not len(askable):
             return recommend
         if kind == "ours":
-            gains = self._lookahead(probs, askable)
-            best = int(np.argmax(gains))
-            if gains[best] - now < self.config.min_gain:
+            column, expected = self._plan(probs, askable, left)
+            if column is None:
                 return recommend
-            column = askable[best]
-            expected = float(gains[best])
         elif kind == "max-entropy":
-            share = self._count_share(allowed, askable)
-            column = askable[int(np.argmax(_binary_entropy(share)))]
-            expected = now
-        else:  # random
-            column = askable[int(rng.integers(len(askable)))]
-            expected = now
+            if allowed.sum() <= (config.candidate_threshold or config.rec_size):
+                return recommend
+            weights = np.where(allowed, self.scorer.popularity + 1.0, 0.0)
+            share = self.scorer.space.weighted(weights)[askable] / weights.sum()
+            column, expected = int(askable[int(np.argmax(_binary_entropy(share)))]), now
+        else:  # random: a fair coin between asking a random value and recommending
+            if rng.random() < 0.5:
+                return recommend
+            column, expected = int(askable[int(rng.integers(len(askable)))]), now
         field_name, value = self.scorer.columns[column]
         return Action("ask", field=field_name, value=value, expected_success=expected)
 
-    def _askable_columns(self, state: DialogueState, allowed: np.ndarray) -> np.ndarray:
+    def askable_columns(self, state: DialogueState, allowed: np.ndarray) -> np.ndarray:
         """Values not yet discussed that split the allowed candidates (some have it, some not)."""
-        counts = np.asarray(self.scorer.values[allowed].sum(axis=0)).ravel()
-        n = allowed.sum()
-        useful = (counts > 0) & (counts < n)
+        counts = self.scorer.space.counts(allowed)
+        useful = (counts > 0) & (counts < allowed.sum())
         known = [self.scorer.column_of.get((f, v)) for f, v in self._known_values(state)]
         useful[[k for k in known if k is not None]] = False
         return np.flatnonzero(useful)
@@ -277,20 +328,45 @@ class Policy:
             known += [(f, v) for f, values in group.items() for v in values]
         return known
 
-    def _count_share(self, allowed: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        counts = np.asarray(self.scorer.values[allowed][:, columns].sum(axis=0)).ravel()
-        return counts / max(1, allowed.sum())
+    def _plan(self, probs: np.ndarray, askable: np.ndarray, left: int) -> tuple[int | None, float]:
+        """The value to ask, or None to recommend: a one-question rollout over `left` turns.
 
-    def _lookahead(self, probs: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        """Expected top-k mass after learning, for each value, whether the target has it."""
-        k = self.config.rec_size
-        order = np.argsort(-probs, kind="stable")[: self.config.lookahead_items]
-        order = order[probs[order] > 0]
+        Values are first shortlisted by the entropy of their yes-probability under the
+        belief (the most informative questions), then scored by the lookahead.
+        """
+        share = self.scorer.space.weighted(probs)[askable]
+        if len(askable) > SHORTLIST:
+            keep = np.argpartition(-_binary_entropy(share), SHORTLIST - 1)[:SHORTLIST]
+            askable = askable[np.sort(keep)]
+        k, limit = self.config.rec_size, self.config.lookahead_items
+        positive = np.flatnonzero(probs > 0)
+        order = positive[np.argsort(-probs[positive], kind="stable")][:limit]
         p_top = probs[order]
-        has = self.scorer.values_csc[:, columns][order].toarray() > 0
-        in_yes = has & (np.cumsum(has, axis=0) <= k)
-        in_no = ~has & (np.cumsum(~has, axis=0) <= k)
-        return p_top @ in_yes + p_top @ in_no
+        has = self.scorer.space.matrix[order][:, askable].toarray() > 0
+        count_yes = np.cumsum(has, axis=0)
+        count_no = np.cumsum(~has, axis=0)
+        cum_all = np.cumsum(p_top)
+        weights = self._turn_weights(left)
+        # success by turn t: recommending every turn shows the top t·k items; asking
+        # first shows the top (t-1)·k of whichever side of the answer is true
+        recommend = sum(w * cum_all[min(t * k, len(cum_all)) - 1] for t, w in weights.items())
+        ask = np.zeros(len(askable))
+        for t, w in weights.items():
+            if t < 2:
+                continue
+            depth = (t - 1) * k
+            ask += w * (p_top @ (has & (count_yes <= depth)) + p_top @ (~has & (count_no <= depth)))
+        best = int(np.argmax(ask))
+        if ask[best] - recommend <= self.config.ask_margin:
+            return None, float(recommend)
+        return int(askable[best]), float(ask[best])
+
+    def _turn_weights(self, left: int) -> dict[int, float]:
+        """How much success after j recommendations counts: only by the last turn
+        ("success"), or equally after each turn, which rewards succeeding early ("turns")."""
+        if self.config.objective == "turns":
+            return {j: 1.0 / left for j in range(1, left + 1)}
+        return {left: 1.0}
 
 
 def _binary_entropy(share: np.ndarray) -> np.ndarray:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from whyrec.conversation.conversation import Conversation
-from whyrec.conversation.lexicon import GENRE_SYNONYMS
+from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.policy import POLICIES, Policy, PolicyConfig
 from whyrec.conversation.state import DialogueState
 from whyrec.engine import Engine
@@ -76,26 +76,23 @@ def episodes_from_targets(
 class AttributeUser:
     """Answers in structured acts, truthfully, from the target's attributes."""
 
-    def __init__(self, scorer_columns: list[tuple[str, str]], catalog, rng: np.random.Generator):
-        self.columns = set(scorer_columns)
+    def __init__(self, space: AttributeSpace, catalog, rng: np.random.Generator):
+        self.space = space
         self.catalog = catalog
         self.rng = rng
 
     def opening_value(self, target: int) -> tuple[str, str] | None:
-        """One random attribute value of the target, preferring genres as EAR does."""
-        for fields in (("genres",), ("decade", "tags")):
-            values = [
-                (f, v)
-                for f in fields
-                for v in self.catalog.values(f, target)
-                if (f, v) in self.columns
-            ]
-            if values:
-                return values[int(self.rng.integers(len(values)))]
-        return None
+        """One random askable value of the target, as EAR's user opens with one attribute;
+        a named value (not a number range) when the target has one."""
+        columns = [self.space.columns[c] for c in self.space.columns_of(target)]
+        named = [c for c in columns if c.kind != "range"] or columns
+        if not named:
+            return None
+        chosen = named[int(self.rng.integers(len(named)))]
+        return chosen.field, chosen.value
 
     def has(self, target: int, field_name: str, value: str) -> bool:
-        return value.lower() in {v.lower() for v in self.catalog.values(field_name, target)}
+        return self.space.has(target, field_name, value)
 
 
 _OPENINGS = [
@@ -103,7 +100,7 @@ _OPENINGS = [
     "can you recommend {what}?",
     "something {what} please",
     "got any good {what}?",
-    "i'd like to watch {what} tonight",
+    "i'd like {what} tonight",
     "show me {what}",
     "in the mood for {what}",
     "any ideas for {what}?",
@@ -146,22 +143,12 @@ class LanguageUser(AttributeUser):
         return options[int(self.rng.integers(len(options)))]
 
     def describe(self, field_name: str, value: str) -> str:
-        if field_name == "genres":
-            words = [value.lower()] + [w for w in GENRE_SYNONYMS.get(value, ())[:4]]
-            word = self._choice(words)
-            return self._choice(
-                [f"a {word} movie", f"{word} films", f"something {word}", f"a {word} film"]
-            )
-        if field_name == "decade":
-            short = f"{value[2:]}" if value.endswith("s") else value
-            return self._choice(
-                [
-                    f"a movie from the {value}",
-                    f"something from the {short}",
-                    f"a film from the {value}",
-                ]
-            )
-        return self._choice([f"something {value}", f"a {value} movie", f"films about {value}"])
+        """The value in the catalog's own words, sometimes with its field's name."""
+        column = self.space.column(field_name, value)
+        word = self.space.columns[column].words if column is not None else value
+        return self._choice(
+            [f"something {word}", f"a {word} one", f"{field_name} {word}", f"with {word}"]
+        )
 
     def opening_text(self, field_name: str, value: str) -> str:
         """An opening sentence; typos go into the filler words only, as a test of robustness
@@ -275,11 +262,14 @@ def simulate(
     semantic_wishes: bool = True,
     llm=None,
     llm_system: bool = False,
+    base: PolicyConfig | None = None,
 ) -> dict:
     """Run every policy on the same episodes; the first policy's numbers are the top level.
 
-    `llm` (an `LLMConfig`) drives the "llm" user mode and, with `llm_system`, the
-    conversation under test too.
+    Every policy runs with the parameters fitted for the bundle (`base`, by default the
+    bundle's calibration), its kind, list size and the turn limit as its horizon. `llm`
+    (an `LLMConfig`) drives the "llm" user mode and, with `llm_system`, the conversation
+    under test too.
     """
     if user_mode not in USER_MODES:
         raise WhyrecError(f"unknown user mode {user_mode!r}; choose {', '.join(USER_MODES)}")
@@ -293,7 +283,12 @@ def simulate(
     results = {}
     per_policy: dict[str, list[Outcome]] = {}
     for name in policies:
-        config = PolicyConfig(kind=name, rec_size=rec_size)
+        config = replace(
+            base or PolicyConfig.from_bundle(engine.bundle.info),
+            kind=name,
+            rec_size=rec_size,
+            horizon=max_turns,
+        )
         from whyrec.llm import open_conversation
 
         conversation = open_conversation(
@@ -309,15 +304,15 @@ def simulate(
         if user_mode == "llm":
             from whyrec.llm.simulator import LLMUser
 
-            llm_user = LLMUser(conversation.scorer.columns, engine.catalog, rng, llm)
+            llm_user = LLMUser(conversation.scorer.space, engine.catalog, rng, llm)
         for episode in episodes:
             if user_mode == "attribute":
-                user = AttributeUser(conversation.scorer.columns, engine.catalog, rng)
+                user = AttributeUser(conversation.scorer.space, engine.catalog, rng)
                 outcomes.append(
                     run_attribute_episode(conversation.policy, user, episode, max_turns, rng)
                 )
             else:
-                user = llm_user or LanguageUser(conversation.scorer.columns, engine.catalog, rng)
+                user = llm_user or LanguageUser(conversation.scorer.space, engine.catalog, rng)
                 outcomes.append(run_language_episode(conversation, user, episode, max_turns))
             if progress:
                 progress(name, 1)
@@ -325,6 +320,7 @@ def simulate(
         if llm_user is not None:
             results[name]["llm_user"] = dict(llm_user.stats)
         per_policy[name] = outcomes
+    space = conversation.scorer.space
     first = results[policies[0]]
     report = {k: first[k] for k in ("episodes", "success_rate_at", "average_turns", "hdcg")}
     if "llm_user" in first:
@@ -337,8 +333,16 @@ def simulate(
             "max_turns": max_turns,
             "rec_size": rec_size,
             "seed": seed,
+            "parameters": config.fitted(),
+            "calibration": engine.bundle.info.get("conversation_policy"),
+            "askable_values": space.fields(),
         }
     )
+    if not len(space):
+        report["questions"] = (
+            "impossible: the catalog has no attribute value shared by several items, so "
+            "every policy can only recommend"
+        )
     if len(policies) > 1:
         report["policies"] = results
         report["paired_vs_" + policies[0]] = {

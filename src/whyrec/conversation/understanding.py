@@ -16,7 +16,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from whyrec.conversation.lexicon import DECADE_WORDS, GENRE_SYNONYMS, NEGATION_CUES
+from whyrec.conversation.lexicon import DECADE_WORDS, GENRE_SYNONYMS, NEGATION_CUES, SOFTENERS
 from whyrec.data.catalog import Catalog, title_key, title_similarity
 
 MAX_MESSAGE_CHARS = 1000
@@ -54,8 +54,8 @@ class ItemMention:
 class Constraint:
     """An attribute value the user wants (`include`) or does not want.
 
-    `hard` constraints filter the candidates (genres, decades); soft ones (tags) only
-    raise or lower scores, since tags are sparse and would wrongly exclude most items.
+    `hard` constraints filter the candidates (as a yes in EAR/CPR does); soft ones, said
+    with a softening word ("ideally", "if possible"), only raise or lower scores.
     """
 
     field: str
@@ -300,6 +300,7 @@ _IN_YEAR = re.compile(rf"\b(?:in|of|year)\s+{_YEAR}\b")
 _RECENT = re.compile(r"\b(recent|new|newer|latest|modern|current)\b")
 _OLD = re.compile(r"\b(old|older|classic|classics|vintage|golden age)\b")
 _WORD = re.compile(r"[\w'-]+")
+_PERIOD = re.compile(r"\d{3,4}s?|\d{3,4}\s*[-–]\s*\d{3,4}")
 _STOP = set(
     "i me my we you your a an the and or but to of in on for with at by from is are was were "
     "be been it its this that these those some something anything any please want wanna would "
@@ -339,6 +340,8 @@ class Understander:
         self.catalog = catalog
         self.popularity = popularity
         self._phrases = self._build_phrases(extra_synonyms or {})
+        self._field_words = {name.lower() for name in catalog.fields}
+        """Field names ("tag", "categories") name what a value is, not a wish."""
         self._phrase_pattern = (
             re.compile(
                 r"(?<![\w-])("
@@ -372,18 +375,25 @@ class Understander:
             if (field_name, value) not in entry:
                 entry.append((field_name, value))
 
-        for field_name in self.catalog.fields:
-            if field_name == "decade":
-                continue  # decades are read as year ranges
-            for value in self.catalog.value_counts(field_name):
+        values_of = {name: self.catalog.value_counts(name) for name in self.catalog.fields}
+        for field_name, counts in values_of.items():
+            if counts and all(_PERIOD.fullmatch(v) for v in counts):
+                continue  # periods ("1990s") are read as year ranges
+            for value in counts:
                 add(value, field_name, value)
-        if "genres" in self.catalog.attributes:
-            known = {v.lower(): v for v in self.catalog.value_counts("genres")}
-            for genre, words in GENRE_SYNONYMS.items():
-                if genre.lower() in known:
+        # the optional synonym lexicon belongs to the field whose values it names most
+        lexicon = {k.lower() for k in GENRE_SYNONYMS}
+        overlap = {
+            name: len(lexicon & {v.lower() for v in counts}) for name, counts in values_of.items()
+        }
+        owner = max(overlap, key=overlap.get) if overlap and max(overlap.values()) else None
+        if owner is not None:
+            known = {v.lower(): v for v in values_of[owner]}
+            for label, words in GENRE_SYNONYMS.items():
+                if label.lower() in known:
                     for word in words:
-                        # a synonym names the genre only, even where a tag has the same word
-                        phrases[word.lower()] = [("genres", known[genre.lower()])]
+                        # a synonym names that value only, even where another field has it
+                        phrases[word.lower()] = [(owner, known[label.lower()])]
         for (field_name, value), words in extra.items():
             for word in words:
                 add(word, field_name, value)
@@ -606,6 +616,16 @@ class Understander:
             re.search(rf"(?<![\w']){re.escape(cue)}(?![\w'])", window) for cue in NEGATION_CUES
         )
 
+    @staticmethod
+    def _is_softened(text: str, start: int, end: int) -> bool:
+        """A softening word in the value's clause ("ideally", "if possible"): a preference
+        that ranks items, not a condition that filters them."""
+        stops = ",.;!?"
+        clause_start = max(text.rfind(ch, 0, start) for ch in stops) + 1
+        ends = [i for i in (text.find(ch, end) for ch in stops) if i >= 0]
+        clause = text[clause_start : min(ends) if ends else len(text)].lower()
+        return any(re.search(rf"(?<![\w']){re.escape(cue)}(?![\w'])", clause) for cue in SOFTENERS)
+
     def _find_attributes(self, text: str, result: Understanding) -> str:
         if self._phrase_pattern is None:
             return text
@@ -613,8 +633,9 @@ class Understander:
         for found in self._phrase_pattern.finditer(text):
             phrase = found.group(1)
             include = not self._is_negated(text, found.start())
+            hard = not self._is_softened(text, found.start(), found.end())
             for field_name, value in self._phrases[phrase]:
-                constraint = Constraint(field_name, value, include, field_name == "genres", phrase)
+                constraint = Constraint(field_name, value, include, hard, phrase)
                 if constraint not in result.constraints:
                     result.constraints.append(constraint)
             spans.append(found.span())
@@ -708,7 +729,7 @@ class Understander:
                 "another",
                 "other",
             }
-            words = [w for w in words if w not in intent_words]
+            words = [w for w in words if w not in intent_words and w not in self._field_words]
             if words:
                 positive = not self._is_negated(clause, clause.find(words[0]))
                 result.soft_wishes.append((" ".join(words), positive))

@@ -22,7 +22,6 @@ VALUE_MATCH = 0.5
 ITEM_MATCH = 0.3
 """A wish whose best item-text cosine stays below this is ignored as too vague
 ("mind-bending" reaches 0.34 on ml-latest-small, leftover words like "tonight" 0.28)."""
-VALUE_FIELDS = ("tags", "genres")
 VALUE_BOOST = 5.0
 """Boost, in standard deviations of the text similarity, for items with a matched value."""
 
@@ -71,9 +70,9 @@ class SemanticWishes:
 
         names = [
             (f, v)
-            for f in VALUE_FIELDS
-            if f in self.catalog.attributes
+            for f in self.catalog.fields
             for v in sorted(self.catalog.value_counts(f))
+            if not v.replace(".", "", 1).isdigit()
         ]
         return names, encode_texts([v for _, v in names], description="encoding values")
 
