@@ -4,11 +4,13 @@ A slice of the training users plays cold users: each episode hides one item such
 rated well, and the simulated user answers as in `simulate`. Their interactions are
 taken out of the popularity the belief is built on, so the fit never sees its own
 targets. A coordinate search then picks, in turn, the belief's sharpness (the
-popularity exponent), the objective the lookahead plans for and the margin a question
-must win by; max-entropy's "few candidates" threshold is fitted the same way, so each
-baseline is compared at its best too. The winner has the highest success rate at the
-turn limit, fewer average turns breaking ties. Everything is stored in the bundle and
-printed by `whyrec simulate`.
+popularity exponent), the objective the lookahead plans for, the margin a question must
+win by and how many questions may come in a row; max-entropy's "few candidates"
+threshold is fitted the same way, so that baseline is compared at its best too. The
+winner has the highest success rate at the turn limit, less a penalty for average turns
+beyond those of recommend-only on the same episodes: a conversation should find more,
+and never take longer than a plain list. Everything is stored in the bundle and printed
+by `whyrec simulate`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from whyrec.data.splits import well_rated
 from whyrec.engine import Engine
 
 EXPONENTS = (0.5, 1.0, 1.5, 2.0, 3.0)
-MARGINS = (0.0, 0.01, 0.03, 0.1)
+MARGINS = (-0.03, -0.01, 0.0, 0.01, 0.03, 0.1)
+"""Negative margins ask more than the one-question lookahead finds worth it: it cannot
+see the questions after the next one."""
+SUCCESS_WEIGHTS = (1.0, 0.5, 0.25, 0.0)
 THRESHOLD_LISTS = (1, 2, 5, 10, 30)
 """max-entropy thresholds, in recommendation lists."""
 
@@ -68,10 +73,11 @@ def _score(
     return {"success": float(success), "average_turns": float(turns)}
 
 
-def _better(a: dict, b: dict | None) -> bool:
-    if b is None:
-        return True
-    return (a["success"], -a["average_turns"]) > (b["success"], -b["average_turns"])
+def _merit(result: dict, reference_turns: float, max_turns: int) -> float:
+    """Success by the turn limit, less the turns spent beyond just listing items (the
+    recommend-only policy's average) in units of the turn limit: a conversation should
+    find more, and never take longer than a plain list would."""
+    return result["success"] - max(0.0, result["average_turns"] - reference_turns) / max_turns
 
 
 def calibrate(
@@ -103,6 +109,10 @@ def calibrate(
         return record
 
     seen: dict[PolicyConfig, dict] = {}
+    reference = _score(
+        engine, space, popularity, chosen, replace(base, kind="recommend-only"), seed
+    )
+    record["recommend_only"] = reference
 
     def search(config: PolicyConfig, name: str, options) -> PolicyConfig:
         best, best_config = None, config
@@ -112,12 +122,13 @@ def calibrate(
                 seen[trial] = _score(engine, space, popularity, chosen, trial, seed)
                 record["search"].append({"policy": trial.kind, name: option, **seen[trial]})
             result = seen[trial]
-            if _better(result, best):
-                best, best_config = result, trial
+            merit = _merit(result, reference["average_turns"], max_turns)
+            if best is None or merit > best:
+                best, best_config = merit, trial
         return best_config
 
     ours = search(base, "popularity_exponent", EXPONENTS)
-    ours = search(ours, "objective", ("success", "turns"))
+    ours = search(ours, "success_weight", SUCCESS_WEIGHTS)
     ours = search(ours, "ask_margin", MARGINS)
     ours = search(ours, "max_consecutive_questions", (3, 5, 0))
     entropy = replace(ours, kind="max-entropy")

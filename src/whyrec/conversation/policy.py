@@ -14,8 +14,8 @@ first and recommending at the r-1 turns after succeeds, in expectation over the 
 with the top-(r-1)·k mass of the yes side plus that of the no side (a rollout of the
 recommend-only policy, which it therefore never does worse than under its belief). It
 asks when that gain beats a margin and recommends otherwise; the margin, the belief's
-sharpness and the objective (success by the last turn, or success early, i.e. fewer
-turns) are fitted per bundle. The baselines from the literature are here too:
+sharpness and the objective (success by the last turn, or early success, i.e. fewer
+turns, or a mix) are fitted per bundle. The baselines from the literature are here too:
 recommend-only, random, and EAR's max-entropy (the value whose popularity-weighted
 share of the candidates is closest to a half, hard filtering, recommending when few
 candidates remain).
@@ -38,7 +38,10 @@ SHORTLIST = 48
 """Values scored by the full lookahead: the most informative ones under the belief. A
 bound on work per turn, so a field with thousands of values costs no more than one with
 fifty."""
-OBJECTIVES = ("success", "turns")
+
+FIRST_QUESTIONS = 12
+"""First questions followed by a second in the lookahead: the best of the shortlist by a
+one-question lookahead."""
 
 WishScorer = Callable[[list[tuple[str, bool]]], np.ndarray | None]
 """Maps free-text wishes to one similarity score per catalog item (or None)."""
@@ -54,8 +57,9 @@ class PolicyConfig:
     """A cold user's belief is ∝ (1 + popularity) ** this (fitted per bundle)."""
     ask_margin: float = 0.0
     """Ask only when the lookahead beats recommending by this much (fitted per bundle)."""
-    objective: str = "success"
-    """"success": success by the last turn; "turns": success at every turn (fewer turns)."""
+    success_weight: float = 1.0
+    """What the lookahead plans for: 1 counts success by the last turn only, 0 success at
+    every turn alike (which rewards succeeding early, i.e. fewer turns); fitted between."""
     candidate_threshold: int = 0
     """max-entropy recommends when at most this many candidates remain (0: the list size)."""
     max_consecutive_questions: int = 3
@@ -72,7 +76,7 @@ class PolicyConfig:
     FITTED = (
         "popularity_exponent",
         "ask_margin",
-        "objective",
+        "success_weight",
         "max_consecutive_questions",
         "candidate_threshold",
     )
@@ -329,44 +333,66 @@ class Policy:
         return known
 
     def _plan(self, probs: np.ndarray, askable: np.ndarray, left: int) -> tuple[int | None, float]:
-        """The value to ask, or None to recommend: a one-question rollout over `left` turns.
+        """The value to ask, or None to recommend, by a two-action lookahead over `left` turns.
 
-        Values are first shortlisted by the entropy of their yes-probability under the
-        belief (the most informative questions), then scored by the lookahead.
+        Values are shortlisted by the entropy of their yes-probability under the belief;
+        each first action (recommend now, or ask one of them) is followed, on each side of
+        its outcome, by the better of recommending from then on and asking that side's
+        most informative value first. The result is compared by the success it plans for.
         """
         share = self.scorer.space.weighted(probs)[askable]
         if len(askable) > SHORTLIST:
             keep = np.argpartition(-_binary_entropy(share), SHORTLIST - 1)[:SHORTLIST]
             askable = askable[np.sort(keep)]
-        k, limit = self.config.rec_size, self.config.lookahead_items
+        k = self.config.rec_size
         positive = np.flatnonzero(probs > 0)
-        order = positive[np.argsort(-probs[positive], kind="stable")][:limit]
+        order = positive[np.argsort(-probs[positive], kind="stable")][: self.config.lookahead_items]
         p_top = probs[order]
         has = self.scorer.space.matrix[order][:, askable].toarray() > 0
-        count_yes = np.cumsum(has, axis=0)
-        count_no = np.cumsum(~has, axis=0)
-        cum_all = np.cumsum(p_top)
         weights = self._turn_weights(left)
-        # success by turn t: recommending every turn shows the top t·k items; asking
-        # first shows the top (t-1)·k of whichever side of the answer is true
-        recommend = sum(w * cum_all[min(t * k, len(cum_all)) - 1] for t, w in weights.items())
-        ask = np.zeros(len(askable))
-        for t, w in weights.items():
-            if t < 2:
-                continue
-            depth = (t - 1) * k
-            ask += w * (p_top @ (has & (count_yes <= depth)) + p_top @ (~has & (count_no <= depth)))
+        first = np.argsort(
+            -(self._found(p_top, has, 2, weights) + self._found(p_top, ~has, 2, weights))
+        )
+        first = first[:FIRST_QUESTIONS]
+        rest = np.arange(len(order)) >= k  # what is left after recommending the top k now
+        branches = np.concatenate([has[:, first], ~has[:, first], rest[:, None]], axis=1)
+        follow = self._found(p_top, branches, 2, weights)
+        if left >= 3:  # a second question can still be followed by a recommendation
+            mass = p_top @ branches
+            yes = (p_top[:, None] * branches).T @ has
+            entropy = _binary_entropy(yes / np.maximum(mass, 1e-300)[:, None])
+            second = has[:, np.argmax(entropy, axis=1)]
+            split = self._found(p_top, branches & second, 3, weights)
+            split += self._found(p_top, branches & ~second, 3, weights)
+            follow = np.maximum(follow, split)
+        n = len(first)
+        ask = follow[:n] + follow[n : 2 * n]
+        recommend = sum(weights.values()) * float(p_top[:k].sum()) + follow[-1]
         best = int(np.argmax(ask))
         if ask[best] - recommend <= self.config.ask_margin:
             return None, float(recommend)
-        return int(askable[best]), float(ask[best])
+        return int(askable[first[best]]), float(ask[best])
+
+    def _found(
+        self, p_top: np.ndarray, masks: np.ndarray, start: int, weights: dict[int, float]
+    ) -> np.ndarray:
+        """For each column of `masks` (a set of candidates, in belief order): the weighted
+        mass found by recommending its top items at every turn from `start` on."""
+        k = self.config.rec_size
+        counts = np.cumsum(masks, axis=0)
+        found = np.zeros(masks.shape[1])
+        for t, weight in weights.items():
+            if t >= start:
+                found += weight * (p_top @ (masks & (counts <= (t - start + 1) * k)))
+        return found
 
     def _turn_weights(self, left: int) -> dict[int, float]:
-        """How much success after j recommendations counts: only by the last turn
-        ("success"), or equally after each turn, which rewards succeeding early ("turns")."""
-        if self.config.objective == "turns":
-            return {j: 1.0 / left for j in range(1, left + 1)}
-        return {left: 1.0}
+        """How much success by each turn from now counts: `success_weight` on the last
+        turn, the rest spread over all turns (the area under the success curve)."""
+        spread = (1.0 - self.config.success_weight) / left
+        weights = {t: spread for t in range(1, left + 1)}
+        weights[left] += self.config.success_weight
+        return weights
 
 
 def _binary_entropy(share: np.ndarray) -> np.ndarray:
