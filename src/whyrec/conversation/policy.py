@@ -240,7 +240,10 @@ class CandidateScorer:
         if state.wishes and self.wish_scorer is not None:
             similarity = self.wish_scorer([(str(t), bool(p)) for t, p in state.wishes])
             if similarity is not None:
-                total += config.wish_weight * _zscore(similarity, allowed)
+                # in units of the belief's own spread: a wish moves items as much for a
+                # cold user (popularity only) as for one the model knows
+                spread = float(total[allowed].std()) if allowed.sum() > 1 else 1.0
+                total += config.wish_weight * (spread or 1.0) * _zscore(similarity, allowed)
         return total, allowed
 
     def distribution(self, scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:

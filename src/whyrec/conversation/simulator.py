@@ -115,6 +115,7 @@ _YES = [
     "of course",
     "absolutely",
 ]
+_FILLERS = ["", "hmm,", "sorry,", "honestly,", "well,", "thanks, but", "actually,"]
 _NO = ["no", "nope", "not really", "nah", "no thanks", "not at all"]
 _REJECT = [
     "none of these",
@@ -161,7 +162,9 @@ class LanguageUser(AttributeUser):
         return self._choice(_YES if yes else _NO)
 
     def reject_text(self) -> str:
-        return self._typo(self._choice(_REJECT))
+        """A rejection; as in openings, typos go into the filler words around it."""
+        filler = self._typo(self._choice(_FILLERS))
+        return f"{filler} {self._choice(_REJECT)}".strip()
 
     def begin(self, episode: Episode) -> None:
         """A new episode starts (an LLM-driven user learns its target here)."""
