@@ -115,7 +115,7 @@ _YES = [
     "of course",
     "absolutely",
 ]
-_FILLERS = ["", "hmm,", "sorry,", "honestly,", "well,", "thanks, but", "actually,"]
+_FILLERS = ["", "hmm,", "sorry,", "honestly,", "well,", "actually,"]
 _NO = ["no", "nope", "not really", "nah", "no thanks", "not at all"]
 _REJECT = [
     "none of these",
