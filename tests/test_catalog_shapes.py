@@ -3,9 +3,11 @@ EAR/CPR answer semantics, calibration, cold-user splits and bad catalogs."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from whyrec.bundle import Bundle
@@ -96,10 +98,10 @@ def test_ours_asks_on_a_cold_catalog_and_beats_recommend_only(lastfm):
 
 def test_calibration_fits_and_simulate_uses_it(lastfm):
     engine, held = lastfm
-    record = calibrate(engine, episodes=40)
+    record = calibrate(engine, episodes=25)
     fitted = record["parameters"]
     assert set(fitted) == set(PolicyConfig.FITTED)
-    assert record["validation"]["episodes"] == 40
+    assert record["validation"]["episodes"] == 25
     assert len(record["search"]) > 5
     best = max(r["success"] for r in record["search"] if r["policy"] == "ours")
     engine.bundle.info["conversation_policy"] = record
@@ -197,3 +199,36 @@ def test_language_understands_any_field_and_softening(lastfm):
     assert [(c.field, c.value, c.hard) for c in said.constraints] == [("tag", value, True)]
     soft = conversation.understander.understand(f"ideally {value.lower()}")
     assert [c.hard for c in soft.constraints] == [False]
+
+
+def test_cli_synth_split_train_calibrates_and_simulate_prints_it(tmp_path, capsys):
+    from cli_helpers import run
+
+    data, split_dir, bundle = tmp_path / "data", tmp_path / "split", tmp_path / "bundle"
+    synth = ("--users", "200", "--items", "600", "--interactions", "5000", "--format", "csv")
+    code, out, err = run(capsys, "data", "synth", *synth, "--shape", "lastfm", "--out", str(data))
+    assert code == 0, err
+    code, _, err = run(capsys, "data", "split", str(data), "--method", "cold-users")
+    assert code == 2  # --out is required
+    args = ("--method", "cold-users", "--fraction", "0.25", "--out", str(split_dir))
+    code, out, err = run(capsys, "data", "split", str(data), *args)
+    assert code == 0, err
+    targets = pd.read_csv(split_dir / "targets.csv", dtype=str)
+    assert list(targets.columns) == ["user_id", "item_id"] and len(targets)
+    train_users = set(pd.read_csv(split_dir / "train.csv", dtype=str)["user_id"])
+    assert not set(targets["user_id"]) & train_users
+    code, out, err = run(
+        capsys, "train", "--data", str(data), "--holdout", "cold-users", "--out", str(bundle)
+    )
+    assert code == 0, err
+    stored = json.loads((bundle / "bundle.json").read_text())["conversation_policy"]
+    assert set(stored["parameters"]) == set(PolicyConfig.FITTED)
+    report = tmp_path / "sim.json"
+    code, out, err = run(
+        capsys,
+        *("simulate", "--bundle", str(bundle), "--targets", str(split_dir / "targets.csv")),
+        *("--episodes", "20", "--max-turns", "10", "--json", str(report)),
+    )
+    assert code == 0, err
+    assert "policy parameters (fitted on" in out and "tag (" in out
+    assert json.loads(report.read_text())["parameters"] == stored["parameters"]
