@@ -54,16 +54,17 @@ def load_shape(shape: str, data: str):
     return load_directory(folder, name=shape)
 
 
-def build(shape: str, data: str):
+def build(shape: str, data: str, model_name: str):
     from whyrec.bundle import Bundle
     from whyrec.conversation.calibrate import calibrate
     from whyrec.data.splits import split
     from whyrec.engine import Engine
-    from whyrec.models import EASE
+    from whyrec.models import model_class
 
     held = split(load_shape(shape, data), "cold-users", test_fraction=0.2, seed=0)
     started = time.perf_counter()
-    bundle = Bundle(EASE(reg=250.0).fit(held.train), held.train, test=held.test)
+    model = model_class(model_name)().fit(held.train)
+    bundle = Bundle(model, held.train, test=held.test)
     engine = Engine(bundle)
     fit_seconds = time.perf_counter() - started
     bundle.info["conversation_policy"] = calibrate(engine, max_turns=MAX_TURNS, rec_size=REC_SIZE)
@@ -109,7 +110,7 @@ def latency(engine, rounds: int = 20) -> dict:
 def run_shape(shape: str, args) -> dict:
     from whyrec.conversation.simulator import episodes_from_targets, simulate
 
-    engine, held, fit_seconds = build(shape, args.data)
+    engine, held, fit_seconds = build(shape, args.data, args.model)
     print(f"model fitted in {fit_seconds:.1f}s")
     calibration = engine.bundle.info["conversation_policy"]
     out: dict = {
@@ -207,6 +208,9 @@ def main() -> None:
     parser.add_argument("--language-episodes", type=int, default=None)
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--model", default="ease", help="cold users never reach it; lists are explained by it"
+    )
     args = parser.parse_args()
     if args.language_episodes is None:
         args.language_episodes = args.episodes
