@@ -39,6 +39,19 @@ def load_data(data: str, source: Path | None, min_rating: float | None, kcore: i
     return load_dataset(data, source=source, min_rating=min_rating, kcore=kcore)
 
 
+def parse_params(params: list[str] | None) -> dict[str, str]:
+    """Parse repeated `--param NAME=VALUE` options into a dict."""
+    from whyrec.errors import WhyrecError
+
+    parsed = {}
+    for pair in params or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise WhyrecError(f"--param expects NAME=VALUE, got {pair!r}")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
 def resolve_request(
     engine,
     user: str | None,

@@ -58,9 +58,9 @@ def simulate(
     import pandas as pd
 
     from whyrec.bundle import Bundle
-    from whyrec.conversation.simulator import episodes_from_targets
-    from whyrec.conversation.simulator import simulate as run
     from whyrec.engine import Engine
+    from whyrec.evaluation.conversational import simulate as run
+    from whyrec.evaluation.simulated_users import episodes_from_targets
 
     names = [p.strip() for p in policies.split(",") if p.strip()]
     config = llm_config_from(

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from rapidfuzz import fuzz, process
 
+from whyrec.data.vocabulary import Vocabulary
 from whyrec.errors import DataError, NotFoundError
 
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
@@ -95,8 +96,11 @@ class Catalog:
     years: np.ndarray
     attributes: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
     descriptions: list[str] | None = None
-    _index: dict[str, int] = field(init=False, repr=False)
+    _index: Vocabulary = field(init=False, repr=False)
     _keys: list[str] | None = field(default=None, init=False, repr=False)
+    _value_indexes: dict[str, dict[str, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False
+    )
     _keys_no_year: dict[str, list[int]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -110,10 +114,7 @@ class Catalog:
                 raise DataError(f"attribute field {name!r} has {len(values)} rows, expected {n}")
         if self.descriptions is not None and len(self.descriptions) != n:
             raise DataError("catalog descriptions have a different length than the items")
-        self._index = {item_id: pos for pos, item_id in enumerate(self.item_ids)}
-        if len(self._index) != n:
-            dupes = [i for i, c in Counter(self.item_ids).items() if c > 1][:5]
-            raise DataError(f"the catalog has duplicate item ids, e.g. {', '.join(dupes)}")
+        self._index = Vocabulary(self.item_ids, "item id")
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -128,15 +129,11 @@ class Catalog:
 
     def position(self, item_id: str) -> int:
         """Position of an item id; unknown ids are a user mistake, not a KeyError."""
-        try:
-            return self._index[str(item_id)]
-        except KeyError:
-            raise NotFoundError(f"unknown item id {item_id!r}") from None
+        return self._index[str(item_id)]
 
     def positions(self, item_ids: Iterable[str]) -> np.ndarray:
         """Positions of many ids, -1 where an id is not in the catalog."""
-        get = self._index.get
-        return np.fromiter((get(str(i), -1) for i in item_ids), dtype=np.int64)
+        return self._index.numbers(str(i) for i in item_ids)
 
     def year(self, position: int) -> int | None:
         value = self.years[position]
@@ -163,17 +160,27 @@ class Catalog:
 
     def mask_with_value(self, field_name: str, wanted: Iterable[str]) -> np.ndarray:
         """Boolean mask of items having any of the wanted values (case-insensitive)."""
+        index = self._value_index(field_name)
+        mask = np.zeros(len(self), dtype=bool)
+        for value in wanted:
+            positions = index.get(value.lower())
+            if positions is not None:
+                mask[positions] = True
+        return mask
+
+    def _value_index(self, field_name: str) -> dict[str, np.ndarray]:
+        """Lower-cased value → positions of the items having it, built once per field."""
         if field_name not in self.attributes:
             raise NotFoundError(f"unknown attribute field {field_name!r}; fields: {self.fields}")
-        wanted_lower = {w.lower() for w in wanted}
-        return np.fromiter(
-            (
-                any(v.lower() in wanted_lower for v in values)
-                for values in self.attributes[field_name]
-            ),
-            dtype=bool,
-            count=len(self),
-        )
+        index = self._value_indexes.get(field_name)
+        if index is None:
+            lists: dict[str, list[int]] = {}
+            for position, values in enumerate(self.attributes[field_name]):
+                for value in values:
+                    lists.setdefault(value.lower(), []).append(position)
+            index = {v: np.unique(np.asarray(p, dtype=np.int64)) for v, p in lists.items()}
+            self._value_indexes[field_name] = index
+        return index
 
     # ----- titles -------------------------------------------------------------------
     def _ensure_keys(self) -> None:

@@ -77,7 +77,9 @@ def _interactions_frame(
     )
     has_times = times is not None
     if has_times:
-        stamps = _to_epoch_seconds(times)
+        from whyrec.data.chunked import to_epoch_seconds  # pyarrow loads only when needed
+
+        stamps = to_epoch_seconds(times)
         frame["timestamp"] = stamps
     else:
         frame["timestamp"] = np.arange(len(frame), dtype=np.int64)
@@ -85,20 +87,6 @@ def _interactions_frame(
         bad = int((frame["user_id"].isin(["", "nan"]) | frame["item_id"].isin(["", "nan"])).sum())
         raise DataError(f"{bad} interaction rows have an empty user_id or item_id")
     return frame, has_times
-
-
-def _to_epoch_seconds(times: pd.Series) -> np.ndarray:
-    """Accept epoch seconds or date strings."""
-    numeric = pd.to_numeric(times, errors="coerce")
-    if numeric.notna().all():
-        return numeric.astype(np.int64).to_numpy()
-    parsed = pd.to_datetime(times, errors="coerce", utc=True)
-    if parsed.isna().any():
-        bad = times[parsed.isna()].iloc[0]
-        raise DataError(f"cannot read timestamp {bad!r}: use epoch seconds or ISO dates")
-    # pandas 3 may parse to µs resolution: count seconds explicitly, not ns // 1e9
-    epoch = pd.Timestamp(0, tz="UTC")
-    return ((parsed - epoch) // pd.Timedelta(seconds=1)).astype(np.int64).to_numpy()
 
 
 def _split_values(cell: object) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from whyrec.data.splits import Split
 from whyrec.errors import WhyrecError
 from whyrec.evaluation import metrics as m
 from whyrec.models.base import Recommender
+from whyrec.ranking import unseen_top_k
 
 
 class EvaluationError(WhyrecError):
@@ -174,37 +175,6 @@ class EvaluationTarget:
         return np.searchsorted(self.users, other.users)
 
 
-def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Top-k positions per row, best first, -1 padding where fewer than k scores are finite.
-
-    Ties are broken by lower catalog position *exactly*, also at the cut-off: a plain
-    argpartition picks an arbitrary subset of the items tied with the k-th score, which
-    would make the top-10 depend on whether top-20 was asked for too (popularity has many
-    ties). So: find the k-th largest score per row (O(n_items)), keep everything above it
-    and the lowest-positioned items equal to it, then sort those k by (score, position).
-    """
-    scores = np.where(np.isnan(scores), -np.inf, scores)
-    n_rows, n_items = scores.shape
-    take = min(k, n_items)
-    kth = -np.partition(-scores, take - 1, axis=1)[:, take - 1 : take]
-    above = scores > kth
-    tied = scores == kth
-    room = take - above.sum(axis=1, keepdims=True)
-    chosen = above | tied
-    crowded = np.flatnonzero(tied.sum(axis=1) > room[:, 0])  # more ties than free slots
-    if len(crowded):
-        first_tied = np.cumsum(tied[crowded], axis=1, dtype=np.int32) <= room[crowded]
-        chosen[crowded] = above[crowded] | (tied[crowded] & first_tied)
-    candidates = np.nonzero(chosen)[1].reshape(n_rows, take)
-    values = np.take_along_axis(scores, candidates, axis=1)
-    order = np.lexsort((candidates, -values), axis=1)
-    best = np.take_along_axis(candidates, order, axis=1)
-    best[~np.isfinite(np.take_along_axis(values, order, axis=1))] = -1
-    if take < k:
-        best = np.hstack([best, np.full((n_rows, k - take), -1, dtype=best.dtype)])
-    return best.astype(np.int64)
-
-
 def rank_all(
     model: Recommender,
     target: EvaluationTarget,
@@ -217,10 +187,7 @@ def rank_all(
     for start in range(0, len(target.users), batch_size):
         stop = min(start + batch_size, len(target.users))
         scores = np.array(model.score(target.histories[start:stop]), dtype=np.float32)
-        seen = target.train_rows[start:stop]
-        seen_rows = np.repeat(np.arange(stop - start), np.diff(seen.indptr))
-        scores[seen_rows, seen.indices] = -np.inf
-        lists[start:stop] = top_k_rows(scores, k)
+        lists[start:stop] = unseen_top_k(scores, target.train_rows[start:stop], k)
         if on_batch is not None:
             on_batch(stop - start)
     return lists

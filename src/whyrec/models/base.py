@@ -132,7 +132,7 @@ class Recommender(ABC):
     @classmethod
     def load(cls, directory: Path) -> Recommender:
         """Load any registered model; big arrays are memory-mapped so start-up stays fast."""
-        from whyrec.models import model_class
+        from whyrec.models.registry import model_class
 
         try:
             meta = json.loads((directory / "model.json").read_text())

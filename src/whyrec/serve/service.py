@@ -7,7 +7,6 @@ routes in `app.py` only parse, authorize and serialize.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import threading
@@ -185,14 +184,6 @@ class Service:
         self.catch_up()
         if warm_up:
             self.warm_up()
-            # The loaded bundle, catalog and caches live as long as the process: move them
-            # out of the collector's sight, or every full collection walks millions of
-            # objects and stalls all requests (seen as 300+ ms p99 spikes under load).
-            gc.collect()
-            gc.freeze()
-            # A request allocates thousands of small objects; collecting every 700 of them
-            # (CPython's default) runs the collector several times per request.
-            gc.set_threshold(100_000, 50, 100)
 
     @classmethod
     def from_config(cls, config: ServiceConfig) -> Service:
