@@ -1,6 +1,6 @@
 """Read interaction logs and catalogs from MovieLens layouts and the canonical format.
 
-The canonical format (DESIGN.md section 3) is a directory with `interactions.csv`
+The canonical format (README, "Your own data") is a directory with `interactions.csv`
 (`user_id,item_id[,rating][,timestamp]`) and `items.csv` (`item_id,title[,year]
 [,description]`, every other column an attribute field, `|` between multiple values);
 Parquet files with the same columns work too.

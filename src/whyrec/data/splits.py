@@ -1,4 +1,4 @@
-"""Reproducible train/test splits (DESIGN.md section 3).
+"""Reproducible train/test splits (README, "Data options").
 
 Every method is seeded; ties in time are broken by a seeded random key so the same
 seed gives the same split on any machine. After splitting, test interactions that

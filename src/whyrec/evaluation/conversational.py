@@ -6,7 +6,6 @@ with a 95% interval from `whyrec.evaluation.statistics`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -24,10 +23,12 @@ from whyrec.evaluation.simulated_users import (
     run_attribute_episode,
     run_language_episode,
 )
+from whyrec.evaluation.statistics import paired_tests, rate_interval, t_interval
 
 
 def summarize(outcomes: list[Outcome], max_turns: int) -> dict:
-    """SR@5/10/max, AT and hDCG with 95% intervals (normal approximation)."""
+    """SR@5/10/max, AT and hDCG with 95% Student-t intervals (`whyrec.evaluation.statistics`,
+    the same intervals offline evaluation reports)."""
     n = len(outcomes)
     success_turns = np.array([o.success_turn or 0 for o in outcomes])
     turns = np.array([o.turns for o in outcomes], dtype=float)
@@ -37,11 +38,8 @@ def summarize(outcomes: list[Outcome], max_turns: int) -> dict:
         if t > max_turns:
             continue
         hits = (success_turns > 0) & (success_turns <= t)
-        rate = float(hits.mean())
-        half = 1.96 * math.sqrt(max(rate * (1 - rate), 1e-12) / n)
-        rates[str(t)] = rate
-        intervals[str(t)] = [max(0.0, rate - half), min(1.0, rate + half)]
-    at_half = 1.96 * turns.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
+        rates[str(t)] = float(hits.mean())
+        intervals[str(t)] = list(rate_interval(hits))
     return {
         "episodes": n,
         "success_rate_at": rates,
@@ -49,7 +47,7 @@ def summarize(outcomes: list[Outcome], max_turns: int) -> dict:
         "hdcg": float(scores.mean()),
         "ci95": {
             "success_rate_at": intervals,
-            "average_turns": [float(turns.mean() - at_half), float(turns.mean() + at_half)],
+            "average_turns": list(t_interval(turns)),
         },
     }
 
@@ -140,23 +138,21 @@ def simulate(
 
 
 def paired_difference(ours: list[Outcome], other: list[Outcome], max_turns: int) -> dict:
-    """First policy minus another on the same episodes, with 95% paired intervals.
+    """First policy minus another on the same episodes, with 95% paired intervals and
+    paired tests (t-test, Wilcoxon).
 
     Pairing removes the episode-to-episode spread that separate intervals carry, which
     is the right test when both policies met the same targets.
     """
-
-    def interval(diff: np.ndarray) -> list[float]:
-        half = 1.96 * diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
-        return [float(diff.mean() - half), float(diff.mean() + half)]
-
-    success = np.array([o.success_turn is not None for o in ours], dtype=float) - np.array(
-        [o.success_turn is not None for o in other], dtype=float
-    )
-    turns = np.array([o.turns for o in ours], float) - np.array([o.turns for o in other], float)
+    won = np.array([o.success_turn is not None for o in ours], dtype=float)
+    won_other = np.array([o.success_turn is not None for o in other], dtype=float)
+    turns = np.array([o.turns for o in ours], float)
+    turns_other = np.array([o.turns for o in other], float)
     return {
-        f"sr@{max_turns}_diff": float(success.mean()),
-        f"sr@{max_turns}_diff_ci95": interval(success),
-        "average_turns_diff": float(turns.mean()),
-        "average_turns_diff_ci95": interval(turns),
+        f"sr@{max_turns}_diff": float((won - won_other).mean()),
+        f"sr@{max_turns}_diff_ci95": list(t_interval(won - won_other)),
+        f"sr@{max_turns}_diff_tests": paired_tests(won, won_other),
+        "average_turns_diff": float((turns - turns_other).mean()),
+        "average_turns_diff_ci95": list(t_interval(turns - turns_other)),
+        "average_turns_diff_tests": paired_tests(turns, turns_other),
     }

@@ -1,4 +1,4 @@
-"""Full-ranking offline evaluation of fitted models on a train/test split (DESIGN.md §4).
+"""Full-ranking offline evaluation of fitted models on a train/test split (docs/metrics.md).
 
 Protocol, stated once here and repeated in every report:
 
@@ -6,7 +6,7 @@ Protocol, stated once here and repeated in every report:
   whole catalog from their *training* history; the items they interacted with in
   training are excluded; the top max(k) of the rest are ranked. No sampled negatives.
 - Every held-out interaction is relevant (binary relevance). Metric definitions are
-  those of `whyrec.evaluation.metrics` (METRICS.md).
+  those of `whyrec.evaluation.metrics` (docs/metrics.md).
 - Per-user metrics are averaged over test users, with a 95% Student-t interval on the
   mean (deterministic, no resampling needed). Aggregate metrics (coverage, Gini, PopRSP,
   PopREO) get a 95% percentile interval from a per-user bootstrap with a fixed seed,
@@ -24,17 +24,17 @@ from __future__ import annotations
 import itertools
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import stats
 
 from whyrec.data.splits import Split
 from whyrec.errors import WhyrecError
 from whyrec.evaluation import metrics as m
+from whyrec.evaluation import statistics
+from whyrec.evaluation.statistics import finite_or_none, t_interval
 from whyrec.models.base import Recommender
 from whyrec.ranking import unseen_top_k
 
@@ -241,27 +241,13 @@ def aggregate_metrics(
     }
 
 
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval for the mean of per-user values."""
-    n = len(values)
-    mean = float(values.mean())
-    if n < 2:
-        return mean, mean
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
-    return mean - float(half), mean + float(half)
-
-
-def _finite_or_none(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
 @dataclass
 class MetricSummary:
     mean: float
     ci95: tuple[float | None, float | None]
 
     def to_dict(self) -> dict:
-        return {"mean": _finite_or_none(self.mean), "ci95": list(self.ci95)}
+        return {"mean": finite_or_none(self.mean), "ci95": list(self.ci95)}
 
 
 @dataclass
@@ -373,16 +359,7 @@ def paired_tests(a: ModelResult, b: ModelResult) -> list[dict]:
         if key not in b.per_user:
             continue
         x, y = a.per_user[key], b.per_user[key]
-        diff = x - y
-        if np.allclose(diff, 0.0):
-            t_stat, t_p, w_stat, w_p = 0.0, 1.0, 0.0, 1.0
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                t_res = stats.ttest_rel(x, y)
-                w_res = stats.wilcoxon(x, y, zero_method="wilcox")
-            t_stat, t_p = float(t_res.statistic), float(t_res.pvalue)
-            w_stat, w_p = float(w_res.statistic), float(w_res.pvalue)
+        tests = statistics.paired_tests(x, y)
         rows.append(
             {
                 "model_a": a.name,
@@ -390,11 +367,8 @@ def paired_tests(a: ModelResult, b: ModelResult) -> list[dict]:
                 "metric": key,
                 "mean_a": float(x.mean()),
                 "mean_b": float(y.mean()),
-                "mean_difference": float(diff.mean()),
-                "t_statistic": _finite_or_none(t_stat),
-                "t_pvalue": _finite_or_none(t_p),
-                "wilcoxon_statistic": _finite_or_none(w_stat),
-                "wilcoxon_pvalue": _finite_or_none(w_p),
+                "mean_difference": float((x - y).mean()),
+                **tests,
                 "n_users": len(x),
             }
         )
