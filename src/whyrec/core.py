@@ -21,7 +21,7 @@ from whyrec.explain.explanation import Explanation
 from whyrec.filters import ItemFilter
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Query:
     """One recommendation request.
 
@@ -34,7 +34,7 @@ class Query:
     user_id: str | None = None
     history: np.ndarray | None = None
     item_filter: ItemFilter | None = None
-    exclude: tuple[int, ...] = ()
+    exclude: np.ndarray | Sequence[int] = ()
     k: int = 10
 
     def __post_init__(self) -> None:
@@ -44,7 +44,7 @@ class Query:
             raise WhyrecError("a query needs a user id or a history")
         if self.history is not None:
             object.__setattr__(self, "history", np.asarray(self.history, dtype=np.int64))
-        object.__setattr__(self, "exclude", tuple(int(p) for p in self.exclude))
+        object.__setattr__(self, "exclude", np.asarray(self.exclude, dtype=np.int64).ravel())
 
 
 @dataclass
@@ -69,12 +69,9 @@ class Recommendation:
             "because": [c.to_dict() for c in self.because],
         }
         if with_explanation and self.explanation is not None:
-            from whyrec.explain.render import sentences
+            from whyrec.explain.render import to_data
 
-            data["explanation"] = {
-                **self.explanation.to_dict(),
-                "text": sentences(self.explanation),
-            }
+            data["explanation"] = to_data(self.explanation)
         return data
 
 

@@ -189,7 +189,7 @@ class Engine:
             item_filter.mask(self.catalog) if item_filter else np.ones(len(self.catalog), bool)
         )
         allowed[history] = False
-        allowed[np.asarray(query.exclude, dtype=np.int64)] = False
+        allowed[query.exclude] = False
         return allowed
 
     def history_of(self, query: Query) -> np.ndarray:
@@ -223,7 +223,7 @@ class Engine:
                 k=query.k,
                 scores=scores,
                 item_filter=query.item_filter,
-                exclude=np.asarray(query.exclude, dtype=np.int64),
+                exclude=query.exclude,
                 user_row=self.user_row(query.user_id),
                 top_reasons=top_reasons,
             )
@@ -243,7 +243,7 @@ class Engine:
         user_id: str | None = None,
     ) -> ItemList:
         """`run` for a query given as arguments: top-k items for one history."""
-        query = Query(user_id, history, item_filter, tuple(exclude), k)
+        query = Query(user_id, history, item_filter, np.fromiter(exclude, dtype=np.int64), k)
         return self.run(query, explain=explain, top_reasons=top_reasons)
 
     def explain_items(
@@ -261,7 +261,7 @@ class Engine:
             k=query.k,
             scores=scores,
             item_filter=query.item_filter,
-            exclude=np.asarray(query.exclude, dtype=np.int64),
+            exclude=query.exclude,
             user_row=self.user_row(query.user_id),
             top_reasons=top_reasons,
         )

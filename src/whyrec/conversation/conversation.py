@@ -362,7 +362,7 @@ class Session:
         query = Query(
             user_id=state.user_id,
             history=np.asarray(state.profile(), dtype=np.int64),
-            exclude=tuple(np.flatnonzero(~allowed)),
+            exclude=np.flatnonzero(~allowed),
             k=conv.config.rec_size,
         )
         explanations = conv.engine.explain_items(

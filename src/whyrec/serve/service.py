@@ -23,7 +23,7 @@ from whyrec.bundle import Bundle
 from whyrec.core import Query
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
-from whyrec.explain.render import sentences
+from whyrec.explain.render import to_data
 from whyrec.filters import ItemFilter
 from whyrec.llm import LLMConfig, open_conversation
 from whyrec.serve import schemas
@@ -303,7 +303,7 @@ class Service:
             top_reasons=request.reasons,
         )
         return {
-            "explanation": {**explanation.to_dict(), "text": sentences(explanation)},
+            "explanation": to_data(explanation),
             "item": self.card(position),
         }
 
