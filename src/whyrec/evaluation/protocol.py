@@ -43,21 +43,28 @@ class EvaluationError(WhyrecError):
     """The evaluation cannot run as asked (no test users, bad k, unknown metric…)."""
 
 
-PER_USER_METRICS = (
-    "precision",
-    "recall",
-    "recall_norm",
-    "ndcg",
-    "map",
-    "mrr",
-    "hr",
-    "f1",
-    "epc",
-    "efd",
-    "aclt",
-    "aplt",
-    "arp",
-)
+PerUserMetric = Callable[[np.ndarray, np.ndarray, "EvaluationTarget", int], np.ndarray]
+"""(hits, recommended, target, k) → one value per user."""
+
+PER_USER: dict[str, PerUserMetric] = {
+    "precision": lambda hits, rec, t, k: m.precision(hits, k),
+    "recall": lambda hits, rec, t, k: m.recall(hits, t.n_relevant, k),
+    "recall_norm": lambda hits, rec, t, k: m.recall_norm(hits, t.n_relevant, k),
+    "ndcg": lambda hits, rec, t, k: m.ndcg(hits, t.n_relevant, k),
+    "map": lambda hits, rec, t, k: m.average_precision(hits, t.n_relevant, k),
+    "mrr": lambda hits, rec, t, k: m.reciprocal_rank(hits, k),
+    "hr": lambda hits, rec, t, k: m.hit_rate(hits, k),
+    "f1": lambda hits, rec, t, k: m.f1(hits, t.n_relevant, k),
+    "epc": lambda hits, rec, t, k: m.epc(hits, rec, k, t.popularity, t.n_train_users),
+    "efd": lambda hits, rec, t, k: m.efd(hits, rec, k, t.popularity),
+    "aclt": lambda hits, rec, t, k: m.aclt(rec, k, t.long_tail),
+    "aplt": lambda hits, rec, t, k: m.aplt(rec, k, t.long_tail),
+    "arp": lambda hits, rec, t, k: m.arp(rec, k, t.popularity),
+}
+"""Every per-user metric by name: adding one here (and its function in `metrics`) is all
+it takes for intervals, paired tests, JSON, the HTML report and `tune --metric`."""
+
+PER_USER_METRICS = tuple(PER_USER)
 """Metrics with one value per user: averaged, given t-intervals and significance tests."""
 
 AGGREGATE_METRICS = ("coverage", "coverage_fraction", "gini", "poprsp", "popreo")
@@ -199,27 +206,11 @@ def per_user_metrics(
 ) -> dict[str, np.ndarray]:
     """Every per-user metric at every k, keyed "name@k"."""
     hits = m.hit_matrix(recommended, target.relevant)
-    out: dict[str, np.ndarray] = {}
-    for k in ks:
-        n_rel = target.n_relevant
-        values = {
-            "precision": m.precision(hits, k),
-            "recall": m.recall(hits, n_rel, k),
-            "recall_norm": m.recall_norm(hits, n_rel, k),
-            "ndcg": m.ndcg(hits, n_rel, k),
-            "map": m.average_precision(hits, n_rel, k),
-            "mrr": m.reciprocal_rank(hits, k),
-            "hr": m.hit_rate(hits, k),
-            "f1": m.f1(hits, n_rel, k),
-            "epc": m.epc(hits, recommended, k, target.popularity, target.n_train_users),
-            "efd": m.efd(hits, recommended, k, target.popularity),
-            "aclt": m.aclt(recommended, k, target.long_tail),
-            "aplt": m.aplt(recommended, k, target.long_tail),
-            "arp": m.arp(recommended, k, target.popularity),
-        }
-        for name in PER_USER_METRICS:
-            out[f"{name}@{k}"] = values[name].astype(np.float64)
-    return out
+    return {
+        f"{name}@{k}": metric(hits, recommended, target, k).astype(np.float64)
+        for k in ks
+        for name, metric in PER_USER.items()
+    }
 
 
 def aggregate_metrics(
