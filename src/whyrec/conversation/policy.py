@@ -25,6 +25,7 @@ from whyrec.conversation.state import DialogueState
 from whyrec.core import Query
 from whyrec.engine import Engine
 from whyrec.filters import ItemFilter
+from whyrec.ranking import top_k
 
 POLICIES = ("ours", "recommend-only", "random", "max-entropy")
 PAGERANK_RESTART = 0.3
@@ -300,7 +301,7 @@ class Policy:
     def _lookahead(self, probs: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """Expected top-k mass after learning, for each value, whether the target has it."""
         k = self.config.rec_size
-        order = np.argsort(-probs, kind="stable")[: self.config.lookahead_items]
+        order = top_k(probs, self.config.lookahead_items)
         order = order[probs[order] > 0]
         p_top = probs[order]
         has = self.scorer.values_csc[:, columns][order].toarray() > 0

@@ -237,8 +237,8 @@ class Toolbox:
         if len(positions) < 2:
             raise ToolError("compare needs two different items")
         scores, _ = self.conversation.scorer.scores(self.state)
-        order = np.argsort(-scores, kind="stable")
-        rank_of = {int(p): r + 1 for r, p in enumerate(order[: max(2000, len(order) // 4)])}
+        order = top_k(scores, max(2000, len(scores) // 4))
+        rank_of = {int(p): r + 1 for r, p in enumerate(order)}
         values = {
             p: {
                 (f, v)

@@ -69,7 +69,7 @@ def check_positions(histories: Histories, n_items: int) -> None:
         history = np.asarray(history)
         if len(history) and (history.min() < 0 or history.max() >= n_items):
             raise WhyrecError(
-                f"a history holds item positions outside the catalog (0..{n_items - 1})"
+                f"history positions outside the catalog: they must lie in [0, {n_items})"
             )
 
 
