@@ -108,7 +108,8 @@ def latency(engine, rounds: int = 20) -> dict:
 
 
 def run_shape(shape: str, args) -> dict:
-    from whyrec.conversation.simulator import episodes_from_targets, simulate
+    from whyrec.evaluation.conversational import simulate
+    from whyrec.evaluation.simulated_users import episodes_from_targets
 
     engine, held, fit_seconds = build(shape, args.data, args.model)
     print(f"model fitted in {fit_seconds:.1f}s")

@@ -15,7 +15,6 @@ from whyrec.conversation import Conversation
 from whyrec.conversation.calibrate import calibrate
 from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.policy import CandidateScorer, Policy, PolicyConfig
-from whyrec.conversation.simulator import episodes_from_targets, simulate
 from whyrec.conversation.state import DialogueState
 from whyrec.data.catalog import Catalog
 from whyrec.data.dataset import Dataset
@@ -23,6 +22,8 @@ from whyrec.data.loaders import load_directory
 from whyrec.data.splits import split
 from whyrec.data.synth import SynthConfig, write_synthetic
 from whyrec.engine import Engine
+from whyrec.evaluation.conversational import simulate
+from whyrec.evaluation.simulated_users import episodes_from_targets
 from whyrec.models import EASE
 
 

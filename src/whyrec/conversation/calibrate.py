@@ -22,9 +22,9 @@ import numpy as np
 
 from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.policy import CandidateScorer, Policy, PolicyConfig
-from whyrec.conversation.simulator import AttributeUser, Episode, run_attribute_episode
 from whyrec.data.splits import well_rated
 from whyrec.engine import Engine
+from whyrec.evaluation.simulated_users import AttributeUser, Episode, run_attribute_episode
 
 EXPONENTS = (0.5, 1.0, 1.5, 2.0, 3.0)
 MARGINS = (-0.03, -0.01, 0.0, 0.01, 0.03, 0.1)
