@@ -112,7 +112,7 @@ def test_bad_input_is_one_line_and_exit_1_with_no_output(tmp_path, capsys, argv,
     code = exit_code(
         ["evaluate", *CORE, *argv, "--json", str(out), "--report", str(tmp_path / "r.html")]
     )
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert message in " ".join(err.split())
     assert "Traceback" not in err
@@ -160,7 +160,7 @@ def test_a_dataset_too_small_to_evaluate_is_refused(tmp_path, capsys, users, mes
     data = _tiny_dataset(tmp_path / "tiny", users)
     out = tmp_path / "out.json"
     code = exit_code(["evaluate", "--data", str(data), "--models", "pop", "--json", str(out)])
-    assert code == 1
+    assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -182,9 +182,9 @@ def test_tune_picks_on_validation_and_reports_test_once(tmp_path, capsys):
 
 def test_tune_rejects_unknown_metric_and_parameter(capsys):
     base = ["tune", *CORE, "--model", "ease"]
-    assert exit_code([*base, "--grid", "reg=1,2", "--metric", "auc@10"]) == 1
+    assert exit_code([*base, "--grid", "reg=1,2", "--metric", "auc@10"]) == 2
     assert "unknown metric 'auc'" in capsys.readouterr().err
-    assert exit_code([*base, "--grid", "lambda=1,2"]) == 1
+    assert exit_code([*base, "--grid", "lambda=1,2"]) == 2
     assert "invalid parameters for ease" in capsys.readouterr().err
 
 

@@ -19,9 +19,13 @@ from whyrec.errors import NotFoundError, WhyrecError
 from whyrec.explain.evidence import HistoryContribution
 from whyrec.explain.explainer import CONFIDENCE_HEAD, CONFIDENCE_WINDOW, Explainer
 from whyrec.explain.explanation import Explanation
-from whyrec.feedback import FeedbackLog, FoldIn, user_vector
+from whyrec.feedback import FeedbackLog, FoldIn, positive_threshold, user_vector
 from whyrec.filters import ItemFilter
 from whyrec.retrieval import ANNIndex, ann_min_items
+
+MAX_INEXACT_TITLES = 20
+"""Loose (typo-tolerant) title matches one history may ask for; ids and exact titles are
+unlimited (each is a dictionary look-up)."""
 
 
 @dataclass
@@ -193,6 +197,18 @@ class Engine:
         vector, method = user_vector(self.model, history)
         return FoldIn(user_id, positions, history, vector, method)
 
+    @cached_property
+    def positive_threshold(self) -> float | None:
+        """Ratings at or above this are likes (see `whyrec.feedback.positive_threshold`)."""
+        ratings = self.bundle.train.interactions["rating"].to_numpy(dtype=np.float64)
+        return positive_threshold(self.bundle.info.get("min_rating"), ratings)
+
+    def mark_seen(self, user_id: str, item_ids: Iterable[str]) -> None:
+        """Feedback that the user met items without liking them (a dislike, a low
+        rating): never recommended to them again, never cited as their taste."""
+        positions = np.array([self.catalog.position(i) for i in item_ids], dtype=np.int64)
+        self.feedback.add_seen(str(user_id), positions)
+
     def user_history(self, user_id: str) -> np.ndarray:
         """A user's training items, then feedback folded in since, time-ordered."""
         user_id = str(user_id)
@@ -200,17 +216,35 @@ class Engine:
         if user_id not in self.bundle.train.user_index:
             if len(added):
                 return unique_in_order(added)
+            # no example ids: the message reaches API callers, who must not learn users
             raise NotFoundError(
-                f"unknown user {user_id!r}; this bundle knows {self.bundle.train.n_users} users "
-                f"(e.g. {', '.join(map(str, self.bundle.train.user_ids[:3]))}); "
-                "or pass --history with titles"
+                f"unknown user {user_id!r}: not among this bundle's users; "
+                "give a history of titles or item ids instead"
             )
         trained = self.bundle.train.history(user_id)
         return unique_in_order(np.concatenate([trained, added]) if len(added) else trained)
 
     def resolve_items(self, references: Iterable[str]) -> np.ndarray:
-        """Item ids or free-text titles → catalog positions (fuzzy, typo-tolerant)."""
-        positions = [self.catalog.match_title(ref, self.popularity).position for ref in references]
+        """Item ids or free-text titles → catalog positions (fuzzy, typo-tolerant).
+
+        Ids and exact titles are dictionary look-ups; a fuzzy match compares against the
+        whole catalog, so at most `MAX_INEXACT_TITLES` of them are tried per history (a
+        request of hundreds of near-miss titles would otherwise hold a worker for seconds).
+        """
+        references = list(references)
+        exact = [self.catalog.exact_position(ref, self.popularity) for ref in references]
+        inexact = sum(position is None for position in exact)
+        if inexact > MAX_INEXACT_TITLES:
+            raise WhyrecError(
+                f"{inexact} history entries are not item ids or exact titles; at most "
+                f"{MAX_INEXACT_TITLES} may be matched loosely: give ids or exact titles"
+            )
+        positions = [
+            position
+            if position is not None
+            else self.catalog.match_title(ref, self.popularity).position
+            for ref, position in zip(references, exact, strict=True)
+        ]
         if not positions:
             raise WhyrecError("the history is empty")
         return unique_in_order(positions)
@@ -234,7 +268,9 @@ class Engine:
         if k < 1:
             raise WhyrecError("k must be at least 1")
         history = unique_in_order(history)
-        exclude = np.fromiter(exclude, dtype=np.int64)
+        exclude = np.concatenate(
+            [np.fromiter(exclude, dtype=np.int64), self.feedback.seen_of(user_id)]
+        )
         allowed = (
             item_filter.mask(self.catalog) if item_filter else np.ones(len(self.catalog), bool)
         )
@@ -300,7 +336,9 @@ class Engine:
             [position],
             k=k,
             item_filter=item_filter,
-            exclude=np.fromiter(exclude, dtype=np.int64),
+            exclude=np.concatenate(
+                [np.fromiter(exclude, dtype=np.int64), self.feedback.seen_of(user_id)]
+            ),
             user_row=self.user_row(user_id),
             top_reasons=top_reasons,
         )

@@ -7,6 +7,7 @@ is also the column of the item in every model's score matrix.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -97,6 +98,8 @@ class Catalog:
     descriptions: list[str] | None = None
     _index: dict[str, int] = field(init=False, repr=False)
     _keys: list[str] | None = field(default=None, init=False, repr=False)
+    _by_key: dict[str, list[int]] | None = field(default=None, init=False, repr=False)
+    _fingerprint: str | None = field(default=None, init=False, repr=False)
     _keys_no_year: dict[str, list[int]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -179,6 +182,10 @@ class Catalog:
     def _ensure_keys(self) -> None:
         if self._keys is None:
             self._keys = [title_key(t) for t in self.titles]
+            by_key: dict[str, list[int]] = {}
+            for pos, key in enumerate(self._keys):
+                by_key.setdefault(key, []).append(pos)
+            self._by_key = by_key
             no_year: dict[str, list[int]] = {}
             for pos, title in enumerate(self.titles):
                 no_year.setdefault(title_key(title, keep_year=False), []).append(pos)
@@ -193,18 +200,33 @@ class Catalog:
         query = query.strip()
         if not query:
             raise NotFoundError("empty title")
+        exact = self.exact_position(query, popularity)
+        if exact is not None:
+            return TitleMatch(exact, 100.0, True)
+        return self._fuzzy_match(query, popularity)
+
+    @property
+    def fingerprint(self) -> str:
+        """Names this catalog's item ids in this order: equal fingerprints, equal positions."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256("\n".join(self.item_ids).encode("utf-8", "surrogatepass"))
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def exact_position(self, query: str, popularity: np.ndarray | None = None) -> int | None:
+        """The item an id or an exact title (any case, with or without year) names, found
+        by dictionary look-ups; None when only a fuzzy match could say."""
+        query = query.strip()
         if query in self._index:
-            return TitleMatch(self._index[query], 100.0, True)
+            return self._index[query]
         self._ensure_keys()
-        assert self._keys is not None and self._keys_no_year is not None
-        key = title_key(query)
-        exact = [pos for pos, k in enumerate(self._keys) if k == key]
+        assert self._by_key is not None and self._keys_no_year is not None
+        exact = self._by_key.get(title_key(query), [])
         if not exact:
             exact = self._keys_no_year.get(title_key(query, keep_year=False), [])
-        if exact:
-            best = max(exact, key=lambda p: popularity[p] if popularity is not None else -p)
-            return TitleMatch(best, 100.0, True)
-        return self._fuzzy_match(query, popularity)
+        if not exact:
+            return None
+        return max(exact, key=lambda p: popularity[p] if popularity is not None else -p)
 
     def _fuzzy_match(self, query: str, popularity: np.ndarray | None) -> TitleMatch:
         """Typo-tolerant match: against year-less keys unless the query names a year."""

@@ -8,8 +8,6 @@ to "with FIELD VALUE", so user data with its own columns still renders.
 
 from __future__ import annotations
 
-import json
-
 from whyrec.explain.attribution import EXACT
 from whyrec.explain.explanation import ConstraintCheck, Explanation, SharedValue
 
@@ -157,4 +155,6 @@ def to_json(explanation: Explanation, with_text: bool = True) -> str:
     data = explanation.to_dict()
     if with_text:
         data["text"] = sentences(explanation)
-    return json.dumps(data, ensure_ascii=False)
+    from whyrec.jsonout import dumps
+
+    return dumps(data)

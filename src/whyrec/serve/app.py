@@ -41,6 +41,13 @@ from whyrec.store import ConflictError
 
 log = logging.getLogger("whyrec.serve")
 
+BEARER = r"^[Bb][Ee][Aa][Rr][Ee][Rr] +[!-~]"
+"""`Authorization: Bearer TOKEN`, as the OpenAPI document states it."""
+PATTERN_MESSAGES = {
+    schemas.NOT_BLANK: "is blank",
+    BEARER: "must be 'Bearer TOKEN'",
+}
+"""Our patterns, said in words in a 422 (instead of the regular expression)."""
 SessionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 ERRORS = {
     status: {"model": schemas.ErrorResponse, "description": text}
@@ -114,12 +121,19 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     async def caller(
         request: Request,
         x_api_key: Annotated[str | None, Header(max_length=500)] = None,
-        authorization: Annotated[str | None, Header(max_length=500)] = None,
+        authorization: Annotated[
+            str | None, Header(max_length=500, pattern=BEARER, description="Bearer TOKEN")
+        ] = None,
     ) -> Caller:
-        if x_api_key is not None:
-            if not keys.match(x_api_key):
+        rate = None  # the default limit, for sessions and anonymous callers
+        if x_api_key is not None and keys.required:  # a server without keys ignores them
+            found = keys.lookup(x_api_key)
+            if found is None:
                 raise Unauthorized("unknown API key")
             who = Caller("key", f"key:{fingerprint(x_api_key)}")
+            (rate,) = found
+            if rate is None:
+                return who  # a key without a rate of its own is not limited
         elif authorization is not None:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
@@ -128,12 +142,13 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         else:
             host = request.client.host if request.client else "unknown"
             who = Caller("anonymous", f"ip:{host}")
-        wait = limiter.retry_after(who.name)
+        wait = limiter.retry_after(who.name, rate)
         if wait is not None:
             metrics.rate_limited.inc()
             raise HTTPException(
                 429,
-                f"rate limit of {limiter.rate:g} requests a second exceeded; retry later",
+                f"rate limit of {limiter.limits(rate)[0]:g} requests a second exceeded; "
+                "retry later",
                 headers={"Retry-After": str(max(1, round(wait + 0.5)))},
             )
         return who
@@ -172,7 +187,9 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         details = []
         for problem in exc.errors():
             where = ".".join(str(p) for p in problem.get("loc", ()) if p != "body")
-            details.append(f"{where}: {problem.get('msg', 'invalid')}" if where else problem["msg"])
+            said = PATTERN_MESSAGES.get((problem.get("ctx") or {}).get("pattern"))
+            said = said or problem.get("msg", "invalid")
+            details.append(f"{where}: {said}" if where else said)
         return _error(422, details[0] if details else "invalid request", details)
 
     @app.exception_handler(HTTPException)
@@ -227,7 +244,12 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     @app.get("/v1/items/search", response_model=schemas.SearchResponse, tags=["items"])
     def search(
         who: Open,
-        q: Annotated[str, Query(min_length=1, max_length=200, description="Title words")],
+        q: Annotated[
+            str,
+            Query(
+                min_length=1, max_length=200, pattern=schemas.NOT_BLANK, description="Title words"
+            ),
+        ],
         limit: Annotated[int, Query(ge=1, le=50)] = 10,
     ):
         """Items whose titles match the words (typos and partial titles allowed)."""
@@ -316,6 +338,8 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
+    document_catalog(app, service)
+
     # outermost first: metrics see everything, the size limit runs before any parsing
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     if config.cors_origins:
@@ -328,6 +352,31 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.metrics = metrics
     return app
+
+
+def document_catalog(app: FastAPI, service: Service) -> None:
+    """Put the served catalog's filter fields and values into the OpenAPI document, so
+    it says exactly which filters the server accepts (any other field is refused)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            filters = schema.get("components", {}).get("schemas", {}).get("Filters")
+            if filters is not None:
+                shape = schemas.catalog_filter_schema(service.filter_values())
+                for side in ("include", "exclude"):
+                    documented = filters["properties"][side]
+                    kept = {
+                        k: documented[k]
+                        for k in ("title", "default", "examples")
+                        if k in documented
+                    }
+                    filters["properties"][side] = {**kept, **shape}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def app_from_config(config: ServiceConfig) -> FastAPI:
