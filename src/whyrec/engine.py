@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from whyrec.bundle import Bundle
-from whyrec.errors import NotFoundError, WhyrecError
+from whyrec.errors import AlreadySeenError, NotFoundError, WhyrecError
 from whyrec.explain.evidence import HistoryContribution
 from whyrec.explain.explainer import CONFIDENCE_HEAD, CONFIDENCE_WINDOW, Explainer
 from whyrec.explain.explanation import Explanation
@@ -228,23 +228,21 @@ class Engine:
         """Item ids or free-text titles → catalog positions (fuzzy, typo-tolerant).
 
         Ids and exact titles are dictionary look-ups; a fuzzy match compares against the
-        whole catalog, so at most `MAX_INEXACT_TITLES` of them are tried per history (a
-        request of hundreds of near-miss titles would otherwise hold a worker for seconds).
+        whole catalog, so at most `MAX_INEXACT_TITLES` are tried per history (a request of
+        hundreds of near-miss titles would otherwise hold a worker for seconds): one that
+        matches nothing is a NotFoundError, and more loose titles than the bound, all
+        matching, are refused once the bound is reached.
         """
         references = list(references)
-        exact = [self.catalog.exact_position(ref, self.popularity) for ref in references]
-        inexact = sum(position is None for position in exact)
-        if inexact > MAX_INEXACT_TITLES:
-            raise WhyrecError(
-                f"{inexact} history entries are not item ids or exact titles; at most "
-                f"{MAX_INEXACT_TITLES} may be matched loosely: give ids or exact titles"
-            )
-        positions = [
-            position
-            if position is not None
-            else self.catalog.match_title(ref, self.popularity).position
-            for ref, position in zip(references, exact, strict=True)
-        ]
+        positions = [self.catalog.exact_position(ref, self.popularity) for ref in references]
+        inexact = [n for n, position in enumerate(positions) if position is None]
+        for tried, n in enumerate(inexact):
+            if tried == MAX_INEXACT_TITLES:
+                raise WhyrecError(
+                    f"{len(inexact)} history entries are not item ids or exact titles; at "
+                    f"most {MAX_INEXACT_TITLES} may be matched loosely: give ids or exact titles"
+                )
+            positions[n] = self.catalog.match_title(references[n], self.popularity).position
         if not positions:
             raise WhyrecError("the history is empty")
         return unique_in_order(positions)
@@ -327,7 +325,7 @@ class Engine:
         if not 0 <= position < len(self.catalog):
             raise NotFoundError(f"no item at catalog position {position}")
         if position in set(history.tolist()):
-            raise WhyrecError(
+            raise AlreadySeenError(
                 f"{self.catalog.titles[position]!r} is already in the history; "
                 "only items not yet seen are recommended"
             )

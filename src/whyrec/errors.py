@@ -24,3 +24,7 @@ class BundleError(WhyrecError):
 
 class NotFoundError(WhyrecError):
     """A user, item or title that the data does not contain."""
+
+
+class AlreadySeenError(WhyrecError):
+    """The request is about an item the person already has (the API answers 409)."""

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from whyrec import __version__
-from whyrec.errors import NotFoundError, WhyrecError
+from whyrec.errors import AlreadySeenError, NotFoundError, WhyrecError
 from whyrec.serve import schemas
 from whyrec.serve.metrics import Metrics, MetricsMiddleware
 from whyrec.serve.security import (
@@ -43,6 +43,17 @@ log = logging.getLogger("whyrec.serve")
 
 BEARER = r"^[Bb][Ee][Aa][Rr][Ee][Rr] +[!-~]"
 """`Authorization: Bearer TOKEN`, as the OpenAPI document states it."""
+_OPEN_SESSION = {
+    "path.session_id": "$response.body#/session_id",
+    "header.Authorization": "Bearer {$response.body#/token}",
+}
+SESSION_LINKS = {
+    "SendMessage": {"operationId": "send_message", "parameters": _OPEN_SESSION},
+    "ReadSession": {"operationId": "read_session", "parameters": _OPEN_SESSION},
+}
+"""OpenAPI links: a created session is talked to and read with its id and token (what
+stateful clients and fuzzers follow)."""
+
 PATTERN_MESSAGES = {
     schemas.NOT_BLANK: "is blank",
     BEARER: "must be 'Bearer TOKEN'",
@@ -55,7 +66,7 @@ ERRORS = {
         400: "The request cannot be served (unknown user, item, field or value)",
         401: "Missing or wrong API key / session token",
         404: "No such session or item",
-        409: "The session moved on; resend",
+        409: "The session moved on (resend), or the item is already in the history",
         413: "Body too large",
         422: "Invalid input",
         429: "Rate limited (see Retry-After)",
@@ -120,10 +131,11 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     # worker threads and back per request, which under load is most of a request's time.
     async def caller(
         request: Request,
-        x_api_key: Annotated[str | None, Header(max_length=500)] = None,
+        # typed `str` with a None default: a header is a string or absent, never null
+        x_api_key: Annotated[str, Header(max_length=500)] = None,  # type: ignore[assignment]
         authorization: Annotated[
-            str | None, Header(max_length=500, pattern=BEARER, description="Bearer TOKEN")
-        ] = None,
+            str, Header(max_length=500, pattern=BEARER, description="Bearer TOKEN")
+        ] = None,  # type: ignore[assignment]
     ) -> Caller:
         rate = None  # the default limit, for sessions and anonymous callers
         if x_api_key is not None and keys.required:  # a server without keys ignores them
@@ -201,7 +213,7 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         status = 400
         if isinstance(exc, NotFoundError):
             status = 404
-        elif isinstance(exc, ConflictError):
+        elif isinstance(exc, ConflictError | AlreadySeenError):
             status = 409
         return _error(status, str(exc))
 
@@ -255,7 +267,14 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         """Items whose titles match the words (typos and partial titles allowed)."""
         return service.search(q, limit)
 
-    @app.post("/v1/sessions", status_code=201, response_model=schemas.SessionCreated, tags=["chat"])
+    @app.post(
+        "/v1/sessions",
+        status_code=201,
+        response_model=schemas.SessionCreated,
+        tags=["chat"],
+        operation_id="start_session",
+        responses={201: {"description": "Created", "links": SESSION_LINKS}},
+    )
     def start_session(who: Open, body: schemas.SessionRequest | None = None):
         """Start a chat session; keep its token to talk in it and read it back."""
         created = service.start_session(body.user_id if body else None)
@@ -263,7 +282,10 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         return created
 
     @app.post(
-        "/v1/sessions/{session_id}/messages", response_model=schemas.TurnResponse, tags=["chat"]
+        "/v1/sessions/{session_id}/messages",
+        response_model=schemas.TurnResponse,
+        tags=["chat"],
+        operation_id="send_message",
     )
     def send_message(session_id: SessionId, body: schemas.MessageRequest, who: InSession):
         """One turn: words, or a like/dislike on an item (stored as feedback too)."""
@@ -273,7 +295,12 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
             metrics.feedback.labels("like" if body.reaction.liked else "dislike").inc()
         return FastJSON(turn)
 
-    @app.get("/v1/sessions/{session_id}", response_model=schemas.SessionView, tags=["chat"])
+    @app.get(
+        "/v1/sessions/{session_id}",
+        response_model=schemas.SessionView,
+        tags=["chat"],
+        operation_id="read_session",
+    )
     def read_session(session_id: SessionId, who: InSession):
         """The session with all its messages, to resume it."""
         return FastJSON(service.session_view(session_id))
