@@ -134,8 +134,8 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         # typed `str` with a None default: a header is a string or absent, never null
         x_api_key: Annotated[str, Header(max_length=500)] = None,  # noqa: RUF013
         authorization: Annotated[
-            str, Header(max_length=500, pattern=BEARER, description="Bearer TOKEN")
-        ] = None,  # noqa: RUF013
+            str, Header(max_length=500, pattern=BEARER, description="Bearer TOKEN")  # noqa: RUF013
+        ] = None,
     ) -> Caller:
         rate = None  # the default limit, for sessions and anonymous callers
         if x_api_key is not None and keys.required:  # a server without keys ignores them
