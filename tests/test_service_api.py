@@ -167,8 +167,8 @@ def test_sessions_are_private(client):
     _error(client.get(f"/v1/sessions/{mine}", headers=their_auth), 401, "token")
     _error(
         client.get(f"/v1/sessions/{mine}", headers={"Authorization": "Basic abc"}),
-        422,
-        "Bearer TOKEN",
+        401,
+        "Bearer",
     )
     _error(
         client.post(f"/v1/sessions/{theirs}/messages", json={"text": "hi"}, headers=my_auth), 401

@@ -228,21 +228,25 @@ class Engine:
         """Item ids or free-text titles → catalog positions (fuzzy, typo-tolerant).
 
         Ids and exact titles are dictionary look-ups; a fuzzy match compares against the
-        whole catalog, so at most `MAX_INEXACT_TITLES` are tried per history (a request of
-        hundreds of near-miss titles would otherwise hold a worker for seconds): one that
-        matches nothing is a NotFoundError, and more loose titles than the bound, all
-        matching, are refused once the bound is reached.
+        whole catalog, so at most `MAX_INEXACT_TITLES` distinct loose titles are matched per
+        history (hundreds of near-miss titles would otherwise hold a worker for seconds).
+        A loose title beyond that bound, like one that matches nothing, is not found.
         """
         references = list(references)
         positions = [self.catalog.exact_position(ref, self.popularity) for ref in references]
-        inexact = [n for n, position in enumerate(positions) if position is None]
-        for tried, n in enumerate(inexact):
-            if tried == MAX_INEXACT_TITLES:
-                raise WhyrecError(
-                    f"{len(inexact)} history entries are not item ids or exact titles; at "
-                    f"most {MAX_INEXACT_TITLES} may be matched loosely: give ids or exact titles"
-                )
-            positions[n] = self.catalog.match_title(references[n], self.popularity).position
+        loose: dict[str, int] = {}
+        for n, position in enumerate(positions):
+            if position is not None:
+                continue
+            reference = references[n].strip()
+            if reference not in loose:
+                if len(loose) == MAX_INEXACT_TITLES:
+                    raise NotFoundError(
+                        f"{reference!r} is not an item id or exact title, and a history may "
+                        f"hold at most {MAX_INEXACT_TITLES} loose titles: give ids or exact titles"
+                    )
+                loose[reference] = self.catalog.match_title(reference, self.popularity).position
+            positions[n] = loose[reference]
         if not positions:
             raise WhyrecError("the history is empty")
         return unique_in_order(positions)

@@ -90,9 +90,9 @@ class Person(Strict):
     history: Annotated[list[Id], Field(min_length=1, max_length=MAX_HISTORY)] = Field(
         default=None,  # type: ignore[assignment]
         examples=[["1", "Toy Story"]],
-        description=f"Item ids or titles, oldest first; at most {MAX_HISTORY}, of which at "
-        f"most {MAX_INEXACT_TITLES} may be inexact titles (typos, partial titles): those are "
-        "matched against the whole catalog.",
+        description=f"Item ids or titles, oldest first; at most {MAX_HISTORY}. At most "
+        f"{MAX_INEXACT_TITLES} distinct entries may be loose titles (typos, partial titles, "
+        "matched against the whole catalog); a loose title beyond those is not found (404).",
     )
     k: int = Field(default=10, ge=1, le=MAX_K)
     filters: Filters | None = None
