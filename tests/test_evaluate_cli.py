@@ -34,6 +34,8 @@ def evaluated(tmp_path_factory):
         str(folder / "out.json"),
         "--report",
         str(folder / "out.html"),
+        "--rare-below",
+        "30",
     ]
     code = exit_code(argv)
     return code, folder
@@ -44,8 +46,13 @@ def test_evaluate_writes_json_of_the_documented_shape(evaluated):
     assert code == 0
     result = json.loads((folder / "out.json").read_text())
     assert list(result) == ["dataset", "split", "models", "significance", "rare_items"]
-    # the 20-core data has no held-out item with fewer than 5 training interactions
-    assert result["rare_items"]["below"] == 5 and result["rare_items"]["test_users"] == 0
+    # on the 20-core data, "rare" must mean fewer than 30 training interactions to be non-empty
+    rare = result["rare_items"]
+    assert rare["below"] == 30 and rare["test_users"] > 0 and rare["test_interactions"] > 0
+    assert set(rare["models"]) == {"popularity", "itemknn", "ease"}
+    for model in rare["models"].values():
+        assert 0 <= model["metrics"]["ndcg@10"]["mean"] <= 1
+        assert 0 <= model["metrics"]["recall@20"]["mean"] <= 1
     assert result["dataset"] == "ml-latest-small"
     assert result["split"]["method"] == "loo"
     assert result["split"]["filtering"] == {"min_rating": None, "kcore": 20}
