@@ -227,14 +227,11 @@ def recommend(
 
     check_k(k)
     engine = Engine(Bundle.load(bundle))
-    positions, item_filter = resolve_request(
-        engine, user, history, with_value, without_value, years
-    )
-    items = engine.recommend(
-        positions, k=k, item_filter=item_filter, top_reasons=reasons, user_id=user
-    )
+    query = resolve_request(engine, user, history, with_value, without_value, years, k)
+    items = engine.run(query, top_reasons=reasons)
+    positions = query.history
     if as_json:
-        payload = {"user": user, "items": [i.to_dict(with_explanation=explain) for i in items]}
+        payload = {"user": user, "items": items.to_dicts(with_explanation=explain)}
         print(dumps(payload))
         return
     _print_recommendations(engine, user, positions, items)

@@ -26,5 +26,9 @@ class NotFoundError(WhyrecError):
     """A user, item or title that the data does not contain."""
 
 
+class NotFittedError(WhyrecError):
+    """A model was asked to score (or save) before `fit` or `load`."""
+
+
 class AlreadySeenError(WhyrecError):
     """The request is about an item the person already has (the API answers 409)."""

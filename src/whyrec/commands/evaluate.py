@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from whyrec.commands.checks import (
@@ -24,6 +24,7 @@ from whyrec.commands.checks import (
     check_output_file,
 )
 from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt, check_data_options
+from whyrec.console import count_progress
 from whyrec.errors import WhyrecError
 from whyrec.jsonout import strict
 
@@ -217,14 +218,8 @@ def print_rare_items(report: EvaluationReport) -> None:
 
 
 def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
+    """The CLI's progress bar, cleared when done (the results table follows)."""
+    return count_progress(transient=True)
 
 
 def _three(value: float) -> str:

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from whyrec.commands.checks import check_count
@@ -21,6 +20,7 @@ from whyrec.commands.llm_options import (
     LLMTimeout,
     llm_config_from,
 )
+from whyrec.console import count_progress
 from whyrec.errors import WhyrecError
 from whyrec.jsonout import dumps
 
@@ -61,9 +61,9 @@ def simulate(
     from whyrec.bundle import Bundle
     from whyrec.commands.checks import check_choice, check_input_file, check_output_file
     from whyrec.conversation.policy import POLICIES
-    from whyrec.conversation.simulator import USER_MODES, episodes_from_targets
-    from whyrec.conversation.simulator import simulate as run
     from whyrec.engine import Engine
+    from whyrec.evaluation.conversational import simulate as run
+    from whyrec.evaluation.simulated_users import USER_MODES, episodes_from_targets
 
     check_choice(user_mode, USER_MODES, "--user-mode")
     names = [p.strip() for p in policies.split(",") if p.strip()]
@@ -92,14 +92,7 @@ def simulate(
             "the bundle holds no test split: train it with --holdout or give --targets"
         )
     chosen = episodes_from_targets(engine, frame, episodes, np.random.default_rng(seed))
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with count_progress(transient=True) as progress:
         tasks = {n: progress.add_task(n, total=len(chosen)) for n in names}
         report = run(
             engine,
