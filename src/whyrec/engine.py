@@ -16,13 +16,17 @@ import numpy as np
 
 from whyrec.bundle import Bundle
 from whyrec.core import ItemList, Query
-from whyrec.errors import NotFoundError, WhyrecError
+from whyrec.errors import AlreadySeenError, NotFoundError, WhyrecError
 from whyrec.explain.explainer import CONFIDENCE_HEAD, CONFIDENCE_WINDOW, Explainer
 from whyrec.explain.explanation import Explanation
-from whyrec.feedback import FeedbackLog, FoldIn, user_vector
+from whyrec.feedback import FeedbackLog, FoldIn, positive_threshold, user_vector
 from whyrec.filters import ItemFilter, validate_fields
 from whyrec.ranking import top_k, unique_in_order
 from whyrec.retrieval import ANNIndex, ann_min_items
+
+MAX_INEXACT_TITLES = 20
+"""Loose (typo-tolerant) title matches one history may ask for; ids and exact titles are
+unlimited (each is a dictionary look-up)."""
 
 
 class Engine:
@@ -144,17 +148,49 @@ class Engine:
         if user_id not in self.bundle.train.user_index:
             if len(added):
                 return unique_in_order(added)
+            # no example ids: the message reaches API callers, who must not learn users
             raise NotFoundError(
-                f"unknown user {user_id!r}; this bundle knows {self.bundle.train.n_users} users "
-                f"(e.g. {', '.join(map(str, self.bundle.train.user_ids[:3]))}); "
-                "or pass --history with titles"
+                f"unknown user {user_id!r}: not among this bundle's users; "
+                "give a history of titles or item ids instead"
             )
         trained = self.bundle.train.history(user_id)
         return unique_in_order(np.concatenate([trained, added]) if len(added) else trained)
 
+    @cached_property
+    def positive_threshold(self) -> float | None:
+        """Ratings at or above this are likes (see `whyrec.feedback.positive_threshold`)."""
+        ratings = self.bundle.train.interactions["rating"].to_numpy(dtype=np.float64)
+        return positive_threshold(self.bundle.info.get("min_rating"), ratings)
+
+    def mark_seen(self, user_id: str, item_ids: Iterable[str]) -> None:
+        """Feedback that the user met items without liking them (a dislike, a low
+        rating): never recommended to them again, never cited as their taste."""
+        positions = np.array([self.catalog.position(i) for i in item_ids], dtype=np.int64)
+        self.feedback.add_seen(str(user_id), positions)
+
     def resolve_items(self, references: Iterable[str]) -> np.ndarray:
-        """Item ids or free-text titles → catalog positions (fuzzy, typo-tolerant)."""
-        positions = [self.catalog.match_title(ref, self.popularity).position for ref in references]
+        """Item ids or free-text titles → catalog positions (fuzzy, typo-tolerant).
+
+        Ids and exact titles are dictionary look-ups; a fuzzy match compares against the
+        whole catalog, so at most `MAX_INEXACT_TITLES` distinct loose titles are matched per
+        history (hundreds of near-miss titles would otherwise hold a worker for seconds).
+        A loose title beyond that bound, like one that matches nothing, is not found.
+        """
+        references = list(references)
+        positions = [self.catalog.exact_position(ref, self.popularity) for ref in references]
+        loose: dict[str, int] = {}
+        for n, position in enumerate(positions):
+            if position is not None:
+                continue
+            reference = references[n].strip()
+            if reference not in loose:
+                if len(loose) == MAX_INEXACT_TITLES:
+                    raise NotFoundError(
+                        f"{reference!r} is not an item id or exact title, and a history may "
+                        f"hold at most {MAX_INEXACT_TITLES} loose titles: give ids or exact titles"
+                    )
+                loose[reference] = self.catalog.match_title(reference, self.popularity).position
+            positions[n] = loose[reference]
         if not positions:
             raise WhyrecError("the history is empty")
         return unique_in_order(positions)
@@ -189,8 +225,14 @@ class Engine:
             item_filter.mask(self.catalog) if item_filter else np.ones(len(self.catalog), bool)
         )
         allowed[history] = False
-        allowed[query.exclude] = False
+        allowed[self.excluded(query)] = False
         return allowed
+
+    def excluded(self, query: Query) -> np.ndarray:
+        """The query's exclusions plus what its user met without liking (feedback)."""
+        seen = self.feedback.seen_of(query.user_id)
+        exclude = np.asarray(query.exclude, dtype=np.int64)
+        return np.concatenate([exclude, seen]) if len(seen) else exclude
 
     def history_of(self, query: Query) -> np.ndarray:
         """The query's history, distinct in time order (the user's, when it gives none)."""
@@ -223,7 +265,7 @@ class Engine:
                 k=query.k,
                 scores=scores,
                 item_filter=query.item_filter,
-                exclude=query.exclude,
+                exclude=self.excluded(query),
                 user_row=self.user_row(query.user_id),
                 top_reasons=top_reasons,
             )
@@ -261,7 +303,7 @@ class Engine:
             k=query.k,
             scores=scores,
             item_filter=query.item_filter,
-            exclude=query.exclude,
+            exclude=self.excluded(query),
             user_row=self.user_row(query.user_id),
             top_reasons=top_reasons,
         )
@@ -288,7 +330,7 @@ class Engine:
         if not 0 <= position < len(self.catalog):
             raise NotFoundError(f"no item at catalog position {position}")
         if position in set(history.tolist()):
-            raise WhyrecError(
+            raise AlreadySeenError(
                 f"{self.catalog.titles[position]!r} is already in the history; "
                 "only items not yet seen are recommended"
             )
@@ -297,7 +339,9 @@ class Engine:
             [position],
             k=k,
             item_filter=item_filter,
-            exclude=np.fromiter(exclude, dtype=np.int64),
+            exclude=np.concatenate(
+                [np.fromiter(exclude, dtype=np.int64), self.feedback.seen_of(user_id)]
+            ),
             user_row=self.user_row(user_id),
             top_reasons=top_reasons,
         )

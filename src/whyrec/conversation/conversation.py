@@ -78,13 +78,43 @@ class Conversation:
     def start(self, user_id: str | None = None) -> Session:
         history = [int(p) for p in self.engine.user_history(user_id)] if user_id else []
         state = DialogueState(user_id=user_id, history=history)
+        state.record_catalog(self.catalog.fingerprint, self.catalog.item_ids)
         session_id, token = self.store.create(state.to_dict(), user_id)
         return self.session_class(self, session_id, token, state)
 
     def resume(self, session_id: str) -> Session:
-        """The session as stored; its token is not (the store keeps only a digest)."""
+        """The session as stored; its token is not (the store keeps only a digest).
+
+        A session made under another catalog (the bundle was retrained) is remapped by
+        item id when every item it refers to still exists, else refused in one line."""
         state = DialogueState.from_dict(self.store.load(session_id))
+        self._adopt(state, session_id)
         return self.session_class(self, session_id, None, state)
+
+    def _adopt(self, state: DialogueState, session_id: str) -> None:
+        catalog = self.catalog
+        if state.catalog_fingerprint == catalog.fingerprint:
+            return
+        if state.catalog_fingerprint is None:  # stored before sessions recorded it
+            if all(0 <= p < len(catalog) for p in state.positions()):
+                return
+            raise WhyrecError(
+                f"session {session_id} refers to items this bundle's catalog does not hold; "
+                "start a new session"
+            )
+        old_ids = {int(p): item_id for p, item_id in state.item_ids.items()}
+        missing = sorted(
+            old_ids.get(p, f"position {p}")
+            for p in state.positions()
+            if p not in old_ids or not catalog.has(old_ids[p])
+        )
+        if missing:
+            raise WhyrecError(
+                f"session {session_id} was made with another catalog and {len(missing)} of "
+                f"its items are not in this bundle (e.g. {missing[0]!r}); start a new session"
+            )
+        state.remap({p: catalog.position(old_ids[p]) for p in state.positions()})
+        state.record_catalog(catalog.fingerprint, catalog.item_ids)
 
 
 class Session:
@@ -154,6 +184,8 @@ class Session:
         feedback: list[FeedbackEvent] | None = None,
     ) -> Turn:
         """Store the turn (state, both messages, feedback) at once, then adopt the state."""
+        catalog = self.conversation.catalog
+        working.record_catalog(catalog.fingerprint, catalog.item_ids)
         turn.state = working.to_dict()
         self.conversation.store.save_turn(
             self.id,

@@ -8,8 +8,6 @@ to "with FIELD VALUE", so user data with its own columns still renders.
 
 from __future__ import annotations
 
-import json
-
 from whyrec.explain.attribution import EXACT
 from whyrec.explain.explanation import ConstraintCheck, Explanation, SharedValue
 
@@ -162,5 +160,7 @@ def to_data(explanation: Explanation, with_text: bool = True) -> dict:
 
 
 def to_json(explanation: Explanation, with_text: bool = True) -> str:
-    """`to_data` as a JSON string."""
-    return json.dumps(to_data(explanation, with_text), ensure_ascii=False)
+    """`to_data` as strict JSON (an undefined number is null)."""
+    from whyrec.jsonout import dumps
+
+    return dumps(to_data(explanation, with_text))
