@@ -17,6 +17,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from whyrec.commands.llm_options import (
+    LLMApiKey,
+    LLMBaseURL,
+    LLMConfigFile,
+    LLMModel,
+    LLMTimeout,
+    llm_config_from,
+)
 from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt
 from whyrec.errors import WhyrecError
 
@@ -29,7 +37,12 @@ if TYPE_CHECKING:  # the heavy modules load when a command runs, not when the CL
 console = Console(highlight=False)
 
 SPLIT_CHOICES = "loo, user-temporal, temporal, random or fixed"
-MODEL_CHOICES = "pop(ularity), itemknn, ease, ials, bpr, relmf, text, sasrec, sasrec-text, hybrid"
+MODEL_CHOICES = (
+    "pop(ularity), itemknn, ease, ials, bpr, relmf, text, sasrec, sasrec-text, hybrid, "
+    "llm, llm-rerank"
+)
+LLM_MODELS = ("llm", "llm-rerank")
+"""Models that ask the LLM server (configured like `whyrec chat --llm`)."""
 
 TABLE_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hr", "coverage", "arp", "aplt")
 """Columns of the printed table; the JSON and HTML report carry every metric."""
@@ -177,6 +190,15 @@ def print_report(report: EvaluationReport) -> None:
         table.add_row("fit s", *[f"{r.fit_seconds:.2f}" for r in report.results])
         table.add_row("score s", *[f"{r.score_seconds:.2f}" for r in report.results])
         console.print(table)
+    for result in report.results:
+        asked = (result.model.run_stats() or {}).get("llm")
+        if asked:
+            console.print(
+                f"{result.name}: {asked['users']} users asked, parsed {asked['parsed']:.0%}, "
+                f"hallucinated {asked['hallucinated']:.0%} and repeated {asked['repeated']:.0%} "
+                f"of {asked['titles']} answers, {asked['calls']} calls, {asked['tokens']:,} "
+                f"tokens, {asked['seconds']:.1f} s"
+            )
     print_rare_items(report)
 
 
@@ -315,6 +337,19 @@ def evaluate(
             "than this (the cold-ish slice).",
         ),
     ] = 5,
+    max_users: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Evaluate every model on this many test users, sampled with the seed "
+            "(LLM models make one call per user).",
+        ),
+    ] = None,
+    llm_base_url: LLMBaseURL = None,
+    llm_model: LLMModel = None,
+    llm_api_key: LLMApiKey = None,
+    llm_timeout: LLMTimeout = None,
+    llm_config: LLMConfigFile = None,
 ) -> None:
     """Fit models on a split and rank every test user against the full catalog."""
     from whyrec.evaluation.protocol import evaluate_models, parse_ks
@@ -323,6 +358,13 @@ def evaluate(
     ks = parse_ks(k)
     params = parse_model_params(param, names)
     instances = {name: build_model(name, params[name], seed) for name in names}
+    asking = [name for name in names if name in LLM_MODELS]
+    if asking:
+        config = llm_config_from(
+            True, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config
+        )
+        for name in asking:
+            instances[name].use_llm(config)
     check_output(json_path, "--json")
     check_output(report_path, "--report")
 
@@ -330,6 +372,7 @@ def evaluate(
         data, split_method, seed, test_fraction, train_file, test_file, source, min_rating, kcore
     )
     n_users = int((result.test.matrix.getnnz(axis=1) > 0).sum())
+    n_users = min(n_users, max_users or n_users)
     with progress_bar() as progress:
         tasks = {
             name: progress.add_task(f"{name}: waiting", total=n_users, start=False)
@@ -352,6 +395,7 @@ def evaluate(
             batch_size=batch_size,
             on_event=on_event,
             rare_below=rare_below,
+            max_users=max_users,
         )
     report.dataset = dataset.name
     report.split.setdefault("protocol", {})["ks"] = ks

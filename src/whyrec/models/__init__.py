@@ -23,6 +23,8 @@ _LOCATIONS: dict[str, tuple[str, str]] = {
     "sasrec": ("whyrec.models.sasrec", "SASRec"),
     "sasrec-text": ("whyrec.models.sasrec", "SASRecText"),
     "hybrid": ("whyrec.models.hybrid", "Hybrid"),
+    "llm": ("whyrec.llm.recommender", "LLMRecommender"),
+    "llm-rerank": ("whyrec.llm.recommender", "LLMReranker"),
 }
 _CLASS_LOCATIONS = {cls: module for module, cls in _LOCATIONS.values()}
 
