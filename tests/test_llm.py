@@ -704,6 +704,20 @@ def test_llm_check_cli_reports_and_fails_in_one_line(llm_server):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach" in lines[0] and "--llm-base-url" in lines[0]
+    import os
+    import subprocess
+    import sys
+
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("WHYREC_LLM_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "whyrec.cli", "llm", "check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=bare | {"HOME": "/nonexistent"},
+    )
+    assert done.returncode == 2 and "not configured" in done.stderr
     with _dialect_server("openai") as server:  # answers every form with a 500
         server.responder = lambda body: error(500)
         done = _check_cli(server.base_url)

@@ -36,9 +36,16 @@ def check(
 
     Exits 2 with one line saying what to change when whyrec cannot use the server.
     """
+    from whyrec.llm import LLMError
     from whyrec.llm.check import check_server
 
-    config = llm_config_from(True, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config)
+    try:
+        config = llm_config_from(
+            True, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config
+        )
+    except LLMError as exc:
+        err.print(f"[red]LLM not configured: {exc}[/red]")
+        raise typer.Exit(2) from None
     report = check_server(config)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
