@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from whyrec.commands.llm_options import (
@@ -26,6 +26,7 @@ from whyrec.commands.llm_options import (
     llm_config_from,
 )
 from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt
+from whyrec.console import count_progress
 from whyrec.errors import WhyrecError
 
 if TYPE_CHECKING:  # the heavy modules load when a command runs, not when the CLI starts
@@ -54,11 +55,21 @@ SplitOpt = Annotated[str, typer.Option("--split", help=f"One of {SPLIT_CHOICES}.
 
 
 # ----- parsing shared with `whyrec tune` ---------------------------------------------------
-def canonical_model_name(name: str) -> str:
-    """Registered name for a model name or alias ("pop" → "popularity")."""
+def _model_class(name: str) -> type[Recommender]:
+    """A registered model, or one of the LLM models (evaluated only: they ask a server
+    when scoring, so they are not in the registry of models that train and save)."""
     from whyrec.models import model_class
 
-    return model_class(name).name
+    if name.strip().lower() in LLM_MODELS:
+        from whyrec.llm.recommender import LLMRecommender, LLMReranker
+
+        return {"llm": LLMRecommender, "llm-rerank": LLMReranker}[name.strip().lower()]
+    return model_class(name)
+
+
+def canonical_model_name(name: str) -> str:
+    """Registered name for a model name or alias ("pop" → "popularity")."""
+    return _model_class(name).name
 
 
 def parse_model_list(text: str) -> list[str]:
@@ -90,9 +101,7 @@ def parse_model_params(pairs: list[str] | None, models: list[str]) -> dict[str, 
 
 def build_model(name: str, params: dict[str, object], seed: int) -> Recommender:
     """A model with the given parameters; the run's seed fills its `seed` unless given."""
-    from whyrec.models import model_class
-
-    cls = model_class(name)
+    cls = _model_class(name)
     params = dict(params)
     if "seed" in cls.Config.model_fields and "seed" not in params:
         params["seed"] = seed
@@ -227,14 +236,8 @@ def print_rare_items(report: EvaluationReport) -> None:
 
 
 def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
+    """The CLI's progress bar, cleared when done (the results table follows)."""
+    return count_progress(transient=True)
 
 
 def _three(value: float) -> str:

@@ -4,8 +4,10 @@
 training items (most recent first, capped) and maps each answer to the catalog with the
 catalog's title matcher. `LLMReranker` ("llm-rerank", Chat-Rec / InteRecAgent) gives it
 a collaborative model's top candidates and asks for them best first. Both are ordinary
-`Recommender`s: `score` returns one row per history with the LLM's ranks as scores and
--inf elsewhere, so the evaluation protocol, its metrics and its intervals are shared.
+`Recommender`s (not in the model registry: they ask a server when scoring, so they
+are evaluated, never trained into a bundle): `score` returns one row per history with
+the LLM's ranks as scores and -inf elsewhere, so the evaluation protocol, its metrics
+and its intervals are shared.
 
 What the LLM did is counted as it happens (`llm_stats`): answers that parsed, titles
 that match no catalog item (hallucinated), titles the user already has (repeated),
