@@ -187,6 +187,8 @@ def turn_sources(trace: dict) -> dict[str, str]:
         result = record.get("result", "")
         if result in ("ok", "repaired"):
             return "llm"
+        if result == "empty":
+            return "empty reading (embedded used)"
         if record.get("invalid"):
             return "invalid output"
         outcomes = {c["outcome"] for c in calls if c["purpose"] == record.get("purpose")}

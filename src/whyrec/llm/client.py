@@ -42,6 +42,8 @@ RETRYABLE = ("rate_limited", "server_error", "timeout", "connection")
 UNREACHABLE = ("timeout", "connection", "server_error")
 REJECTED = ("rejected", "server_error")
 """Answers that may mean "this server does not understand this form of request"."""
+NOT_REJECTED = ("timeout", "bad_response")
+"""Outcomes of a simpler form showing that the server took it (unlike the richer one)."""
 STRUCTURED_FORMS = ("json_schema", "json_object", "prompt")
 """Ways to ask for JSON, richest first: a JSON schema response format, JSON mode with the
 schema attached (llama.cpp makes a grammar of it), JSON asked for in the prompt."""
@@ -302,6 +304,10 @@ class LLMClient:
         record["seconds"] = round(time.monotonic() - started, 3)
         if not record.get("errors"):
             record.pop("errors", None)
+        if result is None and form is None and record.get("dialect") and outcome in NOT_REJECTED:
+            # the richer form was rejected and the simpler one was not (it ran out of time
+            # or answered badly): the form was the cause, remember it now
+            self.learn_structured(record["form"], record["dialect"])
         if result is None:
             record["outcome"] = outcome
             # the server answered, so a request form it rejects is not an outage; only an
