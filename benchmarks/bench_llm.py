@@ -295,7 +295,8 @@ def real_recommenders(config, users: int, seed: int) -> None:
         if "llm" in result:
             s = result["llm"]
             extra = (
-                f"  parsed {s['parsed']:.0%}, hallucinated {s['hallucinated']:.0%}, "
+                f"  parsed {s['parsed']:.0%}, {s['titles']} answers: hallucinated "
+                f"{s['hallucinated']:.0%}, "
                 f"repeated {s['repeated']:.0%}, {s['calls']} calls, {s['tokens']} tokens, "
                 f"{s['seconds']:.0f} s"
             )
