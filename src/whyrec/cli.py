@@ -269,6 +269,7 @@ from whyrec.commands.evaluate import evaluate  # noqa: E402
 from whyrec.commands.explain import explain_command  # noqa: E402
 from whyrec.commands.explain_eval import explain_eval_command  # noqa: E402
 from whyrec.commands.interpret import interpret_command  # noqa: E402
+from whyrec.commands.llm_check import llm_app  # noqa: E402
 from whyrec.commands.serve import serve  # noqa: E402
 from whyrec.commands.simulate import simulate  # noqa: E402
 from whyrec.commands.synth import data_synth  # noqa: E402
@@ -282,6 +283,7 @@ app.command()(chat)
 app.command()(simulate)
 app.command(name="interpret")(interpret_command)
 app.command()(serve)
+app.add_typer(llm_app, name="llm")
 data_app.command("synth")(data_synth)
 
 
