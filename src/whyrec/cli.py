@@ -1,7 +1,8 @@
 """The `whyrec` command: a thin shell over the library.
 
 Each command parses its options, calls one or two library functions and prints. User
-mistakes (`WhyrecError`) become one red line and exit code 1, never a traceback.
+mistakes (`WhyrecError`) become one red line and exit code 1 (2 for a job too big for the
+machine, `ResourceError`), never a traceback.
 """
 
 from __future__ import annotations
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="whyrec")
     except WhyrecError as exc:
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"[red]error:[/red] {exc}")
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -24,3 +24,12 @@ class BundleError(WhyrecError):
 
 class NotFoundError(WhyrecError):
     """A user, item or title that the data does not contain."""
+
+
+class ResourceError(WhyrecError):
+    """The machine lacks the memory (or another resource) a job needs; nothing was started.
+
+    Its own exit code (2) lets scripts tell "too big for this machine" from bad input.
+    """
+
+    exit_code = 2

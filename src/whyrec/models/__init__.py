@@ -15,6 +15,7 @@ from whyrec.models.base import Recommender
 _LOCATIONS: dict[str, tuple[str, str]] = {
     "popularity": ("whyrec.models.popularity", "Popularity"),
     "ease": ("whyrec.models.ease", "EASE"),
+    "sansa": ("whyrec.models.sansa", "SANSA"),
     "itemknn": ("whyrec.models.itemknn", "ItemKNN"),
     "ials": ("whyrec.models.ials", "IALS"),
     "bpr": ("whyrec.models.bpr", "BPR"),
@@ -69,6 +70,7 @@ __all__ = [
     "IALS",
     "MODELS",
     "MODEL_ALIASES",
+    "SANSA",
     "Hybrid",
     "ItemKNN",
     "Popularity",
