@@ -26,8 +26,10 @@ from whyrec.models import memory
 from whyrec.models.base import ModelConfig
 from whyrec.models.item_item import ItemItemModel
 
-GRAM_BAND_ENTRIES = 2**24
-"""Gram entries computed per band (rows × items): bounds the sparse band to ~130 MB."""
+GRAM_BAND_ENTRIES = 2**22
+"""Gram entries computed per band (rows × items): bounds the sparse band to ~50 MB."""
+BAND_BYTES_PER_ENTRY = 12
+"""A band's sparse product: float32 values, int32 indices and scipy's work arrays."""
 
 
 class EASEConfig(ModelConfig):
@@ -37,11 +39,12 @@ class EASEConfig(ModelConfig):
 def peak_bytes(n_items: int) -> int:
     """EASE's peak memory above the loaded data: the n × n float32 Gram, inverted in place.
 
-    Plus one sparse Gram band (at most `GRAM_BAND_ENTRIES` entries, 8 bytes each) and 5%
-    for LAPACK's work space and the allocator; checked against `/proc/self/status` VmHWM
-    in tests/test_sansa.py.
+    Plus one sparse Gram band (at most `GRAM_BAND_ENTRIES` entries) and 5% for LAPACK's
+    work space and the allocator; checked against the measured peak (VmHWM) in
+    tests/test_sansa.py.
     """
-    return int(1.05 * 4 * n_items * n_items) + 8 * min(GRAM_BAND_ENTRIES, n_items * n_items)
+    band = BAND_BYTES_PER_ENTRY * min(GRAM_BAND_ENTRIES, n_items * n_items)
+    return int(1.05 * 4 * n_items * n_items) + band
 
 
 def check_memory(n_items: int) -> None:

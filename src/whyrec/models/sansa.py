@@ -46,7 +46,7 @@ class SANSAConfig(ModelConfig):
         10.0, gt=0, description="L2 regularization λ on the (norm-scaled) Gram diagonal."
     )
     weights_per_item: float = Field(
-        100.0,
+        200.0,
         gt=0,
         description="Target nonzeros per item in each sparse factor: the target density "
         "times the number of active items (so memory grows linearly with items).",
@@ -55,6 +55,13 @@ class SANSAConfig(ModelConfig):
         "icf",
         description="icf: incomplete Cholesky at the target density (low memory); cholmod: "
         "exact sparse Cholesky then pruned (more memory, for small dense catalogs).",
+    )
+    gram_per_item: int = Field(
+        0,
+        ge=0,
+        description="Keep only each item's this many strongest co-occurrences in the Gram "
+        "matrix before factoring (0: all). Bounds fit memory on catalogs whose exact Gram "
+        "would not fit; an approximation beyond the paper's, measured in docs/sansa.md.",
     )
     inverse_steps: int = Field(
         10, ge=0, description="Fine-tuning steps of the approximate inverse (UMR)."
@@ -85,34 +92,75 @@ def peak_bytes(gram_entries: int, n_items: int, weights_per_item: float) -> int:
     return int(GRAM_BYTES_PER_ENTRY * gram_entries + FACTOR_BYTES_PER_ENTRY * factor_entries)
 
 
-def sparse_gram(matrix: sp.csr_matrix, weights_per_item: float) -> sp.csr_matrix:
-    """XᵀX as float32 CSR, a band of rows at a time, stopping before memory runs out.
+def sparse_gram(matrix: sp.csr_matrix, config: SANSAConfig) -> sp.csr_matrix:
+    """XᵀX as float32 CSR, a band of items at a time, stopping before memory runs out.
 
-    When even the upper bound Σ|history|² fits, no check runs during the build. Otherwise
-    the estimate is re-checked after each band with the entries stored so far, so a
-    catalog whose co-occurrences cannot fit stops with one line early, not with a kill.
+    Bands are cut so that each one's product has at most `GRAM_BAND_ENTRIES` entries (an
+    item's row has at most Σ|history| over its users). With `gram_per_item`, each band keeps
+    only its rows' strongest co-occurrences (and the diagonal) before the next is built,
+    and the union with the transpose keeps the matrix symmetric. When even the upper
+    bound Σ|history|² fits, no check runs; otherwise the estimate is re-checked after each
+    band with the entries kept so far, so a catalog whose co-occurrences cannot fit stops
+    with one line early, not with an out-of-memory kill.
     """
     by_item = sp.csc_matrix(matrix, dtype=np.float32)
     n_items = by_item.shape[1]
-    bound_fits = _fits(peak_bytes(gram_upper_bound(matrix), n_items, weights_per_item))
-    band = max(1, GRAM_BAND_ENTRIES // max(n_items, 1))
+    keep = config.gram_per_item
+    bound = (
+        gram_upper_bound(matrix) if not keep else min(gram_upper_bound(matrix), 2 * keep * n_items)
+    )
+    bound_fits = _fits(peak_bytes(bound, n_items, config.weights_per_item))
     bands, stored = [], 0
-    for start in range(0, n_items, band):
-        stop = min(start + band, n_items)
+    for start, stop in _bands(by_item):
         part = (by_item[:, start:stop].T @ by_item).tocsr()
+        if keep:
+            part = _strongest_per_row(part, keep, start)
         part.sort_indices()
         bands.append(part)
         stored += part.nnz
         if not bound_fits:
-            need = peak_bytes(stored, n_items, weights_per_item)
+            need = peak_bytes(stored * (2 if keep else 1), n_items, config.weights_per_item)
             done = f"{stop / n_items:.0%} of the item co-occurrences"
             memory.require(
                 need,
                 f"SANSA needs more than {memory.gigabytes(need)} for {n_items:,} items "
                 f"({stored:,} co-occurring pairs after {done})",
-                "use `--kcore`, drop the most active users, or a lower weights_per_item",
+                "keep fewer with `--param gram_per_item=N`, use `--kcore`, or drop the most "
+                "active users",
             )
-    return sp.vstack(bands, format="csr", dtype=np.float32)
+    gram = sp.vstack(bands, format="csr", dtype=np.float32)
+    del bands
+    if keep:
+        gram = gram.maximum(gram.T.tocsr()).tocsr()
+        gram.sort_indices()
+    return gram
+
+
+def _bands(by_item: sp.csc_matrix) -> list[tuple[int, int]]:
+    """(start, stop) item ranges whose Gram rows hold at most `GRAM_BAND_ENTRIES` entries."""
+    lengths = np.diff(sp.csr_matrix(by_item).indptr).astype(np.float64)
+    reach = np.minimum(by_item.T @ lengths, by_item.shape[1])  # bound on each row's entries
+    edges, total, start = [], 0.0, 0
+    for item, entries in enumerate(reach):
+        if total and total + entries > GRAM_BAND_ENTRIES:
+            edges.append((start, item))
+            start, total = item, 0.0
+        total += entries
+    edges.append((start, by_item.shape[1]))
+    return edges
+
+
+def _strongest_per_row(part: sp.csr_matrix, keep: int, offset: int) -> sp.csr_matrix:
+    """The `keep` largest entries of every row, plus the diagonal (row r is item offset+r)."""
+    counts = np.diff(part.indptr)
+    rows = np.repeat(np.arange(part.shape[0]), counts)
+    value = np.where(part.indices == rows + offset, np.inf, part.data)
+    order = np.lexsort((-value, rows))  # by row, strongest first
+    rank = np.arange(len(order)) - part.indptr[rows[order]]
+    kept = np.zeros(len(order), dtype=bool)
+    kept[order[rank <= keep]] = True  # the diagonal ranks first, then `keep` more
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[kept], minlength=len(counts)))])
+    return sp.csr_matrix((part.data[kept], part.indices[kept], indptr), shape=part.shape)
 
 
 def _fits(need: int) -> bool:
@@ -141,7 +189,7 @@ def sansa_factors(
             ),
         )
     )
-    gram = sparse_gram(matrix, config.weights_per_item)
+    gram = sparse_gram(matrix, config)
     # The package needs its Gram column-major: handed a CSR matrix, its ICF step transposes
     # it and scipy narrows the int64 indices it just set to int32, which the compiled
     # kernel rejects. The Gram is symmetric, so its CSR arrays are its CSC arrays.
