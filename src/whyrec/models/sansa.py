@@ -46,7 +46,7 @@ class SANSAConfig(ModelConfig):
         10.0, gt=0, description="L2 regularization λ on the (norm-scaled) Gram diagonal."
     )
     weights_per_item: float = Field(
-        500.0,
+        200.0,
         gt=0,
         description="Target nonzeros per item in each sparse factor: the target density "
         "times the number of active items (so memory grows linearly with items).",
