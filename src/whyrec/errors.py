@@ -33,3 +33,7 @@ class ResourceError(WhyrecError):
     """
 
     exit_code = 2
+
+
+class NotFittedError(WhyrecError):
+    """A model was asked to score (or save) before `fit` or `load`."""
