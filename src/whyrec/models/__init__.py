@@ -25,6 +25,7 @@ __all__ = [
     "IALS",
     "MODELS",
     "MODEL_ALIASES",
+    "SANSA",
     "Hybrid",
     "ItemKNN",
     "Popularity",

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 _LOCATIONS: dict[str, tuple[str, str]] = {
     "popularity": ("whyrec.models.popularity", "Popularity"),
     "ease": ("whyrec.models.ease", "EASE"),
+    "sansa": ("whyrec.models.sansa", "SANSA"),
     "itemknn": ("whyrec.models.itemknn", "ItemKNN"),
     "ials": ("whyrec.models.ials", "IALS"),
     "bpr": ("whyrec.models.bpr", "BPR"),
