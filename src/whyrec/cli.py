@@ -202,20 +202,29 @@ def recommend(
         bool, typer.Option("--explain", help="Say why, in sentences (JSON: full evidence).")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    query: Annotated[
+        str | None,
+        typer.Option("--query", help='A description in words, e.g. "a heist film with a twist".'),
+    ] = None,
 ) -> None:
-    """Top-k recommendations for a user or a list of liked titles, with the reasons."""
+    """Top-k recommendations for a user, a list of liked titles or a description, with
+    the reasons."""
     from whyrec.bundle import Bundle
     from whyrec.engine import Engine
 
     engine = Engine(Bundle.load(bundle))
+    if query is not None and not query.strip():
+        raise WhyrecError("--query is empty; describe what you want in words")
     positions, item_filter = resolve_request(
-        engine, user, history, with_value, without_value, years
+        engine, user, history, with_value, without_value, years, allow_nobody=query is not None
     )
     items = engine.recommend(
-        positions, k=k, item_filter=item_filter, top_reasons=reasons, user_id=user
+        positions, k=k, item_filter=item_filter, top_reasons=reasons, user_id=user, query=query
     )
     if as_json:
         payload = {"user": user, "items": [i.to_dict(with_explanation=explain) for i in items]}
+        if query is not None:
+            payload["query"] = query
         print(json.dumps(payload, ensure_ascii=False))
         return
     _print_recommendations(engine, user, positions, items)

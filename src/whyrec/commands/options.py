@@ -46,17 +46,23 @@ def resolve_request(
     with_value: list[str] | None,
     without_value: list[str] | None,
     years: str | None,
+    allow_nobody: bool = False,
 ):
     """(history positions, item filter) from the options `recommend` and `explain` share.
 
-    Exactly one of a known user or a list of titles/ids stands for the person; filters are
+    Exactly one of a known user or a list of titles/ids stands for the person (or
+    neither, with `allow_nobody`, when a free-text query says what is wanted); filters are
     validated against the catalog before any scoring, with the closest values suggested.
     """
+    import numpy as np
+
     from whyrec.errors import WhyrecError
     from whyrec.filters import ItemFilter, parse_assignments, parse_years, validate_fields
 
-    if (user is None) == (history is None):
-        raise WhyrecError("give exactly one of --user or --history")
+    if user is not None and history is not None:
+        raise WhyrecError("give only one of --user or --history")
+    if user is None and history is None and not allow_nobody:
+        raise WhyrecError("give exactly one of --user or --history (or a --query)")
     low, high = parse_years(years)
     item_filter = ItemFilter(
         parse_assignments(with_value, "--with"),
@@ -67,6 +73,8 @@ def resolve_request(
     validate_fields(item_filter, engine.catalog)
     if user is not None:
         return engine.user_history(user), item_filter
+    if history is None:
+        return np.zeros(0, dtype=np.int64), item_filter
     return engine.resolve_items(split_history(history or "")), item_filter
 
 

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from whyrec.conversation.directions import ItemMeasures, critique_bounds, steering
 from whyrec.conversation.state import DialogueState
 from whyrec.engine import Engine
+from whyrec.filters import any_of_mask
 
 POLICIES = ("ours", "recommend-only", "random", "max-entropy")
 PAGERANK_RESTART = 0.3
@@ -79,11 +81,19 @@ def _zscore(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 class CandidateScorer:
     """Turns a dialogue state into scores and an allowed-items mask."""
 
-    def __init__(self, engine: Engine, config: PolicyConfig, wish_scorer: WishScorer | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        config: PolicyConfig,
+        wish_scorer: WishScorer | None = None,
+        measures: ItemMeasures | None = None,
+    ):
+        """`measures`: directions for critiques and superlatives (see `directions`)."""
         self.engine = engine
         self.catalog = engine.catalog
         self.config = config
         self.wish_scorer = wish_scorer
+        self.measures = measures or ItemMeasures(engine.bundle.train, wish_scorer)
         graph = engine.explainer.graph
         self.graph = graph
         self._node_of = {
@@ -151,6 +161,11 @@ class CandidateScorer:
         for low, high in state.excluded_years:
             with np.errstate(invalid="ignore"):
                 mask &= ~((self.catalog.years >= low) & (self.catalog.years <= high))
+        for group in state.any_of:
+            mask &= any_of_mask(self.catalog, [(f, v) for f, v in group])
+        bounds = critique_bounds(state.critiques, self.measures)
+        if bounds is not None:
+            mask &= bounds
         for blocked in (state.history, state.liked, state.disliked, state.rejected):
             if blocked:
                 mask[np.asarray(blocked, dtype=np.int64)] = False
@@ -196,6 +211,9 @@ class CandidateScorer:
             similarity = self.wish_scorer([(str(t), bool(p)) for t, p in state.wishes])
             if similarity is not None:
                 total += config.wish_weight * _zscore(similarity, allowed)
+        steer = steering(state.critiques, state.rank_by, self.measures)
+        if steer is not None:
+            total += steer
         return total, allowed
 
     def distribution(self, scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
@@ -236,6 +254,7 @@ class Policy:
         kind = self.config.kind
         if (
             force_recommend
+            or (not state.shown and is_specific(state))
             or kind == "recommend-only"
             or allowed.sum() <= self.config.rec_size
             or state.consecutive_questions >= self.config.max_consecutive_questions
@@ -291,6 +310,24 @@ class Policy:
         in_yes = has & (np.cumsum(has, axis=0) <= k)
         in_no = ~has & (np.cumsum(~has, axis=0) <= k)
         return p_top @ in_yes + p_top @ in_no
+
+
+def is_specific(state: DialogueState) -> bool:
+    """Whether the user has said what they want: a first specific request gets a list at
+    once; a question is for a vague one ("what should I watch?")."""
+    return bool(
+        state.liked
+        or state.include
+        or state.exclude
+        or state.soft_include
+        or state.any_of
+        or state.year_min is not None
+        or state.year_max is not None
+        or state.excluded_years
+        or state.wishes
+        or state.critiques
+        or state.rank_by
+    )
 
 
 def _binary_entropy(share: np.ndarray) -> np.ndarray:

@@ -56,6 +56,13 @@ class DialogueState:
     "constraints"), kept by the LLM layer across turns; empty without an LLM."""
     llm_tokens: int = 0
     """Tokens this session has spent on the LLM (its budget outlives a restart)."""
+    any_of: list[list[list[str]]] = field(default_factory=list)
+    """Groups of [field, value] of which an item needs at least one ("crime or noir")."""
+    critiques: list[dict[str, Any]] = field(default_factory=list)
+    """Moves asked for ("older", "less violent"): kind, sign, concept and, for numeric
+    kinds, the bound the new items must pass (the shown list's mean, or the item named)."""
+    rank_by: str | None = None
+    """A superlative's measure ("quality", "underrated", "popular", "classic")."""
 
     # ----- updates ------------------------------------------------------------------
     def add_value(self, field_name: str, value: str, include: bool, hard: bool) -> None:
@@ -112,6 +119,7 @@ class DialogueState:
             exclude={k: set(v) for k, v in self.exclude.items() if v},
             year_min=self.year_min,
             year_max=self.year_max,
+            any_of=[[(f, v) for f, v in group] for group in self.any_of],
         )
 
     def required_values(self) -> list[tuple[str, str]]:

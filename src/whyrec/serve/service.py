@@ -264,7 +264,9 @@ class Service:
                 item_filter = None
         if request.user_id is not None:
             return self.engine.user_history(request.user_id), item_filter
-        return self.engine.resolve_items(request.history or []), item_filter
+        if request.history is None:  # a free-text query alone
+            return np.zeros(0, dtype=np.int64), item_filter
+        return self.engine.resolve_items(request.history), item_filter
 
     def recommend(self, request: schemas.RecommendRequest, catch_up: bool = True) -> dict:
         """The answer to POST /v1/recommend (cached); `catch_up=False` when the caller has
@@ -302,6 +304,7 @@ class Service:
             explain=request.explain,
             top_reasons=request.reasons,
             user_id=request.user_id,
+            query=getattr(request, "query", None),
         )
         return {
             "user_id": request.user_id,

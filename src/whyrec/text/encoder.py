@@ -155,9 +155,11 @@ def embedding_cache_dir(cache_dir: Path | None = None) -> Path:
     return base / "embeddings"
 
 
-def encode_items(catalog: Catalog, cache_dir: Path | None = None) -> np.ndarray:
+def encode_items(
+    catalog: Catalog, cache_dir: Path | None = None, with_titles: bool = True
+) -> np.ndarray:
     """Embeddings of every catalog item's text (title, attributes, description), cached."""
-    texts = [catalog.text(position) for position in range(len(catalog))]
+    texts = [catalog.text(position, with_title=with_titles) for position in range(len(catalog))]
     key = texts_key(texts)
     if key in _memory_cache:
         return _memory_cache[key]
