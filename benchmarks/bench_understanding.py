@@ -35,7 +35,7 @@ def read_requests() -> list[dict]:
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip() or line.startswith("#"):
                 continue
-            parts = [p.strip() for p in line.split(" ;; ")]
+            parts = [p.strip() for p in line.split(";;")]
             parts += [""] * (3 - len(parts))
             turns, acts, checks = parts[:3]
             out.append(
@@ -43,11 +43,19 @@ def read_requests() -> list[dict]:
                     "id": f"{path.stem}:{number}",
                     "category": path.stem,
                     "turns": [t.strip() for t in turns.split(" >> ")],
-                    "acts": {a.replace("_", " ") for a in acts.split()},
+                    "acts": {_act(a) for a in acts.split()},
                     "checks": checks.split(),
                 }
             )
     return out
+
+
+def _act(written: str) -> str:
+    """Titles and facet names are written with "_" for spaces; act names keep theirs."""
+    kind, _, rest = written.partition(":")
+    if kind in ("like", "dislike", "missing"):
+        rest = rest.replace("_", " ")
+    return f"{kind}:{rest}"
 
 
 def honours(catalog, state, positions: list[int]) -> bool:
