@@ -60,7 +60,7 @@ def resolve_request(
     from whyrec.filters import ItemFilter, parse_assignments, parse_years, validate_fields
 
     if user is not None and history is not None:
-        raise WhyrecError("give only one of --user or --history")
+        raise WhyrecError("give exactly one of --user or --history, not both")
     if user is None and history is None and not allow_nobody:
         raise WhyrecError("give exactly one of --user or --history (or a --query)")
     low, high = parse_years(years)

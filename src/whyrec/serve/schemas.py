@@ -79,7 +79,7 @@ class RecommendRequest(Person):
     @model_validator(mode="after")
     def _one_person(self) -> RecommendRequest:
         if self.user_id is not None and self.history is not None:
-            raise ValueError("give only one of user_id or history")
+            raise ValueError("give exactly one of user_id or history, not both")
         if self.user_id is None and self.history is None and self.query is None:
             raise ValueError("give exactly one of user_id or history, or a query")
         return self
