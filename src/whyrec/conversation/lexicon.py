@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from whyrec.errors import WhyrecError
@@ -65,6 +66,24 @@ def load_lexicon(dataset_name: str | None, extra: Path | None = None) -> Lexicon
     if extra is not None and Path(extra).is_file():
         lexicon = lexicon.merged(read_lexicon(Path(extra))[1])
     return lexicon
+
+
+@lru_cache(maxsize=1)
+def common_words() -> frozenset[str]:
+    """Whole English words of the shipped encoder's vocabulary (about 20,000).
+
+    A word outside it ("horor", "shawshank", "se7en") is a typo or a name: only such
+    words are corrected to a catalog phrase or read as naming a title on their own.
+    Empty when the encoder is not installed (then nothing is corrected)."""
+    from whyrec.errors import WhyrecError
+    from whyrec.text.encoder import encoder_directory
+
+    try:
+        path = encoder_directory() / "vocab.txt"
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (WhyrecError, OSError):
+        return frozenset()
+    return frozenset(w for w in lines if w.isalpha() and w.islower())
 
 
 def _movielens_genres() -> dict[str, tuple[str, ...]]:

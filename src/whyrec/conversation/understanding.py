@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
 
 from whyrec.conversation.lexicon import (
     CRITIQUE_WORDS,
@@ -24,6 +26,7 @@ from whyrec.conversation.lexicon import (
     NEGATION_CUES,
     QUALITY_WORDS,
     Lexicon,
+    common_words,
 )
 from whyrec.data.catalog import Catalog, title_key, title_similarity
 
@@ -33,6 +36,8 @@ SURE_TITLE_SCORE = 92.0
 they are confirmed with the user first."""
 MAYBE_TITLE_SCORE = 82.0
 MAX_TITLE_WORDS = 9
+TYPO_MIN_CHARS = 4
+"""Shorter words are not corrected: one edit turns too many of them into others."""
 AGE_SHARE = 0.2
 """'recent' means the newest fifth of the catalog by year, 'old' the oldest fifth."""
 HARD_FIELD_SHARE = 0.01
@@ -194,7 +199,7 @@ class Understanding:
 _LIKE_CUES = (
     r"similar to|something like|anything like|movies like|films like|such as|as good as|"
     r"in the style of|along the lines of|reminds me of|like|love|loved|liked|enjoyed|adore|"
-    r"adored|fan of|big fan of|favorite is|favourite is|watched|seen"
+    r"adored|fan of|fans of|big fan of|favorite is|favourite is|watched|seen"
 )
 _DISLIKE_CUES = (
     r"hated|hate|disliked|dislike|didn't like|did not like|don't like|can't stand|cannot stand|"
@@ -360,9 +365,12 @@ _RECOMMEND_WORDS = re.compile(
 _YEAR = r"(1[89]\d\d|20\d\d)"
 _DECADE = re.compile(r"\b(?:the\s+)?(?:(1[89]|20)(\d)0'?s|'?(\d)0'?s)\b")
 _BETWEEN = re.compile(rf"\b(?:between|from)\s+{_YEAR}\s+(?:and|to|-|until|till)\s+{_YEAR}\b")
-_AFTER = re.compile(rf"\b(after|since|newer than|later than|from)\s+{_YEAR}\b")
+_AFTER = re.compile(
+    rf"\b(after|since|newer than|later than)\s+{_YEAR}\b"
+    rf"|\b(from)\s+{_YEAR}\s+(?:on|onwards?|and later|forward)\b"
+)
 _BEFORE = re.compile(rf"\b(before|older than|earlier than|until|prior to)\s+{_YEAR}\b")
-_IN_YEAR = re.compile(rf"\b(?:in|of|year)\s+{_YEAR}\b")
+_IN_YEAR = re.compile(rf"\b(?:in|of|year|from|made in)\s+{_YEAR}\b")
 _RECENT = re.compile(r"\b(recent|new|newer|latest|modern|current)\b")
 _OLD = re.compile(r"\b(old|older|vintage|golden age|old-school|old school)\b")
 _WORD = re.compile(r"[\w'-]+")
@@ -447,6 +455,12 @@ class Understander:
             if self._phrases
             else None
         )
+        self._single_words = {
+            w
+            for w in [*self._phrases, *CRITIQUE_WORDS, *QUALITY_WORDS]
+            if re.fullmatch(r"[a-z]+", w)
+        }
+        self._single_word_list = sorted(self._single_words)
         self._keys_no_year: dict[str, list[int]] = {}
         for pos, title in enumerate(catalog.titles):
             self._keys_no_year.setdefault(title_key(title, keep_year=False), []).append(pos)
@@ -533,6 +547,7 @@ class Understander:
         if len(text) > MAX_MESSAGE_CHARS:
             text = text[:MAX_MESSAGE_CHARS]
             result.notes.append(f"message cut to its first {MAX_MESSAGE_CHARS} characters")
+        text = self._correct_typos(text, result)
         lowered = text.lower()
         self._message = text
         remaining = self._find_mentions(text, result)
@@ -556,6 +571,38 @@ class Understander:
         ]
         return result
 
+    # ----- typos ------------------------------------------------------------------------
+    @staticmethod
+    def _is_uncommon(word: str) -> bool:
+        words = common_words()
+        return bool(words) and word.lower() not in words
+
+    def _correct_typos(self, text: str, result: Understanding) -> str:
+        """Words that are neither English nor catalog vocabulary, one edit away from a
+        single-word phrase ("horor" → "horror", "underated" → "underrated")."""
+        if not common_words():
+            return text
+
+        def fix(match: re.Match[str]) -> str:
+            word = match.group(0)
+            lowered = word.lower()
+            if (
+                len(lowered) < TYPO_MIN_CHARS
+                or lowered in self._single_words
+                or not self._is_uncommon(lowered)
+                or word[:1].isupper()  # a name, perhaps a title: the title matcher reads it
+            ):
+                return word
+            found = process.extractOne(
+                lowered, self._single_word_list, scorer=Levenshtein.distance, score_cutoff=1
+            )
+            if found is None:
+                return word
+            result.notes.append(f"read '{word}' as '{found[0]}'")
+            return found[0]
+
+        return re.sub(r"[A-Za-z]+", fix, text)
+
     # ----- titles -----------------------------------------------------------------------
     def _match_span(self, span: str) -> tuple[int, float, str] | None:
         """Best title for the longest prefix of `span` that names one.
@@ -576,7 +623,8 @@ class Understander:
             exact = self._keys_no_year.get(key) or self._exact_with_year(candidate)
             if exact:
                 return max(exact, key=self._popularity_of), 100.0, " ".join(words[:length])
-            if best is None and length >= 2 and fuzzy_tries < MAX_FUZZY_TRIES:
+            names_alone = length == 1 and self._is_uncommon(key) and len(key) >= 5
+            if best is None and (length >= 2 or names_alone) and fuzzy_tries < MAX_FUZZY_TRIES:
                 fuzzy_tries += 1
                 best = self._fuzzy(candidate, " ".join(words[:length]))
         return best
@@ -756,7 +804,7 @@ class Understander:
             self._add_years(result, low, high, negated(found.start()))
             blank(found)
         for found in list(_AFTER.finditer(text)):
-            year = int(found.group(2))
+            year = int(found.group(2) or found.group(4))
             low = year + 1 if found.group(1) in ("after", "newer than", "later than") else year
             self._add_years(result, low, None, negated(found.start()))
             blank(found)

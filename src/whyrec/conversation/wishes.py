@@ -2,12 +2,13 @@
 
 A text is compared with two things: the attribute values of the catalog (so
 "mind-bending" can find the tag "thought-provoking") and the text of every item (title,
-every attribute field, description). A title never matches by sharing a word with the
-request: where an item's title shares a content word with it, the item is compared
-through its text *without* the title, so "a romantic comedy for date night" does not
-find the film called Date Night (a title counts only when the user names it, which the
-understanding reads as a mention). When the bundle's model reads text itself (the
-AlphaRec-style text model), its own `score_query` is averaged in.
+every attribute field, description). In conversation a title never matches a wish by
+sharing a word with it: where an item's title shares a content word with the wish, the
+item is compared through its text *without* the title, so "a romantic comedy for date
+night" does not find the film called Date Night (a title counts only when the user names
+it, which the understanding reads as a mention). A whole `--query` is a description,
+and an item's title is part of its own description there. When the bundle's model reads
+text itself (the AlphaRec-style text model), its own `score_query` is averaged in.
 
 A text that resembles nothing closely enough (leftover words such as "ideas") adds
 nothing rather than noise. Everything is encoded lazily, on the first text, and item
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from functools import cached_property
 
 import numpy as np
+import scipy.sparse as sp
 
 from whyrec.data.catalog import Catalog, title_key
 
@@ -77,9 +79,22 @@ def _zscore(values: np.ndarray) -> np.ndarray:
 class SemanticWishes:
     """A `WishScorer`: wishes → one score per catalog item (None when nothing matched)."""
 
-    def __init__(self, catalog: Catalog, query_model: QueryModel | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        query_model: QueryModel | None = None,
+        title_guard: bool = True,
+        min_match: float = ITEM_MATCH,
+    ) -> None:
+        """`title_guard`: compare items whose title shares a word with the text through
+        their text without the title (conversation wishes, which are what is left of a
+        message once named titles are cut out). A whole `--query` is a description of
+        the item wanted, and a title is part of an item's description, so there it is
+        off. `min_match`: best item cosine under which a text is ignored as vague."""
         self.catalog = catalog
         self.query_model = query_model
+        self.title_guard = title_guard
+        self.min_match = min_match
         self.last_matches: list[tuple[str, str, str, float]] = []
         """(wish, field, value, cosine) of the values the last call matched, for the trace."""
         self._queries: dict[str, np.ndarray] = {}
@@ -137,11 +152,33 @@ class SemanticWishes:
         ]
         return names, encode_texts([v for _, v in names], description="encoding values")
 
+    @cached_property
+    def _incidence(self) -> sp.csc_matrix:
+        """Items × values (in `_values` order): which item carries which value. One pass
+        over the catalog, so a matched value costs a column look-up, not a scan."""
+        names, _ = self._values
+        column = {(f, v.lower()): i for i, (f, v) in enumerate(names)}
+        rows, cols = [], []
+        for field_name in {f for f, _ in names}:
+            for position, values in enumerate(self.catalog.attributes[field_name]):
+                for value in values:
+                    found = column.get((field_name, value.lower()))
+                    if found is not None:
+                        rows.append(position)
+                        cols.append(found)
+        data = np.ones(len(rows), dtype=np.float64)
+        shape = (len(self.catalog), len(names))
+        matrix = sp.csc_matrix((data, (rows, cols)), shape=shape)
+        matrix.data[:] = 1.0  # a value listed twice for one item still counts once
+        return matrix
+
     def similarity(self, text: str, query: np.ndarray | None = None) -> np.ndarray:
         """Cosine of `text` with every item's text; title-free where a title shares a word."""
         if query is None:
             query = self._encode([text])[0]
         similarity = self.item_vectors @ query
+        if not self.title_guard:
+            return similarity
         shared = self.sharing_title_words(text)
         if shared.any():
             similarity = np.where(shared, self.untitled_vectors @ query, similarity)
@@ -167,7 +204,7 @@ class SemanticWishes:
             sign = 1.0 if positive else -1.0
             similarity = self.similarity(text, query)
             matched = np.flatnonzero(value_vectors @ query >= VALUE_MATCH) if len(names) else []
-            if similarity.max() < ITEM_MATCH and not len(matched):
+            if similarity.max() < self.min_match and not len(matched):
                 continue
             used = True
             spread = similarity.std() or 1.0
@@ -175,11 +212,12 @@ class SemanticWishes:
             if self.query_model is not None:
                 # the text model's own reading, on the same scale as the encoder's cosine
                 total += sign * _zscore(self.query_model(text)) * spread
-            for column in matched:
-                field_name, value = names[column]
-                cosine = float(value_vectors[column] @ query)
-                self.last_matches.append((text, field_name, value, cosine))
-                has = self.catalog.mask_with_value(field_name, [value])
+            if len(matched):
+                cosines = value_vectors[matched] @ query
+                for column, cosine in zip(matched, cosines, strict=True):
+                    field_name, value = names[column]
+                    self.last_matches.append((text, field_name, value, float(cosine)))
                 # a named value outweighs loose text similarity, the more so the closer it is
-                total += sign * has * cosine * VALUE_BOOST * spread
+                boost = self._incidence[:, matched] @ cosines.astype(np.float64)
+                total += sign * boost * VALUE_BOOST * spread
         return total if used else None
