@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -126,9 +127,11 @@ def run_requests(bundle_path: str) -> dict:
         catalog = engine.catalog
         # warm the encoder's caches (item and value vectors are built once per process)
         conversation.start().send("something mind-bending")
-        conversation.measures.concept("warm")
+        conversation.measures.warm()
         counts = defaultdict(lambda: [0, 0, 0])  # tp, fp, fn per category
         latencies: list[float] = []
+        cpu_times: list[float] = []
+        """CPU time of the turn: what it costs without the other processes of a busy box."""
         lists = honoured = 0
         wanted_first = got_first = wanted_any = got_any = 0
         unwanted_questions = noquestion_checks = 0
@@ -141,9 +144,10 @@ def run_requests(bundle_path: str) -> dict:
             turn = None
             for text in request["turns"]:
                 before = list(session.state.shown) or before
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 turn = session.send(text)
                 latencies.append((time.perf_counter() - start) * 1000)
+                cpu_times.append((time.process_time() - cpu) * 1000)
             got = set(turn.understanding.get("acts", []))
             tp = len(got & request["acts"])
             counts[request["category"]][0] += tp
@@ -203,6 +207,9 @@ def run_requests(bundle_path: str) -> dict:
         "wish_titles_avoided": f"{avoided}/{avoid_checks}",
         "turn_ms_median": round(statistics.median(latencies), 1),
         "turn_ms_p95": round(float(np.percentile(latencies, 95)), 1),
+        "turn_cpu_ms_median": round(statistics.median(cpu_times), 1),
+        "turn_cpu_ms_p95": round(float(np.percentile(cpu_times, 95)), 1),
+        "load_average_1min": round(os.getloadavg()[0], 1),
         "failures": failures,
     }
 

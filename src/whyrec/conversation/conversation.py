@@ -275,7 +275,9 @@ class Session:
                     conv.catalog, conv.measures, critique.kind, before, after
                 )
             else:
-                moved = describe_shift(conv.catalog, before, after)
+                # decades move with years; the sentence is about what the items are
+                fields = [f for f in conv.measures.dense_fields if f != "decade"]
+                moved = describe_shift(conv.catalog, fields, before, after)
             parts.append(f"{critique.text}: {moved}" if moved else critique.text)
         return (("Moved the list — " + "; ".join(parts) + ".") if parts else "").strip()
 

@@ -29,9 +29,6 @@ from whyrec.data.dataset import Dataset
 NUMERIC_KINDS = ("year", "popularity", "quality")
 SHIFT_VALUES = 2
 """Attribute values named per side in the "what moved" sentence."""
-SHIFT_FIELDS_MAX_VALUES = 200
-"""Fields with more values than this (sparse tags) are left out of the sentence: a
-change of one item per tag is noise, not a direction."""
 
 SEED_SHARE = 0.01
 SEED_MIN = 10
@@ -59,6 +56,34 @@ class ItemMeasures:
         self.train = train
         self.concept_scorer = concept_scorer
         self._concepts: dict[str, np.ndarray | None] = {}
+
+    @cached_property
+    def dense_fields(self) -> list[str]:
+        """Fields whose typical value many items carry (genres, categories): the ones a
+        "what moved" sentence speaks of. A tag given to two films moving is noise."""
+        n = len(self.catalog)
+        return [
+            name
+            for name in self.catalog.fields
+            if n and np.median(list(self.catalog.value_counts(name).values()) or [0]) >= 0.01 * n
+        ]
+
+    def warm(self) -> None:
+        """Compute what the first critique or superlative would: the measures, the item
+        vectors and the directions of the concepts the lexicon names (one batch)."""
+        from whyrec.conversation.lexicon import CRITIQUE_WORDS
+
+        _ = self.quality, self.dense_fields
+        if self.concept_scorer is None:
+            return
+        for name in ("item_vectors", "untitled_vectors"):
+            getattr(self.concept_scorer, name, None)
+        concepts = sorted({c for kind, c, _ in CRITIQUE_WORDS.values() if kind == "concept"})
+        encode = getattr(self.concept_scorer, "_encode", None)
+        if encode is not None:
+            encode(concepts)
+        for concept in concepts:
+            self.concept(concept)
 
     @cached_property
     def popularity(self) -> np.ndarray:
@@ -115,14 +140,13 @@ class ItemMeasures:
         return self._concepts[text]
 
 
-def describe_shift(catalog: Catalog, before: list[int], after: list[int]) -> str:
-    """ "fewer Crime and Thriller titles, more Comedy": the values whose share changed most."""
+def describe_shift(catalog: Catalog, fields: list[str], before: list[int], after: list[int]) -> str:
+    """ "fewer Crime and Thriller titles, more Comedy": the values of `fields` whose share
+    changed most."""
     if not before or not after:
         return ""
     changes: Counter[tuple[str, str]] = Counter()
-    for name in catalog.fields:
-        if name == "decade" or len(catalog.value_counts(name)) > SHIFT_FIELDS_MAX_VALUES:
-            continue
+    for name in fields:
         for group, sign in ((before, -1.0 / len(before)), (after, 1.0 / len(after))):
             for position in group:
                 for value in catalog.values(name, position):

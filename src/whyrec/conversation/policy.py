@@ -24,7 +24,6 @@ import numpy as np
 from whyrec.conversation.directions import ItemMeasures, critique_bounds, steering
 from whyrec.conversation.state import DialogueState
 from whyrec.engine import Engine
-from whyrec.filters import any_of_mask
 
 POLICIES = ("ours", "recommend-only", "random", "max-entropy")
 PAGERANK_RESTART = 0.3
@@ -162,7 +161,10 @@ class CandidateScorer:
             with np.errstate(invalid="ignore"):
                 mask &= ~((self.catalog.years >= low) & (self.catalog.years <= high))
         for group in state.any_of:
-            mask &= any_of_mask(self.catalog, [(f, v) for f, v in group])
+            either = np.zeros(len(self.catalog), dtype=bool)
+            for field_name, value in group:
+                either |= self.value_mask(field_name, value)
+            mask &= either
         bounds = critique_bounds(state.critiques, self.measures)
         if bounds is not None:
             mask &= bounds

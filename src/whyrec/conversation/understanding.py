@@ -881,6 +881,8 @@ class Understander:
         """A negation cue within a few words before `start`, in the same clause."""
         clause_start = max(text.rfind(ch, 0, start) for ch in ",.;!?")
         but = text.rfind(" but ", 0, start)
+        if but >= 0 and re.search(r"\b(?:anything|everything|all)\s*$", text[:but].lower()):
+            return True  # "anything but horror": the "but" is the negation, not a new clause
         clause = text[max(clause_start, but) + 1 : start].lower()
         words = clause.split()[-NEGATION_WINDOW:]
         window = " ".join(words)
@@ -947,9 +949,13 @@ class Understander:
     def _find_intents(
         self, lowered: str, remaining: str, result: Understanding, shown: list[int]
     ) -> None:
+        no_value = re.match(r"^\s*no\s+([\w-]+)", lowered)
+        negates_a_value = bool(no_value) and any(
+            not c.include and c.text.startswith(no_value.group(1)) for c in result.constraints
+        )
         if _YES.search(lowered):
             result.answer = True
-        elif _NO.search(lowered):
+        elif _NO.search(lowered) and not negates_a_value:  # "no horror" is not a "no"
             result.answer = False
         for intent, pattern in _INTENT_PATTERNS:
             if pattern.search(lowered):
@@ -958,7 +964,7 @@ class Understander:
             result.intents.remove(Intent.REJECT)
         if _YES.search(lowered) and not result.intents:
             result.intents.append(Intent.YES)
-        elif _NO.search(lowered) and not (result.intents or result.mentions):
+        elif result.answer is False and not (result.intents or result.mentions):
             result.intents.append(Intent.NO)
         reference = _REFERENCE.search(lowered)
         if reference:

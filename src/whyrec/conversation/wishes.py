@@ -142,7 +142,7 @@ class SemanticWishes:
 
     @cached_property
     def _values(self) -> tuple[list[tuple[str, str]], np.ndarray]:
-        from whyrec.text.encoder import encode_texts
+        from whyrec.text.encoder import encode_cached
 
         names = [
             (f, v)
@@ -150,7 +150,7 @@ class SemanticWishes:
             if len(self.catalog.value_counts(f)) <= MAX_FIELD_VALUES
             for v in sorted(self.catalog.value_counts(f))
         ]
-        return names, encode_texts([v for _, v in names], description="encoding values")
+        return names, encode_cached([v for _, v in names], None, "values", "encoding values")
 
     @cached_property
     def _incidence(self) -> sp.csc_matrix:
