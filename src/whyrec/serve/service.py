@@ -220,6 +220,7 @@ class Service:
             wishes = self.conversation.scorer.wish_scorer
             if wishes is not None:  # the first soft wish encodes the whole catalog
                 wishes([("mind-bending", True)])
+            self.conversation.measures.warm()  # critique directions, quality
         finally:
             self.conversation.store.close()
             self.conversation.store = real
