@@ -256,7 +256,7 @@ class Policy:
         kind = self.config.kind
         if (
             force_recommend
-            or (not state.shown and is_specific(state))
+            or (opening(state) and is_specific(state))
             or kind == "recommend-only"
             or allowed.sum() <= self.config.rec_size
             or state.consecutive_questions >= self.config.max_consecutive_questions
@@ -312,6 +312,12 @@ class Policy:
         in_yes = has & (np.cumsum(has, axis=0) <= k)
         in_no = ~has & (np.cumsum(~has, axis=0) <= k)
         return p_top @ in_yes + p_top @ in_no
+
+
+def opening(state: DialogueState) -> bool:
+    """Nothing has happened yet but what the user said: no list, no rejection, no
+    question answered (the attribute simulator's opening value counts as answered)."""
+    return not (state.shown or state.rejected or state.asked)
 
 
 def is_specific(state: DialogueState) -> bool:
