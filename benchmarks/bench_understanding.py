@@ -161,6 +161,8 @@ def run_requests(bundle_path: str) -> dict:
             if "list" in checks:
                 wanted_any += 1
                 got_any += bool(after)
+                if not after:
+                    failures.append({"id": request["id"], "check": "list", "reply": turn.reply})
                 if len(request["turns"]) == 1:
                     wanted_first += 1
                     got_first += bool(after)
