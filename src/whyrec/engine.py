@@ -1,7 +1,8 @@
-"""Shared recommendation logic: top-k over any model, excluding seen items, filtered, explained.
+"""Shared recommendation logic: a `Query` in, a ranked, filtered, explained `ItemList` out.
 
-The CLI, the API and the conversation all call `Engine.recommend`, so ranking and
-filtering rules exist once.
+The CLI, the API, the conversation and the LLM tools all call `Engine.run` (or its
+`recommend` shorthand), so scoring, filtering (`whyrec.filters`) and ranking
+(`whyrec.ranking`) happen in one place.
 """
 
 from __future__ import annotations
@@ -9,86 +10,24 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
 from whyrec.bundle import Bundle
+from whyrec.core import ItemList, Query
 from whyrec.errors import NotFoundError, WhyrecError
-from whyrec.explain.evidence import HistoryContribution
 from whyrec.explain.explainer import CONFIDENCE_HEAD, CONFIDENCE_WINDOW, Explainer
 from whyrec.explain.explanation import Explanation
 from whyrec.feedback import FeedbackLog, FoldIn, user_vector
-from whyrec.filters import ItemFilter
+from whyrec.filters import ItemFilter, validate_fields
+from whyrec.ranking import top_k, unique_in_order
 from whyrec.retrieval import ANNIndex, ann_min_items
 
 QUERY_POPULARITY = 0.5
 """Weight of popularity (z of log users) next to the free-text match (z of similarity) in
-a `--query` request: among items that fit a description equally, the ones people know
-come first ("an animated film about toys" → Toy Story before an obscure cartoon)."""
-
-
-@dataclass
-class Recommendation:
-    rank: int
-    position: int
-    item_id: str
-    title: str
-    score: float
-    because: list[HistoryContribution] = field(default_factory=list)
-    explanation: Explanation | None = None
-
-    def to_dict(self, with_explanation: bool = False) -> dict:
-        """JSON-ready fields; the full evidence under "explanation" only when asked."""
-        data = {
-            "rank": self.rank,
-            "item_id": self.item_id,
-            "title": self.title,
-            "score": self.score,
-            "because": [c.to_dict() for c in self.because],
-        }
-        if with_explanation and self.explanation is not None:
-            from whyrec.explain.render import sentences
-
-            data["explanation"] = {
-                **self.explanation.to_dict(),
-                "text": sentences(self.explanation),
-            }
-        return data
-
-
-def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
-    """Positions of the k best finite scores, best first (ties: lower position first)."""
-    scores = np.where(allowed, scores, -np.inf) if allowed is not None else scores
-    finite = np.isfinite(scores)
-    k = min(k, int(finite.sum()))
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    candidates = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    order = np.lexsort((candidates, -scores[candidates]))
-    return candidates[order][:k].astype(np.int64)
-
-
-def _z(values: np.ndarray) -> np.ndarray:
-    spread = float(values.std()) or 1.0
-    return (values - values.mean()) / spread
-
-
-def unique_in_order(positions: Iterable[int]) -> np.ndarray:
-    """Drop repeated positions, keeping the first occurrence (time order matters).
-
-    A stable sort finds each position's first occurrence: a Python set over a long
-    history cost a few hundred microseconds on every request.
-    """
-    if not isinstance(positions, np.ndarray):
-        positions = list(positions)
-    positions = np.asarray(positions, dtype=np.int64).ravel()
-    order = np.argsort(positions, kind="stable")
-    ordered = positions[order]
-    first = np.ones(len(ordered), dtype=bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    return positions[np.sort(order[first])]
+a text request: among items that fit a description equally, the ones people know come
+first ("an animated film about toys" → Toy Story before an obscure cartoon)."""
 
 
 class Engine:
@@ -225,6 +164,81 @@ class Engine:
             raise WhyrecError("the history is empty")
         return unique_in_order(positions)
 
+    def query(
+        self,
+        user_id: str | None = None,
+        references: Iterable[str] | None = None,
+        item_filter: ItemFilter | None = None,
+        k: int = 10,
+    ) -> Query:
+        """A request from its outside form: a known user, or item ids / titles (fuzzy).
+
+        The one place the CLI and the API turn what a caller typed into a `Query`; the
+        filter's fields and values are checked against the catalog first, with the
+        closest known ones suggested. An empty filter is no filter.
+        """
+        if item_filter is not None:
+            validate_fields(item_filter, self.catalog)
+            if item_filter.is_empty():
+                item_filter = None
+        if user_id is not None:
+            history = self.user_history(user_id)
+        elif references is None:  # nobody: a description in words says what is wanted
+            history = np.zeros(0, dtype=np.int64)
+        else:
+            history = self.resolve_items(references)
+        return Query(user_id=user_id, history=history, item_filter=item_filter, k=k)
+
+    def allowed(self, query: Query, history: np.ndarray) -> np.ndarray:
+        """The items a query may return: its filter, less its exclusions and the history."""
+        item_filter = query.item_filter
+        allowed = (
+            item_filter.mask(self.catalog) if item_filter else np.ones(len(self.catalog), bool)
+        )
+        allowed[history] = False
+        allowed[query.exclude] = False
+        return allowed
+
+    def history_of(self, query: Query) -> np.ndarray:
+        """The query's history, distinct in time order (the user's, when it gives none)."""
+        if query.history is None:
+            return self.user_history(query.user_id)
+        return unique_in_order(query.history)
+
+    def run(
+        self,
+        query: Query,
+        explain: bool = True,
+        top_reasons: int = 3,
+        scores: np.ndarray | None = None,
+    ) -> ItemList:
+        """Top-k items for a query; seen, excluded and filtered-out items never appear.
+
+        `scores` replaces the model's score row when a caller ranks by its own (the
+        conversation mixes the model with what was said). With `explain`, each item
+        carries an `Explanation`; the query's user is left out of co-interaction counts.
+        """
+        history = self.history_of(query)
+        allowed = self.allowed(query, history)
+        if scores is None:
+            scores = self._score_row(history, query.k, allowed)
+        best = top_k(scores, query.k, allowed)
+        explanations = (
+            self.explainer.explain(
+                history,
+                best,
+                k=query.k,
+                scores=scores,
+                item_filter=query.item_filter,
+                exclude=query.exclude,
+                user_row=self.user_row(query.user_id),
+                top_reasons=top_reasons,
+            )
+            if explain
+            else None
+        )
+        return ItemList(self.catalog, best, scores[best], explanations)
+
     def recommend(
         self,
         history: np.ndarray,
@@ -234,55 +248,15 @@ class Engine:
         explain: bool = True,
         top_reasons: int = 3,
         user_id: str | None = None,
-        query: str | None = None,
-    ) -> list[Recommendation]:
-        """Top-k items for one history; seen and excluded items are never recommended.
+        text: str | None = None,
+    ) -> ItemList:
+        """`run` for a query given as arguments: top-k items for one history.
 
-        With `explain`, each item carries an `Explanation` and `because` lists its cited
-        history items (the same evidence). `user_id`, when given, is left out of the
-        co-interaction counts. `query` is a free-text description ("a heist film with a
-        twist"), matched against item text (see `query_scores`); with a history too, the
-        two are added as z-scores.
-        """
-        if k < 1:
-            raise WhyrecError("k must be at least 1")
-        history = unique_in_order(history)
-        exclude = np.fromiter(exclude, dtype=np.int64)
-        allowed = (
-            item_filter.mask(self.catalog) if item_filter else np.ones(len(self.catalog), bool)
-        )
-        allowed[history] = False
-        allowed[exclude] = False
-        scores = self._score_row(history, k, allowed)
-        if query is not None:
-            scores = self._with_query(scores, history, query, allowed)
-        best = top_k(scores, k, allowed)
-        explanations = (
-            self.explainer.explain(
-                history,
-                best,
-                k=k,
-                scores=scores,
-                item_filter=item_filter,
-                exclude=exclude,
-                user_row=self.user_row(user_id),
-                top_reasons=top_reasons,
-            )
-            if explain
-            else None
-        )
-        return [
-            Recommendation(
-                rank=rank,
-                position=int(pos),
-                item_id=self.catalog.item_ids[pos],
-                title=self.catalog.titles[pos],
-                score=float(scores[pos]),
-                because=list(explanations[rank - 1].history) if explanations else [],
-                explanation=explanations[rank - 1] if explanations else None,
-            )
-            for rank, pos in enumerate(best, start=1)
-        ]
+        `text` is a free-text description ("a heist film with a twist"), matched against
+        item text (see `text_scores`); with a history too, the two add as z-scores."""
+        query = Query(user_id, history, item_filter, np.fromiter(exclude, dtype=np.int64), k)
+        scores = self.with_text(query, text) if text is not None else None
+        return self.run(query, explain=explain, top_reasons=top_reasons, scores=scores)
 
     @cached_property
     def text_matcher(self):
@@ -299,27 +273,48 @@ class Engine:
             min_match=-1.0,
         )
 
-    def query_scores(self, query: str) -> np.ndarray:
+    def text_scores(self, text: str) -> np.ndarray:
         """Popularity-aware match of a description: z(text match) + w·z(log popularity)."""
-        if not query.strip():
+        if not text.strip():
             raise WhyrecError("the query text is empty")
-        matched = self.text_matcher([(query.strip(), True)])
-        popularity = np.log1p(self.popularity.astype(np.float64))
-        total = QUERY_POPULARITY * _z(popularity)
+        matched = self.text_matcher([(text.strip(), True)])
+        total = QUERY_POPULARITY * _z(np.log1p(self.popularity.astype(np.float64)))
         if matched is not None:
             total += _z(matched)
         return total
 
-    def _with_query(
-        self, scores: np.ndarray, history: np.ndarray, query: str, allowed: np.ndarray
-    ) -> np.ndarray:
-        text = self.query_scores(query)
+    def with_text(self, query: Query, text: str) -> np.ndarray:
+        """The scores `run` ranks for a query described in words too."""
+        matched = self.text_scores(text)
+        history = self.history_of(query)
         if not len(history):
-            return text.astype(np.float32)
+            return matched.astype(np.float32)
+        allowed = self.allowed(query, history)
+        scores = self._score_row(history, query.k, allowed)
         finite = np.isfinite(scores) & allowed
         model = np.full(len(scores), -np.inf)
         model[finite] = _z(scores[finite].astype(np.float64))
-        return (model + text).astype(np.float32)
+        return (model + matched).astype(np.float32)
+
+    def explain_items(
+        self,
+        query: Query,
+        positions: Iterable[int],
+        scores: np.ndarray | None = None,
+        top_reasons: int | None = None,
+    ) -> list[Explanation]:
+        """Explanations of given items, ranked in the list `run(query, scores=scores)`
+        gives (the conversation explains its own list this way)."""
+        return self.explainer.explain(
+            self.history_of(query),
+            list(positions),
+            k=query.k,
+            scores=scores,
+            item_filter=query.item_filter,
+            exclude=query.exclude,
+            user_row=self.user_row(query.user_id),
+            top_reasons=top_reasons,
+        )
 
     def explain(
         self,
@@ -357,3 +352,8 @@ class Engine:
             top_reasons=top_reasons,
         )
         return explanation
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    spread = float(values.std()) or 1.0
+    return (values - values.mean()) / spread
