@@ -6,7 +6,7 @@ recall and F1 by category (micro over acts), the share of lists that honour ever
 constraint the system understood, the share of requests expecting a list that got one
 (first turns and all), questions where none was wanted, critique direction success,
 titles that hijacked a wish, and turn latency (median, p95). Queries (`queries.tsv`) run
-through `Engine.recommend(query=...)` against a peer in the same run: plain cosine on the
+through `Engine.recommend(text=...)` against a peer in the same run: plain cosine on the
 full item text without the popularity blend or the title guard.
 
     python benchmarks/bench_understanding.py --bundle bundles/ml-latest-small-ease [--json out.json]
@@ -235,15 +235,13 @@ def run_queries(bundle_path: str) -> dict:
         query, targets = line.split("\t")
         wanted = {catalog.titles.index(t) for t in targets.split("|")}
         start = time.perf_counter()
-        items = engine.recommend(nobody, k=10, explain=False, query=query)
+        items = engine.recommend(nobody, k=10, explain=False, text=query)
         latencies.append((time.perf_counter() - start) * 1000)
         top = {i.position for i in items}
         ours += bool(top & wanted)
         peer_top = set(np.argsort(-(full_text @ encode_query(query)))[:10].tolist())
         peer += bool(peer_top & wanted)
-        guard_top = {
-            i.position for i in guarded.recommend(nobody, k=10, explain=False, query=query)
-        }
+        guard_top = {i.position for i in guarded.recommend(nobody, k=10, explain=False, text=query)}
         with_guard += bool(guard_top & wanted)
         total += 1
         if not top & wanted:

@@ -91,7 +91,7 @@ def test_recommend_for_a_description(client, engine):
     body = {"query": "an animated film about toys", "k": 5, "explain": False}
     items = client.post("/v1/recommend", json=body).json()["items"]
     assert len(items) == 5
-    direct = engine.recommend(np.zeros(0, dtype=np.int64), k=5, explain=False, query=body["query"])
+    direct = engine.recommend(np.zeros(0, dtype=np.int64), k=5, explain=False, text=body["query"])
     assert [i["item_id"] for i in items] == [r.item_id for r in direct]
     assert sum("Animation" in i["attributes"]["genres"] for i in items) >= 3
     filtered = {**body, "filters": {"exclude": {"genres": ["Animation"]}}, "user_id": "1"}
