@@ -23,6 +23,7 @@ _LOCATIONS: dict[str, tuple[str, str]] = {
     "sasrec": ("whyrec.models.sasrec", "SASRec"),
     "sasrec-text": ("whyrec.models.sasrec", "SASRecText"),
     "hybrid": ("whyrec.models.hybrid", "Hybrid"),
+    "generative": ("whyrec.models.generative", "Generative"),
 }
 _CLASS_LOCATIONS = {cls: module for module, cls in _LOCATIONS.values()}
 
@@ -69,6 +70,7 @@ __all__ = [
     "IALS",
     "MODELS",
     "MODEL_ALIASES",
+    "Generative",
     "Hybrid",
     "ItemKNN",
     "Popularity",
