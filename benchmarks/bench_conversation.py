@@ -41,10 +41,11 @@ def main() -> None:
 
     from whyrec.bundle import Bundle
     from whyrec.conversation import Conversation
-    from whyrec.conversation.simulator import episodes_from_targets, simulate
     from whyrec.data.loaders import load_dataset
     from whyrec.data.splits import split
     from whyrec.engine import Engine
+    from whyrec.evaluation.conversational import simulate
+    from whyrec.evaluation.simulated_users import episodes_from_targets
     from whyrec.models import EASE
 
     held = split(load_dataset(args.data), args.split, seed=0)

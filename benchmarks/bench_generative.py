@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
 from whyrec.data.loaders import load_directory
 from whyrec.data.splits import split
@@ -42,9 +41,11 @@ from whyrec.evaluation.protocol import (
     evaluate_model,
     slice_summary,
 )
+from whyrec.evaluation.statistics import t_interval
 from whyrec.explain.fidelity import explanation_fidelity
 from whyrec.models import model_class
 from whyrec.models.generative import Generative
+from whyrec.ranking import exclude_seen, top_k_rows
 
 KS = [10, 50]
 
@@ -52,9 +53,8 @@ KS = [10, 50]
 def paired_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """Mean of the per-user difference a − b and its Student-t 95% interval."""
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    mean = float(diff.mean())
-    half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
-    return mean, mean - half, mean + half
+    low, high = t_interval(diff)
+    return float(diff.mean()), low, high
 
 
 def generation_checks(model: Generative, target: EvaluationTarget, users: int, beam: int) -> dict:
@@ -74,9 +74,7 @@ def generation_checks(model: Generative, target: EvaluationTarget, users: int, b
         # a real item: its index is in the catalog's index table and maps back to it
         codes_match = (np.asarray(model.codes_)[positions] == generated.codes).all(axis=1)
         valid += int((known & unseen & codes_match).sum())
-        scores = model.score([history])[0]
-        scores[history] = -np.inf
-        exhaustive = np.argsort(-scores, kind="stable")[:10]
+        exhaustive = top_k_rows(exclude_seen(model.score([history]), [history]), 10)[0]
         same_top.append(len(set(exhaustive.tolist()) & set(positions.tolist())) / 10)
     ms = np.array(latencies) * 1000
     return {

@@ -121,7 +121,7 @@ class Checker:
 
 def run_episodes(conversation, engine, turns: int, checker: Checker | None, seed: int):
     """Language-user episodes until `turns` turns; returns the turns' traces and seconds."""
-    from whyrec.conversation.simulator import LanguageUser, run_language_episode
+    from whyrec.evaluation.simulated_users import LanguageUser, run_language_episode
 
     test = engine.bundle.test.interactions
     rng = np.random.default_rng(seed)
@@ -139,7 +139,7 @@ def run_episodes(conversation, engine, turns: int, checker: Checker | None, seed
 
     session_class = conversation.session_class
     conversation.session_class = type("Timed", (session_class,), {"send": timed_send})
-    from whyrec.conversation.simulator import Episode
+    from whyrec.evaluation.simulated_users import Episode
 
     while len(seconds) < turns:
         row = test.iloc[int(rng.integers(len(test)))]

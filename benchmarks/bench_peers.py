@@ -5,7 +5,7 @@ own `whyrec.data.splits.split`. Every library gets exactly the same training int
 as binary implicit feedback (one row per distinct user-item pair, no ratings). Every test
 user is scored against the whole catalog, their training items are excluded, ties are
 broken by lower catalog position, and nDCG@10 / Recall@20 come from whyrec's own metric
-code (`whyrec.evaluation.protocol.top_k_rows` and `per_user_metrics`), so all numbers are
+code (`whyrec.ranking.top_k_rows` and `per_user_metrics`), so all numbers are
 comparable. Items a peer never saw in training (none, after the split drops cold items)
 would get -inf.
 
@@ -149,7 +149,8 @@ def train_pairs(the_split) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate(score_rows, target) -> dict:
     """Top-20 lists from `score_rows(start, stop)`, training items excluded, our metrics."""
-    from whyrec.evaluation.protocol import per_user_metrics, top_k_rows
+    from whyrec.evaluation.protocol import per_user_metrics
+    from whyrec.ranking import top_k_rows
 
     lists = np.empty((len(target.users), max(KS)), dtype=np.int64)
     for start in range(0, len(target.users), BATCH):

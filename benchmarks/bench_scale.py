@@ -370,20 +370,10 @@ def spark_advice(summary: dict) -> list[str]:
 
 
 # ----- report -----------------------------------------------------------------------------
-def _png(figure) -> str:
-    import base64
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def growth_plot(results: dict) -> str:
     import matplotlib
+
+    from whyrec.evaluation.report import figure_png
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -409,11 +399,13 @@ def growth_plot(results: dict) -> str:
         axis.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     figure.tight_layout()
-    return _png(figure)
+    return figure_png(figure)
 
 
 def ann_plot(results: dict) -> str:
     import matplotlib
+
+    from whyrec.evaluation.report import figure_png
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -430,7 +422,7 @@ def ann_plot(results: dict) -> str:
              ylabel="single-query top-k latency (ms)")  # fmt: skip
     axis.grid(True, which="both", alpha=0.3)
     axis.legend()
-    return _png(figure)
+    return figure_png(figure)
 
 
 def render_html(results: dict) -> str:

@@ -18,9 +18,9 @@ from whyrec.evaluation.protocol import (
     parse_metric,
     rank_all,
     t_interval,
-    top_k_rows,
 )
 from whyrec.models import EASE, Popularity
+from whyrec.ranking import top_k_rows
 
 
 @pytest.fixture(scope="module")

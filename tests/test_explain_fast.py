@@ -17,10 +17,11 @@ from whyrec.bundle import Bundle
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
 from whyrec.explain.attribution import shares_of
-from whyrec.explain.explainer import Explainer, rank_of, ranked, strongest
+from whyrec.explain.explainer import Explainer, strongest
 from whyrec.models import EASE
 from whyrec.models.base import histories_to_csr
 from whyrec.models.itemknn import ItemKNN
+from whyrec.ranking import rank_of, top_k
 from whyrec.sparse_rows import distinct, distinct_per_group, gather_rows
 
 USERS = ("1", "15", "68", "111", "249", "414", "474", "599")
@@ -148,7 +149,7 @@ def test_ranks_read_off_the_head_equal_rank_of():
     scores = rng.integers(0, 30, 400).astype(float)  # ties everywhere, also at the cut
     scores[rng.choice(400, 20, replace=False)] = -np.inf
     allowed = rng.random(400) > 0.2
-    head = ranked(scores, allowed, 50)
+    head = top_k(scores, 50, allowed)
     items = np.concatenate([head, rng.integers(0, 400, 60)])
     ranks = Explainer._ranks(scores, allowed, head, items)
     assert ranks == [rank_of(scores, allowed, int(p)) for p in items]

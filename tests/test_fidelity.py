@@ -9,7 +9,6 @@ import pytest
 import scipy.sparse as sp
 
 from whyrec.data.splits import split
-from whyrec.engine import top_k
 from whyrec.explain.fidelity import (
     counterfactual_ranks,
     explanation_fidelity,
@@ -17,6 +16,7 @@ from whyrec.explain.fidelity import (
 )
 from whyrec.models import EASE, Popularity
 from whyrec.models.base import histories_to_csr
+from whyrec.ranking import top_k
 
 
 @pytest.fixture(scope="module")

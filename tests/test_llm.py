@@ -500,8 +500,8 @@ def test_chat_cli_with_llm(ml_core, llm_server, tmp_path):
 def test_llm_user_never_states_the_title(engine, llm_server):
     import numpy as np
 
-    from whyrec.conversation.simulator import Episode
-    from whyrec.llm.simulator import LLMUser
+    from whyrec.evaluation.llm_user import LLMUser
+    from whyrec.evaluation.simulated_users import Episode
 
     catalog = engine.catalog
     target = catalog.position("1")  # Toy Story (1995)
@@ -528,7 +528,8 @@ def test_llm_user_never_states_the_title(engine, llm_server):
 def test_simulate_with_llm_users(engine, llm_server):
     import numpy as np
 
-    from whyrec.conversation.simulator import Episode, simulate
+    from whyrec.evaluation.conversational import simulate
+    from whyrec.evaluation.simulated_users import Episode
 
     rng = np.random.default_rng(0)
     targets = rng.choice(len(engine.catalog), size=2, replace=False)

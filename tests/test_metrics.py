@@ -1,4 +1,4 @@
-"""Metrics against hand-computed values and against a plain-Python reading of METRICS.md."""
+"""Metrics against hand-computed values and against a plain-Python reading of docs/metrics.md."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def test_k_below_one_is_rejected(hits):
 
 # ----- a deliberately naive second implementation -------------------------------------------
 def _naive(recommended, relevant_sets, train_sets, popularity, n_items, k, n_train_users):
-    """METRICS.md read literally, one user and one rank at a time."""
+    """docs/metrics.md read literally, one user and one rank at a time."""
     disc = [1 / math.log2(r + 1) for r in range(1, k + 1)]
     total_phi = sum(popularity)
     order = sorted(range(n_items), key=lambda i: (-popularity[i], i))

@@ -9,9 +9,9 @@ import pytest
 from whyrec.data.catalog import Catalog
 from whyrec.data.dataset import Dataset
 from whyrec.data.splits import split
-from whyrec.engine import top_k
 from whyrec.errors import BundleError, WhyrecError
 from whyrec.models import EASE, Popularity, Recommender, model_class
+from whyrec.ranking import top_k
 
 
 def _tiny_dataset() -> Dataset:

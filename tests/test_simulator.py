@@ -10,10 +10,11 @@ import pytest
 
 from whyrec.bundle import Bundle
 from whyrec.cli import main
-from whyrec.conversation.simulator import episodes_from_targets, hdcg, simulate
 from whyrec.data.splits import split
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
+from whyrec.evaluation.conversational import simulate
+from whyrec.evaluation.simulated_users import episodes_from_targets, hdcg
 from whyrec.models import EASE
 
 

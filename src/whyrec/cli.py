@@ -27,6 +27,7 @@ from whyrec.commands.options import (
     WithoutOpt,
     YearsOpt,
     load_data,
+    parse_params,
     resolve_request,
 )
 from whyrec.errors import WhyrecError
@@ -119,16 +120,6 @@ def data_split(
 
 
 # ----- train / recommend -------------------------------------------------------------
-def _parse_params(params: list[str] | None) -> dict[str, str]:
-    parsed = {}
-    for pair in params or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise WhyrecError(f"--param expects NAME=VALUE, got {pair!r}")
-        parsed[key.strip()] = value.strip()
-    return parsed
-
-
 @app.command()
 def train(
     data: Annotated[
@@ -160,7 +151,7 @@ def train(
     from whyrec.models import model_class
     from whyrec.spark import check_engine
 
-    recommender = model_class(model)(**_parse_params(param))
+    recommender = model_class(model)(**parse_params(param))
     check_engine(engine, recommender)
     dataset = load_data(data, source, min_rating, kcore)
     test = None
@@ -208,14 +199,11 @@ def recommend(
     from whyrec.engine import Engine
 
     engine = Engine(Bundle.load(bundle))
-    positions, item_filter = resolve_request(
-        engine, user, history, with_value, without_value, years
-    )
-    items = engine.recommend(
-        positions, k=k, item_filter=item_filter, top_reasons=reasons, user_id=user
-    )
+    query = resolve_request(engine, user, history, with_value, without_value, years, k)
+    items = engine.run(query, top_reasons=reasons)
+    positions = query.history
     if as_json:
-        payload = {"user": user, "items": [i.to_dict(with_explanation=explain) for i in items]}
+        payload = {"user": user, "items": items.to_dicts(with_explanation=explain)}
         print(json.dumps(payload, ensure_ascii=False))
         return
     _print_recommendations(engine, user, positions, items)

@@ -40,11 +40,14 @@ def download_progress() -> Progress:
     )
 
 
-def count_progress(with_status: bool = False) -> Progress:
+def count_progress(with_status: bool = False, transient: bool = False) -> Progress:
     """A counting progress bar (rows, steps, epochs) on stderr, hidden when not a terminal.
 
+    The one progress display of the CLI: library code reports progress through plain
+    callbacks (`progress=`, `on_batch=`) and commands draw them with this bar.
     `with_status` adds a free-text column fed by `progress.update(task, status=...)`
-    (a running loss, say); tasks must then be added with `status=""`.
+    (a running loss, say); tasks must then be added with `status=""`. `transient`
+    clears the bar when done.
     """
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
     if with_status:
@@ -55,4 +58,5 @@ def count_progress(with_status: bool = False) -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         disable=not sys.stderr.isatty(),
+        transient=transient,
     )

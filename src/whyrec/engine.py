@@ -1,7 +1,8 @@
-"""Shared recommendation logic: top-k over any model, excluding seen items, filtered, explained.
+"""Shared recommendation logic: a `Query` in, a ranked, filtered, explained `ItemList` out.
 
-The CLI, the API and the conversation all call `Engine.recommend`, so ranking and
-filtering rules exist once.
+The CLI, the API, the conversation and the LLM tools all call `Engine.run` (or its
+`recommend` shorthand), so scoring, filtering (`whyrec.filters`) and ranking
+(`whyrec.ranking`) happen in one place.
 """
 
 from __future__ import annotations
@@ -9,76 +10,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
 from whyrec.bundle import Bundle
+from whyrec.core import ItemList, Query
 from whyrec.errors import NotFoundError, WhyrecError
-from whyrec.explain.evidence import HistoryContribution
 from whyrec.explain.explainer import CONFIDENCE_HEAD, CONFIDENCE_WINDOW, Explainer
 from whyrec.explain.explanation import Explanation
 from whyrec.feedback import FeedbackLog, FoldIn, user_vector
-from whyrec.filters import ItemFilter
+from whyrec.filters import ItemFilter, validate_fields
+from whyrec.ranking import top_k, unique_in_order
 from whyrec.retrieval import ANNIndex, ann_min_items
-
-
-@dataclass
-class Recommendation:
-    rank: int
-    position: int
-    item_id: str
-    title: str
-    score: float
-    because: list[HistoryContribution] = field(default_factory=list)
-    explanation: Explanation | None = None
-
-    def to_dict(self, with_explanation: bool = False) -> dict:
-        """JSON-ready fields; the full evidence under "explanation" only when asked."""
-        data = {
-            "rank": self.rank,
-            "item_id": self.item_id,
-            "title": self.title,
-            "score": self.score,
-            "because": [c.to_dict() for c in self.because],
-        }
-        if with_explanation and self.explanation is not None:
-            from whyrec.explain.render import sentences
-
-            data["explanation"] = {
-                **self.explanation.to_dict(),
-                "text": sentences(self.explanation),
-            }
-        return data
-
-
-def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
-    """Positions of the k best finite scores, best first (ties: lower position first)."""
-    scores = np.where(allowed, scores, -np.inf) if allowed is not None else scores
-    finite = np.isfinite(scores)
-    k = min(k, int(finite.sum()))
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    candidates = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    order = np.lexsort((candidates, -scores[candidates]))
-    return candidates[order][:k].astype(np.int64)
-
-
-def unique_in_order(positions: Iterable[int]) -> np.ndarray:
-    """Drop repeated positions, keeping the first occurrence (time order matters).
-
-    A stable sort finds each position's first occurrence: a Python set over a long
-    history cost a few hundred microseconds on every request.
-    """
-    if not isinstance(positions, np.ndarray):
-        positions = list(positions)
-    positions = np.asarray(positions, dtype=np.int64).ravel()
-    order = np.argsort(positions, kind="stable")
-    ordered = positions[order]
-    first = np.ones(len(ordered), dtype=bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    return positions[np.sort(order[first])]
 
 
 class Engine:
@@ -215,6 +159,79 @@ class Engine:
             raise WhyrecError("the history is empty")
         return unique_in_order(positions)
 
+    def query(
+        self,
+        user_id: str | None = None,
+        references: Iterable[str] | None = None,
+        item_filter: ItemFilter | None = None,
+        k: int = 10,
+    ) -> Query:
+        """A request from its outside form: a known user, or item ids / titles (fuzzy).
+
+        The one place the CLI and the API turn what a caller typed into a `Query`; the
+        filter's fields and values are checked against the catalog first, with the
+        closest known ones suggested. An empty filter is no filter.
+        """
+        if item_filter is not None:
+            validate_fields(item_filter, self.catalog)
+            if item_filter.is_empty():
+                item_filter = None
+        if user_id is not None:
+            history = self.user_history(user_id)
+        else:
+            history = self.resolve_items(references or [])
+        return Query(user_id=user_id, history=history, item_filter=item_filter, k=k)
+
+    def allowed(self, query: Query, history: np.ndarray) -> np.ndarray:
+        """The items a query may return: its filter, less its exclusions and the history."""
+        item_filter = query.item_filter
+        allowed = (
+            item_filter.mask(self.catalog) if item_filter else np.ones(len(self.catalog), bool)
+        )
+        allowed[history] = False
+        allowed[query.exclude] = False
+        return allowed
+
+    def history_of(self, query: Query) -> np.ndarray:
+        """The query's history, distinct in time order (the user's, when it gives none)."""
+        if query.history is None:
+            return self.user_history(query.user_id)
+        return unique_in_order(query.history)
+
+    def run(
+        self,
+        query: Query,
+        explain: bool = True,
+        top_reasons: int = 3,
+        scores: np.ndarray | None = None,
+    ) -> ItemList:
+        """Top-k items for a query; seen, excluded and filtered-out items never appear.
+
+        `scores` replaces the model's score row when a caller ranks by its own (the
+        conversation mixes the model with what was said). With `explain`, each item
+        carries an `Explanation`; the query's user is left out of co-interaction counts.
+        """
+        history = self.history_of(query)
+        allowed = self.allowed(query, history)
+        if scores is None:
+            scores = self._score_row(history, query.k, allowed)
+        best = top_k(scores, query.k, allowed)
+        explanations = (
+            self.explainer.explain(
+                history,
+                best,
+                k=query.k,
+                scores=scores,
+                item_filter=query.item_filter,
+                exclude=query.exclude,
+                user_row=self.user_row(query.user_id),
+                top_reasons=top_reasons,
+            )
+            if explain
+            else None
+        )
+        return ItemList(self.catalog, best, scores[best], explanations)
+
     def recommend(
         self,
         history: np.ndarray,
@@ -224,50 +241,30 @@ class Engine:
         explain: bool = True,
         top_reasons: int = 3,
         user_id: str | None = None,
-    ) -> list[Recommendation]:
-        """Top-k items for one history; seen and excluded items are never recommended.
+    ) -> ItemList:
+        """`run` for a query given as arguments: top-k items for one history."""
+        query = Query(user_id, history, item_filter, np.fromiter(exclude, dtype=np.int64), k)
+        return self.run(query, explain=explain, top_reasons=top_reasons)
 
-        With `explain`, each item carries an `Explanation` and `because` lists its cited
-        history items (the same evidence). `user_id`, when given, is left out of the
-        co-interaction counts.
-        """
-        if k < 1:
-            raise WhyrecError("k must be at least 1")
-        history = unique_in_order(history)
-        exclude = np.fromiter(exclude, dtype=np.int64)
-        allowed = (
-            item_filter.mask(self.catalog) if item_filter else np.ones(len(self.catalog), bool)
+    def explain_items(
+        self,
+        query: Query,
+        positions: Iterable[int],
+        scores: np.ndarray | None = None,
+        top_reasons: int | None = None,
+    ) -> list[Explanation]:
+        """Explanations of given items, ranked in the list `run(query, scores=scores)`
+        gives (the conversation explains its own list this way)."""
+        return self.explainer.explain(
+            self.history_of(query),
+            list(positions),
+            k=query.k,
+            scores=scores,
+            item_filter=query.item_filter,
+            exclude=query.exclude,
+            user_row=self.user_row(query.user_id),
+            top_reasons=top_reasons,
         )
-        allowed[history] = False
-        allowed[exclude] = False
-        scores = self._score_row(history, k, allowed)
-        best = top_k(scores, k, allowed)
-        explanations = (
-            self.explainer.explain(
-                history,
-                best,
-                k=k,
-                scores=scores,
-                item_filter=item_filter,
-                exclude=exclude,
-                user_row=self.user_row(user_id),
-                top_reasons=top_reasons,
-            )
-            if explain
-            else None
-        )
-        return [
-            Recommendation(
-                rank=rank,
-                position=int(pos),
-                item_id=self.catalog.item_ids[pos],
-                title=self.catalog.titles[pos],
-                score=float(scores[pos]),
-                because=list(explanations[rank - 1].history) if explanations else [],
-                explanation=explanations[rank - 1] if explanations else None,
-            )
-            for rank, pos in enumerate(best, start=1)
-        ]
 
     def explain(
         self,

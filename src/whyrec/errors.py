@@ -24,3 +24,7 @@ class BundleError(WhyrecError):
 
 class NotFoundError(WhyrecError):
     """A user, item or title that the data does not contain."""
+
+
+class NotFittedError(WhyrecError):
+    """A model was asked to score (or save) before `fit` or `load`."""

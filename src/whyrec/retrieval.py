@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from whyrec.errors import BundleError, WhyrecError
+from whyrec.ranking import top_k_rows
 
 ANN_MIN_ITEMS = 100_000
 """Default catalogue size from which the engine retrieves approximately (env:
@@ -68,10 +69,7 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     k = min(k, len(vectors))
     out = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), 64):
-        scores = queries[start : start + 64] @ vectors.T
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        out[start : start + 64] = np.take_along_axis(top, order, axis=1)
+        out[start : start + 64] = top_k_rows(queries[start : start + 64] @ vectors.T, k)
     return out
 
 

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt
+from whyrec.console import count_progress
 from whyrec.errors import WhyrecError
 
 if TYPE_CHECKING:  # the heavy modules load when a command runs, not when the CLI starts
@@ -205,14 +206,8 @@ def print_rare_items(report: EvaluationReport) -> None:
 
 
 def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
+    """The CLI's progress bar, cleared when done (the results table follows)."""
+    return count_progress(transient=True)
 
 
 def _three(value: float) -> str:

@@ -46,15 +46,13 @@ def explain_command(
     from whyrec.explain.render import sentences, to_json
 
     engine = Engine(Bundle.load(bundle))
-    positions, item_filter = resolve_request(
-        engine, user, history, with_value, without_value, years
-    )
+    query = resolve_request(engine, user, history, with_value, without_value, years, k)
     position = resolve_item(engine, item)
     explanation = engine.explain(
-        positions,
+        query.history,
         position,
         k=k,
-        item_filter=None if item_filter.is_empty() else item_filter,
+        item_filter=query.item_filter,
         user_id=user,
         top_reasons=reasons,
     )

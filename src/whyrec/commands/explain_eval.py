@@ -49,13 +49,13 @@ def explain_eval_command(
     ] = None,
 ) -> None:
     """Fit a model on a split and measure the faithfulness of its explanations."""
-    from whyrec.cli import _parse_params
+    from whyrec.commands.options import parse_params
     from whyrec.data.loaders import load_dataset
     from whyrec.data.splits import split
     from whyrec.explain.fidelity import explanation_fidelity
     from whyrec.models import model_class
 
-    recommender = model_class(model)(**_parse_params(param))
+    recommender = model_class(model)(**parse_params(param))
     dataset = load_dataset(data, source=source, min_rating=min_rating, kcore=kcore)
     parts = split(dataset, split_method, seed=split_seed)
     started = time.perf_counter()

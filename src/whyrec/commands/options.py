@@ -39,6 +39,19 @@ def load_data(data: str, source: Path | None, min_rating: float | None, kcore: i
     return load_dataset(data, source=source, min_rating=min_rating, kcore=kcore)
 
 
+def parse_params(params: list[str] | None) -> dict[str, str]:
+    """Parse repeated `--param NAME=VALUE` options into a dict."""
+    from whyrec.errors import WhyrecError
+
+    parsed = {}
+    for pair in params or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise WhyrecError(f"--param expects NAME=VALUE, got {pair!r}")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
 def resolve_request(
     engine,
     user: str | None,
@@ -46,14 +59,15 @@ def resolve_request(
     with_value: list[str] | None,
     without_value: list[str] | None,
     years: str | None,
+    k: int = 10,
 ):
-    """(history positions, item filter) from the options `recommend` and `explain` share.
+    """The `Query` of the options `recommend` and `explain` share (`Engine.query` resolves
+    the person and checks the filter against the catalog, as the API does).
 
-    Exactly one of a known user or a list of titles/ids stands for the person; filters are
-    validated against the catalog before any scoring, with the closest values suggested.
+    Exactly one of a known user or a list of titles/ids stands for the person.
     """
     from whyrec.errors import WhyrecError
-    from whyrec.filters import ItemFilter, parse_assignments, parse_years, validate_fields
+    from whyrec.filters import ItemFilter, parse_assignments, parse_years
 
     if (user is None) == (history is None):
         raise WhyrecError("give exactly one of --user or --history")
@@ -64,10 +78,8 @@ def resolve_request(
         low,
         high,
     )
-    validate_fields(item_filter, engine.catalog)
-    if user is not None:
-        return engine.user_history(user), item_filter
-    return engine.resolve_items(split_history(history or "")), item_filter
+    references = None if history is None else split_history(history)
+    return engine.query(user, references, item_filter, k)
 
 
 _ARTICLE_FRAGMENT = re.compile(

@@ -73,7 +73,7 @@ def serve(
     """Serve the API (OpenAPI at /docs) and the chat page at / until interrupted."""
     import uvicorn
 
-    from whyrec.serve.app import create_app
+    from whyrec.serve.app import create_app, prepare_server_process
     from whyrec.serve.security import api_keys_from
     from whyrec.serve.service import Service, ServiceConfig
 
@@ -100,10 +100,7 @@ def serve(
         return
     with err.status(f"loading {bundle} and opening {db.split('@')[-1]}"):
         service = Service.from_config(config)
-    # Requests run in parallel threads; nested BLAS/torch threads would only oversubscribe.
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
+    prepare_server_process()
     err.print(f"whyrec serving {bundle} on http://{host}:{port}/ (API docs at /docs)")
     try:
         uvicorn.run(

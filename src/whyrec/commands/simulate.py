@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from whyrec.commands.llm_options import (
@@ -21,6 +20,7 @@ from whyrec.commands.llm_options import (
     LLMTimeout,
     llm_config_from,
 )
+from whyrec.console import count_progress
 from whyrec.errors import WhyrecError
 
 console = Console(highlight=False)
@@ -58,9 +58,9 @@ def simulate(
     import pandas as pd
 
     from whyrec.bundle import Bundle
-    from whyrec.conversation.simulator import episodes_from_targets
-    from whyrec.conversation.simulator import simulate as run
     from whyrec.engine import Engine
+    from whyrec.evaluation.conversational import simulate as run
+    from whyrec.evaluation.simulated_users import episodes_from_targets
 
     names = [p.strip() for p in policies.split(",") if p.strip()]
     config = llm_config_from(
@@ -79,14 +79,7 @@ def simulate(
             "the bundle holds no test split: train it with --holdout or give --targets"
         )
     chosen = episodes_from_targets(engine, frame, episodes, np.random.default_rng(seed))
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with count_progress(transient=True) as progress:
         tasks = {n: progress.add_task(n, total=len(chosen)) for n in names}
         report = run(
             engine,

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from whyrec.conversation import replies
+import whyrec.conversation.replies as replies
 from whyrec.conversation.policy import Action, CandidateScorer, Policy, PolicyConfig, WishScorer
 from whyrec.conversation.state import DialogueState, Question
 from whyrec.conversation.understanding import Intent, Understander, Understanding
 from whyrec.conversation.wishes import SemanticWishes, encoder_available
+from whyrec.core import Query
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
 from whyrec.explain.render import describe_values, sentences
@@ -358,14 +359,14 @@ class Session:
         conv = self.conversation
         catalog = conv.catalog
         scores, allowed = conv.scorer.scores(state)
-        explanations = conv.engine.explainer.explain(
-            np.asarray(state.profile(), dtype=np.int64),
-            positions,
-            k=conv.config.rec_size,
-            scores=scores,
+        query = Query(
+            user_id=state.user_id,
+            history=np.asarray(state.profile(), dtype=np.int64),
             exclude=np.flatnonzero(~allowed),
-            user_row=conv.engine.user_row(state.user_id),
-            top_reasons=REASON_TITLES,
+            k=conv.config.rec_size,
+        )
+        explanations = conv.engine.explain_items(
+            query, positions, scores=scores, top_reasons=REASON_TITLES
         )
         out = []
         for position, explanation in zip(positions, explanations, strict=True):

@@ -22,7 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from whyrec.conversation.state import DialogueState
+from whyrec.core import Query
 from whyrec.engine import Engine
+from whyrec.filters import ItemFilter
+from whyrec.ranking import top_k
 
 POLICIES = ("ours", "recommend-only", "random", "max-entropy")
 PAGERANK_RESTART = 0.3
@@ -136,25 +139,39 @@ class CandidateScorer:
             )
         return self._pagerank_cache[key]
 
-    def allowed(self, state: DialogueState) -> np.ndarray:
-        mask = np.ones(len(self.catalog), dtype=bool)
+    def item_filter(self, state: DialogueState) -> ItemFilter:
+        """The dialogue's hard constraints as the engine's one filter type: values asked
+        for (all of them), values and years ruled out, and every item already known."""
+        known = set(self.catalog.attributes)
+        require: dict[str, set[str]] = {}
         for field_name, value in state.required_values():
-            mask &= self.value_mask(field_name, value)
-        for field_name, values in state.exclude.items():
-            for value in values:
-                mask &= ~self.value_mask(field_name, value)
-        with np.errstate(invalid="ignore"):
-            if state.year_min is not None:
-                mask &= self.catalog.years >= state.year_min
-            if state.year_max is not None:
-                mask &= self.catalog.years <= state.year_max
-        for low, high in state.excluded_years:
-            with np.errstate(invalid="ignore"):
-                mask &= ~((self.catalog.years >= low) & (self.catalog.years <= high))
-        for blocked in (state.history, state.liked, state.disliked, state.rejected):
-            if blocked:
-                mask[np.asarray(blocked, dtype=np.int64)] = False
-        return mask
+            if field_name in known:
+                require.setdefault(field_name, set()).add(value)
+        blocked = [
+            p
+            for group in (state.history, state.liked, state.disliked, state.rejected)
+            for p in group
+        ]
+        return ItemFilter(
+            exclude={f: set(vs) for f, vs in state.exclude.items() if vs and f in known},
+            year_min=state.year_min,
+            year_max=state.year_max,
+            require=require,
+            excluded_years=[(low, high) for low, high in state.excluded_years],
+            blocked=frozenset(int(p) for p in blocked),
+        )
+
+    def query(self, state: DialogueState) -> Query:
+        """What the engine ranks for this dialogue: the profile, under its filter."""
+        return Query(
+            user_id=state.user_id,
+            history=np.asarray(state.profile(), dtype=np.int64),
+            item_filter=self.item_filter(state),
+            k=self.config.rec_size,
+        )
+
+    def allowed(self, state: DialogueState) -> np.ndarray:
+        return self.item_filter(state).mask(self.catalog)
 
     def _value_mask(self, field_name: str, values: list[str]) -> np.ndarray:
         mask = np.zeros(len(self.catalog), dtype=bool)
@@ -220,16 +237,16 @@ class Policy:
         self.scorer = scorer
         self.config = config
 
-    def top_items(self, scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-        from whyrec.engine import top_k
-
-        return top_k(scores, self.config.rec_size, allowed)
+    def top_items(self, state: DialogueState, scores: np.ndarray) -> np.ndarray:
+        """The list the engine ranks from the dialogue's scores and filter."""
+        query = self.scorer.query(state)
+        return self.scorer.engine.run(query, explain=False, scores=scores).positions
 
     def decide(
         self, state: DialogueState, rng: np.random.Generator, force_recommend: bool = False
     ) -> Action:
         scores, allowed = self.scorer.scores(state)
-        items = self.top_items(scores, allowed)
+        items = self.top_items(state, scores)
         probs = self.scorer.distribution(scores, allowed)
         now = float(probs[items].sum()) if len(items) else 0.0
         recommend = Action("recommend", items=tuple(int(i) for i in items), expected_success=now)
@@ -284,7 +301,7 @@ class Policy:
     def _lookahead(self, probs: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """Expected top-k mass after learning, for each value, whether the target has it."""
         k = self.config.rec_size
-        order = np.argsort(-probs, kind="stable")[: self.config.lookahead_items]
+        order = top_k(probs, self.config.lookahead_items)
         order = order[probs[order] > 0]
         p_top = probs[order]
         has = self.scorer.values_csc[:, columns][order].toarray() > 0

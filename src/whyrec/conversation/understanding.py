@@ -348,12 +348,11 @@ class Understander:
             if self._phrases
             else None
         )
-        self._keys_no_year: dict[str, list[int]] = {}
-        for pos, title in enumerate(catalog.titles):
-            self._keys_no_year.setdefault(title_key(title, keep_year=False), []).append(pos)
-        self._title_keys = [title_key(t) for t in catalog.titles]
-        self._no_year_list = list(self._keys_no_year)
-        self._no_year_owners = list(self._keys_no_year.values())
+        titles = catalog.title_index  # the catalog's one title index, shared
+        self._keys_no_year = titles.by_key_no_year
+        self._title_keys = titles.keys
+        self._no_year_list = titles.no_year_keys
+        self._no_year_owners = titles.no_year_owners
         years = catalog.years[~np.isnan(catalog.years)]
         self._newest_year = int(years.max()) if len(years) else None
 
@@ -439,10 +438,7 @@ class Understander:
         return best
 
     def _exact_with_year(self, candidate: str) -> list[int]:
-        key = title_key(candidate)
-        if key == title_key(candidate, keep_year=False):
-            return []
-        return [p for p, k in enumerate(self._title_keys) if k == key]
+        return self.catalog.title_index.exact_with_year(candidate)
 
     def _fuzzy(self, candidate: str, raw: str) -> tuple[int, float, str] | None:
         has_year = title_key(candidate) != title_key(candidate, keep_year=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from rapidfuzz import fuzz, process
 
+from whyrec.data.vocabulary import Vocabulary
 from whyrec.errors import DataError, NotFoundError
 
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
@@ -73,6 +74,50 @@ def title_similarity(query_key: str, keys: Sequence[str]) -> np.ndarray:
     return np.maximum(typo, np.where(long_enough, 0.95 * partial, 0.0)).astype(np.float64)
 
 
+class TitleIndex:
+    """A catalog's normalized title keys, built once and shared by every title look-up:
+    `Catalog.match_title` (a typed title), the conversation's mention finder and the LLM
+    reply guard. Each caller keeps its own acceptance threshold (a title typed on its
+    own is matched more leniently than a phrase inside a sentence), not its own index.
+    """
+
+    def __init__(self, titles: Sequence[str]) -> None:
+        self.keys = [title_key(t) for t in titles]
+        """Key with the year, per position."""
+        self.by_key: dict[str, list[int]] = {}
+        self.by_key_no_year: dict[str, list[int]] = {}
+        for position, (title, key) in enumerate(zip(titles, self.keys, strict=True)):
+            self.by_key.setdefault(key, []).append(position)
+            self.by_key_no_year.setdefault(title_key(title, keep_year=False), []).append(position)
+        self.no_year_keys = list(self.by_key_no_year)
+        self.no_year_owners = list(self.by_key_no_year.values())
+
+    def exact(self, query: str) -> list[int]:
+        """Positions whose key equals the query's (with its year if it names one, then
+        without), in catalog order; empty when none."""
+        return self.by_key.get(title_key(query)) or self.by_key_no_year.get(
+            title_key(query, keep_year=False), []
+        )
+
+    def exact_with_year(self, query: str) -> list[int]:
+        """Positions matching a query that names a year, by the key with the year."""
+        key = title_key(query)
+        if key == title_key(query, keep_year=False):
+            return []
+        return list(self.by_key.get(key, []))
+
+    def similarity(self, query: str) -> tuple[np.ndarray, list[list[int]]]:
+        """`title_similarity` against the keys with years when the query names a year,
+        else against the year-less keys; with the positions owning each key."""
+        has_year = title_key(query) != title_key(query, keep_year=False)
+        if has_year:
+            return title_similarity(title_key(query), self.keys), [
+                [p] for p in range(len(self.keys))
+            ]
+        scores = title_similarity(title_key(query, keep_year=False), self.no_year_keys)
+        return scores, self.no_year_owners
+
+
 @dataclass(frozen=True)
 class TitleMatch:
     """The catalog position a free-text title resolved to, and how sure we are."""
@@ -95,9 +140,11 @@ class Catalog:
     years: np.ndarray
     attributes: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
     descriptions: list[str] | None = None
-    _index: dict[str, int] = field(init=False, repr=False)
-    _keys: list[str] | None = field(default=None, init=False, repr=False)
-    _keys_no_year: dict[str, list[int]] | None = field(default=None, init=False, repr=False)
+    _index: Vocabulary = field(init=False, repr=False)
+    _titles: TitleIndex | None = field(default=None, init=False, repr=False)
+    _value_indexes: dict[str, dict[str, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         n = len(self.item_ids)
@@ -110,10 +157,7 @@ class Catalog:
                 raise DataError(f"attribute field {name!r} has {len(values)} rows, expected {n}")
         if self.descriptions is not None and len(self.descriptions) != n:
             raise DataError("catalog descriptions have a different length than the items")
-        self._index = {item_id: pos for pos, item_id in enumerate(self.item_ids)}
-        if len(self._index) != n:
-            dupes = [i for i, c in Counter(self.item_ids).items() if c > 1][:5]
-            raise DataError(f"the catalog has duplicate item ids, e.g. {', '.join(dupes)}")
+        self._index = Vocabulary(self.item_ids, "item id")
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -128,15 +172,11 @@ class Catalog:
 
     def position(self, item_id: str) -> int:
         """Position of an item id; unknown ids are a user mistake, not a KeyError."""
-        try:
-            return self._index[str(item_id)]
-        except KeyError:
-            raise NotFoundError(f"unknown item id {item_id!r}") from None
+        return self._index[str(item_id)]
 
     def positions(self, item_ids: Iterable[str]) -> np.ndarray:
         """Positions of many ids, -1 where an id is not in the catalog."""
-        get = self._index.get
-        return np.fromiter((get(str(i), -1) for i in item_ids), dtype=np.int64)
+        return self._index.numbers(str(i) for i in item_ids)
 
     def year(self, position: int) -> int | None:
         value = self.years[position]
@@ -163,26 +203,35 @@ class Catalog:
 
     def mask_with_value(self, field_name: str, wanted: Iterable[str]) -> np.ndarray:
         """Boolean mask of items having any of the wanted values (case-insensitive)."""
+        index = self._value_index(field_name)
+        mask = np.zeros(len(self), dtype=bool)
+        for value in wanted:
+            positions = index.get(value.lower())
+            if positions is not None:
+                mask[positions] = True
+        return mask
+
+    def _value_index(self, field_name: str) -> dict[str, np.ndarray]:
+        """Lower-cased value → positions of the items having it, built once per field."""
         if field_name not in self.attributes:
             raise NotFoundError(f"unknown attribute field {field_name!r}; fields: {self.fields}")
-        wanted_lower = {w.lower() for w in wanted}
-        return np.fromiter(
-            (
-                any(v.lower() in wanted_lower for v in values)
-                for values in self.attributes[field_name]
-            ),
-            dtype=bool,
-            count=len(self),
-        )
+        index = self._value_indexes.get(field_name)
+        if index is None:
+            lists: dict[str, list[int]] = {}
+            for position, values in enumerate(self.attributes[field_name]):
+                for value in values:
+                    lists.setdefault(value.lower(), []).append(position)
+            index = {v: np.unique(np.asarray(p, dtype=np.int64)) for v, p in lists.items()}
+            self._value_indexes[field_name] = index
+        return index
 
     # ----- titles -------------------------------------------------------------------
-    def _ensure_keys(self) -> None:
-        if self._keys is None:
-            self._keys = [title_key(t) for t in self.titles]
-            no_year: dict[str, list[int]] = {}
-            for pos, title in enumerate(self.titles):
-                no_year.setdefault(title_key(title, keep_year=False), []).append(pos)
-            self._keys_no_year = no_year
+    @property
+    def title_index(self) -> TitleIndex:
+        """The normalized title keys, built on first use."""
+        if self._titles is None:
+            self._titles = TitleIndex(self.titles)
+        return self._titles
 
     def match_title(self, query: str, popularity: np.ndarray | None = None) -> TitleMatch:
         """Resolve an item id or a free-text title (with or without year, typos allowed).
@@ -195,12 +244,7 @@ class Catalog:
             raise NotFoundError("empty title")
         if query in self._index:
             return TitleMatch(self._index[query], 100.0, True)
-        self._ensure_keys()
-        assert self._keys is not None and self._keys_no_year is not None
-        key = title_key(query)
-        exact = [pos for pos, k in enumerate(self._keys) if k == key]
-        if not exact:
-            exact = self._keys_no_year.get(title_key(query, keep_year=False), [])
+        exact = self.title_index.exact(query)
         if exact:
             best = max(exact, key=lambda p: popularity[p] if popularity is not None else -p)
             return TitleMatch(best, 100.0, True)
@@ -208,13 +252,7 @@ class Catalog:
 
     def _fuzzy_match(self, query: str, popularity: np.ndarray | None) -> TitleMatch:
         """Typo-tolerant match: against year-less keys unless the query names a year."""
-        assert self._keys is not None and self._keys_no_year is not None
-        has_year = not math.isnan(year_from_title(query))
-        if has_year:
-            keys, owners = self._keys, [[p] for p in range(len(self._keys))]
-        else:
-            keys, owners = list(self._keys_no_year), list(self._keys_no_year.values())
-        scores = title_similarity(title_key(query, keep_year=has_year), keys)
+        scores, owners = self.title_index.similarity(query)
         top_score = float(scores.max()) if len(scores) else 0.0
         if top_score < FUZZY_CUTOFF:
             suggestions = self.suggest_titles(query)
@@ -226,9 +264,7 @@ class Catalog:
 
     def suggest_titles(self, query: str, limit: int = 3) -> list[str]:
         """The closest titles to a query, for "did you mean" messages."""
-        self._ensure_keys()
-        assert self._keys is not None
-        scores = title_similarity(title_key(query), self._keys)
+        scores = title_similarity(title_key(query), self.title_index.keys)
         return [self.titles[pos] for pos in np.argsort(-scores, kind="stable")[:limit]]
 
     def search(
@@ -242,9 +278,7 @@ class Catalog:
         query = query.strip()
         if not query:
             return []
-        self._ensure_keys()
-        assert self._keys is not None
-        scores = title_similarity(title_key(query, keep_year=False), self._keys)
+        scores = title_similarity(title_key(query, keep_year=False), self.title_index.keys)
         if query in self._index:
             scores[self._index[query]] = 101.0
         tie = popularity if popularity is not None else np.zeros(len(self))

@@ -109,15 +109,27 @@ def _ratings(column: pa.Array | None, rows: int) -> np.ndarray:
         return values.astype(np.float32).to_numpy()
 
 
-def _times(column: pa.Array) -> np.ndarray:
-    from whyrec.data.loaders import _to_epoch_seconds
+def to_epoch_seconds(times: pd.Series) -> np.ndarray:
+    """Accept epoch seconds or date strings."""
+    numeric = pd.to_numeric(times, errors="coerce")
+    if numeric.notna().all():
+        return numeric.astype(np.int64).to_numpy()
+    parsed = pd.to_datetime(times, errors="coerce", utc=True)
+    if parsed.isna().any():
+        bad = times[parsed.isna()].iloc[0]
+        raise DataError(f"cannot read timestamp {bad!r}: use epoch seconds or ISO dates")
+    # pandas 3 may parse to µs resolution: count seconds explicitly, not ns // 1e9
+    epoch = pd.Timestamp(0, tz="UTC")
+    return ((parsed - epoch) // pd.Timedelta(seconds=1)).astype(np.int64).to_numpy()
 
+
+def _times(column: pa.Array) -> np.ndarray:
     if column.null_count:
         raise DataError(f"{column.null_count} interaction rows have no timestamp")
     try:
         return column.cast(pa.int64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return _to_epoch_seconds(pd.Series(column.to_pylist()))
+        return to_epoch_seconds(pd.Series(column.to_pylist()))
 
 
 def read_interactions_chunked(

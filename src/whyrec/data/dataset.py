@@ -15,7 +15,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from whyrec.data.catalog import Catalog
-from whyrec.errors import DataError, NotFoundError
+from whyrec.data.vocabulary import Vocabulary
+from whyrec.errors import DataError
 
 INTERACTION_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 
@@ -75,9 +76,10 @@ class Dataset:
 
     # ----- codes ------------------------------------------------------------------
     @cached_property
-    def user_index(self) -> dict[str, int]:
+    def user_index(self) -> Vocabulary:
+        """User id → training row."""
         assert self.user_ids is not None
-        return {u: i for i, u in enumerate(self.user_ids)}
+        return Vocabulary(self.user_ids, "user")
 
     @property
     def codes(self) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +88,7 @@ class Dataset:
             index = self.user_index
             rows = lookup_column(
                 self.interactions["user_id"],
-                lambda ids: pd.Series(ids).map(index).fillna(-1).to_numpy(np.int64),
+                index.numbers,
             )
             if (rows < 0).any():
                 raise DataError("interactions mention users outside the dataset's user list")
@@ -121,10 +123,7 @@ class Dataset:
         return np.asarray(self.matrix.sum(axis=0)).ravel().astype(np.int64)
 
     def user_row(self, user_id: str) -> int:
-        try:
-            return self.user_index[str(user_id)]
-        except KeyError:
-            raise NotFoundError(f"unknown user {user_id!r}") from None
+        return self.user_index[str(user_id)]
 
     @cached_property
     def _time_order(self) -> tuple[np.ndarray, np.ndarray]:

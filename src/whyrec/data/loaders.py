@@ -1,6 +1,6 @@
 """Read interaction logs and catalogs from MovieLens layouts and the canonical format.
 
-The canonical format (DESIGN.md section 3) is a directory with `interactions.csv`
+The canonical format (README, "Your own data") is a directory with `interactions.csv`
 (`user_id,item_id[,rating][,timestamp]`) and `items.csv` (`item_id,title[,year]
 [,description]`, every other column an attribute field, `|` between multiple values);
 Parquet files with the same columns work too.
@@ -30,7 +30,7 @@ _TAG_JUNK = re.compile(r"[\"'`]+")
 
 
 # ----- helpers -----------------------------------------------------------------------
-def _read_table(path: Path, **kwargs) -> pd.DataFrame:
+def read_table(path: Path, **kwargs) -> pd.DataFrame:
     """Read a CSV or Parquet file, turning pandas' errors into one-line messages."""
     try:
         if path.suffix == ".parquet":
@@ -60,7 +60,7 @@ def _require_columns(frame: pd.DataFrame, required: list[str], path: Path) -> No
             )
 
 
-def _interactions_frame(
+def interactions_frame(
     users: pd.Series, items: pd.Series, ratings: pd.Series | None, times: pd.Series | None
 ) -> tuple[pd.DataFrame, bool]:
     """Build the canonical interactions frame; row order stands in for missing times."""
@@ -77,7 +77,9 @@ def _interactions_frame(
     )
     has_times = times is not None
     if has_times:
-        stamps = _to_epoch_seconds(times)
+        from whyrec.data.chunked import to_epoch_seconds  # pyarrow loads only when needed
+
+        stamps = to_epoch_seconds(times)
         frame["timestamp"] = stamps
     else:
         frame["timestamp"] = np.arange(len(frame), dtype=np.int64)
@@ -85,20 +87,6 @@ def _interactions_frame(
         bad = int((frame["user_id"].isin(["", "nan"]) | frame["item_id"].isin(["", "nan"])).sum())
         raise DataError(f"{bad} interaction rows have an empty user_id or item_id")
     return frame, has_times
-
-
-def _to_epoch_seconds(times: pd.Series) -> np.ndarray:
-    """Accept epoch seconds or date strings."""
-    numeric = pd.to_numeric(times, errors="coerce")
-    if numeric.notna().all():
-        return numeric.astype(np.int64).to_numpy()
-    parsed = pd.to_datetime(times, errors="coerce", utc=True)
-    if parsed.isna().any():
-        bad = times[parsed.isna()].iloc[0]
-        raise DataError(f"cannot read timestamp {bad!r}: use epoch seconds or ISO dates")
-    # pandas 3 may parse to µs resolution: count seconds explicitly, not ns // 1e9
-    epoch = pd.Timestamp(0, tz="UTC")
-    return ((parsed - epoch) // pd.Timedelta(seconds=1)).astype(np.int64).to_numpy()
 
 
 def _split_values(cell: object) -> tuple[str, ...]:
@@ -154,9 +142,9 @@ def read_canonical_interactions(path: Path) -> tuple[pd.DataFrame, bool]:
 
     if should_stream(path):
         return read_interactions_chunked(path)
-    frame = _read_table(path, dtype={"user_id": str, "item_id": str})
+    frame = read_table(path, dtype={"user_id": str, "item_id": str})
     _require_columns(frame, ["user_id", "item_id"], path)
-    return _interactions_frame(
+    return interactions_frame(
         frame["user_id"],
         frame["item_id"],
         frame["rating"] if "rating" in frame else None,
@@ -166,7 +154,7 @@ def read_canonical_interactions(path: Path) -> tuple[pd.DataFrame, bool]:
 
 def read_canonical_items(path: Path) -> Catalog:
     """Read a canonical items file; every column beyond the known ones is an attribute."""
-    frame = _read_table(path, dtype=str, keep_default_na=False)
+    frame = read_table(path, dtype=str, keep_default_na=False)
     _require_columns(frame, ["item_id", "title"], path)
     titles = frame["title"].astype(str).str.strip().tolist()
     if "year" in frame:
@@ -246,15 +234,15 @@ def _frequent_tags(
 
 
 def _load_movielens_csv(directory: Path, name: str) -> Dataset:
-    ratings = _read_table(directory / "ratings.csv")
+    ratings = read_table(directory / "ratings.csv")
     _require_columns(
         ratings, ["userId", "movieId", "rating", "timestamp"], directory / "ratings.csv"
     )
-    movies = _read_table(directory / "movies.csv", dtype=str, keep_default_na=False)
+    movies = read_table(directory / "movies.csv", dtype=str, keep_default_na=False)
     _require_columns(movies, ["movieId", "title", "genres"], directory / "movies.csv")
     tags = None
     if (directory / "tags.csv").exists():
-        tag_frame = _read_table(directory / "tags.csv", dtype={"tag": str}, keep_default_na=False)
+        tag_frame = read_table(directory / "tags.csv", dtype={"tag": str}, keep_default_na=False)
         _require_columns(tag_frame, ["movieId", "tag"], directory / "tags.csv")
         tags = _frequent_tags(tag_frame)
     catalog = _movielens_catalog(
@@ -263,7 +251,7 @@ def _load_movielens_csv(directory: Path, name: str) -> Dataset:
         [_split_values(g) for g in movies["genres"]],
         tags,
     )
-    frame, _ = _interactions_frame(
+    frame, _ = interactions_frame(
         ratings["userId"], ratings["movieId"], ratings["rating"], ratings["timestamp"]
     )
     return Dataset(frame, _add_missing_items(catalog, frame), name=name)
@@ -293,8 +281,8 @@ _ML100K_GENRES = [
 
 
 def _load_movielens_100k(directory: Path, name: str) -> Dataset:
-    ratings = _read_table(directory / "u.data", sep="\t", header=None, names=["u", "i", "r", "t"])
-    items = _read_table(
+    ratings = read_table(directory / "u.data", sep="\t", header=None, names=["u", "i", "r", "t"])
+    items = read_table(
         directory / "u.item",
         sep="|",
         header=None,
@@ -312,7 +300,7 @@ def _load_movielens_100k(directory: Path, name: str) -> Dataset:
     catalog = _movielens_catalog(
         items[0].str.strip().tolist(), items[1].str.strip().tolist(), genres, None
     )
-    frame, _ = _interactions_frame(ratings["u"], ratings["i"], ratings["r"], ratings["t"])
+    frame, _ = interactions_frame(ratings["u"], ratings["i"], ratings["r"], ratings["t"])
     return Dataset(frame, _add_missing_items(catalog, frame), name=name)
 
 
@@ -339,7 +327,7 @@ def _load_movielens_1m(directory: Path, name: str) -> Dataset:
         [_split_values(g.replace("Children's", "Children")) for g in movies["genres"]],
         None,
     )
-    frame, _ = _interactions_frame(ratings["u"], ratings["i"], ratings["r"], ratings["t"])
+    frame, _ = interactions_frame(ratings["u"], ratings["i"], ratings["r"], ratings["t"])
     return Dataset(frame, _add_missing_items(catalog, frame), name=name)
 
 

@@ -1,4 +1,4 @@
-"""Reproducible train/test splits (DESIGN.md section 3).
+"""Reproducible train/test splits (README, "Data options").
 
 Every method is seeded; ties in time are broken by a seeded random key so the same
 seed gives the same split on any machine. After splitting, test interactions that
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from whyrec.data.dataset import Dataset
-from whyrec.data.loaders import _interactions_frame, _read_table, read_canonical_interactions
+from whyrec.data.loaders import interactions_frame, read_canonical_interactions, read_table
 from whyrec.errors import DataError
 
 SPLIT_METHODS = ("loo", "user-temporal", "temporal", "random", "fixed")
@@ -161,11 +161,11 @@ def read_interaction_file(path: Path) -> pd.DataFrame:
     with path.open(encoding="utf-8", errors="replace") as handle:
         first = handle.readline()
     if "\t" in first and "user_id" not in first:
-        frame = _read_table(path, sep="\t", header=None, dtype=str)
+        frame = read_table(path, sep="\t", header=None, dtype=str)
         if frame.shape[1] < 2:
             raise DataError(f"{path} needs at least user and item columns")
         cols = list(frame.columns)
-        frame, _ = _interactions_frame(
+        frame, _ = interactions_frame(
             frame[cols[0]],
             frame[cols[1]],
             frame[cols[2]] if len(cols) > 2 else None,

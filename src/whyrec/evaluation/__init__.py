@@ -1,1 +1,2 @@
-"""Offline evaluation: metrics (METRICS.md), the full-ranking protocol and reports."""
+"""Evaluation: metrics (docs/metrics.md), the full-ranking protocol, statistics, reports and
+simulated conversations."""

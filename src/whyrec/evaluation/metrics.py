@@ -1,4 +1,4 @@
-"""Ranking metrics exactly as /work/shared/METRICS.md defines them (Elliot / RecBole).
+"""Ranking metrics exactly as docs/metrics.md defines them (Elliot / RecBole conventions).
 
 Every function is vectorised over users. Inputs share one vocabulary:
 

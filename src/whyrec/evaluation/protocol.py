@@ -1,4 +1,4 @@
-"""Full-ranking offline evaluation of fitted models on a train/test split (DESIGN.md §4).
+"""Full-ranking offline evaluation of fitted models on a train/test split (docs/metrics.md).
 
 Protocol, stated once here and repeated in every report:
 
@@ -6,7 +6,7 @@ Protocol, stated once here and repeated in every report:
   whole catalog from their *training* history; the items they interacted with in
   training are excluded; the top max(k) of the rest are ranked. No sampled negatives.
 - Every held-out interaction is relevant (binary relevance). Metric definitions are
-  those of `whyrec.evaluation.metrics` (METRICS.md).
+  those of `whyrec.evaluation.metrics` (docs/metrics.md).
 - Per-user metrics are averaged over test users, with a 95% Student-t interval on the
   mean (deterministic, no resampling needed). Aggregate metrics (coverage, Gini, PopRSP,
   PopREO) get a 95% percentile interval from a per-user bootstrap with a fixed seed,
@@ -24,39 +24,47 @@ from __future__ import annotations
 import itertools
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import stats
 
 from whyrec.data.splits import Split
 from whyrec.errors import WhyrecError
 from whyrec.evaluation import metrics as m
+from whyrec.evaluation import statistics
+from whyrec.evaluation.statistics import finite_or_none, t_interval
 from whyrec.models.base import Recommender
+from whyrec.ranking import unseen_top_k
 
 
 class EvaluationError(WhyrecError):
     """The evaluation cannot run as asked (no test users, bad k, unknown metric…)."""
 
 
-PER_USER_METRICS = (
-    "precision",
-    "recall",
-    "recall_norm",
-    "ndcg",
-    "map",
-    "mrr",
-    "hr",
-    "f1",
-    "epc",
-    "efd",
-    "aclt",
-    "aplt",
-    "arp",
-)
+PerUserMetric = Callable[[np.ndarray, np.ndarray, "EvaluationTarget", int], np.ndarray]
+"""(hits, recommended, target, k) → one value per user."""
+
+PER_USER: dict[str, PerUserMetric] = {
+    "precision": lambda hits, rec, t, k: m.precision(hits, k),
+    "recall": lambda hits, rec, t, k: m.recall(hits, t.n_relevant, k),
+    "recall_norm": lambda hits, rec, t, k: m.recall_norm(hits, t.n_relevant, k),
+    "ndcg": lambda hits, rec, t, k: m.ndcg(hits, t.n_relevant, k),
+    "map": lambda hits, rec, t, k: m.average_precision(hits, t.n_relevant, k),
+    "mrr": lambda hits, rec, t, k: m.reciprocal_rank(hits, k),
+    "hr": lambda hits, rec, t, k: m.hit_rate(hits, k),
+    "f1": lambda hits, rec, t, k: m.f1(hits, t.n_relevant, k),
+    "epc": lambda hits, rec, t, k: m.epc(hits, rec, k, t.popularity, t.n_train_users),
+    "efd": lambda hits, rec, t, k: m.efd(hits, rec, k, t.popularity),
+    "aclt": lambda hits, rec, t, k: m.aclt(rec, k, t.long_tail),
+    "aplt": lambda hits, rec, t, k: m.aplt(rec, k, t.long_tail),
+    "arp": lambda hits, rec, t, k: m.arp(rec, k, t.popularity),
+}
+"""Every per-user metric by name: adding one here (and its function in `metrics`) is all
+it takes for intervals, paired tests, JSON, the HTML report and `tune --metric`."""
+
+PER_USER_METRICS = tuple(PER_USER)
 """Metrics with one value per user: averaged, given t-intervals and significance tests."""
 
 AGGREGATE_METRICS = ("coverage", "coverage_fraction", "gini", "poprsp", "popreo")
@@ -174,37 +182,6 @@ class EvaluationTarget:
         return np.searchsorted(self.users, other.users)
 
 
-def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Top-k positions per row, best first, -1 padding where fewer than k scores are finite.
-
-    Ties are broken by lower catalog position *exactly*, also at the cut-off: a plain
-    argpartition picks an arbitrary subset of the items tied with the k-th score, which
-    would make the top-10 depend on whether top-20 was asked for too (popularity has many
-    ties). So: find the k-th largest score per row (O(n_items)), keep everything above it
-    and the lowest-positioned items equal to it, then sort those k by (score, position).
-    """
-    scores = np.where(np.isnan(scores), -np.inf, scores)
-    n_rows, n_items = scores.shape
-    take = min(k, n_items)
-    kth = -np.partition(-scores, take - 1, axis=1)[:, take - 1 : take]
-    above = scores > kth
-    tied = scores == kth
-    room = take - above.sum(axis=1, keepdims=True)
-    chosen = above | tied
-    crowded = np.flatnonzero(tied.sum(axis=1) > room[:, 0])  # more ties than free slots
-    if len(crowded):
-        first_tied = np.cumsum(tied[crowded], axis=1, dtype=np.int32) <= room[crowded]
-        chosen[crowded] = above[crowded] | (tied[crowded] & first_tied)
-    candidates = np.nonzero(chosen)[1].reshape(n_rows, take)
-    values = np.take_along_axis(scores, candidates, axis=1)
-    order = np.lexsort((candidates, -values), axis=1)
-    best = np.take_along_axis(candidates, order, axis=1)
-    best[~np.isfinite(np.take_along_axis(values, order, axis=1))] = -1
-    if take < k:
-        best = np.hstack([best, np.full((n_rows, k - take), -1, dtype=best.dtype)])
-    return best.astype(np.int64)
-
-
 def rank_all(
     model: Recommender,
     target: EvaluationTarget,
@@ -217,10 +194,7 @@ def rank_all(
     for start in range(0, len(target.users), batch_size):
         stop = min(start + batch_size, len(target.users))
         scores = np.array(model.score(target.histories[start:stop]), dtype=np.float32)
-        seen = target.train_rows[start:stop]
-        seen_rows = np.repeat(np.arange(stop - start), np.diff(seen.indptr))
-        scores[seen_rows, seen.indices] = -np.inf
-        lists[start:stop] = top_k_rows(scores, k)
+        lists[start:stop] = unseen_top_k(scores, target.train_rows[start:stop], k)
         if on_batch is not None:
             on_batch(stop - start)
     return lists
@@ -232,27 +206,11 @@ def per_user_metrics(
 ) -> dict[str, np.ndarray]:
     """Every per-user metric at every k, keyed "name@k"."""
     hits = m.hit_matrix(recommended, target.relevant)
-    out: dict[str, np.ndarray] = {}
-    for k in ks:
-        n_rel = target.n_relevant
-        values = {
-            "precision": m.precision(hits, k),
-            "recall": m.recall(hits, n_rel, k),
-            "recall_norm": m.recall_norm(hits, n_rel, k),
-            "ndcg": m.ndcg(hits, n_rel, k),
-            "map": m.average_precision(hits, n_rel, k),
-            "mrr": m.reciprocal_rank(hits, k),
-            "hr": m.hit_rate(hits, k),
-            "f1": m.f1(hits, n_rel, k),
-            "epc": m.epc(hits, recommended, k, target.popularity, target.n_train_users),
-            "efd": m.efd(hits, recommended, k, target.popularity),
-            "aclt": m.aclt(recommended, k, target.long_tail),
-            "aplt": m.aplt(recommended, k, target.long_tail),
-            "arp": m.arp(recommended, k, target.popularity),
-        }
-        for name in PER_USER_METRICS:
-            out[f"{name}@{k}"] = values[name].astype(np.float64)
-    return out
+    return {
+        f"{name}@{k}": metric(hits, recommended, target, k).astype(np.float64)
+        for k in ks
+        for name, metric in PER_USER.items()
+    }
 
 
 def aggregate_metrics(
@@ -274,27 +232,13 @@ def aggregate_metrics(
     }
 
 
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval for the mean of per-user values."""
-    n = len(values)
-    mean = float(values.mean())
-    if n < 2:
-        return mean, mean
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
-    return mean - float(half), mean + float(half)
-
-
-def _finite_or_none(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
 @dataclass
 class MetricSummary:
     mean: float
     ci95: tuple[float | None, float | None]
 
     def to_dict(self) -> dict:
-        return {"mean": _finite_or_none(self.mean), "ci95": list(self.ci95)}
+        return {"mean": finite_or_none(self.mean), "ci95": list(self.ci95)}
 
 
 @dataclass
@@ -406,16 +350,7 @@ def paired_tests(a: ModelResult, b: ModelResult) -> list[dict]:
         if key not in b.per_user:
             continue
         x, y = a.per_user[key], b.per_user[key]
-        diff = x - y
-        if np.allclose(diff, 0.0):
-            t_stat, t_p, w_stat, w_p = 0.0, 1.0, 0.0, 1.0
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                t_res = stats.ttest_rel(x, y)
-                w_res = stats.wilcoxon(x, y, zero_method="wilcox")
-            t_stat, t_p = float(t_res.statistic), float(t_res.pvalue)
-            w_stat, w_p = float(w_res.statistic), float(w_res.pvalue)
+        tests = statistics.paired_tests(x, y)
         rows.append(
             {
                 "model_a": a.name,
@@ -423,11 +358,8 @@ def paired_tests(a: ModelResult, b: ModelResult) -> list[dict]:
                 "metric": key,
                 "mean_a": float(x.mean()),
                 "mean_b": float(y.mean()),
-                "mean_difference": float(diff.mean()),
-                "t_statistic": _finite_or_none(t_stat),
-                "t_pvalue": _finite_or_none(t_p),
-                "wilcoxon_statistic": _finite_or_none(w_stat),
-                "wilcoxon_pvalue": _finite_or_none(w_p),
+                "mean_difference": float((x - y).mean()),
+                **tests,
                 "n_users": len(x),
             }
         )

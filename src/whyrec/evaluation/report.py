@@ -48,7 +48,7 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _png(figure) -> str:
+def figure_png(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -91,7 +91,7 @@ def accuracy_plot(report: EvaluationReport, k: int) -> str:
     axis.set_ylabel("mean over test users")
     axis.legend(fontsize=8)
     axis.set_title(f"Accuracy at k={k} (bars: 95% CI)")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def popularity_bias_plot(report: EvaluationReport, k: int) -> str:
@@ -114,7 +114,7 @@ def popularity_bias_plot(report: EvaluationReport, k: int) -> str:
     axis.set_xlabel(f"ARP@{k} (mean training popularity of recommended items)")
     axis.set_ylabel(f"nDCG@{k}")
     axis.set_title("Popularity bias vs accuracy")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def long_tail_plot(report: EvaluationReport, k: int) -> str:
@@ -136,7 +136,7 @@ def long_tail_plot(report: EvaluationReport, k: int) -> str:
         axis.legend(fontsize=8)
     axis.set_ylabel(f"APLT@{k}")
     axis.set_title("Long-tail share of recommendations")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def _format(value: float | None) -> str:
@@ -288,7 +288,7 @@ def explanation_plot(report: EvaluationReport) -> str:
     curves.set_title("deletion curve")
     curves.legend(fontsize=7)
     figure.tight_layout()
-    return _png(figure)
+    return figure_png(figure)
 
 
 def explanation_table(report: EvaluationReport) -> str:
@@ -336,7 +336,7 @@ def rare_items_plot(report: EvaluationReport) -> str:
     axis.set_ylabel("mean over users in the slice")
     axis.legend(fontsize=8)
     axis.set_title(f"Rare held-out items (< {rare['below']} training interactions)")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def rare_items_table(report: EvaluationReport) -> str:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from whyrec.data.catalog import Catalog
 from whyrec.data.dataset import Dataset
 from whyrec.explain.attribution import GENERATION_PATH, Attribution, attribute, shares_of
 from whyrec.explain.evidence import HistoryContribution
@@ -25,7 +24,6 @@ from whyrec.explain.explanation import (
     MEDIUM,
     CollaborativeEvidence,
     Confidence,
-    ConstraintCheck,
     Explanation,
     MissingValue,
     PathEvidence,
@@ -35,6 +33,7 @@ from whyrec.explain.explanation import (
 from whyrec.filters import ItemFilter
 from whyrec.graph.attributes import AttributeGraph
 from whyrec.models.base import Recommender
+from whyrec.ranking import rank_of, top_k
 from whyrec.sparse_rows import distinct_per_group, gather_rows, place_in_run
 
 CONFIDENCE_WINDOW = 5
@@ -57,27 +56,6 @@ MISSING_MIN_HISTORY_SHARE = 0.1
 
 MISSING_MIN_TOP_SHARE = 0.3
 """...and at least this share of the top-k items has it."""
-
-
-def rank_of(scores: np.ndarray, allowed: np.ndarray, position: int) -> int | None:
-    """1-based rank of `position` among allowed items, with `top_k`'s tie rule (lower
-    position first); None when it is not allowed or cannot be scored."""
-    score = scores[position]
-    if not allowed[position] or not np.isfinite(score):
-        return None
-    above = allowed & (scores > score)
-    tied_before = allowed[:position] & (scores[:position] == score)
-    return int(above.sum() + tied_before.sum()) + 1
-
-
-def ranked(scores: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
-    """The n best allowed positions, best first (same tie rule as `engine.top_k`)."""
-    masked = np.where(allowed & np.isfinite(scores), scores, -np.inf)
-    n = min(n, int(np.isfinite(masked).sum()))
-    if n <= 0:
-        return np.zeros(0, dtype=np.int64)
-    candidates = np.argpartition(-masked, n - 1)[:n] if n < len(masked) else np.arange(len(masked))
-    return candidates[np.lexsort((candidates, -masked[candidates]))][:n].astype(np.int64)
 
 
 def strongest(
@@ -131,37 +109,6 @@ def confidence_against(score: float, reference: float, scale: float) -> Confiden
     margin = (score - reference) / scale if scale > 0 else 0.0
     label = HIGH if margin >= HIGH_MARGIN else MEDIUM if margin >= MEDIUM_MARGIN else LOW
     return Confidence(label, float(margin), reference, scale)
-
-
-def constraint_checks(
-    item_filter: ItemFilter | None, catalog: Catalog, position: int
-) -> list[ConstraintCheck]:
-    """How one item meets each constraint of a filter (case-insensitive, like ItemFilter.mask)."""
-    if item_filter is None:
-        return []
-    checks = []
-    for kind, constraints in (("include", item_filter.include), ("exclude", item_filter.exclude)):
-        for name, wanted in constraints.items():
-            have = catalog.values(name, position)
-            hit = bool({v.lower() for v in have} & {w.lower() for w in wanted})
-            checks.append(
-                ConstraintCheck(
-                    kind, name, tuple(sorted(wanted)), have, hit if kind == "include" else not hit
-                )
-            )
-    year = catalog.year(position)
-    year_values = () if year is None else (str(year),)
-    if item_filter.year_min is not None:
-        ok = year is not None and year >= item_filter.year_min
-        checks.append(
-            ConstraintCheck("year_min", "year", (str(item_filter.year_min),), year_values, ok)
-        )
-    if item_filter.year_max is not None:
-        ok = year is not None and year <= item_filter.year_max
-        checks.append(
-            ConstraintCheck("year_max", "year", (str(item_filter.year_max),), year_values, ok)
-        )
-    return checks
 
 
 @dataclass(frozen=True)
@@ -422,17 +369,10 @@ class Explainer:
     def _ranks(
         scores: np.ndarray, allowed: np.ndarray, head: np.ndarray, items: np.ndarray
     ) -> list[int | None]:
-        """`rank_of` each item, read off the ranked head where that is safe.
-
-        An item scored strictly above the head's last score has its head index as rank. At
-        or below it, argpartition may have picked among equal scores, so those are counted.
-        """
+        """`rank_of` each item, read off the ranked head where it is in it (the head
+        follows the same exact tie rule, `whyrec.ranking`)."""
         place = {position: rank for rank, position in enumerate(head.tolist(), start=1)}
-        floor = scores[head[-1]] if len(head) else np.inf
-        return [
-            place[p] if p in place and scores[p] > floor else rank_of(scores, allowed, p)
-            for p in items.tolist()
-        ]
+        return [place.get(p) or rank_of(scores, allowed, p) for p in items.tolist()]
 
     # ----- the whole explanation ----------------------------------------------------------
     def explain(
@@ -463,7 +403,7 @@ class Explainer:
         unseen[history] = False
         unseen[np.asarray(exclude, dtype=np.int64)] = False
         allowed = unseen & item_filter.mask(self.catalog) if item_filter else unseen
-        head = ranked(scores, allowed, max(k + CONFIDENCE_WINDOW, CONFIDENCE_HEAD))
+        head = top_k(scores, max(k + CONFIDENCE_WINDOW, CONFIDENCE_HEAD), allowed)
         head_scores = scores[head]
         top = head[:k]
         cutoff = float(head_scores[k - 1]) if len(head) >= k else None
@@ -490,7 +430,7 @@ class Explainer:
             rank = ranks[row]
             up, pushing_down, cited_share = evidence[row]
             paths, shared = path_evidence[row]
-            checks = constraint_checks(item_filter, self.catalog, position)
+            checks = item_filter.checks(self.catalog, position) if item_filter else []
             why_not = None
             if not recommended[row]:
                 why_not = WhyNot(

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from whyrec.explain.evidence import HistoryContribution
+from whyrec.filters import ConstraintCheck
 
 HIGH, MEDIUM, LOW = "high", "medium", "low"
 
@@ -55,30 +56,6 @@ class SharedValue:
             "value": self.value,
             "weight": round(self.weight, 6),
             "liked_titles": list(self.liked_titles),
-        }
-
-
-@dataclass(frozen=True)
-class ConstraintCheck:
-    """How the item meets one constraint the user stated.
-
-    `kind` is include (must have one of `wanted`), exclude (must have none), year_min or
-    year_max; `item_values` are the item's own values of that field (or its year).
-    """
-
-    kind: str
-    field: str
-    wanted: tuple[str, ...]
-    item_values: tuple[str, ...]
-    satisfied: bool
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": self.kind,
-            "field": self.field,
-            "wanted": list(self.wanted),
-            "item_values": list(self.item_values),
-            "satisfied": self.satisfied,
         }
 
 

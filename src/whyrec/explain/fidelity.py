@@ -31,6 +31,7 @@ from whyrec.data.splits import Split
 from whyrec.errors import WhyrecError
 from whyrec.explain.attribution import attribute
 from whyrec.models.base import Recommender, histories_to_csr
+from whyrec.ranking import NO_ITEM, unseen_top_k
 
 SCORE_BATCH_ROWS = 1024
 """Rows per `model.score` call: bounds memory at rows × items float32 scores."""
@@ -61,17 +62,13 @@ def _keep_order(history: np.ndarray, chosen: np.ndarray) -> np.ndarray:
 
 
 def _top_k_lists(model: Recommender, histories: list[np.ndarray], k: int) -> list[np.ndarray]:
-    """Each history's top-k unseen items (ties: lower position first, as engine.top_k)."""
+    """Each history's top-k unseen items (the shared tie rule, `whyrec.ranking`)."""
     lists = []
     for start in range(0, len(histories), SCORE_BATCH_ROWS):
         chunk = histories[start : start + SCORE_BATCH_ROWS]
-        scores = np.asarray(model.score(chunk), dtype=np.float64)
-        seen = histories_to_csr(chunk, scores.shape[1])
-        scores[seen.nonzero()] = -np.inf
-        for row in scores:
-            n = min(k, int(np.isfinite(row).sum()))
-            candidates = np.argpartition(-row, n - 1)[:n] if n else np.zeros(0, np.int64)
-            lists.append(candidates[np.lexsort((candidates, -row[candidates]))])
+        scores = np.array(model.score(chunk), dtype=np.float64)
+        best = unseen_top_k(scores, chunk, k)
+        lists.extend(row[row != NO_ITEM] for row in best)
     return lists
 
 

@@ -165,9 +165,15 @@ def sentences(explanation: Explanation) -> str:
     return why_not_sentences(explanation)
 
 
-def to_json(explanation: Explanation, with_text: bool = True) -> str:
-    """The evidence as JSON, with the rendered sentences under "text" when asked."""
+def to_data(explanation: Explanation, with_text: bool = True) -> dict:
+    """The evidence as JSON-ready data, with the rendered sentences under "text" when
+    asked: the one serialized form the CLI, the API and item lists share."""
     data = explanation.to_dict()
     if with_text:
         data["text"] = sentences(explanation)
-    return json.dumps(data, ensure_ascii=False)
+    return data
+
+
+def to_json(explanation: Explanation, with_text: bool = True) -> str:
+    """`to_data` as a JSON string."""
+    return json.dumps(to_data(explanation, with_text), ensure_ascii=False)

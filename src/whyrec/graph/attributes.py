@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from whyrec.data.catalog import Catalog
+from whyrec.data.vocabulary import Vocabulary
 from whyrec.errors import NotFoundError, WhyrecError
 from whyrec.sparse_rows import gather_rows
 
@@ -73,7 +74,7 @@ class AttributeGraph:
     value_labels: list[str]
     item_frequency: np.ndarray = field(init=False)
     idf: np.ndarray = field(init=False)
-    _index: dict[str, int] = field(init=False, repr=False)
+    _index: Vocabulary = field(init=False, repr=False)
     _incidence_t: sp.csr_matrix = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -88,7 +89,7 @@ class AttributeGraph:
         self.item_frequency = np.asarray(self.incidence.sum(axis=0)).ravel()
         n_items = max(1, self.incidence.shape[0])
         self.idf = np.log(n_items / np.maximum(self.item_frequency, 1.0))
-        self._index = {name: v for v, name in enumerate(self.value_names)}
+        self._index = Vocabulary(self.value_names, "attribute value")
         self._incidence_t = self.incidence.T.tocsr()
 
     @classmethod

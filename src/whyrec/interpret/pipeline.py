@@ -177,15 +177,13 @@ def rank_vectors(
     probe: ProbePoint, vectors: np.ndarray, histories: Sequence[np.ndarray], k: int
 ) -> np.ndarray:
     """Top-k lists read from given probe vectors, each history's own items excluded."""
-    from whyrec.evaluation.protocol import top_k_rows
+    from whyrec.ranking import unseen_top_k
 
     out = np.empty((len(histories), k), dtype=np.int64)
     for start in range(0, len(histories), 512):
         chunk = list(histories[start : start + 512])
         scores = probe.scores(vectors[start : start + 512], chunk)
-        for row, history in enumerate(chunk):
-            scores[row, np.asarray(history, dtype=np.int64)] = -np.inf
-        out[start : start + len(chunk)] = top_k_rows(scores, k)
+        out[start : start + len(chunk)] = unseen_top_k(scores, chunk, k)
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from whyrec.evaluation.report import STYLE, _png, write_atomic
+from whyrec.evaluation.report import STYLE, figure_png, write_atomic
 from whyrec.interpret.pipeline import Interpretation, ListShift
 
 
@@ -45,7 +45,7 @@ def reconstruction_plot(result: Interpretation) -> str:
     norms.set_title("probe vector norms")
     norms.legend(fontsize=8)
     figure.tight_layout()
-    return _png(figure)
+    return figure_png(figure)
 
 
 def latent_plot(result: Interpretation) -> str:
@@ -68,7 +68,7 @@ def latent_plot(result: Interpretation) -> str:
     confidence.set_title(f"{len(result.confident)} of {result.sae.latents} latents confident")
     confidence.legend(fontsize=8)
     figure.tight_layout()
-    return _png(figure)
+    return figure_png(figure)
 
 
 def shift_plot(shifts: list[ListShift], title: str) -> str:
@@ -94,7 +94,7 @@ def shift_plot(shifts: list[ListShift], title: str) -> str:
         axis.legend(fontsize=8)
     figure.suptitle(title)
     figure.tight_layout()
-    return _png(figure)
+    return figure_png(figure)
 
 
 def _facts(result: Interpretation) -> str:

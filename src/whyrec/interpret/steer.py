@@ -95,13 +95,11 @@ class SteeredModel:
 
 def top_lists(model, histories: Sequence[np.ndarray], k: int = 10) -> np.ndarray:
     """Top-k items per history, its own items excluded (the shared tie-breaking rule)."""
-    from whyrec.evaluation.protocol import top_k_rows
+    from whyrec.ranking import unseen_top_k
 
     out = np.empty((len(histories), k), dtype=np.int64)
     for start in range(0, len(histories), 512):
         chunk = list(histories[start : start + 512])
         scores = np.array(model.score(chunk), dtype=np.float32)
-        for row, history in enumerate(chunk):
-            scores[row, np.asarray(history, dtype=np.int64)] = -np.inf
-        out[start : start + len(chunk)] = top_k_rows(scores, k)
+        out[start : start + len(chunk)] = unseen_top_k(scores, chunk, k)
     return out

@@ -54,9 +54,7 @@ class ReplyGuard:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self._title_owner: dict[str, list[int]] = {}
-        for position, title in enumerate(catalog.titles):
-            self._title_owner.setdefault(title_key(title, keep_year=False), []).append(position)
+        self._title_owner = catalog.title_index.by_key_no_year
         vocabulary = {name.lower() for name in catalog.fields}
         for name in catalog.fields:
             vocabulary |= {title_key(v, keep_year=False) for v in catalog.value_counts(name)}

@@ -18,6 +18,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from whyrec.conversation.state import DialogueState
+from whyrec.filters import ItemFilter
+from whyrec.ranking import top_k
 
 PREVIEW_ITEMS = 5
 MAX_COMPARE = 4
@@ -177,24 +179,19 @@ class Toolbox:
 
     # ----- tools ----------------------------------------------------------------------------
     def search_catalog(self, args: SearchCatalog) -> dict:
-        mask = self._within(args.within)
+        item_filter = ItemFilter(year_min=args.year_min, year_max=args.year_max)
         unknown = []
-        for group, keep in ((args.include, True), (args.exclude, False)):
+        for group, wanted in (
+            (args.include, item_filter.include),
+            (args.exclude, item_filter.exclude),
+        ):
             for name, values in group.items():
                 field_name = self._field(name)
                 known = {v.lower() for v in self.catalog.value_counts(field_name)}
                 unknown += [f"{field_name}={v}" for v in values if v.lower() not in known]
-                has = self.catalog.mask_with_value(field_name, values)
-                mask &= has if keep else ~has
-        years = self.catalog.years
-        with np.errstate(invalid="ignore"):
-            if args.year_min is not None:
-                mask &= years >= args.year_min
-            if args.year_max is not None:
-                mask &= years <= args.year_max
-        found = np.flatnonzero(mask)
-        popularity = self.conversation.engine.popularity[found]
-        ordered = found[np.argsort(-popularity, kind="stable")][: args.limit]
+                wanted.setdefault(field_name, set()).update(values)
+        mask = self._within(args.within) & item_filter.mask(self.catalog)
+        ordered = top_k(self.conversation.engine.popularity, args.limit, mask)
         observation = self._store([int(p) for p in ordered])
         if unknown:
             observation["unknown_values"] = unknown[:10]
@@ -206,16 +203,12 @@ class Toolbox:
             raise ToolError("semantic search is unavailable (no sentence encoder)")
         query = wishes._encode([args.query])[0]
         similarity = wishes.item_vectors @ query
-        mask = self._within(args.within)
-        found = np.flatnonzero(mask)
-        ordered = found[np.argsort(-similarity[found], kind="stable")][: args.limit]
+        ordered = top_k(similarity, args.limit, self._within(args.within))
         return self._store([int(p) for p in ordered])
 
     def rank_for_user(self, args: RankForUser) -> dict:
-        mask = self._within(args.within)
         scores, _ = self.conversation.scorer.scores(self.state)
-        found = np.flatnonzero(mask)
-        ordered = found[np.argsort(-scores[found], kind="stable")][: args.limit]
+        ordered = top_k(scores, args.limit, self._within(args.within))
         return self._store([int(p) for p in ordered])
 
     def explain_item(self, args: ExplainItem) -> dict:
@@ -244,8 +237,8 @@ class Toolbox:
         if len(positions) < 2:
             raise ToolError("compare needs two different items")
         scores, _ = self.conversation.scorer.scores(self.state)
-        order = np.argsort(-scores, kind="stable")
-        rank_of = {int(p): r + 1 for r, p in enumerate(order[: max(2000, len(order) // 4)])}
+        order = top_k(scores, max(2000, len(scores) // 4))
+        rank_of = {int(p): r + 1 for r, p in enumerate(order)}
         values = {
             p: {
                 (f, v)

@@ -7,60 +7,15 @@ EASE bundle never pays for importing torch (SASRec, the text model) or implicit.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
 
-from whyrec.errors import WhyrecError
 from whyrec.models.base import Recommender
-
-_LOCATIONS: dict[str, tuple[str, str]] = {
-    "popularity": ("whyrec.models.popularity", "Popularity"),
-    "ease": ("whyrec.models.ease", "EASE"),
-    "itemknn": ("whyrec.models.itemknn", "ItemKNN"),
-    "ials": ("whyrec.models.ials", "IALS"),
-    "bpr": ("whyrec.models.bpr", "BPR"),
-    "relmf": ("whyrec.models.relmf", "RelMF"),
-    "text": ("whyrec.models.text", "TextRecommender"),
-    "sasrec": ("whyrec.models.sasrec", "SASRec"),
-    "sasrec-text": ("whyrec.models.sasrec", "SASRecText"),
-    "hybrid": ("whyrec.models.hybrid", "Hybrid"),
-    "generative": ("whyrec.models.generative", "Generative"),
-}
-_CLASS_LOCATIONS = {cls: module for module, cls in _LOCATIONS.values()}
-
-
-class _Registry(Mapping[str, type[Recommender]]):
-    """Model name → class, importing each model's module on first use."""
-
-    def __getitem__(self, name: str) -> type[Recommender]:
-        module, cls = _LOCATIONS[name]
-        return getattr(importlib.import_module(module), cls)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_LOCATIONS)
-
-    def __len__(self) -> int:
-        return len(_LOCATIONS)
-
-
-MODELS: Mapping[str, type[Recommender]] = _Registry()
-
-MODEL_ALIASES = {"pop": "popularity", "knn": "itemknn", "als": "ials", "rel-mf": "relmf"}
-"""Short names accepted wherever a model is named."""
-
-
-def model_class(name: str) -> type[Recommender]:
-    """The model class registered under `name`."""
-    key = name.strip().lower()
-    key = MODEL_ALIASES.get(key, key)
-    if key not in _LOCATIONS:
-        raise WhyrecError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
-    return MODELS[key]
+from whyrec.models.registry import CLASS_LOCATIONS, MODEL_ALIASES, MODELS, model_class
 
 
 def __getattr__(attribute: str):
     """`from whyrec.models import EASE` keeps working, importing only that model."""
-    if attribute in _CLASS_LOCATIONS:
-        return getattr(importlib.import_module(_CLASS_LOCATIONS[attribute]), attribute)
+    if attribute in CLASS_LOCATIONS:
+        return getattr(importlib.import_module(CLASS_LOCATIONS[attribute]), attribute)
     raise AttributeError(f"module 'whyrec.models' has no attribute {attribute!r}")
 
 

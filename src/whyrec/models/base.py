@@ -9,6 +9,7 @@ never pickle, so a bundle can be inspected and loaded safely.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from abc import ABC, abstractmethod
@@ -21,7 +22,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from whyrec.data.dataset import Dataset
-from whyrec.errors import BundleError, WhyrecError
+from whyrec.errors import BundleError, NotFittedError, WhyrecError
 
 if TYPE_CHECKING:
     from whyrec.retrieval import EmbeddingSpace
@@ -58,11 +59,56 @@ def histories_to_csr(histories: Histories, n_items: int) -> sp.csr_matrix:
     return mat
 
 
+def check_positions(histories: Histories, n_items: int) -> None:
+    """Reject item positions outside 0..n_items-1 (numpy would wrap negative ones)."""
+    if sp.issparse(histories):
+        if histories.shape[1] != n_items:
+            raise WhyrecError(f"histories have {histories.shape[1]} columns, not {n_items} items")
+        return
+    for history in histories:
+        history = np.asarray(history)
+        if len(history) and (history.min() < 0 or history.max() >= n_items):
+            raise WhyrecError(
+                f"history positions outside the catalog: they must lie in [0, {n_items})"
+            )
+
+
+NEEDS_FIT = ("score", "contributions", "query_vectors", "state")
+"""Methods that mean nothing before `fit` (or `load`): every model's are guarded."""
+
+
+def _requires_fit(method):
+    """`method`, raising `NotFittedError` (one clear line) on a model not yet fitted."""
+
+    takes_histories = method.__name__ in ("score", "query_vectors")
+
+    @functools.wraps(method)
+    def checked(self, *args, **kwargs):
+        if not self.n_items_:
+            raise NotFittedError(
+                f"{self.name} is not fitted: call fit(dataset) or load a trained bundle first"
+            )
+        if takes_histories and args:
+            check_positions(args[0], self.n_items_)
+        return method(self, *args, **kwargs)
+
+    checked.checks_fit = True
+    return checked
+
+
 class Recommender(ABC):
     """Base class: constructor takes hyper-parameters, `fit` learns, state ends in `_`."""
 
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Guard every model's `NEEDS_FIT` methods, so no model can forget to."""
+        super().__init_subclass__(**kwargs)
+        for method_name in NEEDS_FIT:
+            method = cls.__dict__.get(method_name)
+            if callable(method) and not getattr(method, "checks_fit", False):
+                setattr(cls, method_name, _requires_fit(method))
 
     def __init__(self, **params: Any) -> None:
         try:
@@ -132,7 +178,7 @@ class Recommender(ABC):
     @classmethod
     def load(cls, directory: Path) -> Recommender:
         """Load any registered model; big arrays are memory-mapped so start-up stays fast."""
-        from whyrec.models import model_class
+        from whyrec.models.registry import model_class
 
         try:
             meta = json.loads((directory / "model.json").read_text())

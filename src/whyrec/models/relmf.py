@@ -3,7 +3,7 @@
 Implicit feedback is missing not at random: popular items are *exposed* more, so an
 absent click on them says more than on a rare item. Rel-MF weights the loss of every
 (user, item) pair by the inverse of the item's exposure propensity
-θ_i = (n_i / max_j n_j)^0.5 (METRICS.md), clipped below at M to bound the variance:
+θ_i = (n_i / max_j n_j)^0.5 (docs/metrics.md), clipped below at M to bound the variance:
 
     L = mean_{u,i} (Y_ui/θ'_i)·δ⁺(ŷ_ui) + (1 − Y_ui/θ'_i)·δ⁻(ŷ_ui),   θ'_i = max(θ_i, M).
 

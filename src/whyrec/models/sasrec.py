@@ -31,6 +31,7 @@ from torch.nn import functional
 from whyrec.data.dataset import Dataset
 from whyrec.errors import WhyrecError
 from whyrec.models.base import Histories, ModelConfig, Recommender
+from whyrec.ranking import exclude_seen, ranks_in_rows
 from whyrec.torch_utils import (
     limit_threads,
     load_arrays_into,
@@ -295,10 +296,8 @@ class SASRec(Recommender):
         for start in range(0, len(holdout), 256):
             chunk = holdout[start : start + 256]
             scores = self._score_slots([s[:-1] for s in chunk])
-            for row, sequence in enumerate(chunk):
-                scores[row, sequence[:-1] - 1] = -np.inf
-            target_scores = scores[np.arange(len(chunk)), [s[-1] - 1 for s in chunk]]
-            ranks = (scores > target_scores[:, None]).sum(axis=1)
+            exclude_seen(scores, [s[:-1] - 1 for s in chunk])
+            ranks = ranks_in_rows(scores, np.array([s[-1] - 1 for s in chunk]))
             gains.append(np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0))
         return float(np.concatenate(gains).mean())
 

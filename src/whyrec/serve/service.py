@@ -7,7 +7,6 @@ routes in `app.py` only parse, authorize and serialize.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import threading
@@ -21,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from whyrec.bundle import Bundle
+from whyrec.core import Query
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
-from whyrec.explain.render import sentences
-from whyrec.filters import ItemFilter, validate_fields
+from whyrec.explain.render import to_data
+from whyrec.filters import ItemFilter
 from whyrec.llm import LLMConfig, open_conversation
 from whyrec.serve import schemas
 from whyrec.store import FeedbackEvent, SQLiteStore, Store, open_store, read_feedback
@@ -185,14 +185,6 @@ class Service:
         self.catch_up()
         if warm_up:
             self.warm_up()
-            # The loaded bundle, catalog and caches live as long as the process: move them
-            # out of the collector's sight, or every full collection walks millions of
-            # objects and stalls all requests (seen as 300+ ms p99 spikes under load).
-            gc.collect()
-            gc.freeze()
-            # A request allocates thousands of small objects; collecting every 700 of them
-            # (CPython's default) runs the collector several times per request.
-            gc.set_threshold(100_000, 50, 100)
 
     @classmethod
     def from_config(cls, config: ServiceConfig) -> Service:
@@ -248,8 +240,8 @@ class Service:
         found = self.catalog.search(query, limit, self.engine.popularity)
         return {"items": [self.card(p) for p, _ in found]}
 
-    def _person(self, request: schemas.Person) -> tuple[np.ndarray, ItemFilter | None]:
-        """History positions and filter, exactly as the CLI's resolve_request builds them."""
+    def _query(self, request: schemas.Person) -> Query:
+        """The request as a `Query`, resolved by the engine exactly as the CLI's is."""
         item_filter = None
         if request.filters is not None:
             f = request.filters
@@ -259,76 +251,59 @@ class Service:
                 f.year_min,
                 f.year_max,
             )
-            validate_fields(item_filter, self.catalog)
-            if item_filter.is_empty():
-                item_filter = None
-        if request.user_id is not None:
-            return self.engine.user_history(request.user_id), item_filter
-        return self.engine.resolve_items(request.history or []), item_filter
+        return self.engine.query(request.user_id, request.history, item_filter, request.k)
 
     def recommend(self, request: schemas.RecommendRequest, catch_up: bool = True) -> dict:
         """The answer to POST /v1/recommend (cached); `catch_up=False` when the caller has
         just read new feedback itself."""
         if catch_up:
             self.catch_up()
-        history, item_filter = self._person(request)
+        query = self._query(request)
         return self.answers.get_or_compute(
-            self._answer_key(request, history),
-            lambda: self._recommend(request, history, item_filter),
+            self._answer_key(request, query.history),
+            lambda: self._recommend(request, query),
         )
 
     def cached_recommendation(self, request: schemas.RecommendRequest) -> dict | None:
         """The answer `recommend` would give, if it is cached; None otherwise (a miss is
         not counted: `recommend` counts it when it computes)."""
         self.catch_up()
-        history, _ = self._person(request)
-        return self.answers.get(self._answer_key(request, history))
+        return self.answers.get(self._answer_key(request, self._query(request).history))
 
     @staticmethod
     def _answer_key(request: schemas.RecommendRequest, history: np.ndarray) -> tuple:
         """The request and the person's current history: feedback changes the key."""
         return (request.model_dump_json(), np.asarray(history, dtype=np.int64).tobytes())
 
-    def _recommend(
-        self,
-        request: schemas.RecommendRequest,
-        history: np.ndarray,
-        item_filter: ItemFilter | None,
-    ) -> dict:
-        items = self.engine.recommend(
-            history,
-            k=request.k,
-            item_filter=item_filter,
-            explain=request.explain,
-            top_reasons=request.reasons,
-            user_id=request.user_id,
-        )
+    def _recommend(self, request: schemas.RecommendRequest, query: Query) -> dict:
+        items = self.engine.run(query, explain=request.explain, top_reasons=request.reasons)
+        entries = items.to_dicts(with_explanation=request.explain)
         return {
             "user_id": request.user_id,
             "items": [
-                {**self.card(item.position), **item.to_dict(with_explanation=request.explain)}
-                for item in items
+                {**self.card(position), **entry}
+                for position, entry in zip(items.positions.tolist(), entries, strict=True)
             ],
         }
 
     def explain(self, request: schemas.ExplainRequest) -> dict:
         self.catch_up()
-        history, item_filter = self._person(request)
+        query = self._query(request)
         reference = request.item_id
         if self.catalog.has(reference):
             position = self.catalog.position(reference)
         else:
             position = self.catalog.match_title(reference, self.engine.popularity).position
         explanation = self.engine.explain(
-            history,
+            query.history,
             position,
-            k=request.k,
-            item_filter=item_filter,
-            user_id=request.user_id,
+            k=query.k,
+            item_filter=query.item_filter,
+            user_id=query.user_id,
             top_reasons=request.reasons,
         )
         return {
-            "explanation": {**explanation.to_dict(), "text": sentences(explanation)},
+            "explanation": to_data(explanation),
             "item": self.card(position),
         }
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import sys
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -74,30 +73,6 @@ def load_encoder() -> SentenceTransformer:
     return model
 
 
-def _progress():
-    """A rich progress bar on stderr, hidden when stderr is not a terminal."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from whyrec.console import err_console
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=not sys.stderr.isatty(),
-    )
-
-
 def encode_texts(
     texts: Sequence[str], batch_size: int = 64, description: str = "encoding"
 ) -> np.ndarray:
@@ -110,7 +85,9 @@ def encode_texts(
     model = load_encoder()
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), embedding_dim()), dtype=np.float32)
-    with _progress() as progress:
+    from whyrec.console import count_progress
+
+    with count_progress() as progress:
         task = progress.add_task(description, total=len(texts))
         for start in range(0, len(texts), batch_size):
             batch = order[start : start + batch_size]

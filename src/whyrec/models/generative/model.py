@@ -34,7 +34,7 @@ from whyrec.data.dataset import Dataset
 from whyrec.errors import WhyrecError
 from whyrec.explain.evidence import HistoryContribution
 from whyrec.explain.explanation import SharedValue
-from whyrec.models.base import Histories, ModelConfig, Recommender
+from whyrec.models.base import Histories, ModelConfig, Recommender, check_positions
 from whyrec.models.generative.indexing import IndexKind, build_index, has_text
 from whyrec.models.generative.labels import cluster_labels
 from whyrec.models.generative.network import GenerativeNetwork
@@ -336,9 +336,6 @@ class Generative(Recommender):
 
     def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
         sequences = self._as_sequences(histories)
-        for sequence in sequences:
-            if len(sequence):
-                self.check_history(sequence - 1)
         scores = np.full((len(sequences), self.n_items_), -np.inf, dtype=np.float32)
         filled = [i for i, s in enumerate(sequences) if len(s)]
         for start in range(0, len(filled), 64):
@@ -350,12 +347,7 @@ class Generative(Recommender):
     def check_history(self, history: np.ndarray) -> np.ndarray:
         """Distinct catalog positions, or one clear error naming what is wrong."""
         history = np.asarray(history, dtype=np.int64)
-        unknown = history[(history < 0) | (history >= self.n_items_)]
-        if len(unknown):
-            raise WhyrecError(
-                f"generative: the history has {len(unknown)} item(s) outside this model's "
-                f"catalog of {self.n_items_} (e.g. position {int(unknown[0])})"
-            )
+        check_positions([history], self.n_items_)
         if len(history) == 0:
             raise WhyrecError("generative: the history is empty; nothing to generate from")
         return history

@@ -14,8 +14,8 @@ import json
 from pydantic import BaseModel, ConfigDict, Field
 from rapidfuzz import fuzz
 
-from whyrec.conversation.simulator import Episode, LanguageUser
 from whyrec.data.catalog import title_key
+from whyrec.evaluation.simulated_users import Episode, LanguageUser
 from whyrec.llm.client import CallContext, LLMClient, TokenBudget
 from whyrec.llm.config import LLMConfig
 from whyrec.llm.structured import ask_structured

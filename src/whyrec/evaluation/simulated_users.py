@@ -1,19 +1,19 @@
 """Simulated users for conversational evaluation (the EAR/CPR multi-round protocol).
 
+The users and one episode of each kind live here; `whyrec.evaluation.conversational`
+runs policies over many episodes and summarizes them.
+
 Each episode hides a target item. In attribute mode the user and the system exchange
 structured acts: the user opens with one attribute value of the target, answers each
 question truthfully from the target's attributes, rejects recommendation lists that
 miss the target and accepts the list that holds it. Language mode plays the same user
 through the full text path (understanding included), phrasing each act in varied words
 with occasional typos, so the language understanding is measured too.
-
-Metrics follow METRICS.md: SR@t, AT (a failure counts as the turn limit) and hDCG.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,7 @@ import pandas as pd
 
 from whyrec.conversation.conversation import Conversation
 from whyrec.conversation.lexicon import GENRE_SYNONYMS
-from whyrec.conversation.policy import POLICIES, Policy, PolicyConfig
+from whyrec.conversation.policy import Policy
 from whyrec.conversation.state import DialogueState
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
@@ -233,139 +233,3 @@ def run_language_episode(
         else:
             message = user.opening_text(*opening) if opening else "anything"
     return Outcome(None, None, max_turns)
-
-
-def summarize(outcomes: list[Outcome], max_turns: int) -> dict:
-    """SR@5/10/max, AT and hDCG with 95% intervals (normal approximation)."""
-    n = len(outcomes)
-    success_turns = np.array([o.success_turn or 0 for o in outcomes])
-    turns = np.array([o.turns for o in outcomes], dtype=float)
-    scores = np.array([hdcg(o.success_turn, o.rank) if o.success_turn else 0.0 for o in outcomes])
-    rates, intervals = {}, {}
-    for t in sorted({5, 10, max_turns}):
-        if t > max_turns:
-            continue
-        hits = (success_turns > 0) & (success_turns <= t)
-        rate = float(hits.mean())
-        half = 1.96 * math.sqrt(max(rate * (1 - rate), 1e-12) / n)
-        rates[str(t)] = rate
-        intervals[str(t)] = [max(0.0, rate - half), min(1.0, rate + half)]
-    at_half = 1.96 * turns.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
-    return {
-        "episodes": n,
-        "success_rate_at": rates,
-        "average_turns": float(turns.mean()),
-        "hdcg": float(scores.mean()),
-        "ci95": {
-            "success_rate_at": intervals,
-            "average_turns": [float(turns.mean() - at_half), float(turns.mean() + at_half)],
-        },
-    }
-
-
-def simulate(
-    engine: Engine,
-    episodes: list[Episode],
-    policies: list[str],
-    user_mode: str = "attribute",
-    max_turns: int = 15,
-    rec_size: int = 10,
-    seed: int = 0,
-    progress: Callable[[str, int], None] | None = None,
-    semantic_wishes: bool = True,
-    llm=None,
-    llm_system: bool = False,
-) -> dict:
-    """Run every policy on the same episodes; the first policy's numbers are the top level.
-
-    `llm` (an `LLMConfig`) drives the "llm" user mode and, with `llm_system`, the
-    conversation under test too.
-    """
-    if user_mode not in USER_MODES:
-        raise WhyrecError(f"unknown user mode {user_mode!r}; choose {', '.join(USER_MODES)}")
-    if (user_mode == "llm" or llm_system) and (llm is None or not llm.configured):
-        raise WhyrecError("the llm user mode and --llm need an LLM configuration (--llm-*)")
-    if max_turns < 1 or rec_size < 1:
-        raise WhyrecError("--max-turns and --rec-size must be at least 1")
-    unknown = [p for p in policies if p not in POLICIES]
-    if unknown or not policies:
-        raise WhyrecError(f"unknown policy {unknown}; choose from {', '.join(POLICIES)}")
-    results = {}
-    per_policy: dict[str, list[Outcome]] = {}
-    for name in policies:
-        config = PolicyConfig(kind=name, rec_size=rec_size)
-        from whyrec.llm import open_conversation
-
-        conversation = open_conversation(
-            engine,
-            llm=llm if llm_system else None,
-            policy=config,
-            seed=seed,
-            wish_scorer="auto" if semantic_wishes else None,
-        )
-        rng = np.random.default_rng(seed)
-        outcomes = []
-        llm_user = None
-        if user_mode == "llm":
-            from whyrec.llm.simulator import LLMUser
-
-            llm_user = LLMUser(conversation.scorer.columns, engine.catalog, rng, llm)
-        for episode in episodes:
-            if user_mode == "attribute":
-                user = AttributeUser(conversation.scorer.columns, engine.catalog, rng)
-                outcomes.append(
-                    run_attribute_episode(conversation.policy, user, episode, max_turns, rng)
-                )
-            else:
-                user = llm_user or LanguageUser(conversation.scorer.columns, engine.catalog, rng)
-                outcomes.append(run_language_episode(conversation, user, episode, max_turns))
-            if progress:
-                progress(name, 1)
-        results[name] = summarize(outcomes, max_turns)
-        if llm_user is not None:
-            results[name]["llm_user"] = dict(llm_user.stats)
-        per_policy[name] = outcomes
-    first = results[policies[0]]
-    report = {k: first[k] for k in ("episodes", "success_rate_at", "average_turns", "hdcg")}
-    if "llm_user" in first:
-        report["llm_user"] = first["llm_user"]
-    report.update(
-        {
-            "ci95": first["ci95"],
-            "policy": policies[0],
-            "user_mode": user_mode,
-            "max_turns": max_turns,
-            "rec_size": rec_size,
-            "seed": seed,
-        }
-    )
-    if len(policies) > 1:
-        report["policies"] = results
-        report["paired_vs_" + policies[0]] = {
-            name: paired_difference(per_policy[policies[0]], per_policy[name], max_turns)
-            for name in policies[1:]
-        }
-    return report
-
-
-def paired_difference(ours: list[Outcome], other: list[Outcome], max_turns: int) -> dict:
-    """First policy minus another on the same episodes, with 95% paired intervals.
-
-    Pairing removes the episode-to-episode spread that separate intervals carry, which
-    is the right test when both policies met the same targets.
-    """
-
-    def interval(diff: np.ndarray) -> list[float]:
-        half = 1.96 * diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
-        return [float(diff.mean() - half), float(diff.mean() + half)]
-
-    success = np.array([o.success_turn is not None for o in ours], dtype=float) - np.array(
-        [o.success_turn is not None for o in other], dtype=float
-    )
-    turns = np.array([o.turns for o in ours], float) - np.array([o.turns for o in other], float)
-    return {
-        f"sr@{max_turns}_diff": float(success.mean()),
-        f"sr@{max_turns}_diff_ci95": interval(success),
-        "average_turns_diff": float(turns.mean()),
-        "average_turns_diff_ci95": interval(turns),
-    }
