@@ -165,6 +165,28 @@ def run_model(name: str, params: dict, args, parts, target, rare) -> dict:
     return row
 
 
+def index_only(kinds: list[str], dataset) -> dict:
+    """Index facts of each indexing choice, without training a sequence model."""
+    from whyrec.models.generative.indexing import build_index, has_text
+    from whyrec.text.encoder import encode_items
+
+    text = encode_items(dataset.catalog) if has_text(dataset.catalog).any() else None
+    facts = {}
+    for kind in kinds:
+        started = time.process_time()
+        index = build_index(dataset, kind, 3, None, 64, 32, 300, 42, text)
+        codes = index.codes
+        facts[kind] = {
+            "codebook_sizes": index.sizes,
+            "items_sharing_semantic_levels": index.shared_before_collision,
+            "collision_rate_full_index": (len(codes) - len(np.unique(codes, axis=0))) / len(codes),
+            "utilisation_per_level": index.utilisation(),
+            "cpu_seconds": time.process_time() - started,
+        }
+        print(kind, json.dumps(facts[kind], default=float), flush=True)
+    return facts
+
+
 def combine(args, target, rare) -> dict:
     """Every saved model's row plus paired intervals of generative against each other."""
     report: dict = {"protocol": "ml-latest-small, loo (seed 42), full ranking", "models": {}}
@@ -212,6 +234,9 @@ def main() -> None:
         action="store_true",
         help="generation and explanation checks for every index",
     )
+    parser.add_argument(
+        "--index-only", default="", help="only index facts of these kinds, e.g. hybrid,sequential"
+    )
     parser.add_argument("--combine-only", action="store_true", help="only combine saved parts")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -223,6 +248,12 @@ def main() -> None:
     target = EvaluationTarget.from_split(parts)
     rare = target.rare_items_slice(RARE_BELOW)
     print(f"ml-latest-small loo (seed 42): {len(target.users)} test users, full ranking")
+    if args.index_only:
+        facts = index_only(args.index_only.split(","), parts.train)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(facts, indent=2, default=float))
+        return
     if not args.combine_only:
         for name in [m for m in args.models.split(",") if m]:
             run_model(name, params, args, parts, target, rare)
