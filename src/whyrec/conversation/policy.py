@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
+from whyrec.conversation.directions import ItemMeasures, critique_bounds, steering
 from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.state import DialogueState
 from whyrec.core import Query
@@ -126,15 +127,18 @@ class CandidateScorer:
         engine: Engine,
         config: PolicyConfig,
         wish_scorer: WishScorer | None = None,
+        measures: ItemMeasures | None = None,
         space: AttributeSpace | None = None,
         popularity: np.ndarray | None = None,
     ):
-        """`popularity` overrides the training popularity (calibration leaves its
+        """`measures`: directions for critiques and superlatives (see `directions`).
+        `popularity` overrides the training popularity (calibration leaves its
         validation users out of it)."""
         self.engine = engine
         self.catalog = engine.catalog
         self.config = config
         self.wish_scorer = wish_scorer
+        self.measures = measures or ItemMeasures(engine.bundle.train, wish_scorer)
         self.space = space if space is not None else AttributeSpace(self.catalog)
         self.columns = [(c.field, c.value) for c in self.space.columns]
         self.column_of = {col: i for i, col in enumerate(self.columns)}
@@ -208,6 +212,11 @@ class CandidateScorer:
             require=require,
             excluded_years=[(low, high) for low, high in state.excluded_years],
             blocked=frozenset(int(p) for p in blocked),
+            any_of=[
+                [(f, v) for f, v in group if f in known]
+                for group in state.any_of
+                if not self._derived_group(group)
+            ],
         )
 
     def query(self, state: DialogueState) -> Query:
@@ -220,8 +229,9 @@ class CandidateScorer:
         )
 
     def allowed(self, state: DialogueState) -> np.ndarray:
-        """The filter's mask, and the askable values (paths, ranges) the space derives,
-        which the catalog's raw labels do not hold."""
+        """The filter's mask; the askable values (paths, ranges) the space derives,
+        which the catalog's raw labels do not hold; and the bounds of any relative
+        critique ("older")."""
         mask = self.item_filter(state).mask(self.catalog)
         for field_name, value in state.required_values():
             if self.space.column(field_name, value) is not None:
@@ -230,7 +240,19 @@ class CandidateScorer:
             for value in values:
                 if self.space.column(field_name, value) is not None:
                     mask &= ~self.value_mask(field_name, value)
-        return mask
+        for group in state.any_of:
+            if self._derived_group(group):
+                either = np.zeros(len(self.catalog), dtype=bool)
+                for field_name, value in group:
+                    either |= self.value_mask(field_name, value)
+                mask &= either
+        bounds = critique_bounds(state.critiques, self.measures)
+        return mask & bounds if bounds is not None else mask
+
+    def _derived_group(self, group: list[tuple[str, str]]) -> bool:
+        """Whether an or-group names a value the space derives (a path prefix, a range):
+        such a group is met through the space's masks, not the catalog's labels."""
+        return any(self.space.column(f, v) is not None for f, v in group)
 
     def _value_mask(self, field_name: str, values: list[str]) -> np.ndarray:
         mask = np.zeros(len(self.catalog), dtype=bool)
@@ -275,6 +297,9 @@ class CandidateScorer:
                 # cold user (popularity only) as for one the model knows
                 spread = float(total[allowed].std()) if allowed.sum() > 1 else 1.0
                 total += config.wish_weight * (spread or 1.0) * _zscore(similarity, allowed)
+        steer = steering(state.critiques, state.rank_by, self.measures)
+        if steer is not None:
+            total += steer
         return total, allowed
 
     def distribution(self, scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
@@ -325,6 +350,7 @@ class Policy:
         left = self.turns_left(state)
         if (
             force_recommend
+            or (opening(state) and is_specific(state))
             or kind == "recommend-only"
             or left <= 1
             or allowed.sum() <= config.rec_size
@@ -431,6 +457,30 @@ class Policy:
         weights = {t: spread for t in range(1, left + 1)}
         weights[left] += self.config.success_weight
         return weights
+
+
+def opening(state: DialogueState) -> bool:
+    """Nothing has happened yet but what the user said: no list, no rejection, no
+    question answered (the attribute simulator's opening value counts as answered)."""
+    return not (state.shown or state.rejected or state.asked)
+
+
+def is_specific(state: DialogueState) -> bool:
+    """Whether the user has said what they want: a first specific request gets a list at
+    once; a question is for a vague one ("what should I watch?")."""
+    return bool(
+        state.liked
+        or state.include
+        or state.exclude
+        or state.soft_include
+        or state.any_of
+        or state.year_min is not None
+        or state.year_max is not None
+        or state.excluded_years
+        or state.wishes
+        or state.critiques
+        or state.rank_by
+    )
 
 
 def _binary_entropy(share: np.ndarray) -> np.ndarray:
