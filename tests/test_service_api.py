@@ -119,7 +119,7 @@ def test_explain_why_and_why_not(client):
     why_not = client.post("/v1/explain", json={"user_id": "1", "item_id": "Finding Nemo"}).json()
     assert not why_not["explanation"]["recommended"]
     assert "below the top 10" in why_not["explanation"]["text"]
-    _error(client.post("/v1/explain", json={"user_id": "1", "item_id": "1"}), 400, "already in")
+    _error(client.post("/v1/explain", json={"user_id": "1", "item_id": "1"}), 409, "already in")
     _error(client.post("/v1/explain", json={"user_id": "1", "item_id": "Qwzxv"}), 404, "no item")
     _error(client.post("/v1/explain", json={"user_id": "1"}), 422, "item_id: field required")
 
