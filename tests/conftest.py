@@ -143,4 +143,6 @@ def _encode_catalog_once(bundle) -> None:
     from whyrec.bundle import Bundle
     from whyrec.text.encoder import encode_items
 
-    encode_items(Bundle.load(bundle).catalog, cache_dir=SHARED_CACHE / "embeddings")
+    catalog = Bundle.load(bundle).catalog
+    encode_items(catalog, cache_dir=SHARED_CACHE / "embeddings")
+    encode_items(catalog, cache_dir=SHARED_CACHE / "embeddings", with_titles=False)

@@ -155,3 +155,24 @@ def test_installed_command_runs_as_a_process(bundle):
         check=False,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_recommend_for_a_description(bundle, capsys):
+    code, out, _ = run(
+        capsys,
+        "recommend",
+        "--bundle",
+        str(bundle),
+        "--query",
+        "a funny animated film for kids",
+        "--years",
+        "1990-2005",
+        "-k",
+        "5",
+        "--json",
+    )
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["query"] == "a funny animated film for kids" and len(payload["items"]) == 5
+    code, _, err = run(capsys, "recommend", "--bundle", str(bundle), "--query", " ")
+    assert code != 0 and "--query is empty" in err

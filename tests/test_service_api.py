@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -85,10 +86,24 @@ def test_recommend_for_a_history_with_filters(client, engine):
     assert not {"Toy Story (1995)", "Finding Nemo (2003)"} & {i["title"] for i in items}
 
 
+def test_recommend_for_a_description(client, engine):
+    """A free-text query alone, or with a history; filters hold as for any request."""
+    body = {"query": "an animated film about toys", "k": 5, "explain": False}
+    items = client.post("/v1/recommend", json=body).json()["items"]
+    assert len(items) == 5
+    direct = engine.recommend(np.zeros(0, dtype=np.int64), k=5, explain=False, text=body["query"])
+    assert [i["item_id"] for i in items] == [r.item_id for r in direct]
+    assert sum("Animation" in i["attributes"]["genres"] for i in items) >= 3
+    filtered = {**body, "filters": {"exclude": {"genres": ["Animation"]}}, "user_id": "1"}
+    items = client.post("/v1/recommend", json=filtered).json()["items"]
+    assert items and all("Animation" not in i["attributes"]["genres"] for i in items)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
         ({"k": 5}, 422, "exactly one of user_id or history"),
+        ({"query": "  "}, 422, "query"),
         ({"user_id": "1", "history": ["1"]}, 422, "exactly one"),
         ({"user_id": "1", "k": 0}, 422, "k: input should be greater than or equal to 1"),
         ({"user_id": "1", "k": 101}, 422, "k: input should be less"),

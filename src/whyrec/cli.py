@@ -219,19 +219,31 @@ def recommend(
         bool, typer.Option("--explain", help="Say why, in sentences (JSON: full evidence).")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    query: Annotated[
+        str | None,
+        typer.Option("--query", help='A description in words, e.g. "a heist film with a twist".'),
+    ] = None,
 ) -> None:
-    """Top-k recommendations for a user or a list of liked titles, with the reasons."""
+    """Top-k recommendations for a user, a list of liked titles or a description, with
+    the reasons."""
     from whyrec.bundle import Bundle
     from whyrec.engine import Engine
     from whyrec.jsonout import dumps
 
     check_k(k)
     engine = Engine(Bundle.load(bundle))
-    query = resolve_request(engine, user, history, with_value, without_value, years, k)
-    items = engine.run(query, top_reasons=reasons)
-    positions = query.history
+    if query is not None and not query.strip():
+        raise WhyrecError("--query is empty; describe what you want in words")
+    request = resolve_request(
+        engine, user, history, with_value, without_value, years, k, allow_nobody=query is not None
+    )
+    scores = engine.with_text(request, query) if query is not None else None
+    items = engine.run(request, top_reasons=reasons, scores=scores)
+    positions = request.history
     if as_json:
         payload = {"user": user, "items": items.to_dicts(with_explanation=explain)}
+        if query is not None:
+            payload["query"] = query
         print(dumps(payload))
         return
     _print_recommendations(engine, user, positions, items)
@@ -269,6 +281,7 @@ from whyrec.commands.evaluate import evaluate  # noqa: E402
 from whyrec.commands.explain import explain_command  # noqa: E402
 from whyrec.commands.explain_eval import explain_eval_command  # noqa: E402
 from whyrec.commands.interpret import interpret_command  # noqa: E402
+from whyrec.commands.llm_check import llm_app  # noqa: E402
 from whyrec.commands.serve import serve  # noqa: E402
 from whyrec.commands.simulate import simulate  # noqa: E402
 from whyrec.commands.synth import data_synth  # noqa: E402
@@ -282,6 +295,7 @@ app.command()(chat)
 app.command()(simulate)
 app.command(name="interpret")(interpret_command)
 app.command()(serve)
+app.add_typer(llm_app, name="llm")
 data_app.command("synth")(data_synth)
 
 

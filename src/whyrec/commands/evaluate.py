@@ -23,6 +23,14 @@ from whyrec.commands.checks import (
     check_k,
     check_output_file,
 )
+from whyrec.commands.llm_options import (
+    LLMApiKey,
+    LLMBaseURL,
+    LLMConfigFile,
+    LLMModel,
+    LLMTimeout,
+    llm_config_from,
+)
 from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt, check_data_options
 from whyrec.console import count_progress
 from whyrec.errors import WhyrecError
@@ -37,7 +45,12 @@ if TYPE_CHECKING:  # the heavy modules load when a command runs, not when the CL
 console = Console(highlight=False)
 
 SPLIT_CHOICES = "loo, user-temporal, temporal, random or fixed"
-MODEL_CHOICES = "pop(ularity), itemknn, ease, ials, bpr, relmf, text, sasrec, sasrec-text, hybrid"
+MODEL_CHOICES = (
+    "pop(ularity), itemknn, ease, ials, bpr, relmf, text, sasrec, sasrec-text, hybrid, "
+    "llm, llm-rerank"
+)
+LLM_MODELS = ("llm", "llm-rerank")
+"""Models that ask the LLM server (configured like `whyrec chat --llm`)."""
 
 TABLE_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hr", "coverage", "arp", "aplt")
 """Columns of the printed table; the JSON and HTML report carry every metric."""
@@ -49,11 +62,21 @@ SplitOpt = Annotated[str, typer.Option("--split", help=f"One of {SPLIT_CHOICES}.
 
 
 # ----- parsing shared with `whyrec tune` ---------------------------------------------------
-def canonical_model_name(name: str) -> str:
-    """Registered name for a model name or alias ("pop" → "popularity")."""
+def _model_class(name: str) -> type[Recommender]:
+    """A registered model, or one of the LLM models (evaluated only: they ask a server
+    when scoring, so they are not in the registry of models that train and save)."""
     from whyrec.models import model_class
 
-    return model_class(name).name
+    if name.strip().lower() in LLM_MODELS:
+        from whyrec.llm.recommender import LLMRecommender, LLMReranker
+
+        return {"llm": LLMRecommender, "llm-rerank": LLMReranker}[name.strip().lower()]
+    return model_class(name)
+
+
+def canonical_model_name(name: str) -> str:
+    """Registered name for a model name or alias ("pop" → "popularity")."""
+    return _model_class(name).name
 
 
 def parse_model_list(text: str) -> list[str]:
@@ -95,9 +118,7 @@ def parse_model_params(pairs: list[str] | None, models: list[str]) -> dict[str, 
 
 def build_model(name: str, params: dict[str, object], seed: int) -> Recommender:
     """A model with the given parameters; the run's seed fills its `seed` unless given."""
-    from whyrec.models import model_class
-
-    cls = model_class(name)
+    cls = _model_class(name)
     params = dict(params)
     if "seed" in cls.Config.model_fields and "seed" not in params:
         params["seed"] = seed
@@ -190,6 +211,15 @@ def print_report(report: EvaluationReport) -> None:
         table.add_row("fit s", *[f"{r.fit_seconds:.2f}" for r in report.results])
         table.add_row("score s", *[f"{r.score_seconds:.2f}" for r in report.results])
         console.print(table)
+    for result in report.results:
+        asked = (result.model.run_stats() or {}).get("llm")
+        if asked:
+            console.print(
+                f"{result.name}: {asked['users']} users asked, parsed {asked['parsed']:.0%}, "
+                f"hallucinated {asked['hallucinated']:.0%} and repeated {asked['repeated']:.0%} "
+                f"of {asked['titles']} answers, {asked['calls']} calls, {asked['tokens']:,} "
+                f"tokens, {asked['seconds']:.1f} s"
+            )
     print_rare_items(report)
 
 
@@ -311,6 +341,19 @@ def evaluate(
             "than this (the cold-ish slice).",
         ),
     ] = 5,
+    max_users: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Evaluate every model on this many test users, sampled with the seed "
+            "(LLM models make one call per user).",
+        ),
+    ] = None,
+    llm_base_url: LLMBaseURL = None,
+    llm_model: LLMModel = None,
+    llm_api_key: LLMApiKey = None,
+    llm_timeout: LLMTimeout = None,
+    llm_config: LLMConfigFile = None,
 ) -> None:
     """Fit models on a split and rank every test user against the full catalog."""
     from whyrec.evaluation.protocol import evaluate_models, parse_ks
@@ -323,12 +366,20 @@ def evaluate(
     check_output_file(report_path, "--report")
     check_input_file(train_file, "--train-file")
     check_input_file(test_file, "--test-file")
+    asking = [name for name in names if name in LLM_MODELS]
+    if asking:
+        config = llm_config_from(
+            True, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config
+        )
+        for name in asking:
+            instances[name].use_llm(config)
 
     dataset, result = load_split(
         data, split_method, seed, test_fraction, train_file, test_file, source, min_rating, kcore
     )
     check_k_in_catalog(ks, result)
     n_users = int((result.test.matrix.getnnz(axis=1) > 0).sum())
+    n_users = min(n_users, max_users or n_users)
     with progress_bar() as progress:
         tasks = {
             name: progress.add_task(f"{name}: waiting", total=n_users, start=False)
@@ -351,6 +402,7 @@ def evaluate(
             batch_size=batch_size,
             on_event=on_event,
             rare_below=rare_below,
+            max_users=max_users,
         )
     report.dataset = dataset.name
     report.split.setdefault("protocol", {})["ks"] = ks

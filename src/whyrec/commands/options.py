@@ -79,17 +79,22 @@ def resolve_request(
     without_value: list[str] | None,
     years: str | None,
     k: int = 10,
+    allow_nobody: bool = False,
 ):
     """The `Query` of the options `recommend` and `explain` share (`Engine.query` resolves
     the person and checks the filter against the catalog, as the API does).
 
-    Exactly one of a known user or a list of titles/ids stands for the person.
+    Exactly one of a known user or a list of titles/ids stands for the person (or
+    neither, with `allow_nobody`, when a free-text query says what is wanted).
     """
+
     from whyrec.errors import WhyrecError
     from whyrec.filters import ItemFilter, parse_assignments, parse_years
 
-    if (user is None) == (history is None):
-        raise WhyrecError("give exactly one of --user or --history")
+    if user is not None and history is not None:
+        raise WhyrecError("give exactly one of --user or --history, not both")
+    if user is None and history is None and not allow_nobody:
+        raise WhyrecError("give exactly one of --user or --history (or a --query)")
     low, high = parse_years(years)
     item_filter = ItemFilter(
         parse_assignments(with_value, "--with"),

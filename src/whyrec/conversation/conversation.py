@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import whyrec.conversation.replies as replies
+from whyrec.conversation.directions import (
+    NUMERIC_KINDS,
+    ItemMeasures,
+    critique_bound,
+    describe_numeric_shift,
+    describe_shift,
+)
+from whyrec.conversation.lexicon import LEXICON_FILE, load_lexicon
 from whyrec.conversation.policy import Action, CandidateScorer, Policy, PolicyConfig, WishScorer
 from whyrec.conversation.state import DialogueState, Question
 from whyrec.conversation.understanding import Intent, Understander, Understanding
@@ -68,10 +76,19 @@ class Conversation:
         self.catalog = engine.catalog
         self.store = store or SQLiteStore()
         self.config = policy or PolicyConfig()
-        self.understander = Understander(self.catalog, engine.popularity)
+        bundle = engine.bundle
+        lexicon = load_lexicon(
+            bundle.train.name, bundle.path / LEXICON_FILE if bundle.path is not None else None
+        )
+        self.understander = Understander(self.catalog, engine.popularity, lexicon=lexicon)
         if wish_scorer == "auto":
-            wish_scorer = SemanticWishes(self.catalog) if encoder_available() else None
-        self.scorer = CandidateScorer(engine, self.config, wish_scorer)
+            wish_scorer = (
+                SemanticWishes(self.catalog, getattr(engine.model, "score_query", None))
+                if encoder_available()
+                else None
+            )
+        self.measures = ItemMeasures(bundle.train, wish_scorer)
+        self.scorer = CandidateScorer(engine, self.config, wish_scorer, self.measures)
         self.policy = Policy(self.scorer, self.config)
         self.seed = seed
 
@@ -256,12 +273,46 @@ class Session:
             notes.append(f"I don't know a film called '{raw}'.{hint}")
         if said.unknown_titles and not (said.mentions or said.constraints or answered):
             return Turn(" ".join(notes))
-        # A critique or rejection leaves the ask-or-recommend choice to the policy (as in
-        # EAR/CPR); naming a film or asking for more like one wants results now.
-        force = Intent.MORE_LIKE in intents or (
-            Intent.RECOMMEND in intents and bool(said.mentions) and not answered
+        if said.missing_facets:
+            notes.append(replies.missing_facets_text(self.conversation.catalog, said))
+            if not self._has_request(state):
+                notes.append(replies.offer_text(self.conversation.catalog))
+                return Turn(" ".join(n for n in notes if n))
+        # A rejection leaves the ask-or-recommend choice to the policy (as in EAR/CPR);
+        # naming a film, asking for more like one, a critique, a superlative or a facet
+        # the catalog lacks (never answered by an unrelated question) want results now.
+        force = (
+            Intent.MORE_LIKE in intents
+            or bool(said.critiques or said.superlative or said.missing_facets)
+            or (Intent.RECOMMEND in intents and bool(said.mentions) and not answered)
         )
-        return self._act(state, " ".join(notes), force_recommend=force)
+        before = list(state.shown)
+        turn = self._act(state, " ".join(n for n in notes if n), force_recommend=force)
+        if said.critiques and turn.items and before:
+            turn.reply = self._with(self._moved_text(said, before, state.shown), turn.reply)
+        return turn
+
+    @staticmethod
+    def _has_request(state: DialogueState) -> bool:
+        from whyrec.conversation.policy import is_specific
+
+        return is_specific(state)
+
+    def _moved_text(self, said: Understanding, before: list[int], after: list[int]) -> str:
+        """What a critique changed in the list ("darker: fewer Comedy titles, more Crime")."""
+        conv = self.conversation
+        parts = []
+        for critique in said.critiques:
+            if critique.kind in NUMERIC_KINDS:
+                moved = describe_numeric_shift(
+                    conv.catalog, conv.measures, critique.kind, before, after
+                )
+            else:
+                # decades move with years; the sentence is about what the items are
+                fields = [f for f in conv.measures.dense_fields if f != "decade"]
+                moved = describe_shift(conv.catalog, fields, before, after)
+            parts.append(f"{critique.text}: {moved}" if moved else critique.text)
+        return (("Moved the list — " + "; ".join(parts) + ".") if parts else "").strip()
 
     # ----- state updates --------------------------------------------------------------------
     def _apply_answer(self, state: DialogueState, said: Understanding) -> bool:
@@ -305,6 +356,10 @@ class Session:
                 or said.year_min
                 or said.year_max
                 or said.excluded_years
+                or said.any_of
+                or said.critiques
+                or said.superlative
+                or said.missing_facets
             )
             and not ({Intent.REJECT, Intent.REJECT_ALL, Intent.MORE_LIKE} & set(said.intents))
         )
@@ -346,6 +401,24 @@ class Session:
             state.year_max = said.year_max
         state.excluded_years += [list(r) for r in said.excluded_years]
         state.wishes += [[t, p] for t, p in said.soft_wishes]
+        state.any_of += [[[f, v] for f, v in group] for group in said.any_of]
+        if said.superlative:
+            state.rank_by = said.superlative
+        measures = self.conversation.measures
+        reference = state.shown
+        if said.reference is not None and -len(state.shown) <= said.reference < len(state.shown):
+            reference = [state.shown[said.reference]]  # "like the second one but older"
+        elif any(m.liked for m in said.mentions):
+            reference = [m.position for m in said.mentions if m.liked]  # "like X but darker"
+        for critique in said.critiques:
+            state.critiques.append(
+                {
+                    "kind": critique.kind,
+                    "sign": critique.sign,
+                    "concept": critique.concept,
+                    "bound": critique_bound(measures, critique.kind, critique.concept, reference),
+                }
+            )
 
     # ----- acting ----------------------------------------------------------------------------
     def _act(self, state: DialogueState, note: str, force_recommend: bool) -> Turn:

@@ -86,6 +86,14 @@ class DialogueState:
         if self.pending is not None and self.pending.position is not None:
             self.pending.position = new_position[self.pending.position]
 
+    any_of: list[list[list[str]]] = field(default_factory=list)
+    """Groups of [field, value] of which an item needs at least one ("crime or noir")."""
+    critiques: list[dict[str, Any]] = field(default_factory=list)
+    """Moves asked for ("older", "less violent"): kind, sign, concept and, for numeric
+    kinds, the bound the new items must pass (the shown list's mean, or the item named)."""
+    rank_by: str | None = None
+    """A superlative's measure ("quality", "underrated", "popular", "classic")."""
+
     # ----- updates ------------------------------------------------------------------
     def add_value(self, field_name: str, value: str, include: bool, hard: bool) -> None:
         """Record a wanted or unwanted value; the newest statement about a value wins."""
@@ -142,6 +150,7 @@ class DialogueState:
             exclude={k: set(v) for k, v in self.exclude.items() if v},
             year_min=self.year_min,
             year_max=self.year_max,
+            any_of=[[(f, v) for f, v in group] for group in self.any_of],
         )
 
     def required_values(self) -> list[tuple[str, str]]:

@@ -187,9 +187,13 @@ class Catalog:
     def values(self, field_name: str, position: int) -> tuple[str, ...]:
         return self.attributes.get(field_name, [()] * len(self))[position]
 
-    def text(self, position: int) -> str:
-        """One paragraph describing the item, for language models and search."""
-        parts = [self.titles[position]]
+    def text(self, position: int, with_title: bool = True) -> str:
+        """One paragraph describing the item, for language models and search.
+
+        Without the title, the text says only what the item *is*: free-text wishes are
+        matched against it where the title shares a word with the wish ("date night"
+        must not find the film called Date Night)."""
+        parts = [self.titles[position]] if with_title else []
         for name, values in self.attributes.items():
             if values[position]:
                 parts.append(f"{name}: {', '.join(values[position])}")

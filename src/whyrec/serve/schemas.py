@@ -107,6 +107,23 @@ class Person(Strict):
 
 class RecommendRequest(Person):
     explain: bool = Field(default=True, description="Attach the full evidence and its text.")
+    query: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT)]
+        | None
+    ) = Field(
+        default=None,
+        description="A description in words, matched against item text; with no user_id "
+        "or history it alone says what is wanted.",
+        examples=["a heist film with a twist"],
+    )
+
+    @model_validator(mode="after")
+    def _one_person(self) -> RecommendRequest:
+        if self.user_id is not None and self.history is not None:
+            raise ValueError("give exactly one of user_id or history, not both")
+        if self.user_id is None and self.history is None and self.query is None:
+            raise ValueError("give exactly one of user_id or history, or a query")
+        return self
 
 
 class ExplainRequest(Person):

@@ -215,6 +215,7 @@ class Service:
             wishes = self.conversation.scorer.wish_scorer
             if wishes is not None:  # the first soft wish encodes the whole catalog
                 wishes([("mind-bending", True)])
+            self.conversation.measures.warm()  # critique directions, quality
         finally:
             self.conversation.store.close()
             self.conversation.store = real
@@ -293,7 +294,11 @@ class Service:
         )
 
     def _recommend(self, request: schemas.RecommendRequest, query: Query) -> dict:
-        items = self.engine.run(query, explain=request.explain, top_reasons=request.reasons)
+        text = getattr(request, "query", None)
+        scores = self.engine.with_text(query, text) if text is not None else None
+        items = self.engine.run(
+            query, explain=request.explain, top_reasons=request.reasons, scores=scores
+        )
         entries = items.to_dicts(with_explanation=request.explain)
         return {
             "user_id": request.user_id,
