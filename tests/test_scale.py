@@ -13,7 +13,7 @@ from cli_helpers import run
 from whyrec.bundle import Bundle
 from whyrec.data.chunked import read_interactions_chunked
 from whyrec.data.dataset import Dataset
-from whyrec.data.loaders import load_dataset
+from whyrec.data.loaders import bad_rows_policy, load_dataset
 from whyrec.data.synth import SynthConfig, interaction_blocks, item_table, write_synthetic
 from whyrec.engine import Engine
 from whyrec.errors import DataError, NotFoundError, WhyrecError
@@ -154,9 +154,13 @@ def test_chunked_reading_cleans_ids_and_reads_dates(tmp_path):
             "timestamp": ["2020-01-01", "2021-06-01", "2020-02-01"],
         }
     ).to_parquet(path)
-    frame, has_times = read_interactions_chunked(path, chunk_rows=2)
+    # a rating that is not a number is a one-line error, or a dropped row under "skip"
+    with pytest.raises(DataError, match="line 3: rating 'oops' is not a number"):
+        read_interactions_chunked(path, chunk_rows=2)
+    with bad_rows_policy("skip"):
+        frame, has_times = read_interactions_chunked(path, chunk_rows=2)
     assert has_times
-    assert frame["user_id"].astype(str).tolist() == ["u1", "u2", "u1"]
+    assert frame["user_id"].astype(str).tolist() == ["u1", "u1"]
     assert frame["rating"].iloc[0] == 4.5 and frame["rating"].iloc[1:].isna().all()
     assert frame["timestamp"].iloc[0] == 1577836800
 
