@@ -7,7 +7,15 @@ BUNDLE := bundles/ml-latest-small-ease
 
 .PHONY: install run serve test lint bench clean
 
+# scikit-sparse (under the sansa model) compiles against SuiteSparse's CHOLMOD headers:
+# installed from Debian when missing (as root, or through sudo).
+SUITESPARSE_HEADER := /usr/include/suitesparse/cholmod.h
+
 $(STAMP): pyproject.toml
+	@test -f $(SUITESPARSE_HEADER) || { \
+	    sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	    $$sudo apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq libsuitesparse-dev >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'

@@ -1,13 +1,13 @@
 """Peers, side by side (issue 3): whyrec's models against Cornac's and LensKit's.
 
-One split (ml-latest-small, `user-temporal`, seed 0, test fraction 0.2) built by whyrec's
-own `whyrec.data.splits.split`. Every library gets exactly the same training interactions
-as binary implicit feedback (one row per distinct user-item pair, no ratings). Every test
-user is scored against the whole catalog, their training items are excluded, ties are
-broken by lower catalog position, and nDCG@10 / Recall@20 come from whyrec's own metric
-code (`whyrec.ranking.top_k_rows` and `per_user_metrics`), so all numbers are
-comparable. Items a peer never saw in training (none, after the split drops cold items)
-would get -inf.
+One split at a time (ml-latest-small, `user-temporal` or `loo`, seed 0, test fraction 0.2)
+built by whyrec's own `whyrec.data.splits.split`. Every library gets exactly the same
+training interactions as binary implicit feedback (one row per distinct user-item pair, no
+ratings). Every test user is scored against the whole catalog, their training items are
+excluded, ties are broken by lower catalog position, and nDCG@10 / Recall@20 come from
+whyrec's own metric code (`whyrec.ranking.top_k_rows` and `per_user_metrics`), so all
+numbers are comparable. Items a peer never saw in training (none, after the split drops
+cold items) would get -inf.
 
 Each fit runs in its own child process (one run each; timings on a busy machine vary by
 some 10-20%). Fit time is wall-clock seconds of the fit call alone. Memory: "peak MiB" is
@@ -20,6 +20,12 @@ the column is the growth of ru_maxrss, 0 when the fit stays under an earlier pea
     pip install -r benchmarks/requirements-peers.txt   # peers only, not in pyproject
     python benchmarks/bench_peers.py [--models ease,itemknn,ials,bpr,popularity]
                                      [--peers cornac,lenskit] [--data ml-latest-small]
+                                     [--splits user-temporal,loo] [--pair sansa,ease]
+
+SANSA (issue 20) against EASE, whose sparse approximation it is: `--models ease,sansa
+--peers "" --splits user-temporal,loo` prints, per split, SANSA's nDCG@10 and Recall@20 as a
+ratio of EASE's with a 95% paired bootstrap interval (the same test users resampled for
+both) and the paired t-interval of the per-user difference.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import time
 
 import numpy as np
 
-MODELS = ("ease", "itemknn", "ials", "bpr", "popularity")
+MODELS = ("ease", "sansa", "itemknn", "ials", "bpr", "popularity")
 PEERS = ("cornac", "lenskit")
 SEED = 0
 KS = (10, 20)
@@ -45,6 +51,7 @@ BATCH = 256
 # Hyper-parameters, matched where the concepts match (printed with the results).
 OURS = {
     "ease": {"reg": 250.0},
+    "sansa": {},  # its defaults, chosen by `whyrec tune` on validation splits (docs/sansa.md)
     "itemknn": {"neighbors": 100},  # cosine; our default shrink (10) is kept
     "ials": {"factors": 64, "reg": 10.0, "alpha": 10.0, "iterations": 15, "seed": SEED},
     "bpr": {"factors": 64, "learning_rate": 0.05, "reg": 0.01, "iterations": 100, "seed": SEED},
@@ -52,6 +59,7 @@ OURS = {
 }
 CORNAC = {
     "ease": ("EASE", {"lamb": 250.0, "posB": False, "seed": SEED}),
+    "sansa": None,
     "itemknn": ("ItemKNN", {"k": 100, "similarity": "cosine", "seed": SEED}),
     # cornac.models.WMF (its implicit MF) needs TensorFlow, which this benchmark does not
     # install; cornac has no other ALS-style implicit MF.
@@ -64,6 +72,7 @@ CORNAC = {
 }
 LENSKIT = {
     "ease": ("lenskit.knn.ease", "EASEScorer", {"regularization": 250.0}),
+    "sansa": None,
     "itemknn": ("lenskit.knn", "ItemKNNScorer", {"max_nbrs": 100, "feedback": "implicit"}),
     "ials": (
         "lenskit.als",
@@ -78,7 +87,8 @@ LENSKIT = {
     ),
     "popularity": ("lenskit.basic", "PopScorer", {"score": "count"}),
 }
-LABELS = {"ease": "EASE", "itemknn": "ItemKNN", "ials": "iALS/WMF", "bpr": "BPR"}
+LABELS = {"ease": "EASE", "sansa": "SANSA", "itemknn": "ItemKNN", "ials": "iALS/WMF"}
+LABELS["bpr"] = "BPR"
 LABELS["popularity"] = "MostPop"
 
 
@@ -132,12 +142,12 @@ def params_of(library: str, model: str) -> dict | None:
 
 
 # ----- the shared split and evaluation ----------------------------------------------------
-def load_split(data: str):
+def load_split(data: str, method: str = "user-temporal"):
     from whyrec.data.loaders import load_dataset
     from whyrec.data.splits import split
     from whyrec.evaluation.protocol import EvaluationTarget
 
-    the_split = split(load_dataset(data), "user-temporal", seed=SEED)
+    the_split = split(load_dataset(data), method, seed=SEED)
     return the_split, EvaluationTarget.from_split(the_split)
 
 
@@ -165,6 +175,8 @@ def evaluate(score_rows, target) -> dict:
         "ndcg@10": float(values["ndcg@10"].mean()),
         "recall@20": float(values["recall@20"].mean()),
         "users": len(target.users),
+        # per test user, in the split's user order: for paired intervals between models
+        "per_user": {key: values[key].tolist() for key in ("ndcg@10", "recall@20")},
     }
 
 
@@ -264,12 +276,12 @@ def fit_lenskit(model: str, the_split, target):
 FITTERS = {"whyrec": fit_whyrec, "cornac": fit_cornac, "lenskit": fit_lenskit}
 
 
-def child(library: str, model: str, data: str) -> dict:
+def child(library: str, model: str, data: str, method: str) -> dict:
     if library == "lenskit":  # imported before the "before" mark, like every library
         import lenskit  # noqa: F401
     elif library == "cornac":
         import cornac  # noqa: F401
-    the_split, target = load_split(data)
+    the_split, target = load_split(data, method)
     seconds, memory, score_rows = FITTERS[library](model, the_split, target)
     started = time.perf_counter()
     result = evaluate(score_rows, target)
@@ -282,9 +294,18 @@ def child(library: str, model: str, data: str) -> dict:
     return result
 
 
-def run_child(library: str, model: str, data: str) -> dict:
+def run_child(library: str, model: str, data: str, method: str) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", f"{library}:{model}", "--data", data],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            f"{library}:{model}",
+            "--data",
+            data,
+            "--splits",
+            method,
+        ],
         capture_output=True,
         text=True,
     )
@@ -380,17 +401,60 @@ def report(results: dict, models: list[str], peers: list[str]) -> None:
             )
 
 
+def paired_ratio(ours: np.ndarray, base: np.ndarray, rounds: int = 2000) -> dict:
+    """mean(ours) / mean(base) with a 95% paired bootstrap interval over test users, and
+    the paired t-interval of the mean per-user difference."""
+    from whyrec.evaluation.protocol import t_interval
+
+    rng = np.random.default_rng(SEED)
+    picks = rng.integers(0, len(ours), size=(rounds, len(ours)))
+    ratios = ours[picks].mean(axis=1) / np.maximum(base[picks].mean(axis=1), 1e-12)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    diff_low, diff_high = t_interval(ours - base)
+    return {
+        "ratio": float(ours.mean() / base.mean()),
+        "ratio_interval": (float(low), float(high)),
+        "difference": float((ours - base).mean()),
+        "difference_interval": (diff_low, diff_high),
+    }
+
+
+def report_pair(results: dict, pair: tuple[str, str], method: str) -> None:
+    ours, base = (results.get(("whyrec", name), {}) for name in pair)
+    if "per_user" not in ours or "per_user" not in base:
+        return
+    print(f"\nPaired, {method}: {LABELS[pair[0]]} / {LABELS[pair[1]]} over {ours['users']} users")
+    for key in ("ndcg@10", "recall@20"):
+        row = paired_ratio(np.asarray(ours["per_user"][key]), np.asarray(base["per_user"][key]))
+        low, high = row["ratio_interval"]
+        d_low, d_high = row["difference_interval"]
+        print(
+            f"  {key:<9} {ours[key]:.4f} vs {base[key]:.4f}: ratio {row['ratio']:.3f} "
+            f"[{low:.3f}, {high:.3f}], difference {row['difference']:+.4f} "
+            f"[{d_low:+.4f}, {d_high:+.4f}]"
+        )
+    print(
+        f"  fit {ours['fit_s']:.2f}s vs {base['fit_s']:.2f}s, fit MiB {ours['fit_mib']:.0f} vs "
+        f"{base['fit_mib']:.0f}, peak MiB {ours['peak_mib']:.0f} vs {base['peak_mib']:.0f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--data", default="ml-latest-small")
+    parser.add_argument("--splits", default="user-temporal", help="e.g. user-temporal,loo")
+    parser.add_argument("--pair", default="sansa,ease", help="OURS,BASE for paired ratios")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         library, model = args.child.split(":")
-        print(json.dumps(child(library, model, args.data)))
+        print(json.dumps(child(library, model, args.data, args.splits)))
         return
+    pair = tuple(name.strip().lower() for name in args.pair.split(","))
+    if len(pair) != 2 or not set(pair) <= set(MODELS):
+        parser.error(f"--pair expects two of {MODELS}, e.g. sansa,ease")
     models = [m.strip().lower() for m in args.models.split(",") if m.strip()]
     peers = [p.strip().lower() for p in args.peers.split(",") if p.strip()]
     unknown = sorted(set(models) - set(MODELS)) + sorted(set(peers) - set(PEERS))
@@ -406,11 +470,18 @@ def main() -> None:
             )
         else:
             installed.append(peer)
+    started = time.perf_counter()
+    for method in [m.strip() for m in args.splits.split(",") if m.strip()]:
+        compare(args.data, method, models, installed, pair)
+    print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")
+
+
+def compare(data: str, method: str, models: list[str], installed: list[str], pair) -> None:
+    """Every model of every library on one split, then the tables and the paired ratios."""
     print(
-        f"data {args.data}, split user-temporal(seed={SEED}, test_fraction=0.2), binary "
+        f"\ndata {data}, split {method}(seed={SEED}, test_fraction=0.2), binary "
         f"implicit training pairs, full ranking without training items, whyrec's metrics"
     )
-    started = time.perf_counter()
     results: dict = {}
     for model in models:
         for library in ["whyrec", *installed]:
@@ -418,7 +489,7 @@ def main() -> None:
                 results[(library, model)] = {"missing": "no such model in this library"}
                 print(f"{library}:{model} — missing", flush=True)
                 continue
-            result = run_child(library, model, args.data)
+            result = run_child(library, model, data, method)
             results[(library, model)] = result
             brief = result.get("error") or (
                 f"nDCG@10 {result['ndcg@10']:.4f}, fit {result['fit_s']:.2f}s, "
@@ -426,7 +497,7 @@ def main() -> None:
             )
             print(f"{library}:{model} — {brief}", flush=True)
     report(results, models, installed)
-    print(f"\ntotal wall time {time.perf_counter() - started:.0f}s")
+    report_pair(results, pair, method)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ Usage (results merge into benchmarks/results/scale.json and scale.html):
     python benchmarks/bench_scale.py --sizes 1e8 --memory-gb 100 --timeout 20000 \
         --max-size text=1e8 --max-size spark=1e8                 # on a bigger machine
     python benchmarks/bench_scale.py --sizes 1e5 --models ials,spark --skip-ann
+    python benchmarks/bench_scale.py --sizes 1e6,1e7 --items 1e4,1e5,1e6 --models sansa,ease \
+        --skip-ann --timeout 3600            # large catalogs (issue 20): SANSA, EASE's refusal
 
 For every size a synthetic dataset (`whyrec.data.synth`, users = K/50, items ≈ 3·√K) is
 written once as Parquet. Every (model, size) then runs in its own child process, so
@@ -18,6 +20,12 @@ seconds, peak memory (max of the sampled group RSS and the child's ru_maxrss) an
 recommend latency (median of `Engine.recommend(k=10, explain=False)` over 50 users, one
 BLAS thread).
 The growth exponent is the least-squares slope of log(cost) against log(interactions).
+
+Large catalogs (`--items`): the same jobs on catalogs of a given size instead of 3·√K
+items, stored under "catalogs" as ITEMS:INTERACTIONS. A job whose model refuses to start
+for lack of memory (EASE at 1e5 items) records its one-line refusal. For these runs the
+recommend latency's p99 is reported too, and SANSA's fit time gets growth exponents in
+items (at fixed interactions) and in interactions (at fixed items).
 
 ANN: a 1M-item catalogue of 64-d factor-like vectors (genre-like clusters, varied norms)
 with taste-mixture queries; recall@10 of the faiss index against exact search, and the
@@ -41,9 +49,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-MODELS = ("ease", "itemknn", "ials", "text", "spark")
+MODELS = ("ease", "sansa", "itemknn", "ials", "text", "spark")
 SETTINGS = {
     "ease": {"reg": 250.0},
+    # bounded for million-item catalogs: 20 weights an item, each item's 50 strongest
+    # co-occurrences in the Gram (docs/sansa.md measures what this costs in accuracy)
+    "sansa": {"weights_per_item": 20, "gram_per_item": 50},
     "itemknn": {"neighbors": 100},
     "ials": {"factors": 64, "iterations": 15, "threads": 2},
     "text": {"mapping": "linear", "epochs": 1, "batch_size": 1024},
@@ -85,28 +96,34 @@ def group_cpu_seconds() -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def job_generate(size: int, data_root: Path) -> dict:
+def dataset_folder(data_root: Path, size: int, items: int | None) -> Path:
+    """synth-SIZE for the default 3·√K catalog, synth-SIZE-ITEMS for a chosen one."""
+    return data_root / (f"synth-{size}" if items is None else f"synth-{size}-{items}")
+
+
+def job_generate(size: int, data_root: Path, items: int | None = None) -> dict:
     from whyrec.data.synth import SynthConfig, default_shape, write_synthetic
 
-    users, items = default_shape(size)
-    config = SynthConfig(users=users, items=items, interactions=size, seed=0)
+    users, default_items = default_shape(size)
+    config = SynthConfig(users=users, items=items or default_items, interactions=size, seed=0)
     started = time.perf_counter()
-    write_synthetic(config, data_root / f"synth-{size}", "parquet")
-    return {"seconds": time.perf_counter() - started, "users": users, "items": items}
+    write_synthetic(config, dataset_folder(data_root, size, items), "parquet")
+    return {"seconds": time.perf_counter() - started, "users": users, "items": config.items}
 
 
-def job_model(model: str, size: int, data_root: Path) -> dict:
+def job_model(model: str, size: int, data_root: Path, items: int | None = None) -> dict:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
     from whyrec.bundle import Bundle
     from whyrec.data.loaders import load_dataset
     from whyrec.engine import Engine
+    from whyrec.errors import ResourceError
     from whyrec.models import model_class
 
     baseline = rss_mb()
     started = time.perf_counter()
-    dataset = load_dataset(data_root / f"synth-{size}")
+    dataset = load_dataset(dataset_folder(data_root, size, items))
     _ = dataset.matrix
     load_seconds = time.perf_counter() - started
     result: dict = {"load_seconds": load_seconds, "rss_after_load_mb": rss_mb()}
@@ -128,9 +145,17 @@ def job_model(model: str, size: int, data_root: Path) -> dict:
             result["encode_seconds"] = time.perf_counter() - started
             started = time.perf_counter()
         cpu = group_cpu_seconds()
-        fitted = model_class(model)(**SETTINGS[model]).fit(dataset)
+        try:
+            fitted = model_class(model)(**SETTINGS[model]).fit(dataset)
+        except ResourceError as exc:  # refused before it started: the line a user sees
+            return {"error": f"refused: {exc}", "refused_after_seconds": time.perf_counter()
+                    - started, "baseline_rss_mb": baseline}  # fmt: skip
         result["fit_cpu_seconds"] = group_cpu_seconds() - cpu
     result["fit_seconds"] = time.perf_counter() - started
+    if model == "sansa":
+        encoder, decoder = fitted.weights_
+        result.update(weights=encoder.nnz + decoder.nnz, density=fitted.density,
+                      active_items=len(fitted.active_))  # fmt: skip
     engine = Engine(Bundle(fitted, dataset))
     rng = np.random.default_rng(0)
     users = rng.choice(dataset.n_users, LATENCY_USERS, replace=False)
@@ -146,6 +171,7 @@ def job_model(model: str, size: int, data_root: Path) -> dict:
             engine.recommend(history, k=10, explain=False)
             times.append(time.perf_counter() - began)
     result["recommend_ms"] = float(np.median(times) * 1e3)
+    result["recommend_p99_ms"] = float(np.percentile(times, 99) * 1e3)
     result["baseline_rss_mb"] = baseline
     result["peak_rss_self_mb"] = rss_mb()
     return result
@@ -213,15 +239,16 @@ def run_job(argv: list[str]) -> None:
     parser.add_argument("--size", type=int, default=0)
     parser.add_argument("--data-root", type=Path)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--items", type=int, default=None)
     args = parser.parse_args(argv)
     # one request on one core, exact and approximate alike: the latency a server worker sees
     _limit_threads(1 if args.job == "ann" else args.threads)
     if args.job == "generate":
-        result = job_generate(args.size, args.data_root)
+        result = job_generate(args.size, args.data_root, args.items)
     elif args.job == "ann":
         result = job_ann(args.size)
     else:
-        result = job_model(args.job, args.size, args.data_root)
+        result = job_model(args.job, args.size, args.data_root, args.items)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -276,14 +303,23 @@ def spawn(args: list[str], timeout: float, memory_gb: float) -> dict:
     return {"error": reason or f"failed: {tail}", "peak_rss_mb": peak, "wall_seconds": wall}
 
 
-def predicted_gb(model: str, size: int) -> float | None:
+def predicted_gb(model: str, size: int, items: int | None = None) -> float | None:
     """Memory a model needs for sure, when it can be told in advance (EASE: items²)."""
     from whyrec.data.synth import default_shape
 
-    _, items = default_shape(size)
+    items = items or default_shape(size)[1]
     if model == "ease":
-        return 2.2 * items * items * 4 / 2**30  # Gram + Cholesky inverse (float32) + scores
+        from whyrec.models.ease import peak_bytes
+
+        return peak_bytes(items) / 2**30  # the float32 Gram, inverted in place
     return None
+
+
+def machine_free_gb() -> float:
+    from whyrec.models.memory import available_bytes
+
+    free = available_bytes()
+    return math.inf if free is None else free / 2**30
 
 
 def growth_exponent(points: list[tuple[float, float]]) -> float | None:
@@ -337,7 +373,29 @@ def summarise(results: dict) -> dict:
                 usable / per_interaction
             )
     summary["spark_advice"] = spark_advice(summary)
+    summary["catalog_exponents"] = catalog_exponents(results.get("catalogs", {}))
     return summary
+
+
+def catalog_exponents(catalogs: dict) -> dict:
+    """Per model: fit-time slopes in items (fixed interactions) and interactions (fixed items)."""
+    exponents: dict = {}
+    for model, rows in catalogs.items():
+        done = {tuple(map(int, key.split(":"))): r for key, r in rows.items() if "error" not in r}
+        by_size: dict = {}
+        by_items: dict = {}
+        for (items, size), row in done.items():
+            by_size.setdefault(size, []).append((items, row))
+            by_items.setdefault(items, []).append((size, row))
+        for label, groups in (("items", by_size), ("interactions", by_items)):
+            for fixed, points in groups.items():
+                if len(points) < 2:
+                    continue
+                for metric in ("fit_seconds", "fit_cpu_seconds", "peak_rss_mb"):
+                    slope = growth_exponent([(x, r.get(metric)) for x, r in points])
+                    key = f"{metric} in {label} (other fixed at {fixed:.0e})"
+                    exponents.setdefault(model, {})[key] = slope
+    return exponents
 
 
 def spark_advice(summary: dict) -> list[str]:
@@ -489,6 +547,19 @@ own process; peak memory is the resident set of the whole process group (JVM inc
 <h2>Growth exponents (log-log slope against interactions)</h2>
 <table><tr><th>model</th><th>fit wall time</th><th>fit CPU time</th>
 <th>peak memory above start-up</th><th>recommend latency</th></tr>{exponents}</table>
+<h2>Large catalogs (sparse SANSA; EASE's memory check)</h2>
+<table><tr><th>model</th><th>items</th><th>interactions</th><th>fit s</th><th>fit CPU s</th>
+<th>peak MiB</th><th>density</th><th>recommend ms (median / p99)</th><th>note</th></tr>
+{catalog_rows(results)}</table>
+<table><tr><th>model</th><th>growth exponent of</th><th>slope</th></tr>
+{
+        "".join(
+            f"<tr><td>{m}</td><td>{html.escape(k)}</td><td>{v:.2f}</td></tr>"
+            for m, e in summary.get("catalog_exponents", {}).items()
+            for k, v in e.items()
+            if v is not None
+        )
+    }</table>
 <h2>Approximate retrieval (faiss IVF, MIPS → L2)</h2>
 <img alt='ann' src='data:image/png;base64,{ann_plot(results)}'>
 <table><tr><th>items</th><th>recall@10</th><th>exact ms</th><th>ANN ms</th><th>speed-up</th>
@@ -504,6 +575,27 @@ one machine holds:</p><ul>{limits}</ul>
 </body></html>"""
 
 
+def catalog_rows(results: dict) -> str:
+    import html
+
+    rows = []
+    for model, entries in results.get("catalogs", {}).items():
+        for key, row in sorted(entries.items(), key=lambda x: tuple(map(int, x[0].split(":")))):
+            items, size = map(int, key.split(":"))
+            if "error" in row:
+                cells = ["", "", f"{row.get('peak_rss_mb', 0):.0f}", "", "",
+                         html.escape(row["error"])]  # fmt: skip
+            else:
+                cells = [f"{row['fit_seconds']:.1f}", f"{row.get('fit_cpu_seconds', 0):.1f}",
+                         f"{row['peak_rss_mb']:.0f}",
+                         f"{row['density']:.2e}" if "density" in row else "",
+                         f"{row['recommend_ms']:.2f} / {row.get('recommend_p99_ms', 0):.2f}",
+                         ""]  # fmt: skip
+            rows.append(f"<tr><td>{model}</td><td>{items:,}</td><td>{size:,}</td>"
+                        + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")  # fmt: skip
+    return "".join(rows)
+
+
 def load_results() -> dict:
     path = RESULTS / "scale.json"
     if path.exists():
@@ -516,6 +608,32 @@ def save_results(results: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "scale.json").write_text(json.dumps(results, indent=2))
     (RESULTS / "scale.html").write_text(render_html(results))
+
+
+def run_catalogs(args, results: dict, models: list[str], common: list[str]) -> None:
+    """Every (items, interactions) pair of --items × --sizes, for every model."""
+    for size in parse_sizes(args.sizes):
+        for items in parse_sizes(args.items):
+            shape = ["--size", str(size), "--items", str(items), *common]
+            folder = dataset_folder(args.data_root, size, items)
+            if not (folder / "interactions.parquet").exists():
+                print(f"generating {size:,} interactions over {items:,} items …", flush=True)
+                generated = spawn(["--job", "generate", *shape], 3 * args.timeout,
+                                  args.memory_gb)  # fmt: skip
+                results.setdefault("generate", {})[f"{items}:{size}"] = generated
+                if "error" in generated:
+                    print(f"  {generated}", flush=True)
+                    continue
+            for model in models:
+                need = predicted_gb(model, size, items)
+                if need is not None and args.memory_gb < need <= machine_free_gb():
+                    row = {"error": f"skipped: needs ≈{need:.0f} GiB > {args.memory_gb:g} GiB"}
+                else:  # fits, or more than the machine has: the model itself must refuse
+                    row = spawn(["--job", model, *shape], args.timeout, args.memory_gb)
+                results.setdefault("catalogs", {}).setdefault(model, {})[f"{items}:{size}"] = row
+                shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+                print(f"{model:>8} {items:>9,} items {size:>12,}: {shown}", flush=True)
+                save_results(results)
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -534,6 +652,11 @@ def main() -> None:
         "--data-root", type=Path, default=Path(tempfile.gettempdir()) / "whyrec-scale"
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--items",
+        default="",
+        help="catalog sizes, e.g. 1e5,1e6: run these instead of the default 3·√K catalog",
+    )
     parser.add_argument(
         "--max-size",
         action="append",
@@ -558,6 +681,11 @@ def main() -> None:
     )
     common = ["--data-root", str(args.data_root), "--threads", str(args.threads)]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.items:
+        run_catalogs(args, results, models, common)
+        save_results(results)
+        print(json.dumps(results["summary"]["catalog_exponents"], indent=2))
+        return
     for size in parse_sizes(args.sizes):
         folder = args.data_root / f"synth-{size}"
         if not (folder / "interactions.parquet").exists():

@@ -26,5 +26,18 @@ class NotFoundError(WhyrecError):
     """A user, item or title that the data does not contain."""
 
 
+class ResourceError(WhyrecError):
+    """The machine lacks the memory (or another resource) a job needs; nothing was started.
+
+    Its own exit code (2) lets scripts tell "too big for this machine" from bad input.
+    """
+
+    exit_code = 2
+
+
 class NotFittedError(WhyrecError):
     """A model was asked to score (or save) before `fit` or `load`."""
+
+
+class AlreadySeenError(WhyrecError):
+    """The request is about an item the person already has (the API answers 409)."""

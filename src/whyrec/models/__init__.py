@@ -25,6 +25,8 @@ __all__ = [
     "IALS",
     "MODELS",
     "MODEL_ALIASES",
+    "SANSA",
+    "Generative",
     "Hybrid",
     "ItemKNN",
     "Popularity",

@@ -3,8 +3,9 @@
 score(u, j) = Σ_{i ∈ history(u)} W[i, j], with W learned over the items that occur in the
 training data. Because the score is a sum over history items, each item's contribution
 is exact, which is what makes these models' explanations faithful by construction.
-Subclasses only learn W (dense or sparse); scoring, the id lookup and contributions are
-here once.
+Subclasses only learn W (dense, sparse, or as SANSA a product of two sparse factors, which
+overrides `_history_scores` and `_weights_block`); scoring, the id lookup and contributions
+are here once.
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ class ItemItemModel(Recommender):
 
     def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
         matrix = self._active_rows(histories)
-        product = matrix @ self.weights_
-        active_scores = product.toarray() if sp.issparse(product) else np.asarray(product)
+        active_scores = self._history_scores(matrix)
         scores = np.full((matrix.shape[0], self.n_items_), -np.inf, dtype=np.float32)
         scores[:, self.active_] = active_scores
         return scores if items is None else scores[:, np.asarray(items)]
+
+    def _history_scores(self, matrix: sp.csr_matrix) -> np.ndarray:
+        """Dense scores over W's columns for binary history rows over W's rows (X @ W)."""
+        product = matrix @ self.weights_
+        return product.toarray() if sp.issparse(product) else np.asarray(product)
 
     def _active_rows(self, histories: Histories) -> sp.csr_matrix:
         """Histories as a binary float32 CSR over W's rows (sorted, each item once).

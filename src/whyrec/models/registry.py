@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 _LOCATIONS: dict[str, tuple[str, str]] = {
     "popularity": ("whyrec.models.popularity", "Popularity"),
     "ease": ("whyrec.models.ease", "EASE"),
+    "sansa": ("whyrec.models.sansa", "SANSA"),
     "itemknn": ("whyrec.models.itemknn", "ItemKNN"),
     "ials": ("whyrec.models.ials", "IALS"),
     "bpr": ("whyrec.models.bpr", "BPR"),
@@ -26,6 +27,7 @@ _LOCATIONS: dict[str, tuple[str, str]] = {
     "sasrec": ("whyrec.models.sasrec", "SASRec"),
     "sasrec-text": ("whyrec.models.sasrec", "SASRecText"),
     "hybrid": ("whyrec.models.hybrid", "Hybrid"),
+    "generative": ("whyrec.models.generative", "Generative"),
 }
 CLASS_LOCATIONS = {cls: module for module, cls in _LOCATIONS.values()}
 

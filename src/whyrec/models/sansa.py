@@ -1,0 +1,278 @@
+"""SANSA (Spišák et al., RecSys 2023): EASE's closed form, sparse, for million-item catalogs.
+
+EASE needs the dense inverse P = (XᵀX + λI)⁻¹: n² floats. SANSA factors the (sparse) item
+Gram matrix approximately, P ≈ Kᵀ·D⁻¹·K with K a sparse approximate inverse of the
+incomplete-Cholesky factor, and keeps every factor at a target density. The weight matrix
+B = I − P·diag(1/diag(P)) of EASE then becomes a product of two sparse factors,
+
+    B = E @ F − diag(E @ F),   E = Kᵀ,   F = D⁻¹·K·diag(−1/diag(P)),
+
+so memory and fit time grow with items × `weights_per_item`, not with items². A user's
+score for j is still Σ_{i ∈ history} B[i, j] (with the zero diagonal EASE has), so every
+score splits exactly into history contributions, E[i] · F[:, j], and explanations,
+fold-in, serving and evaluation are the item-item path of EASE.
+
+The factorisation and the approximate inverse come from the authors' `sansa` package
+(scikit-sparse/SuiteSparse and numba underneath); here is only the glue: the Gram matrix
+built in bands under a memory check, the zero diagonal, saving, scoring and explaining.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from whyrec.models import memory
+from whyrec.models.base import ModelConfig
+from whyrec.models.item_item import ItemItemModel
+
+GRAM_BAND_ENTRIES = 2**24
+"""Items × band rows of the Gram computed at once (bounds the band's own product)."""
+GRAM_BYTES_PER_ENTRY = 48
+"""Peak bytes per stored Gram entry during a fit: our float32/int32 CSR (8), the package's
+working copy and its row/column permutations with int64 indices (3 × 12), scaling."""
+FACTOR_BYTES_PER_ENTRY = 80
+"""Peak bytes per target factor entry: L, its preallocated ICF arrays (12), the Schultz
+guess, the approximate inverse, its residual and the two saved factors."""
+
+
+class SANSAConfig(ModelConfig):
+    reg: float = Field(
+        10.0, gt=0, description="L2 regularization λ on the (norm-scaled) Gram diagonal."
+    )
+    weights_per_item: float = Field(
+        200.0,
+        gt=0,
+        description="Target nonzeros per item in each sparse factor: the target density "
+        "times the number of active items (so memory grows linearly with items).",
+    )
+    factorizer: Literal["icf", "cholmod"] = Field(
+        "icf",
+        description="icf: incomplete Cholesky at the target density (low memory); cholmod: "
+        "exact sparse Cholesky then pruned (more memory, for small dense catalogs).",
+    )
+    gram_per_item: int = Field(
+        0,
+        ge=0,
+        description="Keep only each item's this many strongest co-occurrences in the Gram "
+        "matrix before factoring (0: all). Bounds fit memory on catalogs whose exact Gram "
+        "would not fit; an approximation beyond the paper's, measured in docs/sansa.md.",
+    )
+    inverse_steps: int = Field(
+        10, ge=0, description="Fine-tuning steps of the approximate inverse (UMR)."
+    )
+
+
+def _import_sansa():
+    """The `sansa` package, without the INFO logging it switches on for the whole process."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import sansa
+
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("sansa").setLevel(logging.WARNING)
+    return sansa
+
+
+def gram_upper_bound(matrix: sp.csr_matrix) -> int:
+    """Most entries XᵀX can have: Σ_u |history_u|², at most items²."""
+    lengths = np.diff(matrix.indptr).astype(np.float64)
+    return int(min(float(np.square(lengths).sum()), float(matrix.shape[1]) ** 2))
+
+
+def peak_bytes(gram_entries: int, n_items: int, weights_per_item: float) -> int:
+    """Fit memory above the loaded data, from the Gram's entries and the factor target."""
+    factor_entries = n_items * min(weights_per_item, n_items)
+    return int(GRAM_BYTES_PER_ENTRY * gram_entries + FACTOR_BYTES_PER_ENTRY * factor_entries)
+
+
+def sparse_gram(matrix: sp.csr_matrix, config: SANSAConfig) -> sp.csr_matrix:
+    """XᵀX as float32 CSR, a band of items at a time, stopping before memory runs out.
+
+    Bands are cut so that each one's product has at most `GRAM_BAND_ENTRIES` entries (an
+    item's row has at most Σ|history| over its users). With `gram_per_item`, each band keeps
+    only its rows' strongest co-occurrences (and the diagonal) before the next is built,
+    and the union with the transpose keeps the matrix symmetric. When even the upper
+    bound Σ|history|² fits, no check runs; otherwise the estimate is re-checked after each
+    band with the entries kept so far, so a catalog whose co-occurrences cannot fit stops
+    with one line early, not with an out-of-memory kill.
+    """
+    by_item = sp.csc_matrix(matrix, dtype=np.float32)
+    n_items = by_item.shape[1]
+    keep = config.gram_per_item
+    bound = (
+        gram_upper_bound(matrix) if not keep else min(gram_upper_bound(matrix), 2 * keep * n_items)
+    )
+    bound_fits = _fits(peak_bytes(bound, n_items, config.weights_per_item))
+    bands, stored = [], 0
+    for start, stop in _bands(by_item):
+        part = (by_item[:, start:stop].T @ by_item).tocsr()
+        if keep:
+            part = _strongest_per_row(part, keep, start)
+        part.sort_indices()
+        bands.append(part)
+        stored += part.nnz
+        if not bound_fits:
+            need = peak_bytes(stored * (2 if keep else 1), n_items, config.weights_per_item)
+            done = f"{stop / n_items:.0%} of the item co-occurrences"
+            memory.require(
+                need,
+                f"SANSA needs more than {memory.gigabytes(need)} for {n_items:,} items "
+                f"({stored:,} co-occurring pairs after {done})",
+                "keep fewer with `--param gram_per_item=N`, use `--kcore`, or drop the most "
+                "active users",
+            )
+    gram = sp.vstack(bands, format="csr", dtype=np.float32)
+    del bands
+    if keep:
+        gram = gram.maximum(gram.T.tocsr()).tocsr()
+        gram.sort_indices()
+    return gram
+
+
+def _bands(by_item: sp.csc_matrix) -> list[tuple[int, int]]:
+    """(start, stop) item ranges whose Gram rows hold at most `GRAM_BAND_ENTRIES` entries."""
+    lengths = np.diff(sp.csr_matrix(by_item).indptr).astype(np.float64)
+    reach = np.minimum(by_item.T @ lengths, by_item.shape[1])  # bound on each row's entries
+    edges, total, start = [], 0.0, 0
+    for item, entries in enumerate(reach):
+        if total and total + entries > GRAM_BAND_ENTRIES:
+            edges.append((start, item))
+            start, total = item, 0.0
+        total += entries
+    edges.append((start, by_item.shape[1]))
+    return edges
+
+
+def _strongest_per_row(part: sp.csr_matrix, keep: int, offset: int) -> sp.csr_matrix:
+    """The `keep` largest entries of every row, plus the diagonal (row r is item offset+r)."""
+    counts = np.diff(part.indptr)
+    rows = np.repeat(np.arange(part.shape[0]), counts)
+    value = np.where(part.indices == rows + offset, np.inf, part.data)
+    order = np.lexsort((-value, rows))  # by row, strongest first
+    rank = np.arange(len(order)) - part.indptr[rows[order]]
+    kept = np.zeros(len(order), dtype=bool)
+    kept[order[rank <= keep]] = True  # the diagonal ranks first, then `keep` more
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[kept], minlength=len(counts)))])
+    return sp.csr_matrix((part.data[kept], part.indices[kept], indptr), shape=part.shape)
+
+
+def _fits(need: int) -> bool:
+    free = memory.available_bytes()
+    return free is None or need <= free
+
+
+def sansa_factors(
+    matrix: sp.csr_matrix, config: SANSAConfig
+) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """(E, F, diag(E @ F)) for a binary users × items matrix: B = E @ F with that diagonal."""
+    sansa = _import_sansa()
+    n_items = matrix.shape[1]
+    factorizer = (
+        sansa.ICFGramianFactorizerConfig()
+        if config.factorizer == "icf"
+        else sansa.CHOLMODGramianFactorizerConfig()
+    )
+    model = sansa.SANSA(
+        sansa.SANSAConfig(
+            l2=config.reg,
+            weight_matrix_density=min(1.0, config.weights_per_item / max(n_items, 1)),
+            gramian_factorizer_config=factorizer,
+            lower_triangle_inverter_config=sansa.UMRUnitLowerTriangleInverterConfig(
+                scans=1, finetune_steps=config.inverse_steps
+            ),
+        )
+    )
+    gram = sparse_gram(matrix, config)
+    # The package needs its Gram column-major: handed a CSR matrix, its ICF step transposes
+    # it and scipy narrows the int64 indices it just set to int32, which the compiled
+    # kernel rejects. The Gram is symmetric, so its CSR arrays are its CSC arrays.
+    gram = sp.csc_matrix((gram.data, gram.indices, gram.indptr), shape=gram.shape)
+    with warnings.catch_warnings():  # CHOLMOD notes each CSR → CSC view it takes
+        warnings.filterwarnings("ignore", message=".*to CSC format")
+        model.fit(gram, compute_gramian=False)
+    del gram
+    encoder, decoder = (_compact(w) for w in model.weights)
+    model.weights = (None, None)
+    self_weights = np.asarray(encoder.multiply(decoder.T.tocsr()).sum(axis=1)).ravel()
+    return encoder, decoder, self_weights.astype(np.float32)
+
+
+def _compact(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """float32 CSR with int32 indices when they fit (half the bytes of int64 on disk)."""
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    if matrix.nnz < 2**31 - 1:
+        matrix.indices = matrix.indices.astype(np.int32, copy=False)
+        matrix.indptr = matrix.indptr.astype(np.int32, copy=False)
+    return matrix
+
+
+class SANSA(ItemItemModel):
+    name = "sansa"
+    Config = SANSAConfig
+
+    def learn_weights(self, matrix: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        encoder, decoder, self.self_weights_ = sansa_factors(matrix, self.config)
+        return encoder, decoder
+
+    @property
+    def density(self) -> float:
+        """Stored weights per items² of both factors together (the size of the model)."""
+        encoder, decoder = self.weights_
+        return (encoder.nnz + decoder.nnz) / max(1, encoder.shape[0]) ** 2
+
+    def _history_scores(self, matrix: sp.csr_matrix) -> np.ndarray:
+        encoder, decoder = self.weights_
+        scores = ((matrix @ encoder) @ decoder).toarray()
+        rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+        scores[rows, matrix.indices] -= matrix.data * self.self_weights_[matrix.indices]
+        return scores
+
+    def _weights_block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """B[rows][:, cols] = E[rows] @ F[:, cols], zero where a row is its own column."""
+        encoder, _ = self.weights_
+        block = (encoder[rows] @ self._decoder_by_column()[:, cols]).toarray()
+        block[rows[:, None] == cols[None, :]] = 0.0
+        return block
+
+    def _decoder_by_column(self) -> sp.csc_matrix:
+        """A column-major copy of F, made on first explanation for these weights."""
+        cached = self.__dict__.get("_by_column")
+        if cached is None or cached[0] is not self.weights_:
+            cached = (self.weights_, sp.csc_matrix(self.weights_[1]))
+            self._by_column = cached
+        return cached[1]
+
+    # ----- persistence -------------------------------------------------------------
+    def state(self) -> dict[str, np.ndarray]:
+        arrays = {"active": self.active_, "self_weights": self.self_weights_}
+        for name, factor in zip(("encoder", "decoder"), self.weights_, strict=True):
+            arrays |= {
+                f"{name}_data": factor.data,
+                f"{name}_indices": factor.indices,
+                f"{name}_indptr": factor.indptr,
+            }
+        return arrays
+
+    def set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.active_ = np.asarray(arrays["active"])
+        self.self_weights_ = np.asarray(arrays["self_weights"])
+        size = len(self.active_)
+        self.weights_ = tuple(
+            sp.csr_matrix(
+                tuple(
+                    np.asarray(arrays[f"{name}_{part}"]) for part in ("data", "indices", "indptr")
+                ),
+                shape=(size, size),
+            )
+            for name in ("encoder", "decoder")
+        )
+        self._build_lookup()

@@ -1,0 +1,241 @@
+"""SANSA (sparse EASE) and EASE's memory check: exactness, persistence, the whole bundle path,
+accuracy against EASE on several catalog shapes, and refusals that come before the work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cli_helpers import run
+from whyrec.bundle import Bundle
+from whyrec.data.dataset import Dataset
+from whyrec.data.loaders import load_dataset
+from whyrec.data.splits import split
+from whyrec.data.synth import SynthConfig, write_synthetic
+from whyrec.engine import Engine
+from whyrec.errors import ResourceError, WhyrecError
+from whyrec.evaluation.protocol import EvaluationTarget, evaluate_model
+from whyrec.models import EASE, MODELS, SANSA, memory, model_class
+from whyrec.models import ease as ease_module
+from whyrec.models import sansa as sansa_module
+from whyrec.models.base import Recommender
+
+
+def synthetic(folder: Path, users: int, items: int, interactions: int) -> Dataset:
+    """A `whyrec data synth` catalog, written and loaded as a user's would be."""
+    config = SynthConfig(users=users, items=items, interactions=interactions, seed=0)
+    write_synthetic(config, folder, "parquet")
+    return load_dataset(folder)
+
+
+@pytest.fixture(scope="module")
+def loo(ml_core):
+    return split(ml_core, "loo", seed=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(loo):
+    return SANSA(weights_per_item=40).fit(loo.train)
+
+
+def test_registered_under_its_name():
+    assert MODELS["sansa"] is SANSA
+    assert model_class("SANSA") is SANSA
+    with pytest.raises(WhyrecError, match="weights_per_item"):
+        SANSA(weights_per_item=0)
+    with pytest.raises(WhyrecError, match="factorizer"):
+        SANSA(factorizer="dense")
+
+
+def test_weights_are_sparse_at_the_target_density(fitted):
+    encoder, decoder = fitted.weights_
+    n = len(fitted.active_)
+    assert encoder.shape == decoder.shape == (n, n)
+    for factor in (encoder, decoder):  # about weights_per_item per item, never items²
+        assert 0.5 * 40 * n <= factor.nnz <= 1.2 * 40 * n
+        assert factor.dtype == np.float32 and factor.indices.dtype == np.int32
+    assert fitted.density == pytest.approx((encoder.nnz + decoder.nnz) / n**2)
+
+
+def test_contributions_are_exact_and_the_diagonal_is_zero(loo, fitted):
+    history = np.unique(loo.train.histories()[3])
+    scores = fitted.score([history])[0]
+    items = np.concatenate([np.flatnonzero(np.isfinite(scores))[:40], history[:3]])
+    parts = fitted.contributions(history, items)
+    assert parts.shape == (len(items), len(history))
+    np.testing.assert_allclose(parts.sum(axis=1), scores[items], rtol=1e-4, atol=1e-5)
+    # an item's own weight is zero (as in EASE): a history item never explains itself
+    for row, item in enumerate(history[:3], start=40):
+        assert parts[row, np.flatnonzero(history == item)[0]] == 0.0
+    # and the score of one item is the row-sum of B = E @ F without its diagonal
+    encoder, decoder = fitted.weights_
+    dense = (encoder @ decoder).toarray()
+    np.fill_diagonal(dense, 0.0)
+    active = fitted._active_of[history]
+    np.testing.assert_allclose(
+        scores[fitted.active_], dense[active].sum(axis=0), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_save_load_gives_identical_scores(tmp_path, loo, fitted):
+    fitted.save(tmp_path / "sansa")
+    loaded = Recommender.load(tmp_path / "sansa")
+    assert isinstance(loaded, SANSA) and loaded.config == fitted.config
+    histories = loo.train.histories()[:20]
+    np.testing.assert_array_equal(loaded.score(histories), fitted.score(histories))
+    items = np.array([0, 5, 17])
+    np.testing.assert_array_equal(
+        loaded.contributions(histories[0], items), fitted.contributions(histories[0], items)
+    )
+
+
+@pytest.mark.parametrize(
+    ("users", "items", "interactions"),
+    [(1500, 300, 45_000), (3000, 2000, 60_000)],  # a dense and a sparse catalog shape
+)
+def test_ranks_close_to_ease_on_several_catalog_shapes(tmp_path, users, items, interactions):
+    held = split(synthetic(tmp_path / "synth", users, items, interactions), "loo", seed=0)
+    target = EvaluationTarget.from_split(held)
+    results = {
+        name: evaluate_model(name, model, held, [10], target=target).summary["ndcg@10"].mean
+        for name, model in (("ease", EASE(reg=100.0)), ("sansa", SANSA(weights_per_item=50)))
+    }
+    assert results["sansa"] >= 0.9 * results["ease"] > 0
+
+
+def test_bundle_recommends_explains_and_folds_in(tmp_path, ml_core):
+    user = ml_core.user_ids[11]
+    without = ml_core.with_interactions(
+        ml_core.interactions[ml_core.interactions["user_id"] != user]
+    )
+    Bundle(SANSA(weights_per_item=40).fit(without), without).save(tmp_path / "b")
+    engine = Engine(Bundle.load(tmp_path / "b"))
+    history = ml_core.history(user)
+    folded = engine.fold_in(user, [ml_core.catalog.item_ids[p] for p in history[:30]])
+    assert folded.method == "history append"
+    recommendations = engine.recommend(engine.user_history(user), k=5)
+    assert len(recommendations) == 5
+    assert not {r.position for r in recommendations} & set(history[:30].tolist())
+    for rec in recommendations:
+        assert rec.explanation is not None and rec.because
+        assert rec.explanation.history_method == "exact"
+        assert rec.because[0].position in set(history[:30].tolist())
+
+
+def test_tune_covers_sansa_parameters(tmp_path, capsys):
+    code, _, err = run(
+        capsys,
+        *("tune", "--model", "sansa", "--split", "loo", "--kcore", "20"),
+        *("--grid", "weights_per_item=20,60", "--param", "reg=10"),
+        *("--json", str(tmp_path / "tune.json")),
+    )
+    assert code == 0, err
+    import json
+
+    rows = json.loads((tmp_path / "tune.json").read_text())
+    assert len(rows["grid"]) == 2
+
+
+# ----- memory: measured before the work, refused in one line ---------------------------------
+def test_ease_gram_bands_equal_the_whole_product(monkeypatch):
+    rng = np.random.default_rng(0)
+    matrix = sp.random(300, 70, density=0.1, format="csr", random_state=rng, dtype=np.float64)
+    matrix.data[:] = 1
+    monkeypatch.setattr(ease_module, "GRAM_BAND_ENTRIES", 70 * 9)  # bands of 9 rows
+    gram = ease_module.dense_gram(matrix.astype(np.int64), reg=3.0)
+    expected = (matrix.T @ matrix).toarray() + 3.0 * np.eye(70)
+    assert gram.dtype == np.float32 and gram.flags.c_contiguous
+    np.testing.assert_array_equal(gram, expected.astype(np.float32))
+
+
+def test_ease_refuses_before_fitting_when_memory_is_short(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(memory, "available_bytes", lambda: 50 * 2**20)  # 50 MB free
+    monkeypatch.setattr(ease_module.ItemItemModel, "fit", _must_not_run)
+    out = tmp_path / "bundle"
+    code, _, err = run(capsys, "train", "--model", "ease", "--out", str(out))
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err
+    n_items = 9724  # items with at least one rating in ml-latest-small
+    need = memory.gigabytes(ease_module.peak_bytes(n_items))
+    assert f"EASE needs about {need} for {n_items:,} items" in lines[0]
+    assert "50 MB" not in lines[0] and "0.05 GB free" in lines[0]
+    assert "--model sansa" in lines[0] and "--kcore" in lines[0]
+    assert not out.exists()
+
+
+def _must_not_run(*_args, **_kwargs):
+    raise AssertionError("the fit started although the memory check should have refused")
+
+
+def test_ease_memory_estimate_matches_its_measured_peak():
+    """The estimate is what the fit really holds: the peak of a child process's fit."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, scipy.sparse as sp\n"
+        "from whyrec.models.ease import ease_weights\n"
+        "def rss(k):\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith(k): return int(line.split()[1]) * 1024\n"
+        "m = sp.random(6000, 4000, density=0.05, format='csr', random_state=0)\n"
+        "m.data[:] = 1\n"
+        "open('/proc/self/clear_refs', 'w').write('5')\n"
+        "start = rss('VmRSS:')\n"
+        "w = ease_weights(m, 50.0)\n"
+        "print(rss('VmHWM:') - start)\n"
+    )
+    grown = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               check=True).stdout)  # fmt: skip
+    estimate = ease_module.peak_bytes(4000)
+    assert 0.8 * estimate <= grown <= 1.1 * estimate
+
+
+def test_sansa_stops_building_the_gram_when_memory_runs_short(monkeypatch, ml_core):
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2 * 2**20)
+    monkeypatch.setattr(sansa_module, "GRAM_BAND_ENTRIES", 200_000)  # several bands
+    with pytest.raises(ResourceError, match=r"SANSA needs more than .* gram_per_item=N.*--kcore"):
+        SANSA().fit(ml_core)
+
+
+def test_sansa_gram_is_exact_when_it_fits(ml_core):
+    matrix = ml_core.matrix
+    gram = sansa_module.sparse_gram(matrix, SANSA().config)
+    expected = (matrix.T @ matrix).tocsr()
+    assert gram.dtype == np.float32
+    assert abs(gram - expected).max() == 0
+    assert sansa_module.gram_upper_bound(matrix) >= gram.nnz
+
+
+def test_available_memory_reads_meminfo(monkeypatch, tmp_path):
+    fake = tmp_path / "meminfo"
+    fake.write_text("MemTotal:  1000 kB\nMemAvailable:   2048 kB\n")
+    monkeypatch.setattr(memory, "MEMINFO", fake)
+    monkeypatch.setattr(memory, "CGROUP", tmp_path / "no-cgroup")
+    assert memory.available_bytes() == 2048 * 1024
+    limits = tmp_path / "cgroup"
+    limits.mkdir()
+    (limits / "memory.max").write_text("3000000\n")
+    (limits / "memory.current").write_text("2000000\n")
+    monkeypatch.setattr(memory, "CGROUP", limits)
+    assert memory.available_bytes() == 1_000_000  # the container's limit binds first
+
+
+def test_pruned_gram_keeps_each_items_strongest_pairs_and_stays_symmetric(ml_core):
+    matrix = ml_core.matrix
+    full = (matrix.T @ matrix).toarray()
+    pruned = sansa_module.sparse_gram(matrix, SANSA(gram_per_item=5).config).toarray()
+    np.testing.assert_array_equal(pruned, pruned.T)
+    np.testing.assert_array_equal(np.diag(pruned), np.diag(full))
+    kept = pruned != 0
+    assert (pruned[kept] == full[kept]).all()  # kept entries are exact counts
+    off = full.copy()
+    np.fill_diagonal(off, 0)
+    for item in range(0, full.shape[0], 97):  # each row keeps at least its 5 strongest
+        fifth = np.sort(off[item])[-5]
+        assert (pruned[item][off[item] > fifth] != 0).all()
+    assert kept.sum() <= (1 + 2 * 5) * full.shape[0]
