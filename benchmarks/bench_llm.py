@@ -1,6 +1,8 @@
-"""The LLM layer under a misbehaving LLM, and with the LLM down.
+"""The LLM layer under a misbehaving LLM, with the LLM down, and against a real LLM.
 
     python benchmarks/bench_llm.py [--turns 1000] [--down-turns 60] [--timeout 0.5]
+    python benchmarks/bench_llm.py --real-base-url http://127.0.0.1:8080/v1 \
+        --real-model smollm2 [--real-turns 200] [--real-timeout 20] [--eval-users 40]
 
 1. Misbehaving: a scripted OpenAI-compatible server on loopback (tests/llm_server.py)
    answers every request of every turn with a random misbehaviour (malformed JSON, wrong
@@ -13,6 +15,13 @@
    cooldown off so every turn pays; the same messages on the embedded conversation are
    the peer. Target: LLM-down turn <= timeout + embedded turn (ratio printed).
 Per-turn LLM calls and tokens are printed for the misbehaving and a well-behaved run.
+
+3. Real (--real-base-url): the same simulated users talk to a real server (e.g. llama.cpp
+   serving SmolLM2-135M) for --real-turns turns: the share of turns whose understanding,
+   plan and reply came from the LLM, fallbacks by cause, 4xx/5xx answers, calls, tokens
+   and seconds per turn, replies naming anything outside the catalog. Then the LLM as a
+   recommender ("llm") and as a reranker of EASE's top 50 ("llm-rerank") next to
+   popularity and EASE on the same --eval-users sampled test users, with paired tests.
 """
 
 from __future__ import annotations
@@ -166,12 +175,155 @@ def usage(traces: list[dict]) -> str:
     )
 
 
+HTTP_ERRORS = ("rejected", "server_error", "rate_limited")
+
+
+def turn_sources(trace: dict) -> dict[str, str]:
+    """Where each step of one turn came from: "llm" (ok/repaired) or the fallback cause."""
+
+    def cause(record: dict | None, calls: list[dict]) -> str:
+        if record is None:
+            return "not asked"
+        result = record.get("result", "")
+        if result in ("ok", "repaired"):
+            return "llm"
+        if result == "empty":
+            return "empty reading (embedded used)"
+        if record.get("invalid"):
+            return "invalid output"
+        outcomes = {c["outcome"] for c in calls if c["purpose"] == record.get("purpose")}
+        return "timeout" if "timeout" in outcomes else f"unavailable ({','.join(outcomes)})"
+
+    calls = trace.get("calls", [])
+    plan = trace.get("plan")
+    plan_source = "not asked"
+    if plan is not None:
+        plan_source = "llm" if not str(plan.get("result", "")).startswith("no plan") else "no plan"
+        if plan_source == "no plan":
+            structured = (plan.get("structured") or [None])[-1]
+            plan_source = cause(structured, calls) if structured else "no plan (tools)"
+    return {
+        "understanding": cause(trace.get("understanding"), calls),
+        "plan": plan_source,
+        "reply": cause(trace.get("reply"), calls),
+    }
+
+
+def real_chat(engine, config, turns: int, seed: int) -> None:
+    """Simulated users talking to the real server; prints the figures of the issue."""
+    from collections import Counter
+
+    from whyrec.llm import open_conversation
+
+    checker = Checker(engine.catalog)
+    conversation = open_conversation(engine, llm=config, wish_scorer=None)
+    traces, seconds = run_episodes(conversation, engine, turns, checker, seed)
+    sources = [turn_sources(t) for t in traces]
+    used = sum(all(v in ("llm", "not asked") for v in s.values()) for s in sources)
+    any_used = sum(any(v == "llm" for v in s.values()) for s in sources)
+    causes = Counter(f"{step}: {v}" for s in sources for step, v in s.items() if v != "llm")
+    errors = Counter(
+        e
+        for t in traces
+        for c in t.get("calls", [])
+        for e in c.get("errors", [])
+        if e.split(" ")[0] in HTTP_ERRORS
+    )
+    negotiated = sum(bool(c.get("dialect")) for t in traces for c in t.get("calls", []))
+    calls = [t.get("llm_calls", 0) for t in traces]
+    tokens = [t.get("tokens", 0) for t in traces]
+    over = [s for s in seconds if s > config.timeout + 1.0]
+    unknown_ids = sum("[[" in text for text in checker.bad)
+    print(
+        f"real LLM {config.model} at {config.endpoint}: {len(traces)} turns, "
+        f"timeout {config.timeout:g}s, dialect {traces[-1].get('dialect')}"
+    )
+    print(
+        f"  LLM output used in every step asked: {used}/{len(traces)} "
+        f"({used / len(traces):.0%}); in at least one step: {any_used}/{len(traces)}"
+    )
+    for step in ("understanding", "plan", "reply"):
+        asked = [s[step] for s in sources if s[step] != "not asked"]
+        ok = sum(v == "llm" for v in asked)
+        print(f"  {step}: from the LLM in {ok}/{len(asked)} turns asked")
+    print("  fallbacks by cause: " + ", ".join(f"{k} {v}" for k, v in causes.most_common()))
+    print(
+        f"  4xx/5xx answers: {sum(errors.values())} {dict(errors)} "
+        f"(of which in calls that negotiated the dialect: {negotiated} calls)"
+    )
+    print(
+        f"  calls/turn mean {np.mean(calls):.2f} (max {max(calls)}), tokens/turn mean "
+        f"{np.mean(tokens):.0f} (p95 {np.percentile(tokens, 95):.0f})"
+    )
+    print(
+        f"  turn seconds p50 {np.percentile(seconds, 50):.2f}, p95 "
+        f"{np.percentile(seconds, 95):.2f}, max {max(seconds):.2f}; over timeout + 1 s: "
+        f"{len(over)}"
+    )
+    print(
+        f"  replies naming something outside the catalog: {len(checker.bad)} of "
+        f"{checker.replies} (unknown [[ids]] left: {unknown_ids})"
+    )
+    for text in checker.bad[:5]:
+        print(f"    e.g. {text!r}")
+
+
+def real_recommenders(config, users: int, seed: int) -> None:
+    """pop, EASE, llm and llm-rerank on the same sampled users of ml-latest-small."""
+    from whyrec.data.loaders import load_dataset
+    from whyrec.data.splits import split
+    from whyrec.evaluation.protocol import evaluate_models
+    from whyrec.llm.recommender import LLMRecommender, LLMReranker
+    from whyrec.models import EASE, Popularity
+
+    held = split(load_dataset("ml-latest-small"), "loo", seed=seed)
+    models = {
+        "popularity": Popularity(),
+        "ease": EASE(reg=250.0),
+        "llm": LLMRecommender().use_llm(config),
+        "llm-rerank": LLMReranker(seed=seed).use_llm(config),
+    }
+    report = evaluate_models(models, held, [10], seed=seed, max_users=users)
+    data = report.to_dict()
+    print(
+        f"recommenders on ml-latest-small, loo split, {users} sampled test users "
+        f"(of {data['split']['sampled_users']['of']}), k=10, mean [95% CI]:"
+    )
+    for name, result in data["models"].items():
+        ndcg, hr = result["metrics"]["ndcg@10"], result["metrics"]["hr@10"]
+        extra = ""
+        if "llm" in result:
+            s = result["llm"]
+            extra = (
+                f"  parsed {s['parsed']:.0%}, {s['titles']} answers: hallucinated "
+                f"{s['hallucinated']:.0%}, "
+                f"repeated {s['repeated']:.0%}, {s['calls']} calls, {s['tokens']} tokens, "
+                f"{s['seconds']:.0f} s"
+            )
+        print(
+            f"  {name:11s} ndcg@10 {ndcg['mean']:.4f} [{ndcg['ci95'][0]:.4f}, "
+            f"{ndcg['ci95'][1]:.4f}]  hr@10 {hr['mean']:.3f}{extra}"
+        )
+    for row in data["significance"]:
+        if row["metric"] == "ndcg@10":
+            print(
+                f"  paired ndcg@10 {row['model_a']} - {row['model_b']}: "
+                f"{row['mean_difference']:+.4f} (t-test p {row['t_pvalue']}, "
+                f"Wilcoxon p {row['wilcoxon_pvalue']})"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=1000)
     parser.add_argument("--down-turns", type=int, default=60)
     parser.add_argument("--timeout", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--real-base-url", help="A real OpenAI-compatible server: part 3 only.")
+    parser.add_argument("--real-model", default="smollm2")
+    parser.add_argument("--real-turns", type=int, default=200)
+    parser.add_argument("--real-timeout", type=float, default=20.0)
+    parser.add_argument("--eval-users", type=int, default=40)
     args = parser.parse_args()
 
     from whyrec.bundle import Bundle
@@ -185,6 +337,19 @@ def main() -> None:
     held = split(load_dataset("ml-latest-small"), "user-temporal", seed=0)
     engine = Engine(Bundle(EASE(reg=250.0).fit(held.train), held.train, test=held.test))
     rng = np.random.default_rng(args.seed)
+    if args.real_base_url:
+        real = LLMConfig(
+            base_url=args.real_base_url,
+            model=args.real_model,
+            timeout=args.real_timeout,
+            max_tokens=300,
+            cooldown=0,
+        )
+        if args.real_turns:
+            real_chat(engine, real, args.real_turns, args.seed)
+        if args.eval_users:
+            real_recommenders(real, args.eval_users, args.seed)
+        return
 
     def config(server_url: str) -> LLMConfig:
         return LLMConfig(

@@ -104,14 +104,12 @@ def llm_server():
 def postgres_server():
     """URL of a running PostgreSQL server (CI's, or a throwaway cluster of our own)."""
     from postgres_server import ENV_URL, pg_bin_dir, throwaway_cluster
+    from system_deps import require
 
     if os.environ.get(ENV_URL):
         yield os.environ[ENV_URL]
         return
-    if pg_bin_dir() is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide PostgreSQL ({ENV_URL} or the postgresql package)")
-        pytest.skip("PostgreSQL binaries are not installed (apt-get install postgresql)")
+    require(pg_bin_dir() is not None, "PostgreSQL", f"{ENV_URL}, or apt-get install postgresql")
     with throwaway_cluster() as url:
         yield url
 
@@ -145,4 +143,6 @@ def _encode_catalog_once(bundle) -> None:
     from whyrec.bundle import Bundle
     from whyrec.text.encoder import encode_items
 
-    encode_items(Bundle.load(bundle).catalog, cache_dir=SHARED_CACHE / "embeddings")
+    catalog = Bundle.load(bundle).catalog
+    encode_items(catalog, cache_dir=SHARED_CACHE / "embeddings")
+    encode_items(catalog, cache_dir=SHARED_CACHE / "embeddings", with_titles=False)

@@ -10,9 +10,16 @@ the next scripted behaviour for its kind, else by `server.responder(body)`:
         config = LLMConfig(base_url=server.base_url, model="test", timeout=1)
 
 A request's kind is the name of its JSON schema (`response_format.json_schema.name`),
-"plan" for a request with tools, else the `task: NAME` line of its system message.
+"plan" for a request with tools ("probe_tools" for whyrec's question whether tool calls
+work), else the `task: NAME` line of its system message.
 Behaviours misbehave on demand: malformed JSON, wrong fields, unknown ids, slow answers,
 429/500 errors, dropped connections, garbage bodies.
+
+`dialect` makes the server speak like a family of real servers, before any script:
+"openai" understands every request form; "llama.cpp" answers a `json_schema` response
+format with 500 (as llama-cpp-python's server does), accepts `json_object` with a
+`schema`, and returns no tool calls unless one function is forced; "plain" answers 400 to
+any response format and to tools.
 """
 
 from __future__ import annotations
@@ -91,18 +98,41 @@ def garbage() -> Behavior:
     return Behavior("garbage")
 
 
-def request_kind(body: dict) -> str:
-    fmt = body.get("response_format") or {}
-    if fmt.get("type") == "json_schema":
-        return str(fmt.get("json_schema", {}).get("name", "json"))
-    if body.get("tools"):
-        return "plan"
+DIALECTS = ("openai", "llama.cpp", "plain")
+
+
+def _task(body: dict) -> str | None:
     for message in body.get("messages", []):
         if message.get("role") == "system":
             found = _TASK.search(str(message.get("content", "")))
             if found:
                 return found.group(1)
-    return "chat"
+    return None
+
+
+def request_kind(body: dict) -> str:
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return str(fmt.get("json_schema", {}).get("name", "json"))
+    if body.get("tools"):
+        return "probe_tools" if _task(body) == "probe_tools" else "plan"
+    return _task(body) or "chat"
+
+
+def dialect_answer(dialect: str, body: dict) -> Behavior | None:
+    """What a server of this dialect answers on its own (a rejection, or its reply to
+    the tool probe), or None to let the script or responder answer."""
+    fmt = (body.get("response_format") or {}).get("type")
+    forced = isinstance(body.get("tool_choice"), dict)
+    if dialect == "plain" and (fmt or body.get("tools")):
+        return error(400)
+    if dialect == "llama.cpp" and fmt not in (None, "text", "json_object"):
+        return error(500)
+    if request_kind(body) == "probe_tools":
+        if dialect == "openai" or forced:
+            return tool_reply(("ping", {"ok": True}))
+        return reply("pong")
+    return None
 
 
 def request_data(body: dict) -> Any:
@@ -120,7 +150,12 @@ def request_data(body: dict) -> Any:
 class ScriptedLLM:
     """The server; use as a context manager or call `start`/`stop`."""
 
-    def __init__(self, responder: Callable[[dict], Behavior] | None = None) -> None:
+    def __init__(
+        self, responder: Callable[[dict], Behavior] | None = None, dialect: str = "openai"
+    ) -> None:
+        if dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r}; one of {DIALECTS}")
+        self.dialect = dialect
         self.responder = responder or (lambda body: error(500))
         self.requests: list[dict] = []
         self._scripts: dict[str, deque[Behavior]] = defaultdict(deque)
@@ -145,6 +180,9 @@ class ScriptedLLM:
 
     def _next(self, body: dict) -> Behavior:
         kind = request_kind(body)
+        answer = dialect_answer(self.dialect, body)
+        if answer is not None and (answer.kind == "error" or not self._scripts[kind]):
+            return answer
         with self._lock:
             for name in (kind, "*"):
                 if self._scripts[name]:
@@ -179,6 +217,13 @@ class ScriptedLLM:
 
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    model = {"id": "test-model", "object": "model", "owned_by": "whyrec-tests"}
+                    self._send(200, {"object": "list", "data": [model]})
+                else:
+                    self._send(404, {"error": {"message": "unknown route", "type": "invalid"}})
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
@@ -272,6 +317,8 @@ def helpful(body: dict) -> Behavior:
     kind = request_kind(body)
     data = request_data(body)
     if kind == "plan":
+        if not body.get("tools"):  # a JSON plan, for a server without tool calls
+            return json_reply({"steps": []})
         return reply("The policy's list serves this message.")
     if kind == "grounded_reply" and isinstance(data, dict):
         candidates = data.get("candidates") or []

@@ -53,10 +53,17 @@ def test_json_turns_one_per_line(bundle, tmp_path):
     turns = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(turns) == 3
     for turn in turns:
-        assert set(turn) == {"reply", "items", "question", "state"}
+        assert set(turn) == {"session_id", "reply", "items", "question", "state"}
     assert turns[0]["items"] and {"item_id", "title", "explanation"} <= set(turns[0]["items"][0])
     assert turns[0]["items"][0]["title"] in turns[1]["reply"]
     assert set(turns[2]["state"]["rejected"]) >= set(turns[0]["state"]["shown"])
+    # a piped conversation can be resumed from its own output
+    session_id = turns[0]["session_id"]
+    assert {t["session_id"] for t in turns} == {session_id}
+    resumed = _chat(bundle, tmp_path, ["why the second one?"], "--session", session_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    again = json.loads(resumed.stdout)
+    assert again["session_id"] == session_id and again["state"]["turn"] == 4
 
 
 def test_plain_replies_and_resume(bundle, tmp_path):
@@ -79,5 +86,5 @@ def test_plain_replies_and_resume(bundle, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["state"]["liked"]
     missing = _chat(bundle, tmp_path, ["hi"], "--session", "nope")
-    assert missing.returncode == 1 and "no session" in missing.stderr
+    assert missing.returncode == 2 and "no session" in missing.stderr
     assert "Traceback" not in missing.stderr

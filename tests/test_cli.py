@@ -89,26 +89,26 @@ def test_recommend_table(bundle, capsys):
 )
 def test_user_mistakes_are_one_line(bundle, capsys, args, message):
     code, _, err = run(capsys, "recommend", "--bundle", str(bundle), *args)
-    assert code == 1
+    assert code == 2
     assert message in err and "Traceback" not in err
     assert err.strip().count("\n") == 0 or len(err.strip().splitlines()) <= 2
 
 
 def test_bundle_problems(bundle, tmp_path, capsys):
     code, _, err = run(capsys, "recommend", "--bundle", str(tmp_path), "--user", "1")
-    assert code == 1 and "not a whyrec bundle" in err
+    assert code == 2 and "not a whyrec bundle" in err
     old = tmp_path / "old"
     old.mkdir()
     meta = json.loads((bundle / "bundle.json").read_text())
     (old / "bundle.json").write_text(json.dumps({**meta, "format": 0, "whyrec_version": "0.0.1"}))
     code, _, err = run(capsys, "recommend", "--bundle", str(old), "--user", "1")
-    assert code == 1 and "retrain" in err
+    assert code == 2 and "retrain" in err
 
 
 def test_train_refuses_to_overwrite_a_foreign_folder(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("precious")
     code, _, err = run(capsys, "train", "--model", "popularity", "--out", str(tmp_path))
-    assert code == 1 and "not a whyrec bundle" in err
+    assert code == 2 and "not a whyrec bundle" in err
     assert (tmp_path / "notes.txt").read_text() == "precious"
 
 
@@ -123,7 +123,7 @@ def test_data_commands(tmp_path, capsys):
     )
     assert code == 0 and (tmp_path / "s" / "test.csv").exists()
     code, _, err = run(capsys, "data", "fetch", "ml-nope")
-    assert code == 1 and "unknown dataset" in err
+    assert code == 2 and "unknown dataset" in err
 
 
 def test_installed_command_runs_as_a_process(bundle):
@@ -154,4 +154,25 @@ def test_installed_command_runs_as_a_process(bundle):
         text=True,
         check=False,
     )
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_recommend_for_a_description(bundle, capsys):
+    code, out, _ = run(
+        capsys,
+        "recommend",
+        "--bundle",
+        str(bundle),
+        "--query",
+        "a funny animated film for kids",
+        "--years",
+        "1990-2005",
+        "-k",
+        "5",
+        "--json",
+    )
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["query"] == "a funny animated film for kids" and len(payload["items"]) == 5
+    code, _, err = run(capsys, "recommend", "--bundle", str(bundle), "--query", " ")
+    assert code != 0 and "--query is empty" in err

@@ -6,6 +6,7 @@ import pytest
 
 from whyrec.bundle import Bundle
 from whyrec.conversation import Conversation, SessionStore
+from whyrec.conversation.policy import PolicyConfig
 from whyrec.data.splits import split
 from whyrec.engine import Engine
 from whyrec.errors import NotFoundError
@@ -82,15 +83,29 @@ def test_critiques_why_and_rejections(conversation):
     assert not rejected & {int(p) for p in after_all.state["shown"]}
 
 
-def test_questions_are_answered_with_yes_and_no(conversation, engine):
-    session = conversation.start()
-    turn = session.send("I want a movie")
-    if turn.question is None:  # the policy may recommend at once; then ask nothing further
-        assert turn.items
-        return
-    pending = session.state.pending
-    session.send("yes")
-    assert pending.value in session.state.include.get(pending.field, [])
+def test_questions_are_answered_with_yes_and_no(engine, tmp_path):
+    """A policy that asks whenever it can (any gain) must ask; "yes" then wants the asked
+    value, "no" rules it out."""
+    eager = Conversation(
+        engine,
+        store=SessionStore(tmp_path / "eager.sqlite"),
+        policy=PolicyConfig(min_gain=-1.0),
+        wish_scorer=None,
+    )
+    for answer, wanted in (("yes", True), ("no", False)):
+        session = eager.start()
+        turn = session.send("I want a movie")
+        assert turn.question is not None and session.state.pending is not None
+        pending = session.state.pending
+        assert pending.kind == "attribute" and pending.field and pending.value
+        session.send(answer)
+        state = session.state
+        included = pending.value in state.include.get(pending.field, [])
+        excluded = pending.value in {
+            *state.exclude.get(pending.field, []),
+            *state.soft_exclude.get(pending.field, []),
+        }
+        assert (included, excluded) == (wanted, not wanted), (answer, pending)
 
 
 def test_session_survives_a_restart(engine, tmp_path):

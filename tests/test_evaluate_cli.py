@@ -34,6 +34,8 @@ def evaluated(tmp_path_factory):
         str(folder / "out.json"),
         "--report",
         str(folder / "out.html"),
+        "--rare-below",
+        "30",
     ]
     code = exit_code(argv)
     return code, folder
@@ -44,8 +46,13 @@ def test_evaluate_writes_json_of_the_documented_shape(evaluated):
     assert code == 0
     result = json.loads((folder / "out.json").read_text())
     assert list(result) == ["dataset", "split", "models", "significance", "rare_items"]
-    # the 20-core data has no held-out item with fewer than 5 training interactions
-    assert result["rare_items"]["below"] == 5 and result["rare_items"]["test_users"] == 0
+    # on the 20-core data, "rare" must mean fewer than 30 training interactions to be non-empty
+    rare = result["rare_items"]
+    assert rare["below"] == 30 and rare["test_users"] > 0 and rare["test_interactions"] > 0
+    assert set(rare["models"]) == {"popularity", "itemknn", "ease"}
+    for model in rare["models"].values():
+        assert 0 <= model["metrics"]["ndcg@10"]["mean"] <= 1
+        assert 0 <= model["metrics"]["recall@20"]["mean"] <= 1
     assert result["dataset"] == "ml-latest-small"
     assert result["split"]["method"] == "loo"
     assert result["split"]["filtering"] == {"min_rating": None, "kcore": 20}
@@ -112,7 +119,7 @@ def test_bad_input_is_one_line_and_exit_1_with_no_output(tmp_path, capsys, argv,
     code = exit_code(
         ["evaluate", *CORE, *argv, "--json", str(out), "--report", str(tmp_path / "r.html")]
     )
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert message in " ".join(err.split())
     assert "Traceback" not in err
@@ -160,7 +167,7 @@ def test_a_dataset_too_small_to_evaluate_is_refused(tmp_path, capsys, users, mes
     data = _tiny_dataset(tmp_path / "tiny", users)
     out = tmp_path / "out.json"
     code = exit_code(["evaluate", "--data", str(data), "--models", "pop", "--json", str(out)])
-    assert code == 1
+    assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -182,9 +189,9 @@ def test_tune_picks_on_validation_and_reports_test_once(tmp_path, capsys):
 
 def test_tune_rejects_unknown_metric_and_parameter(capsys):
     base = ["tune", *CORE, "--model", "ease"]
-    assert exit_code([*base, "--grid", "reg=1,2", "--metric", "auc@10"]) == 1
+    assert exit_code([*base, "--grid", "reg=1,2", "--metric", "auc@10"]) == 2
     assert "unknown metric 'auc'" in capsys.readouterr().err
-    assert exit_code([*base, "--grid", "lambda=1,2"]) == 1
+    assert exit_code([*base, "--grid", "lambda=1,2"]) == 2
     assert "invalid parameters for ease" in capsys.readouterr().err
 
 

@@ -282,8 +282,8 @@ def test_cli_bad_inputs_are_one_line(sasrec_bundle, core_loo, tmp_path, capsys):
     code, _, err = run(
         capsys, "interpret", "--bundle", str(sasrec_bundle), "--out", report, "--ablate", "5000"
     )
-    assert code == 1 and "unknown latent 5000" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "unknown latent 5000" in err and len(err.strip().splitlines()) == 1
     ease = tmp_path / "ease"
     Bundle(EASE().fit(core_loo.train), core_loo.train).save(ease)
     code, _, err = run(capsys, "interpret", "--bundle", str(ease), "--out", report)
-    assert code == 1 and "has no probe point" in err
+    assert code == 2 and "has no probe point" in err

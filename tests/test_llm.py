@@ -137,7 +137,8 @@ def test_requests_are_what_the_openai_api_expects(engine, llm_server, tmp_path):
     session = _conversation(engine, llm_server, tmp_path).start()
     session.send(FLAGSHIP)
     bodies = [r["body"] for r in llm_server.requests]
-    assert [request_kind(b) for b in bodies] == ["dialogue_acts", "plan", "plan", "grounded_reply"]
+    kinds = [request_kind(b) for b in bodies]
+    assert kinds == ["dialogue_acts", "probe_tools", "plan", "plan", "grounded_reply"]
     for record in llm_server.requests:
         assert record["path"] == "/v1/chat/completions"
         assert record["headers"]["authorization"] == "Bearer sk-test"
@@ -155,7 +156,8 @@ def test_requests_are_what_the_openai_api_expects(engine, llm_server, tmp_path):
                     assert isinstance(call["function"]["arguments"], str)
             else:
                 assert isinstance(message["content"], str)
-    understanding, plan, reflection, answer = bodies
+    understanding, probe, plan, reflection, answer = bodies
+    assert probe["tool_choice"] == "required" and len(probe["tools"]) == 1
     for body in (understanding, answer):
         fmt = body["response_format"]
         assert fmt["type"] == "json_schema" and "tools" not in body
@@ -179,7 +181,8 @@ def test_json_object_mode_for_servers_without_schemas(engine, llm_server, tmp_pa
     session = _conversation(engine, llm_server, tmp_path, json_mode="json_object").start()
     session.send(FLAGSHIP)
     first = llm_server.requests[0]["body"]
-    assert first["response_format"] == {"type": "json_object"}
+    assert first["response_format"]["type"] == "json_object"
+    assert first["response_format"]["schema"]["properties"]["intents"]
     assert request_kind(first) == "dialogue_acts"  # named in the system message
 
 
@@ -192,7 +195,13 @@ def test_grounded_turn_uses_llm_acts_rerank_and_profile(engine, llm_server, tmp_
     _assert_flagship_items(engine, turn)
     trace = turn.trace["llm"]
     assert trace["understanding"]["source"] == "llm" and trace["fallbacks"] == []
-    assert trace["reply"]["result"] == "ok" and trace["llm_calls"] == 3 and trace["tokens"] > 0
+    assert trace["reply"]["result"] == "ok" and trace["tokens"] > 0
+    assert [c["purpose"] for c in trace["calls"]] == [
+        "dialogue_acts",
+        "probe_tools",
+        "plan",
+        "grounded_reply",
+    ]
     sent = request_data(llm_server.requests[-1]["body"])["candidates"]
     assert [i["item_id"] for i in turn.items] == [c["item_id"] for c in sent][::-1]  # re-ranked
     assert turn.state["shown"] == [engine.catalog.position(i["item_id"]) for i in turn.items]
@@ -407,9 +416,8 @@ def test_tool_errors_and_contradictions_fall_back_to_the_policy(engine, llm_serv
     assert any("unknown field" in e for e in errors) and any("unknown tool" in e for e in errors)
     assert "ruled out" in plan["reflection"]
     _assert_flagship_items(engine, turn)
-    assert {i["item_id"] for i in turn.items} <= {i["item_id"] for i in expected.items} | {
-        i["item_id"] for i in turn.items if engine.catalog.position(i["item_id"]) is not None
-    }
+    # a plan that went wrong leaves the embedded engine's list: nothing the LLM made up
+    assert {i["item_id"] for i in turn.items} <= {i["item_id"] for i in expected.items}
 
 
 def test_compare_and_explain_tools_feed_the_reply(engine, llm_server, tmp_path):
@@ -573,3 +581,206 @@ def test_the_http_api_serves_llm_turns_and_survives_a_misbehaving_llm(engine, ll
     assert body["trace"]["llm"]["fallbacks"] == ["reply"]
     assert llm_server.requests, "the LLM was asked"
     store.close()
+
+
+# ----- dialects: negotiated once per server and model ----------------------------------------
+def _dialect_server(dialect: str):
+    from llm_server import ScriptedLLM
+
+    return ScriptedLLM(helpful, dialect=dialect)
+
+
+def test_llama_cpp_dialect_is_negotiated_once_and_never_cools_down(engine, tmp_path):
+    with _dialect_server("llama.cpp") as server:
+        server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS))
+        conversation = _conversation(engine, server, tmp_path, cooldown=60)
+        session = conversation.start()
+        first = session.send(FLAGSHIP)
+        trace = first.trace["llm"]
+        assert trace["fallbacks"] == [], trace
+        understanding = trace["calls"][0]
+        assert understanding["form"] == "json_object" and understanding["outcome"] == "ok"
+        assert understanding["dialect"] == ["json_schema rejected (500): json_object"]
+        assert trace["dialect"]["structured"] == "json_object"
+        assert trace["dialect"]["tools"] == "json"  # no tool calls came back to the probe
+        assert trace["plan"]["tools"] == "json" and trace["reply"]["result"] == "ok"
+        _assert_flagship_items(engine, first)
+        sent = len(server.requests)
+        second = session.send("none of these")
+        assert second.trace["llm"]["fallbacks"] == []
+        later = [r["body"] for r in server.requests[sent:]]
+        assert later and all(
+            b.get("response_format", {}).get("type") != "json_schema" for b in later
+        )
+        assert "probe_tools" not in [request_kind(b) for b in later]  # asked once
+        fmt = later[0]["response_format"]
+        assert fmt["type"] == "json_object" and fmt["schema"]["type"] == "object"
+
+
+def test_a_server_without_json_mode_or_tools_gets_json_in_the_prompt(engine, tmp_path):
+    with _dialect_server("plain") as server:
+        server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS))
+        turn = _conversation(engine, server, tmp_path, cooldown=60).start().send(FLAGSHIP)
+        trace = turn.trace["llm"]
+        assert trace["fallbacks"] == [] and trace["dialect"]["structured"] == "prompt"
+        assert trace["dialect"]["tools"] == "json"
+        rejected = [c for c in trace["calls"] if c.get("errors")]
+        assert all("rejected (400)" in c["errors"][0] for c in rejected)
+        prompt_only = [r["body"] for r in server.requests if "response_format" not in r["body"]]
+        assert '"intents"' in prompt_only[0]["messages"][0]["content"]  # the schema, in words
+        _assert_flagship_items(engine, turn)
+
+
+def test_fixed_forms_from_the_config_are_used_as_given(engine, llm_server, tmp_path):
+    conversation = _conversation(
+        engine, llm_server, tmp_path, json_mode="json_object", tools="json"
+    )
+    conversation.start().send(FLAGSHIP)
+    bodies = [r["body"] for r in llm_server.requests]
+    assert all("tools" not in b for b in bodies)
+    assert {b["response_format"]["type"] for b in bodies} == {"json_object"}
+    assert "probe_tools" not in [request_kind(b) for b in bodies]
+
+
+def _check_cli(server_url: str, *extra: str):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "whyrec.cli",
+            "llm",
+            "check",
+            "--llm-base-url",
+            server_url,
+            "--llm-model",
+            "test-model",
+            "--llm-timeout",
+            "2",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("dialect", "structured", "tools"),
+    [
+        ("openai", "json_schema", "native"),
+        ("llama.cpp", "json_object", "json"),
+        ("plain", "prompt", "json"),
+    ],
+)
+def test_llm_check_names_the_dialect(dialect, structured, tools):
+    from whyrec.llm.check import check_server
+
+    def sums(body):
+        return json_reply({"sum": 5}) if request_kind(body) == "probe_json" else helpful(body)
+
+    with _dialect_server(dialect) as server:
+        server.responder = sums
+        report = check_server(_config(server))
+    assert report.ok, report
+    assert (report.structured, report.tools) == (structured, tools)
+    assert report.forms[structured] == "works" and report.latency is not None
+
+
+def test_llm_check_cli_reports_and_fails_in_one_line(llm_server):
+    from llm_server import ScriptedLLM
+
+    llm_server.responder = lambda body: json_reply({"sum": 5})
+    done = _check_cli(llm_server.base_url, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["dialect"] == {"structured": "json_schema", "tools": "native"}
+    closed = ScriptedLLM()
+    url = closed.base_url
+    closed.stop()
+    done = _check_cli(url)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach" in lines[0] and "--llm-base-url" in lines[0]
+    import os
+    import subprocess
+    import sys
+
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("WHYREC_LLM_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "whyrec.cli", "llm", "check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=bare | {"HOME": "/nonexistent"},
+    )
+    assert done.returncode == 2 and "not configured" in done.stderr
+    with _dialect_server("openai") as server:  # answers every form with a 500
+        server.responder = lambda body: error(500)
+        done = _check_cli(server.base_url)
+    assert done.returncode == 2 and "rejected every way" in done.stderr
+
+
+# ----- the LLM as a recommender, under the shared protocol -------------------------------------
+def _recommender_llm(dataset):
+    """Names two catalog films nobody has seen, one film the user saw and one invented
+    film; reranks by reversing the candidates and adding a number that is no candidate."""
+    import numpy as np
+
+    unseen = np.flatnonzero(dataset.item_popularity() == 0)[:2]
+    fresh = [dataset.catalog.titles[p] for p in unseen]
+
+    def respond(body):
+        data = request_data(body)
+        if request_kind(body) == "recommend_titles":
+            watched = data["watched"]
+            return json_reply({"titles": [fresh[0], FAKE_TITLES[0], watched[0], fresh[1]]})
+        if request_kind(body) == "rerank":
+            numbers = [c["number"] for c in data["candidates"]][::-1]
+            return json_reply({"order": [999, *numbers[:10]]})
+        return error(500)
+
+    return respond
+
+
+def test_evaluate_llm_and_llm_rerank_under_the_protocol(ml_core, llm_server, tmp_path):
+    from whyrec.cli import main
+
+    llm_server.responder = _recommender_llm(ml_core)
+    out = tmp_path / "llm.json"
+    argv = [
+        "evaluate",
+        "--kcore",
+        "20",
+        "--models",
+        "pop,llm,llm-rerank",
+        "--max-users",
+        "6",
+        "--json",
+        str(out),
+        "--k",
+        "10",
+        "--llm-base-url",
+        llm_server.base_url,
+        "--llm-model",
+        "test-model",
+        "--param",
+        "llm-rerank.candidates=20",
+    ]
+    try:
+        main(argv)
+    except SystemExit as exited:
+        assert exited.code in (0, None)
+    report = json.loads(out.read_text())
+    assert report["split"]["test_users"] == 6 and report["split"]["sampled_users"]["of"] > 6
+    llm = report["models"]["llm"]["llm"]
+    assert llm["parsed"] == 1.0 and llm["calls"] == 6 and llm["tokens"] > 0
+    assert llm["hallucinated"] == pytest.approx(0.25) and llm["repeated"] == pytest.approx(0.25)
+    rerank = report["models"]["llm-rerank"]["llm"]
+    assert rerank["parsed"] == 1.0 and rerank["hallucinated"] == pytest.approx(1 / 11)
+    assert 0 <= report["models"]["llm"]["metrics"]["ndcg@10"]["mean"] <= 1
+    pairs = {(r["model_a"], r["model_b"]) for r in report["significance"]}
+    assert ("popularity", "llm") in pairs and all(r["n_users"] == 6 for r in report["significance"])

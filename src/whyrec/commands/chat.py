@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +21,7 @@ from whyrec.commands.llm_options import (
     LLMTimeout,
     llm_config_from,
 )
+from whyrec.errors import WhyrecError
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -50,13 +51,18 @@ def chat(
 ) -> None:
     """Conversational recommendations. Reads one message per line when stdin is not a terminal."""
     from whyrec.bundle import Bundle
+    from whyrec.commands.checks import check_store
     from whyrec.engine import Engine
+    from whyrec.jsonout import dumps
     from whyrec.llm import open_conversation
     from whyrec.store import open_store
 
+    if user is not None and session is not None:
+        raise WhyrecError("give --user to start a session or --session to resume one, not both")
+    target = check_store(db or str(default_session_db()))
     config = llm_config_from(llm, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config)
     conversation = open_conversation(
-        Engine(Bundle.load(bundle)), store=open_store(db or str(default_session_db())), llm=config
+        Engine(Bundle.load(bundle)), store=open_store(target), llm=config
     )
     current = conversation.resume(session) if session else conversation.start(user)
     interactive = sys.stdin.isatty() and not as_json
@@ -67,20 +73,38 @@ def chat(
         )
         if config is not None:
             console.print(f"[dim]LLM: {config.describe()}[/dim]")
-    while True:
-        try:
-            message = console.input("[bold cyan]you>[/bold cyan] ") if interactive else input()
-        except EOFError:
-            break
+    for message in _typed() if interactive else _piped(current.id):
         if not interactive and not message.strip():
             continue
         turn = current.send(message)
         if as_json:
-            print(json.dumps(turn.to_dict(), ensure_ascii=False), flush=True)
+            print(dumps({"session_id": current.id, **turn.to_dict()}), flush=True)
         elif interactive:
             _render(turn)
         else:
             print(turn.reply, flush=True)
+
+
+def _typed() -> Iterator[str]:
+    """Messages typed at the terminal, until Ctrl-D."""
+    while True:
+        try:
+            yield console.input("[bold cyan]you>[/bold cyan] ")
+        except EOFError:
+            return
+
+
+def _piped(session_id: str) -> Iterator[str]:
+    """One message per line of standard input, decoded line by line: a line that is not
+    UTF-8 stops the conversation with its line number, after the lines before it."""
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            yield raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise WhyrecError(
+                f"line {number} of standard input is not UTF-8 text; the messages before it "
+                f"are saved in session {session_id}"
+            ) from None
 
 
 def _render(turn) -> None:

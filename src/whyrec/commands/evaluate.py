@@ -8,7 +8,6 @@ a failure never leaves a partial JSON or HTML behind.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,9 +16,25 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt
+from whyrec.commands.checks import (
+    check_choice,
+    check_fraction,
+    check_input_file,
+    check_k,
+    check_output_file,
+)
+from whyrec.commands.llm_options import (
+    LLMApiKey,
+    LLMBaseURL,
+    LLMConfigFile,
+    LLMModel,
+    LLMTimeout,
+    llm_config_from,
+)
+from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt, check_data_options
 from whyrec.console import count_progress
 from whyrec.errors import WhyrecError
+from whyrec.jsonout import strict
 
 if TYPE_CHECKING:  # the heavy modules load when a command runs, not when the CLI starts
     from whyrec.data.dataset import Dataset
@@ -30,7 +45,12 @@ if TYPE_CHECKING:  # the heavy modules load when a command runs, not when the CL
 console = Console(highlight=False)
 
 SPLIT_CHOICES = "loo, user-temporal, temporal, random or fixed"
-MODEL_CHOICES = "pop(ularity), itemknn, ease, ials, bpr, relmf, text, sasrec, sasrec-text, hybrid"
+MODEL_CHOICES = (
+    "pop(ularity), itemknn, ease, ials, bpr, relmf, text, sasrec, sasrec-text, hybrid, "
+    "llm, llm-rerank"
+)
+LLM_MODELS = ("llm", "llm-rerank")
+"""Models that ask the LLM server (configured like `whyrec chat --llm`)."""
 
 TABLE_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hr", "coverage", "arp", "aplt")
 """Columns of the printed table; the JSON and HTML report carry every metric."""
@@ -42,11 +62,21 @@ SplitOpt = Annotated[str, typer.Option("--split", help=f"One of {SPLIT_CHOICES}.
 
 
 # ----- parsing shared with `whyrec tune` ---------------------------------------------------
-def canonical_model_name(name: str) -> str:
-    """Registered name for a model name or alias ("pop" → "popularity")."""
+def _model_class(name: str) -> type[Recommender]:
+    """A registered model, or one of the LLM models (evaluated only: they ask a server
+    when scoring, so they are not in the registry of models that train and save)."""
     from whyrec.models import model_class
 
-    return model_class(name).name
+    if name.strip().lower() in LLM_MODELS:
+        from whyrec.llm.recommender import LLMRecommender, LLMReranker
+
+        return {"llm": LLMRecommender, "llm-rerank": LLMReranker}[name.strip().lower()]
+    return model_class(name)
+
+
+def canonical_model_name(name: str) -> str:
+    """Registered name for a model name or alias ("pop" → "popularity")."""
+    return _model_class(name).name
 
 
 def parse_model_list(text: str) -> list[str]:
@@ -62,25 +92,33 @@ def parse_model_list(text: str) -> list[str]:
 
 
 def parse_model_params(pairs: list[str] | None, models: list[str]) -> dict[str, dict[str, str]]:
-    """["ease.reg=500"] → {"ease": {"reg": "500"}}; the model must be one being evaluated."""
+    """["ease.reg=500"] → {"ease": {"reg": "500"}}: one syntax in every command.
+
+    `MODEL.NAME=VALUE` names a model being run; plain `NAME=VALUE` is accepted when only
+    one model is (train, tune, explain-eval, or evaluate with one model)."""
     parsed: dict[str, dict[str, str]] = {name: {} for name in models}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         model, dot, param = key.strip().partition(".")
-        if not sep or not dot or not model or not param:
-            raise WhyrecError(f"--param expects MODEL.NAME=VALUE (e.g. ease.reg=500), got {pair!r}")
+        if not dot:
+            model, param = "", model
+        if not dot and len(models) == 1:
+            model = models[0]
+        if not sep or not model or not param.strip():
+            raise WhyrecError(
+                f"--param expects MODEL.NAME=VALUE (e.g. ease.reg=500; the MODEL. prefix may "
+                f"be left out when one model runs), got {pair!r}"
+            )
         name = canonical_model_name(model)
         if name not in parsed:
-            raise WhyrecError(f"--param {pair!r} names {name}, which is not in --models")
+            raise WhyrecError(f"--param {pair!r} names {name}, which is not being run")
         parsed[name][param.strip()] = value.strip()
     return parsed
 
 
 def build_model(name: str, params: dict[str, object], seed: int) -> Recommender:
     """A model with the given parameters; the run's seed fills its `seed` unless given."""
-    from whyrec.models import model_class
-
-    cls = model_class(name)
+    cls = _model_class(name)
     params = dict(params)
     if "seed" in cls.Config.model_fields and "seed" not in params:
         params["seed"] = seed
@@ -102,10 +140,9 @@ def load_split(
     from whyrec.data.loaders import load_dataset
     from whyrec.data.splits import SPLIT_METHODS, split
 
-    if method not in SPLIT_METHODS:
-        raise WhyrecError(f"unknown split {method!r}; choose from {', '.join(SPLIT_METHODS)}")
-    if not 0 < test_fraction < 1:
-        raise WhyrecError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
+    check_choice(method, SPLIT_METHODS, "--split")
+    check_fraction(test_fraction, "--test-fraction")
+    check_data_options(min_rating, kcore, "error")
     dataset = load_dataset(data, source=source, min_rating=min_rating, kcore=kcore)
     result = split(
         dataset,
@@ -117,6 +154,13 @@ def load_split(
     )
     check_split(result)
     return dataset, result
+
+
+def check_k_in_catalog(ks: list[int], result: Split) -> None:
+    """A cut-off longer than the catalog ranks nothing more, only costs memory: refuse it."""
+    items = result.train.n_items
+    if max(ks) > items:
+        raise WhyrecError(f"--k {max(ks):,} is longer than the catalog ({items:,} items)")
 
 
 def check_split(result: Split) -> None:
@@ -132,17 +176,6 @@ def check_split(result: Split) -> None:
     trained_items = int((result.train.matrix.getnnz(axis=0) > 0).sum())
     if trained_items < 2:
         raise EvaluationError("the training data covers fewer than 2 items; nothing to rank")
-
-
-def check_output(path: Path | None, option: str) -> None:
-    """Fail before the work, not after, when an output cannot be written."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise WhyrecError(f"{option} {path} is a directory; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise WhyrecError(f"{option} {path}: {parent} is not a directory")
 
 
 # ----- printing ------------------------------------------------------------------------------
@@ -178,6 +211,15 @@ def print_report(report: EvaluationReport) -> None:
         table.add_row("fit s", *[f"{r.fit_seconds:.2f}" for r in report.results])
         table.add_row("score s", *[f"{r.score_seconds:.2f}" for r in report.results])
         console.print(table)
+    for result in report.results:
+        asked = (result.model.run_stats() or {}).get("llm")
+        if asked:
+            console.print(
+                f"{result.name}: {asked['users']} users asked, parsed {asked['parsed']:.0%}, "
+                f"hallucinated {asked['hallucinated']:.0%} and repeated {asked['repeated']:.0%} "
+                f"of {asked['titles']} answers, {asked['calls']} calls, {asked['tokens']:,} "
+                f"tokens, {asked['seconds']:.1f} s"
+            )
     print_rare_items(report)
 
 
@@ -214,17 +256,6 @@ def _three(value: float) -> str:
     return "—" if value != value else f"{value:.3f}"
 
 
-def _nan_to_none(value):
-    """JSON has no NaN: an undefined measure (no cited evidence at all) becomes null."""
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_to_none(v) for v in value]
-    if isinstance(value, float) and value != value:
-        return None
-    return value
-
-
 def measure_explanations(
     models: dict[str, Recommender], result: Split, k: int, n_users: int | None, seed: int
 ) -> dict[str, dict]:
@@ -240,7 +271,7 @@ def measure_explanations(
         for name, model in models.items():
             progress.update(task, description=f"explaining {name}")
             fidelity = explanation_fidelity(model, result, k=k, n_users=n_users, seed=seed)
-            measured[name] = _nan_to_none(fidelity)
+            measured[name] = strict(fidelity)
             progress.advance(task)
             table.add_row(
                 name,
@@ -310,21 +341,45 @@ def evaluate(
             "than this (the cold-ish slice).",
         ),
     ] = 5,
+    max_users: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Evaluate every model on this many test users, sampled with the seed "
+            "(LLM models make one call per user).",
+        ),
+    ] = None,
+    llm_base_url: LLMBaseURL = None,
+    llm_model: LLMModel = None,
+    llm_api_key: LLMApiKey = None,
+    llm_timeout: LLMTimeout = None,
+    llm_config: LLMConfigFile = None,
 ) -> None:
     """Fit models on a split and rank every test user against the full catalog."""
     from whyrec.evaluation.protocol import evaluate_models, parse_ks
 
     names = parse_model_list(models)
-    ks = parse_ks(k)
+    ks = [check_k(value) for value in parse_ks(k)]
     params = parse_model_params(param, names)
     instances = {name: build_model(name, params[name], seed) for name in names}
-    check_output(json_path, "--json")
-    check_output(report_path, "--report")
+    check_output_file(json_path, "--json")
+    check_output_file(report_path, "--report")
+    check_input_file(train_file, "--train-file")
+    check_input_file(test_file, "--test-file")
+    asking = [name for name in names if name in LLM_MODELS]
+    if asking:
+        config = llm_config_from(
+            True, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config
+        )
+        for name in asking:
+            instances[name].use_llm(config)
 
     dataset, result = load_split(
         data, split_method, seed, test_fraction, train_file, test_file, source, min_rating, kcore
     )
+    check_k_in_catalog(ks, result)
     n_users = int((result.test.matrix.getnnz(axis=1) > 0).sum())
+    n_users = min(n_users, max_users or n_users)
     with progress_bar() as progress:
         tasks = {
             name: progress.add_task(f"{name}: waiting", total=n_users, start=False)
@@ -347,6 +402,7 @@ def evaluate(
             batch_size=batch_size,
             on_event=on_event,
             rare_below=rare_below,
+            max_users=max_users,
         )
     report.dataset = dataset.name
     report.split.setdefault("protocol", {})["ks"] = ks
@@ -355,8 +411,9 @@ def evaluate(
         report.explanations = measure_explanations(instances, result, ks[0], explain_users, seed)
     if json_path is not None:
         from whyrec.evaluation.report import write_atomic
+        from whyrec.jsonout import dumps
 
-        write_atomic(json_path, json.dumps(report.to_dict(), indent=2, allow_nan=False))
+        write_atomic(json_path, dumps(report.to_dict(), indent=2))
         console.print(f"JSON → {json_path}")
     if report_path is not None:
         from whyrec.evaluation.report import write_html

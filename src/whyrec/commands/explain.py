@@ -36,15 +36,17 @@ def explain_command(
     with_value: WithOpt = None,
     without_value: WithoutOpt = None,
     years: YearsOpt = None,
-    reasons: Annotated[int, typer.Option(min=1, help="History items cited.")] = 3,
+    reasons: Annotated[int, typer.Option(min=1, max=50, help="History items cited.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the evidence as JSON.")] = False,
 ) -> None:
     """Why an item is recommended to a user, or why it is not (rank, filters, what it lacks)."""
     from whyrec.bundle import Bundle
+    from whyrec.commands.checks import check_k
     from whyrec.commands.options import resolve_request
     from whyrec.engine import Engine
     from whyrec.explain.render import sentences, to_json
 
+    check_k(k)
     engine = Engine(Bundle.load(bundle))
     query = resolve_request(engine, user, history, with_value, without_value, years, k)
     position = resolve_item(engine, item)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from whyrec.commands.options import KcoreOpt, MinRatingOpt, ParamOpt, SourceOpt
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -31,33 +32,34 @@ def explain_eval_command(
     ] = 3,
     seed: Annotated[int, typer.Option(help="Seed of user sampling and random evidence.")] = 0,
     split_seed: Annotated[int, typer.Option(help="Seed of the split.")] = 42,
-    param: Annotated[
-        list[str] | None, typer.Option(help="Hyper-parameter NAME=VALUE (repeatable).")
-    ] = None,
-    source: Annotated[
-        Path | None,
-        typer.Option(help="Local folder holding NAME.zip or NAME/ (default: $WHYREC_DATA_DIR)."),
-    ] = None,
-    min_rating: Annotated[
-        float | None, typer.Option(help="Count only ratings >= this as positives.")
-    ] = None,
-    kcore: Annotated[
-        int | None, typer.Option(help="Keep only users and items with >= k interactions.")
-    ] = None,
+    param: ParamOpt = None,
+    source: SourceOpt = None,
+    min_rating: MinRatingOpt = None,
+    kcore: KcoreOpt = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the full result to this file.")
     ] = None,
 ) -> None:
     """Fit a model on a split and measure the faithfulness of its explanations."""
-    from whyrec.commands.options import parse_params
-    from whyrec.data.loaders import load_dataset
-    from whyrec.data.splits import split
+    from whyrec.commands.checks import check_choice, check_k, check_output_file
+    from whyrec.commands.evaluate import (
+        canonical_model_name,
+        check_k_in_catalog,
+        parse_model_params,
+    )
+    from whyrec.commands.options import load_data
+    from whyrec.data.splits import SPLIT_METHODS, split
     from whyrec.explain.fidelity import explanation_fidelity
     from whyrec.models import model_class
 
-    recommender = model_class(model)(**parse_params(param))
-    dataset = load_dataset(data, source=source, min_rating=min_rating, kcore=kcore)
+    name = canonical_model_name(model)
+    recommender = model_class(name)(**parse_model_params(param, [name])[name])
+    check_choice(split_method, [m for m in SPLIT_METHODS if m != "fixed"], "--split")
+    check_k(k)
+    check_output_file(json_out, "--json")
+    dataset = load_data(data, source, min_rating, kcore)
     parts = split(dataset, split_method, seed=split_seed)
+    check_k_in_catalog([k], parts)
     started = time.perf_counter()
     with out.status(f"fitting {recommender!r}"):
         recommender.fit(parts.train)
@@ -68,8 +70,10 @@ def explain_eval_command(
     seconds = time.perf_counter() - started
     result["settings"].update(dataset=dataset.name, model=repr(recommender), seconds=seconds)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2))
+        from whyrec.evaluation.report import write_atomic
+        from whyrec.jsonout import dumps
+
+        write_atomic(json_out, dumps(result, indent=2))
 
     settings = result["settings"]
     table = Table(

@@ -7,7 +7,6 @@ the HTML report and `summary.json` next to it, and prints the headline figures (
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +14,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from whyrec.commands.checks import check_count, check_output_dir, check_output_file
 from whyrec.commands.options import BundleOpt
 from whyrec.errors import WhyrecError
 
 console = Console(highlight=False, soft_wrap=True)
+
+MAX_LATENTS = 1 << 16
+"""A dictionary this large already needs gigabytes of weights for a wide model."""
+MAX_EPOCHS = 100_000
 
 
 def interpret_command(
@@ -46,11 +50,17 @@ def interpret_command(
     from whyrec.interpret.probe import probe_for
     from whyrec.interpret.report import write_html
     from whyrec.interpret.sae import SAEConfig
+    from whyrec.jsonout import dumps
 
+    check_count(latents, "--latents", MAX_LATENTS)
+    check_count(epochs, "--epochs", MAX_EPOCHS)
     if k > latents:
         raise WhyrecError(f"--k ({k}) cannot exceed --latents ({latents})")
     if out.suffix.lower() not in (".html", ".htm"):
         raise WhyrecError(f"--out should be an .html file, got {out}")
+    check_output_file(out, "--out")
+    if save_sae is not None:
+        check_output_dir(save_sae, "--save-sae")
     loaded = Bundle.load(bundle)
     probe_for(loaded.model)  # fail fast, before any work, if the model has no probe point
     config = InterpretConfig(
@@ -60,7 +70,7 @@ def interpret_command(
     result = interpret_bundle(loaded, config, ablate=ablate or (), boost=boost or ())
     data = summary(result)
     write_html(result, out)
-    write_atomic(out.with_name("summary.json"), json.dumps(data, indent=2, ensure_ascii=False))
+    write_atomic(out.with_name("summary.json"), dumps(data, indent=2))
     if save_sae is not None:
         result.sae.save(save_sae)
     _print_summary(data)

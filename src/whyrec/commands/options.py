@@ -30,26 +30,45 @@ WithoutOpt = Annotated[
     list[str] | None, typer.Option("--without", help="No items with FIELD=VALUE[|VALUE].")
 ]
 YearsOpt = Annotated[str | None, typer.Option(help="Year range, e.g. 1990-1999 or 2010-.")]
+OnBadRowsOpt = Annotated[
+    str,
+    typer.Option(
+        help="A rating that is not a number: error (name the file and line) or skip (count)."
+    ),
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Hyper-parameter MODEL.NAME=VALUE, e.g. ease.reg=250 (MODEL. optional with one "
+        "model; repeatable)."
+    ),
+]
 
 
-def load_data(data: str, source: Path | None, min_rating: float | None, kcore: int | None):
+def check_data_options(min_rating: float | None, kcore: int | None, on_bad_rows: str) -> None:
+    """The shared data options, checked before anything is read."""
+    from whyrec.commands.checks import check_choice, check_count, check_finite
+    from whyrec.data.loaders import BAD_ROW_POLICIES
+
+    check_finite(min_rating, "--min-rating")
+    check_count(kcore, "--kcore")
+    check_choice(on_bad_rows, BAD_ROW_POLICIES, "--on-bad-rows")
+
+
+def load_data(
+    data: str,
+    source: Path | None,
+    min_rating: float | None,
+    kcore: int | None,
+    on_bad_rows: str = "error",
+):
     """Load a named dataset or a directory with the shared filtering options."""
     from whyrec.data.loaders import load_dataset
 
-    return load_dataset(data, source=source, min_rating=min_rating, kcore=kcore)
-
-
-def parse_params(params: list[str] | None) -> dict[str, str]:
-    """Parse repeated `--param NAME=VALUE` options into a dict."""
-    from whyrec.errors import WhyrecError
-
-    parsed = {}
-    for pair in params or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise WhyrecError(f"--param expects NAME=VALUE, got {pair!r}")
-        parsed[key.strip()] = value.strip()
-    return parsed
+    check_data_options(min_rating, kcore, on_bad_rows)
+    return load_dataset(
+        data, source=source, min_rating=min_rating, kcore=kcore, on_bad_rows=on_bad_rows
+    )
 
 
 def resolve_request(
@@ -60,17 +79,22 @@ def resolve_request(
     without_value: list[str] | None,
     years: str | None,
     k: int = 10,
+    allow_nobody: bool = False,
 ):
     """The `Query` of the options `recommend` and `explain` share (`Engine.query` resolves
     the person and checks the filter against the catalog, as the API does).
 
-    Exactly one of a known user or a list of titles/ids stands for the person.
+    Exactly one of a known user or a list of titles/ids stands for the person (or
+    neither, with `allow_nobody`, when a free-text query says what is wanted).
     """
+
     from whyrec.errors import WhyrecError
     from whyrec.filters import ItemFilter, parse_assignments, parse_years
 
-    if (user is None) == (history is None):
-        raise WhyrecError("give exactly one of --user or --history")
+    if user is not None and history is not None:
+        raise WhyrecError("give exactly one of --user or --history, not both")
+    if user is None and history is None and not allow_nobody:
+        raise WhyrecError("give exactly one of --user or --history (or a --query)")
     low, high = parse_years(years)
     item_filter = ItemFilter(
         parse_assignments(with_value, "--with"),

@@ -34,12 +34,18 @@ def serve(
     ] = "whyrec-sessions.sqlite",
     api_key: Annotated[
         list[str] | None,
-        typer.Option(help="Accepted X-API-Key (repeatable; default: $WHYREC_API_KEYS)."),
+        typer.Option(
+            help="Accepted X-API-Key, KEY or KEY:RATE requests a second (repeatable; default: "
+            "$WHYREC_API_KEYS, comma-separated). A key without a rate is not rate-limited."
+        ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
     rate_limit: Annotated[
-        float, typer.Option(min=0, help="Requests a second per caller (0: unlimited).")
+        float,
+        typer.Option(
+            min=0, help="Requests a second per chat session or anonymous caller (0: unlimited)."
+        ),
     ] = 20.0,
     rate_burst: Annotated[int, typer.Option(min=1, help="Burst allowance per caller.")] = 40,
     max_body: Annotated[int, typer.Option(min=1024, help="Largest request body, bytes.")] = 65536,
@@ -73,10 +79,12 @@ def serve(
     """Serve the API (OpenAPI at /docs) and the chat page at / until interrupted."""
     import uvicorn
 
+    from whyrec.commands.checks import check_store
     from whyrec.serve.app import create_app, prepare_server_process
     from whyrec.serve.security import api_keys_from
     from whyrec.serve.service import Service, ServiceConfig
 
+    check_store(db)
     config = ServiceConfig(
         bundle=Path(bundle),
         db=db,
@@ -90,17 +98,13 @@ def serve(
         workers=workers,
         llm=llm_config_from(llm, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config),
     )
-    if not config.api_keys:
-        err.print(
-            "[yellow]warning:[/yellow] no API keys (--api-key or WHYREC_API_KEYS): anyone who "
-            f"reaches {host}:{port} may call the API"
-        )
     if workers > 1:
         serve_workers(config, host, port, log_level)
         return
     with err.status(f"loading {bundle} and opening {db.split('@')[-1]}"):
         service = Service.from_config(config)
     prepare_server_process()
+    warn_if_open(config, host, port)
     err.print(f"whyrec serving {bundle} on http://{host}:{port}/ (API docs at /docs)")
     try:
         uvicorn.run(
@@ -112,6 +116,15 @@ def serve(
         )
     finally:
         service.close()
+
+
+def warn_if_open(config: ServiceConfig, host: str, port: int) -> None:
+    """Said once everything checked out, so a refused start is one line only."""
+    if not config.api_keys:
+        err.print(
+            "[yellow]warning:[/yellow] no API keys (--api-key or WHYREC_API_KEYS): anyone who "
+            f"reaches {host}:{port} may call the API"
+        )
 
 
 def serve_workers(config: ServiceConfig, host: str, port: int, log_level: str) -> None:
@@ -141,6 +154,7 @@ def serve_workers(config: ServiceConfig, host: str, port: int, log_level: str) -
         SharedRateLimiter.create(rate_table(shared))
         config.shared_dir = shared
         config.to_environment()
+        warn_if_open(config, host, port)
         err.print(
             f"whyrec serving {config.bundle} on http://{host}:{supervisor.port}/ with "
             f"{config.workers} worker processes (API docs at /docs)"

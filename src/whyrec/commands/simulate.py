@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -12,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from whyrec.commands.checks import check_count
 from whyrec.commands.llm_options import (
     LLMApiKey,
     LLMBaseURL,
@@ -22,6 +22,7 @@ from whyrec.commands.llm_options import (
 )
 from whyrec.console import count_progress
 from whyrec.errors import WhyrecError
+from whyrec.jsonout import dumps
 
 console = Console(highlight=False)
 
@@ -58,11 +59,23 @@ def simulate(
     import pandas as pd
 
     from whyrec.bundle import Bundle
+    from whyrec.commands.checks import check_choice, check_input_file, check_output_file
+    from whyrec.conversation.policy import POLICIES
     from whyrec.engine import Engine
     from whyrec.evaluation.conversational import simulate as run
-    from whyrec.evaluation.simulated_users import episodes_from_targets
+    from whyrec.evaluation.simulated_users import USER_MODES, episodes_from_targets
 
+    check_choice(user_mode, USER_MODES, "--user-mode")
     names = [p.strip() for p in policies.split(",") if p.strip()]
+    if not names:
+        raise WhyrecError("give at least one policy, e.g. --policies ours,random")
+    for name in names:
+        check_choice(name, POLICIES, "--policies")
+    check_count(episodes, "--episodes", 1_000_000)
+    check_count(max_turns, "--max-turns", 1000)
+    check_count(rec_size, "--rec-size", 1000)
+    check_output_file(json_out, "--json")
+    check_input_file(targets, "--targets")
     config = llm_config_from(
         llm or user_mode == "llm", llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config
     )
@@ -101,7 +114,7 @@ def _write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2)
+        handle.write(dumps(payload, indent=2))
     os.replace(tmp, path)
 
 

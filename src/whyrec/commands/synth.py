@@ -29,9 +29,12 @@ def data_synth(
 ) -> None:
     """Synthetic interactions + items with power-law popularity and activity, latent tastes,
     taste-correlated attributes and timestamps; generated in blocks of users."""
+    from whyrec.commands.checks import check_choice, check_output_dir
     from whyrec.console import count_progress
     from whyrec.data.synth import SynthConfig, write_synthetic
 
+    check_choice(file_format, ("auto", "csv", "parquet"), "--format")
+    check_output_dir(out_dir, "--out")
     try:
         config = SynthConfig(users=users, items=items, interactions=interactions, seed=seed)
     except ValidationError as exc:

@@ -10,24 +10,25 @@ new user of the model would never see.
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from whyrec.commands.checks import check_k, check_output_file
 from whyrec.commands.evaluate import (
     SplitOpt,
     build_model,
     canonical_model_name,
-    check_output,
+    check_k_in_catalog,
     check_split,
     console,
     load_split,
+    parse_model_params,
     progress_bar,
 )
-from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt
+from whyrec.commands.options import KcoreOpt, MinRatingOpt, ParamOpt, SourceOpt
 from whyrec.errors import WhyrecError
 
 
@@ -65,9 +66,7 @@ def tune(
     split_method: SplitOpt = "loo",
     metric: Annotated[str, typer.Option(help="Selection metric, e.g. ndcg@10.")] = "ndcg@10",
     seed: Annotated[int, typer.Option(help="Seed of the splits and models.")] = 0,
-    param: Annotated[
-        list[str] | None, typer.Option(help="Fixed hyper-parameter NAME=VALUE (repeatable).")
-    ] = None,
+    param: ParamOpt = None,
     test_fraction: Annotated[
         float, typer.Option(help="Held-out share for user-temporal, temporal and random.")
     ] = 0.2,
@@ -89,12 +88,8 @@ def tune(
 
     name = canonical_model_name(model)
     metric_name, metric_k = parse_metric(metric)
-    fixed: dict[str, str] = {}
-    for pair in param or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise WhyrecError(f"--param expects NAME=VALUE, got {pair!r}")
-        fixed[key.strip()] = value.strip()
+    check_k(metric_k, "--metric's cut-off")
+    fixed = parse_model_params(param, [name])[name]
     points = grid_points(parse_grid(grid))
     for point in points:
         overlap = sorted(set(point) & set(fixed))
@@ -103,11 +98,12 @@ def tune(
         build_model(name, {**fixed, **point}, seed)  # reject bad names/values before any work
     if split_method == "fixed":
         raise WhyrecError("tune re-splits the training data; use loo, user-temporal, ...")
-    check_output(json_path, "--json")
+    check_output_file(json_path, "--json")
 
     dataset, outer = load_split(
         data, split_method, seed, test_fraction, None, None, source, min_rating, kcore
     )
+    check_k_in_catalog([metric_k], outer)
     inner = split(outer.train, split_method, seed=seed, test_fraction=test_fraction)
     check_split(inner)
     validation_target = EvaluationTarget.from_split(inner)
@@ -146,6 +142,7 @@ def tune(
     console.print(f"test {key} of the chosen setting (not used to choose): {test_value:.4f}")
     if json_path is not None:
         from whyrec.evaluation.report import write_atomic
+        from whyrec.jsonout import dumps
 
         payload = {
             "dataset": dataset.name,
@@ -156,4 +153,4 @@ def tune(
             "grid": [{"params": p, "validation": v, "fit_seconds": s} for p, v, s in rows],
             "best": {"params": best_point, "validation": best_value, "test": test_value},
         }
-        write_atomic(json_path, json.dumps(payload, indent=2, allow_nan=False))
+        write_atomic(json_path, dumps(payload, indent=2))

@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import whyrec.conversation.replies as replies
+from whyrec.conversation.directions import (
+    NUMERIC_KINDS,
+    ItemMeasures,
+    critique_bound,
+    describe_numeric_shift,
+    describe_shift,
+)
+from whyrec.conversation.lexicon import LEXICON_FILE, load_lexicon
 from whyrec.conversation.policy import Action, CandidateScorer, Policy, PolicyConfig, WishScorer
 from whyrec.conversation.state import DialogueState, Question
 from whyrec.conversation.understanding import Intent, Understander, Understanding
@@ -68,23 +76,62 @@ class Conversation:
         self.catalog = engine.catalog
         self.store = store or SQLiteStore()
         self.config = policy or PolicyConfig()
-        self.understander = Understander(self.catalog, engine.popularity)
+        bundle = engine.bundle
+        lexicon = load_lexicon(
+            bundle.train.name, bundle.path / LEXICON_FILE if bundle.path is not None else None
+        )
+        self.understander = Understander(self.catalog, engine.popularity, lexicon=lexicon)
         if wish_scorer == "auto":
-            wish_scorer = SemanticWishes(self.catalog) if encoder_available() else None
-        self.scorer = CandidateScorer(engine, self.config, wish_scorer)
+            wish_scorer = (
+                SemanticWishes(self.catalog, getattr(engine.model, "score_query", None))
+                if encoder_available()
+                else None
+            )
+        self.measures = ItemMeasures(bundle.train, wish_scorer)
+        self.scorer = CandidateScorer(engine, self.config, wish_scorer, self.measures)
         self.policy = Policy(self.scorer, self.config)
         self.seed = seed
 
     def start(self, user_id: str | None = None) -> Session:
         history = [int(p) for p in self.engine.user_history(user_id)] if user_id else []
         state = DialogueState(user_id=user_id, history=history)
+        state.record_catalog(self.catalog.fingerprint, self.catalog.item_ids)
         session_id, token = self.store.create(state.to_dict(), user_id)
         return self.session_class(self, session_id, token, state)
 
     def resume(self, session_id: str) -> Session:
-        """The session as stored; its token is not (the store keeps only a digest)."""
+        """The session as stored; its token is not (the store keeps only a digest).
+
+        A session made under another catalog (the bundle was retrained) is remapped by
+        item id when every item it refers to still exists, else refused in one line."""
         state = DialogueState.from_dict(self.store.load(session_id))
+        self._adopt(state, session_id)
         return self.session_class(self, session_id, None, state)
+
+    def _adopt(self, state: DialogueState, session_id: str) -> None:
+        catalog = self.catalog
+        if state.catalog_fingerprint == catalog.fingerprint:
+            return
+        if state.catalog_fingerprint is None:  # stored before sessions recorded it
+            if all(0 <= p < len(catalog) for p in state.positions()):
+                return
+            raise WhyrecError(
+                f"session {session_id} refers to items this bundle's catalog does not hold; "
+                "start a new session"
+            )
+        old_ids = {int(p): item_id for p, item_id in state.item_ids.items()}
+        missing = sorted(
+            old_ids.get(p, f"position {p}")
+            for p in state.positions()
+            if p not in old_ids or not catalog.has(old_ids[p])
+        )
+        if missing:
+            raise WhyrecError(
+                f"session {session_id} was made with another catalog and {len(missing)} of "
+                f"its items are not in this bundle (e.g. {missing[0]!r}); start a new session"
+            )
+        state.remap({p: catalog.position(old_ids[p]) for p in state.positions()})
+        state.record_catalog(catalog.fingerprint, catalog.item_ids)
 
 
 class Session:
@@ -154,6 +201,8 @@ class Session:
         feedback: list[FeedbackEvent] | None = None,
     ) -> Turn:
         """Store the turn (state, both messages, feedback) at once, then adopt the state."""
+        catalog = self.conversation.catalog
+        working.record_catalog(catalog.fingerprint, catalog.item_ids)
         turn.state = working.to_dict()
         self.conversation.store.save_turn(
             self.id,
@@ -224,12 +273,46 @@ class Session:
             notes.append(f"I don't know a film called '{raw}'.{hint}")
         if said.unknown_titles and not (said.mentions or said.constraints or answered):
             return Turn(" ".join(notes))
-        # A critique or rejection leaves the ask-or-recommend choice to the policy (as in
-        # EAR/CPR); naming a film or asking for more like one wants results now.
-        force = Intent.MORE_LIKE in intents or (
-            Intent.RECOMMEND in intents and bool(said.mentions) and not answered
+        if said.missing_facets:
+            notes.append(replies.missing_facets_text(self.conversation.catalog, said))
+            if not self._has_request(state):
+                notes.append(replies.offer_text(self.conversation.catalog))
+                return Turn(" ".join(n for n in notes if n))
+        # A rejection leaves the ask-or-recommend choice to the policy (as in EAR/CPR);
+        # naming a film, asking for more like one, a critique, a superlative or a facet
+        # the catalog lacks (never answered by an unrelated question) want results now.
+        force = (
+            Intent.MORE_LIKE in intents
+            or bool(said.critiques or said.superlative or said.missing_facets)
+            or (Intent.RECOMMEND in intents and bool(said.mentions) and not answered)
         )
-        return self._act(state, " ".join(notes), force_recommend=force)
+        before = list(state.shown)
+        turn = self._act(state, " ".join(n for n in notes if n), force_recommend=force)
+        if said.critiques and turn.items and before:
+            turn.reply = self._with(self._moved_text(said, before, state.shown), turn.reply)
+        return turn
+
+    @staticmethod
+    def _has_request(state: DialogueState) -> bool:
+        from whyrec.conversation.policy import is_specific
+
+        return is_specific(state)
+
+    def _moved_text(self, said: Understanding, before: list[int], after: list[int]) -> str:
+        """What a critique changed in the list ("darker: fewer Comedy titles, more Crime")."""
+        conv = self.conversation
+        parts = []
+        for critique in said.critiques:
+            if critique.kind in NUMERIC_KINDS:
+                moved = describe_numeric_shift(
+                    conv.catalog, conv.measures, critique.kind, before, after
+                )
+            else:
+                # decades move with years; the sentence is about what the items are
+                fields = [f for f in conv.measures.dense_fields if f != "decade"]
+                moved = describe_shift(conv.catalog, fields, before, after)
+            parts.append(f"{critique.text}: {moved}" if moved else critique.text)
+        return (("Moved the list — " + "; ".join(parts) + ".") if parts else "").strip()
 
     # ----- state updates --------------------------------------------------------------------
     def _apply_answer(self, state: DialogueState, said: Understanding) -> bool:
@@ -273,6 +356,10 @@ class Session:
                 or said.year_min
                 or said.year_max
                 or said.excluded_years
+                or said.any_of
+                or said.critiques
+                or said.superlative
+                or said.missing_facets
             )
             and not ({Intent.REJECT, Intent.REJECT_ALL, Intent.MORE_LIKE} & set(said.intents))
         )
@@ -314,6 +401,24 @@ class Session:
             state.year_max = said.year_max
         state.excluded_years += [list(r) for r in said.excluded_years]
         state.wishes += [[t, p] for t, p in said.soft_wishes]
+        state.any_of += [[[f, v] for f, v in group] for group in said.any_of]
+        if said.superlative:
+            state.rank_by = said.superlative
+        measures = self.conversation.measures
+        reference = state.shown
+        if said.reference is not None and -len(state.shown) <= said.reference < len(state.shown):
+            reference = [state.shown[said.reference]]  # "like the second one but older"
+        elif any(m.liked for m in said.mentions):
+            reference = [m.position for m in said.mentions if m.liked]  # "like X but darker"
+        for critique in said.critiques:
+            state.critiques.append(
+                {
+                    "kind": critique.kind,
+                    "sign": critique.sign,
+                    "concept": critique.concept,
+                    "bound": critique_bound(measures, critique.kind, critique.concept, reference),
+                }
+            )
 
     # ----- acting ----------------------------------------------------------------------------
     def _act(self, state: DialogueState, note: str, force_recommend: bool) -> Turn:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from whyrec.conversation.directions import ItemMeasures, critique_bounds, steering
 from whyrec.conversation.state import DialogueState
 from whyrec.core import Query
 from whyrec.engine import Engine
@@ -82,11 +83,19 @@ def _zscore(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 class CandidateScorer:
     """Turns a dialogue state into scores and an allowed-items mask."""
 
-    def __init__(self, engine: Engine, config: PolicyConfig, wish_scorer: WishScorer | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        config: PolicyConfig,
+        wish_scorer: WishScorer | None = None,
+        measures: ItemMeasures | None = None,
+    ):
+        """`measures`: directions for critiques and superlatives (see `directions`)."""
         self.engine = engine
         self.catalog = engine.catalog
         self.config = config
         self.wish_scorer = wish_scorer
+        self.measures = measures or ItemMeasures(engine.bundle.train, wish_scorer)
         graph = engine.explainer.graph
         self.graph = graph
         self._node_of = {
@@ -159,6 +168,7 @@ class CandidateScorer:
             require=require,
             excluded_years=[(low, high) for low, high in state.excluded_years],
             blocked=frozenset(int(p) for p in blocked),
+            any_of=[[(f, v) for f, v in group if f in known] for group in state.any_of],
         )
 
     def query(self, state: DialogueState) -> Query:
@@ -171,7 +181,10 @@ class CandidateScorer:
         )
 
     def allowed(self, state: DialogueState) -> np.ndarray:
-        return self.item_filter(state).mask(self.catalog)
+        """The filter's items, past the bounds of any relative critique ("older")."""
+        mask = self.item_filter(state).mask(self.catalog)
+        bounds = critique_bounds(state.critiques, self.measures)
+        return mask & bounds if bounds is not None else mask
 
     def _value_mask(self, field_name: str, values: list[str]) -> np.ndarray:
         mask = np.zeros(len(self.catalog), dtype=bool)
@@ -213,6 +226,9 @@ class CandidateScorer:
             similarity = self.wish_scorer([(str(t), bool(p)) for t, p in state.wishes])
             if similarity is not None:
                 total += config.wish_weight * _zscore(similarity, allowed)
+        steer = steering(state.critiques, state.rank_by, self.measures)
+        if steer is not None:
+            total += steer
         return total, allowed
 
     def distribution(self, scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
@@ -253,6 +269,7 @@ class Policy:
         kind = self.config.kind
         if (
             force_recommend
+            or (opening(state) and is_specific(state))
             or kind == "recommend-only"
             or allowed.sum() <= self.config.rec_size
             or state.consecutive_questions >= self.config.max_consecutive_questions
@@ -308,6 +325,30 @@ class Policy:
         in_yes = has & (np.cumsum(has, axis=0) <= k)
         in_no = ~has & (np.cumsum(~has, axis=0) <= k)
         return p_top @ in_yes + p_top @ in_no
+
+
+def opening(state: DialogueState) -> bool:
+    """Nothing has happened yet but what the user said: no list, no rejection, no
+    question answered (the attribute simulator's opening value counts as answered)."""
+    return not (state.shown or state.rejected or state.asked)
+
+
+def is_specific(state: DialogueState) -> bool:
+    """Whether the user has said what they want: a first specific request gets a list at
+    once; a question is for a vague one ("what should I watch?")."""
+    return bool(
+        state.liked
+        or state.include
+        or state.exclude
+        or state.soft_include
+        or state.any_of
+        or state.year_min is not None
+        or state.year_max is not None
+        or state.excluded_years
+        or state.wishes
+        or state.critiques
+        or state.rank_by
+    )
 
 
 def _binary_entropy(share: np.ndarray) -> np.ndarray:

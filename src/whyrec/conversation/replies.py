@@ -68,3 +68,36 @@ def no_candidates_text(constraints: str) -> str:
         f"Nothing in the catalog matches all of that ({constraints}). "
         "Could you drop one of the conditions?"
     )
+
+
+def missing_facets_text(catalog: Catalog, said) -> str:
+    """ "This catalog does not know directors, so 'Christopher Nolan' cannot be searched as
+    one; I used the tag 'christopher nolan' instead." """
+    sentences = []
+    used = [c.value for c in said.constraints if c.include]
+    for facet, argument in said.missing_facets:
+        plural = facet if facet.endswith("s") else f"{facet}s"
+        what = f" (so not '{argument}' as one)" if argument else ""
+        sentence = f"This catalog does not know {plural}{what}"
+        matched = [v for v in used if argument and v.lower() == argument.lower()]
+        if matched:
+            sentence += f"; I used the {_field_of(said, matched[0])} '{matched[0]}' instead"
+        sentences.append(sentence + ".")
+    return " ".join(sentences)
+
+
+def _field_of(said, value: str) -> str:
+    for c in said.constraints:
+        if c.value == value:
+            return c.field.rstrip("s") if c.field.endswith("s") else c.field
+    return "value"
+
+
+def offer_text(catalog: Catalog) -> str:
+    """What the catalog can search by, when the request named only what it lacks."""
+    fields = list(catalog.fields)
+    known = ", ".join([*fields, "years"])
+    return (
+        f"I can search by {known}, or find titles like ones you name: tell me one you "
+        "liked, or what it should be like."
+    )

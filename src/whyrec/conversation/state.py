@@ -56,6 +56,43 @@ class DialogueState:
     "constraints"), kept by the LLM layer across turns; empty without an LLM."""
     llm_tokens: int = 0
     """Tokens this session has spent on the LLM (its budget outlives a restart)."""
+    catalog_fingerprint: str | None = None
+    """The catalog the positions above index (`Catalog.fingerprint`)."""
+    item_ids: dict[str, str] = field(default_factory=dict)
+    """The item id of every position the state holds, so a session resumed under another
+    catalog (a retrained bundle) can be remapped by id, or refused, never misread."""
+
+    POSITION_LISTS = ("history", "liked", "disliked", "rejected", "accepted", "shown")
+
+    def positions(self) -> set[int]:
+        """Every catalog position this state refers to."""
+        held = {p for name in self.POSITION_LISTS for p in getattr(self, name)}
+        for single in (self.focus, self.pending.position if self.pending else None):
+            if single is not None:
+                held.add(single)
+        return held
+
+    def record_catalog(self, fingerprint: str, item_ids: list[str]) -> None:
+        """Note which catalog the positions index, and each position's item id."""
+        self.catalog_fingerprint = fingerprint
+        self.item_ids = {str(p): item_ids[p] for p in sorted(self.positions())}
+
+    def remap(self, new_position: dict[int, int]) -> None:
+        """Move every position to another catalog's (old position → new position)."""
+        for name in self.POSITION_LISTS:
+            setattr(self, name, [new_position[p] for p in getattr(self, name)])
+        if self.focus is not None:
+            self.focus = new_position[self.focus]
+        if self.pending is not None and self.pending.position is not None:
+            self.pending.position = new_position[self.pending.position]
+
+    any_of: list[list[list[str]]] = field(default_factory=list)
+    """Groups of [field, value] of which an item needs at least one ("crime or noir")."""
+    critiques: list[dict[str, Any]] = field(default_factory=list)
+    """Moves asked for ("older", "less violent"): kind, sign, concept and, for numeric
+    kinds, the bound the new items must pass (the shown list's mean, or the item named)."""
+    rank_by: str | None = None
+    """A superlative's measure ("quality", "underrated", "popular", "classic")."""
 
     # ----- updates ------------------------------------------------------------------
     def add_value(self, field_name: str, value: str, include: bool, hard: bool) -> None:
@@ -98,6 +135,7 @@ class DialogueState:
             history=list(self.history),
             turn=self.turn,
             llm_tokens=self.llm_tokens,
+            catalog_fingerprint=self.catalog_fingerprint,
         )
         self.__dict__.update(fresh.__dict__)
 
@@ -112,6 +150,7 @@ class DialogueState:
             exclude={k: set(v) for k, v in self.exclude.items() if v},
             year_min=self.year_min,
             year_max=self.year_max,
+            any_of=[[(f, v) for f, v in group] for group in self.any_of],
         )
 
     def required_values(self) -> list[tuple[str, str]]:

@@ -15,8 +15,19 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
 
-from whyrec.conversation.lexicon import DECADE_WORDS, GENRE_SYNONYMS, NEGATION_CUES
+from whyrec.conversation.lexicon import (
+    CRITIQUE_WORDS,
+    DECADE_WORDS,
+    FACET_FIELDS,
+    FACET_WORDS,
+    NEGATION_CUES,
+    QUALITY_WORDS,
+    Lexicon,
+    common_words,
+)
 from whyrec.data.catalog import Catalog, title_key, title_similarity
 
 MAX_MESSAGE_CHARS = 1000
@@ -25,6 +36,13 @@ SURE_TITLE_SCORE = 92.0
 they are confirmed with the user first."""
 MAYBE_TITLE_SCORE = 82.0
 MAX_TITLE_WORDS = 9
+TYPO_MIN_CHARS = 4
+"""Shorter words are not corrected: one edit turns too many of them into others."""
+AGE_SHARE = 0.2
+"""'recent' means the newest fifth of the catalog by year, 'old' the oldest fifth."""
+HARD_FIELD_SHARE = 0.01
+"""A field filters (hard) when its typical value is carried by at least this share of the
+catalog (genres, categories); sparser fields (tags) only raise scores."""
 NEGATION_WINDOW = 4
 """A negation cue affects an attribute word at most this many words after it (same clause)."""
 
@@ -65,6 +83,23 @@ class Constraint:
     text: str
 
 
+@dataclass(frozen=True)
+class Critique:
+    """Move the list along a direction: `kind` is year, popularity, quality or concept
+    (then `concept` names it, e.g. "violence"), `sign` +1 for more, -1 for less."""
+
+    kind: str
+    sign: int
+    concept: str
+    text: str
+
+    @property
+    def act(self) -> str:
+        if self.kind == "concept":
+            return "critique:concept"
+        return f"critique:{self.kind}{'+' if self.sign > 0 else '-'}"
+
+
 @dataclass
 class Understanding:
     intents: list[Intent] = field(default_factory=list)
@@ -84,6 +119,13 @@ class Understanding:
     unknown_titles: list[tuple[str, list[str]]] = field(default_factory=list)
     contradictions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    any_of: list[list[tuple[str, str]]] = field(default_factory=list)
+    """Groups of wanted values of which an item needs one ("crime or film-noir")."""
+    critiques: list[Critique] = field(default_factory=list)
+    superlative: str | None = None
+    """"quality", "classic", "underrated" or "popular": rank by that measure."""
+    missing_facets: list[tuple[str, str]] = field(default_factory=list)
+    """(facet, what the user gave for it) for facets this catalog has no field for."""
 
     @property
     def is_empty(self) -> bool:
@@ -97,7 +139,30 @@ class Understanding:
             or self.uncertain
             or self.unknown_titles
             or self.excluded_years
+            or self.any_of
+            or self.critiques
+            or self.superlative
+            or self.missing_facets
         )
+
+    def acts(self) -> list[str]:
+        """The message as a flat list of dialogue acts (what the benchmark scores)."""
+        acts = [f"intent:{i}" for i in self.intents]
+        acts += [f"{'like' if m.liked else 'dislike'}:{m.title}" for m in self.mentions]
+        acts += [
+            f"{'include' if c.include else 'exclude'}:{c.field}={c.value}" for c in self.constraints
+        ]
+        acts += ["any_of:" + "|".join(sorted(f"{f}={v}" for f, v in g)) for g in self.any_of]
+        if self.year_min is not None or self.year_max is not None:
+            acts.append(f"years:{self.year_min or ''}-{self.year_max or ''}")
+        acts += [f"exclude_years:{low}-{high}" for low, high in self.excluded_years]
+        acts += [c.act for c in self.critiques]
+        if self.superlative:
+            acts.append(f"superlative:{self.superlative}")
+        acts += [f"missing:{facet}" for facet, _ in self.missing_facets]
+        if self.reference is not None:
+            acts.append(f"ref:{self.reference}")
+        return list(dict.fromkeys(acts))
 
     def to_dict(self) -> dict:
         return {
@@ -122,6 +187,11 @@ class Understanding:
             "unknown_titles": [{"text": t, "suggestions": s} for t, s in self.unknown_titles],
             "contradictions": self.contradictions,
             "notes": self.notes,
+            "any_of": [[list(pair) for pair in group] for group in self.any_of],
+            "critiques": [c.__dict__ for c in self.critiques],
+            "superlative": self.superlative,
+            "missing_facets": [{"facet": f, "text": t} for f, t in self.missing_facets],
+            "acts": self.acts(),
         }
 
 
@@ -129,7 +199,7 @@ class Understanding:
 _LIKE_CUES = (
     r"similar to|something like|anything like|movies like|films like|such as|as good as|"
     r"in the style of|along the lines of|reminds me of|like|love|loved|liked|enjoyed|adore|"
-    r"adored|fan of|big fan of|favorite is|favourite is|watched|seen"
+    r"adored|fan of|fans of|big fan of|favorite is|favourite is|watched|seen"
 )
 _DISLIKE_CUES = (
     r"hated|hate|disliked|dislike|didn't like|did not like|don't like|can't stand|cannot stand|"
@@ -229,7 +299,8 @@ _NUMBER_WORDS = {
 }
 _REFERENCE = re.compile(
     r"\b(?:the\s+)?(?P<ord>first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th|sixth|6th|"
-    r"seventh|7th|eighth|8th|ninth|9th|tenth|10th|last|top)(?:\s+(?:one|movie|film|item|pick))?\b"
+    r"seventh|7th|eighth|8th|ninth|9th|tenth|10th|last|top(?=\s+(?:one|pick)))"
+    r"(?:\s+(?:one|movie|film|item|pick))?\b"
     r"|(?:#|number\s+|no\.\s*)(?P<num>\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten)\b",
     re.IGNORECASE,
 )
@@ -294,12 +365,42 @@ _RECOMMEND_WORDS = re.compile(
 _YEAR = r"(1[89]\d\d|20\d\d)"
 _DECADE = re.compile(r"\b(?:the\s+)?(?:(1[89]|20)(\d)0'?s|'?(\d)0'?s)\b")
 _BETWEEN = re.compile(rf"\b(?:between|from)\s+{_YEAR}\s+(?:and|to|-|until|till)\s+{_YEAR}\b")
-_AFTER = re.compile(rf"\b(after|since|newer than|later than|from)\s+{_YEAR}\b")
+_AFTER = re.compile(
+    rf"\b(after|since|newer than|later than)\s+{_YEAR}\b"
+    rf"|\b(from)\s+{_YEAR}\s+(?:on|onwards?|and later|forward)\b"
+)
 _BEFORE = re.compile(rf"\b(before|older than|earlier than|until|prior to)\s+{_YEAR}\b")
-_IN_YEAR = re.compile(rf"\b(?:in|of|year)\s+{_YEAR}\b")
+_IN_YEAR = re.compile(rf"\b(?:in|of|year|from|made in)\s+{_YEAR}\b")
 _RECENT = re.compile(r"\b(recent|new|newer|latest|modern|current)\b")
-_OLD = re.compile(r"\b(old|older|classic|classics|vintage|golden age)\b")
+_OLD = re.compile(r"\b(old|older|vintage|golden age|old-school|old school)\b")
 _WORD = re.compile(r"[\w'-]+")
+_CRITIQUE_PHRASES = set(CRITIQUE_WORDS)
+_CRITIQUE = re.compile(
+    r"(?<![\w-])("
+    + "|".join(re.escape(p) for p in sorted(CRITIQUE_WORDS, key=len, reverse=True))
+    + r")(?![\w-])"
+)
+_MORE_LESS = re.compile(r"(?<![\w-])(more|less|not as|not so)\s+([a-z][a-z-]{2,})(?![\w-])")
+_NOT_A_CRITIQUE = set(
+    "like of than from with please ones one options choices ideas picks results titles "
+    "suggestions recommendations similar stuff things the that this these those such "
+    "about or and but".split()
+)
+_QUALITY = re.compile(
+    r"(?<![\w-])("
+    + "|".join(re.escape(p) for p in sorted(QUALITY_WORDS, key=len, reverse=True))
+    + r")(?![\w-])"
+)
+_OR_GAP = re.compile(
+    r"^[\s,.;]*(?:(?:either|or|maybe|perhaps|else|a|an|some|something|film|movie|one)\b[\s,.;]*)*$"
+)
+_NAME_AFTER = re.compile(
+    r"\s*((?:[A-Z][\w.'-]*|de|van|von|del|la)(?:\s+(?:[A-Z][\w.'-]*|de|van|von|del|la))*)"
+)
+_RUNTIME_SPAN = re.compile(
+    r"(?:(?:under|over|less than|more than|about|around|at most|at least|max|maximum)\s+)?"
+    r"(?:\d+(?:\.\d+)?|one|two|three|an?)\s*(?:-\s*)?(?:minutes?|mins?|hours?|hrs?)\b"
+)
 _STOP = set(
     "i me my we you your a an the and or but to of in on for with at by from is are was were "
     "be been it its this that these those some something anything any please want wanna would "
@@ -335,10 +436,16 @@ class Understander:
         catalog: Catalog,
         popularity: np.ndarray | None = None,
         extra_synonyms: dict[tuple[str, str], tuple[str, ...]] | None = None,
+        lexicon: Lexicon | None = None,
     ) -> None:
+        """`lexicon`: everyday words for this catalog's values (see `load_lexicon`);
+        `extra_synonyms` adds more in the same shape."""
         self.catalog = catalog
         self.popularity = popularity
-        self._phrases = self._build_phrases(extra_synonyms or {})
+        synonyms = dict((lexicon or Lexicon()).synonyms)
+        for key, words in (extra_synonyms or {}).items():
+            synonyms[key] = synonyms.get(key, ()) + tuple(words)
+        self._phrases = self._build_phrases(synonyms)
         self._phrase_pattern = (
             re.compile(
                 r"(?<![\w-])("
@@ -348,6 +455,12 @@ class Understander:
             if self._phrases
             else None
         )
+        self._single_words = {
+            w
+            for w in [*self._phrases, *CRITIQUE_WORDS, *QUALITY_WORDS]
+            if re.fullmatch(r"[a-z]+", w)
+        }
+        self._single_word_list = sorted(self._single_words)
         titles = catalog.title_index  # the catalog's one title index, shared
         self._keys_no_year = titles.by_key_no_year
         self._title_keys = titles.keys
@@ -355,6 +468,40 @@ class Understander:
         self._no_year_owners = titles.no_year_owners
         years = catalog.years[~np.isnan(catalog.years)]
         self._newest_year = int(years.max()) if len(years) else None
+        # "recent" and "old" are relative to what the catalog holds: its newest and
+        # oldest fifth by release year
+        self._recent_from = int(np.quantile(years, 1 - AGE_SHARE)) if len(years) else None
+        self._old_until = int(np.quantile(years, AGE_SHARE)) if len(years) else None
+        self._hard_fields = {
+            name
+            for name in catalog.fields
+            if len(catalog)
+            and np.median(list(catalog.value_counts(name).values()) or [0])
+            >= HARD_FIELD_SHARE * len(catalog)
+        }
+        fields = {f.lower() for f in catalog.fields}
+        self._missing_facets = {
+            facet: cues
+            for facet, cues in FACET_WORDS.items()
+            if not ({facet, f"{facet}s", *FACET_FIELDS.get(facet, ())} & fields)
+        }
+        self._facet_pattern = (
+            re.compile(
+                r"(?<![\w-])("
+                + "|".join(
+                    re.escape(c)
+                    for c in sorted(
+                        (c for cues in self._missing_facets.values() for c in cues),
+                        key=len,
+                        reverse=True,
+                    )
+                )
+                + r")(?![\w-])"
+            )
+            if self._missing_facets
+            else None
+        )
+        self._facet_of_cue = {c: f for f, cues in self._missing_facets.items() for c in cues}
 
     # ----- vocabulary ----------------------------------------------------------------
     def _build_phrases(
@@ -376,16 +523,20 @@ class Understander:
                 continue  # decades are read as year ranges
             for value in self.catalog.value_counts(field_name):
                 add(value, field_name, value)
-        if "genres" in self.catalog.attributes:
-            known = {v.lower(): v for v in self.catalog.value_counts("genres")}
-            for genre, words in GENRE_SYNONYMS.items():
-                if genre.lower() in known:
-                    for word in words:
-                        # a synonym names the genre only, even where a tag has the same word
-                        phrases[word.lower()] = [("genres", known[genre.lower()])]
         for (field_name, value), words in extra.items():
+            if field_name not in self.catalog.attributes:
+                continue
+            known = {v.lower(): v for v in self.catalog.value_counts(field_name)}
+            if value.lower() not in known:
+                continue  # a synonym counts only for a value this catalog has
             for word in words:
-                add(word, field_name, value)
+                word = word.lower().strip()
+                if len(word) >= 3 and word not in _STOP:
+                    # a synonym names its value only, even where another field has the word
+                    phrases[word] = [(field_name, known[value.lower()])]
+        for phrase in list(phrases):
+            if phrase in _CRITIQUE_PHRASES or phrase in QUALITY_WORDS:
+                del phrases[phrase]  # "classic", "dark": read as a ranking or a critique
         return phrases
 
     # ----- entry point -----------------------------------------------------------------
@@ -395,10 +546,17 @@ class Understander:
         if len(text) > MAX_MESSAGE_CHARS:
             text = text[:MAX_MESSAGE_CHARS]
             result.notes.append(f"message cut to its first {MAX_MESSAGE_CHARS} characters")
+        text = self._correct_typos(text, result)
         lowered = text.lower()
+        self._message = text
         remaining = self._find_mentions(text, result)
+        remaining, arguments = self._find_missing_facets(remaining, result)
+        remaining = self._find_critiques(remaining, result, bool(shown))
+        remaining = self._find_superlative(remaining, result)
         remaining = self._find_years(remaining, result)
         remaining = self._find_attributes(remaining, result)
+        for start, end in arguments:  # a name the catalog cannot search must not be a wish
+            remaining = remaining[:start] + " " * (end - start) + remaining[end:]
         self._find_intents(lowered, remaining, result, shown or [])
         for _, pattern in _INTENT_PATTERNS:
             remaining = pattern.sub(lambda m: " " * len(m.group(0)), remaining)
@@ -411,6 +569,38 @@ class Understander:
             if m.position not in {k.position for k in result.mentions}
         ]
         return result
+
+    # ----- typos ------------------------------------------------------------------------
+    @staticmethod
+    def _is_uncommon(word: str) -> bool:
+        words = common_words()
+        return bool(words) and word.lower() not in words
+
+    def _correct_typos(self, text: str, result: Understanding) -> str:
+        """Words that are neither English nor catalog vocabulary, one edit away from a
+        single-word phrase ("horor" → "horror", "underated" → "underrated")."""
+        if not common_words():
+            return text
+
+        def fix(match: re.Match[str]) -> str:
+            word = match.group(0)
+            lowered = word.lower()
+            if (
+                len(lowered) < TYPO_MIN_CHARS
+                or lowered in self._single_words
+                or not self._is_uncommon(lowered)
+                or word[:1].isupper()  # a name, perhaps a title: the title matcher reads it
+            ):
+                return word
+            found = process.extractOne(
+                lowered, self._single_word_list, scorer=Levenshtein.distance, score_cutoff=1
+            )
+            if found is None:
+                return word
+            result.notes.append(f"read '{word}' as '{found[0]}'")
+            return found[0]
+
+        return re.sub(r"[A-Za-z]+", fix, text)
 
     # ----- titles -----------------------------------------------------------------------
     def _match_span(self, span: str) -> tuple[int, float, str] | None:
@@ -432,7 +622,8 @@ class Understander:
             exact = self._keys_no_year.get(key) or self._exact_with_year(candidate)
             if exact:
                 return max(exact, key=self._popularity_of), 100.0, " ".join(words[:length])
-            if best is None and length >= 2 and fuzzy_tries < MAX_FUZZY_TRIES:
+            names_alone = length == 1 and self._is_uncommon(key) and len(key) >= 5
+            if best is None and (length >= 2 or names_alone) and fuzzy_tries < MAX_FUZZY_TRIES:
                 fuzzy_tries += 1
                 best = self._fuzzy(candidate, " ".join(words[:length]))
         return best
@@ -526,6 +717,74 @@ class Understander:
             and any(w[:1].isupper() for w in words[:3])
         )
 
+    # ----- facets, critiques, superlatives ---------------------------------------------------
+    def _find_missing_facets(
+        self, text: str, result: Understanding
+    ) -> tuple[str, list[tuple[int, int]]]:
+        """Cues for facets this catalog has no field for ("directed by", "minutes").
+
+        The cue is blanked; a name right after it ("directed by Christopher Nolan") stays
+        in the text, so a catalog value of that name (a tag) can still be read, and its
+        span is returned, to be blanked before soft wishes are read."""
+        if self._facet_pattern is None:
+            return text, []
+        arguments: list[tuple[int, int]] = []
+        original = text
+        for found in list(_RUNTIME_SPAN.finditer(text)):
+            if "runtime" in self._missing_facets:
+                if "runtime" not in [f for f, _ in result.missing_facets]:
+                    result.missing_facets.append(("runtime", found.group(0)))
+                text = text[: found.start()] + " " * len(found.group(0)) + text[found.end() :]
+        for found in list(self._facet_pattern.finditer(text)):
+            cue = found.group(1)
+            facet = self._facet_of_cue[cue]
+            argument = ""
+            name = _NAME_AFTER.match(self._original_case(original, found.end()))
+            if name and facet in ("director", "actor", "studio"):
+                argument = name.group(1)
+                arguments.append((found.end(), found.end() + name.end()))
+            if facet not in [f for f, _ in result.missing_facets]:
+                result.missing_facets.append((facet, argument))
+            text = text[: found.start()] + " " * len(cue) + text[found.end() :]
+        return text, arguments
+
+    def _original_case(self, lowered: str, start: int) -> str:
+        """The message from `start` with its original capitals (names start with one)."""
+        return self._message[start:] if len(self._message) == len(lowered) else ""
+
+    def _find_critiques(self, text: str, result: Understanding, after_list: bool) -> str:
+        """Comparatives that move the list: "older", "less violent", "more like X but darker".
+
+        "older"/"newer" on a first turn, with no list to compare with, are read as year
+        ranges instead (see `_find_years`)."""
+        for found in list(_CRITIQUE.finditer(text)):
+            phrase = found.group(1)
+            kind, concept, sign = CRITIQUE_WORDS[phrase]
+            if kind == "year" and not after_list:
+                continue
+            result.critiques.append(Critique(kind, sign, concept, phrase))
+            text = text[: found.start()] + " " * len(phrase) + text[found.end() :]
+        for found in list(_MORE_LESS.finditer(text)):
+            word = found.group(2)
+            if word in _NOT_A_CRITIQUE or word in _STOP:
+                continue
+            sign = 1 if found.group(1) == "more" else -1
+            result.critiques.append(Critique("concept", sign, word, found.group(0)))
+            text = text[: found.start()] + " " * len(found.group(0)) + text[found.end() :]
+        return text
+
+    @staticmethod
+    def _find_superlative(text: str, result: Understanding) -> str:
+        for found in list(_QUALITY.finditer(text)):
+            word = found.group(1)
+            if word == "top" and re.match(r"\s+(?:one|pick)\b", text[found.end() :]):
+                continue  # "the top one" points at an item
+            kind = QUALITY_WORDS[word]
+            if result.superlative is None or kind != "quality":
+                result.superlative = kind  # "best hidden gems" is about hidden gems
+            text = text[: found.start()] + " " * len(word) + text[found.end() :]
+        return text
+
     # ----- years --------------------------------------------------------------------------
     def _find_years(self, text: str, result: Understanding) -> str:
         def negated(start: int) -> bool:
@@ -541,7 +800,7 @@ class Understander:
             self._add_years(result, low, high, negated(found.start()))
             blank(found)
         for found in list(_AFTER.finditer(text)):
-            year = int(found.group(2))
+            year = int(found.group(2) or found.group(4))
             low = year + 1 if found.group(1) in ("after", "newer than", "later than") else year
             self._add_years(result, low, None, negated(found.start()))
             blank(found)
@@ -550,35 +809,58 @@ class Understander:
             high = year if found.group(1) == "until" else year - 1
             self._add_years(result, None, high, negated(found.start()))
             blank(found)
+        points: list[tuple[int, int]] = []
+        """Decades and single years: several of them mean any of them ("80s or 90s")."""
+
+        def point(low: int, high: int, start: int) -> None:
+            if negated(start):
+                self._add_years(result, low, high, True)
+            else:
+                points.append((low, high))
+
         for found in list(_DECADE.finditer(text)):
             if found.group(1):
                 start = int(found.group(1) + found.group(2) + "0")
             else:
                 digit = int(found.group(3))
                 start = (1900 if digit >= 2 else 2000) + digit * 10
-            self._add_years(result, start, start + 9, negated(found.start()))
+            point(start, start + 9, found.start())
             blank(found)
         lowered_words = text
         for word, start in DECADE_WORDS.items():
             for found in list(re.finditer(rf"\b{word}\b", lowered_words)):
                 if word == "tens" and not re.search(r"twenty|20", text[: found.start()][-12:]):
                     continue
-                self._add_years(result, start, start + 9, negated(found.start()))
+                point(start, start + 9, found.start())
                 blank(found)
         for found in list(_IN_YEAR.finditer(text)):
             year = int(found.group(1))
-            self._add_years(result, year, year, negated(found.start()))
+            point(year, year, found.start())
             blank(found)
-        if self._newest_year is not None:
+        self._add_year_points(result, points)
+        if self._recent_from is not None:
             for found in list(_RECENT.finditer(text)):
                 if not negated(found.start()):
-                    self._add_years(result, self._newest_year - 5, None, False)
+                    self._add_years(result, self._recent_from, None, False)
                 blank(found)
-        for found in list(_OLD.finditer(text)):
-            if not negated(found.start()):
-                self._add_years(result, None, 1979, False)
-            blank(found)
+            for found in list(_OLD.finditer(text)):
+                if not negated(found.start()):
+                    self._add_years(result, None, self._old_until, False)
+                blank(found)
         return text
+
+    @classmethod
+    def _add_year_points(cls, result: Understanding, points: list[tuple[int, int]]) -> None:
+        """The union of the named decades/years: their span, minus the gaps between them."""
+        if not points:
+            return
+        points = sorted(set(points))
+        cls._add_years(result, points[0][0], max(high for _, high in points), False)
+        reach = points[0][1]
+        for low, high in points[1:]:
+            if low > reach + 1:
+                result.excluded_years.append((reach + 1, low - 1))
+            reach = max(reach, high)
 
     @staticmethod
     def _add_years(result: Understanding, low: int | None, high: int | None, negated: bool) -> None:
@@ -595,6 +877,8 @@ class Understander:
         """A negation cue within a few words before `start`, in the same clause."""
         clause_start = max(text.rfind(ch, 0, start) for ch in ",.;!?")
         but = text.rfind(" but ", 0, start)
+        if but >= 0 and re.search(r"\b(?:anything|everything|all)\s*$", text[:but].lower()):
+            return True  # "anything but horror": the "but" is the negation, not a new clause
         clause = text[max(clause_start, but) + 1 : start].lower()
         words = clause.split()[-NEGATION_WINDOW:]
         window = " ".join(words)
@@ -606,25 +890,68 @@ class Understander:
         if self._phrase_pattern is None:
             return text
         spans = []
+        chain: list[tuple[Constraint, ...]] = []
+        chain_has_or = False
+        previous_end = None
         for found in self._phrase_pattern.finditer(text):
             phrase = found.group(1)
             include = not self._is_negated(text, found.start())
-            for field_name, value in self._phrases[phrase]:
-                constraint = Constraint(field_name, value, include, field_name == "genres", phrase)
+            found_here = tuple(
+                Constraint(field_name, value, include, self._is_hard(field_name), phrase)
+                for field_name, value in self._phrases[phrase]
+            )
+            gap = text[previous_end : found.start()] if previous_end is not None else None
+            if include and chain and gap is not None and _OR_GAP.match(gap):
+                chain_has_or = chain_has_or or bool(re.search(r"\bor\b", gap))
+            else:
+                self._close_chain(result, chain, chain_has_or)
+                chain, chain_has_or = [], False
+            if include:
+                chain.append(found_here)
+            for constraint in found_here:
                 if constraint not in result.constraints:
                     result.constraints.append(constraint)
             spans.append(found.span())
+            previous_end = found.end()
+        self._close_chain(result, chain, chain_has_or)
         for start, end in spans:
             text = text[:start] + " " * (end - start) + text[end:]
         return text
+
+    def _is_hard(self, field_name: str) -> bool:
+        """Fields whose values filter: few values, each carried by many items (genres,
+        categories). Sparse fields such as tags only raise scores: a tag given to two
+        films would otherwise shrink the list to two."""
+        return field_name in self._hard_fields
+
+    @staticmethod
+    def _close_chain(
+        result: Understanding, chain: list[tuple[Constraint, ...]], has_or: bool
+    ) -> None:
+        """Values joined by "or" become one group of alternatives ("crime or noir")."""
+        if not has_or or len(chain) < 2:
+            return
+        members = [c for found in chain for c in found]
+        hard = [c for c in members if c.hard]
+        if len(hard) < 2:
+            return
+        group = list(dict.fromkeys((c.field, c.value) for c in hard))
+        if len(group) < 2:
+            return
+        result.constraints = [c for c in result.constraints if c not in hard]
+        result.any_of.append(group)
 
     # ----- intents ------------------------------------------------------------------------
     def _find_intents(
         self, lowered: str, remaining: str, result: Understanding, shown: list[int]
     ) -> None:
+        no_value = re.match(r"^\s*no\s+([\w-]+)", lowered)
+        negates_a_value = bool(no_value) and any(
+            not c.include and c.text.startswith(no_value.group(1)) for c in result.constraints
+        )
         if _YES.search(lowered):
             result.answer = True
-        elif _NO.search(lowered):
+        elif _NO.search(lowered) and not negates_a_value:  # "no horror" is not a "no"
             result.answer = False
         for intent, pattern in _INTENT_PATTERNS:
             if pattern.search(lowered):
@@ -633,7 +960,7 @@ class Understander:
             result.intents.remove(Intent.REJECT)
         if _YES.search(lowered) and not result.intents:
             result.intents.append(Intent.YES)
-        elif _NO.search(lowered) and not (result.intents or result.mentions):
+        elif result.answer is False and not (result.intents or result.mentions):
             result.intents.append(Intent.NO)
         reference = _REFERENCE.search(lowered)
         if reference:
@@ -665,6 +992,9 @@ class Understander:
         wants = (
             result.mentions
             or result.constraints
+            or result.any_of
+            or result.critiques
+            or result.superlative
             or result.year_min
             or result.year_max
             or result.excluded_years

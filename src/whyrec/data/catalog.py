@@ -7,6 +7,7 @@ is also the column of the item in every model's score matrix.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -145,6 +146,7 @@ class Catalog:
     _value_indexes: dict[str, dict[str, np.ndarray]] = field(
         default_factory=dict, init=False, repr=False
     )
+    _fingerprint: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.item_ids)
@@ -185,9 +187,13 @@ class Catalog:
     def values(self, field_name: str, position: int) -> tuple[str, ...]:
         return self.attributes.get(field_name, [()] * len(self))[position]
 
-    def text(self, position: int) -> str:
-        """One paragraph describing the item, for language models and search."""
-        parts = [self.titles[position]]
+    def text(self, position: int, with_title: bool = True) -> str:
+        """One paragraph describing the item, for language models and search.
+
+        Without the title, the text says only what the item *is*: free-text wishes are
+        matched against it where the title shares a word with the wish ("date night"
+        must not find the film called Date Night)."""
+        parts = [self.titles[position]] if with_title else []
         for name, values in self.attributes.items():
             if values[position]:
                 parts.append(f"{name}: {', '.join(values[position])}")
@@ -242,13 +248,29 @@ class Catalog:
         query = query.strip()
         if not query:
             raise NotFoundError("empty title")
-        if query in self._index:
-            return TitleMatch(self._index[query], 100.0, True)
-        exact = self.title_index.exact(query)
-        if exact:
-            best = max(exact, key=lambda p: popularity[p] if popularity is not None else -p)
-            return TitleMatch(best, 100.0, True)
+        exact = self.exact_position(query, popularity)
+        if exact is not None:
+            return TitleMatch(exact, 100.0, True)
         return self._fuzzy_match(query, popularity)
+
+    @property
+    def fingerprint(self) -> str:
+        """Names this catalog's item ids in this order: equal fingerprints, equal positions."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256("\n".join(self.item_ids).encode("utf-8", "surrogatepass"))
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def exact_position(self, query: str, popularity: np.ndarray | None = None) -> int | None:
+        """The item an id or an exact title (any case, with or without year) names, found
+        by dictionary look-ups; None when only a fuzzy match could say."""
+        query = query.strip()
+        if query in self._index:
+            return self._index[query]
+        exact = self.title_index.exact(query)
+        if not exact:
+            return None
+        return max(exact, key=lambda p: popularity[p] if popularity is not None else -p)
 
     def _fuzzy_match(self, query: str, popularity: np.ndarray | None) -> TitleMatch:
         """Typo-tolerant match: against year-less keys unless the query names a year."""

@@ -99,14 +99,20 @@ def _ids(column: pa.Array, name: str, seen_rows: int) -> pa.Array:
     return text
 
 
-def _ratings(column: pa.Array | None, rows: int) -> np.ndarray:
+def _ratings(
+    column: pa.Array | None, rows: int, path: Path, seen_rows: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(ratings, rows to keep or None for all): text that is no number is an error naming
+    the line, or a dropped row under `--on-bad-rows skip` (see loaders.numeric_ratings)."""
+    from whyrec.data.loaders import numeric_ratings
+
     if column is None:
-        return np.full(rows, np.nan, dtype=np.float32)
+        return np.full(rows, np.nan, dtype=np.float32), None
     try:
-        return column.cast(pa.float32()).to_numpy(zero_copy_only=False).astype(np.float32)
+        return column.cast(pa.float32()).to_numpy(zero_copy_only=False).astype(np.float32), None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        values = pd.to_numeric(pd.Series(column.to_pylist()), errors="coerce")
-        return values.astype(np.float32).to_numpy()
+        values, keep = numeric_ratings(pd.Series(column.to_pylist()), path, 1 + seen_rows)
+        return values, None if keep.all() else keep
 
 
 def to_epoch_seconds(times: pd.Series) -> np.ndarray:
@@ -150,11 +156,15 @@ def read_interactions_chunked(
         if batch.num_rows == 0:
             continue
         names = batch.schema.names
+        rating, keep = _ratings(
+            batch.column("rating") if "rating" in names else None, batch.num_rows, path, rows
+        )
+        if keep is not None:
+            batch = batch.filter(pa.array(keep))
+            rating = rating[keep]
         user_codes.append(users.encode(_ids(batch.column("user_id"), "user_id", rows)))
         item_codes.append(items.encode(_ids(batch.column("item_id"), "item_id", rows)))
-        ratings.append(
-            _ratings(batch.column("rating") if "rating" in names else None, batch.num_rows)
-        )
+        ratings.append(rating)
         has_times = "timestamp" in names
         if has_times:
             times.append(_times(batch.column("timestamp")))

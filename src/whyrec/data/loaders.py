@@ -8,10 +8,12 @@ Parquet files with the same columns work too.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,11 @@ from whyrec.errors import DataError
 MULTI_VALUE_SEPARATOR = "|"
 MIN_TAG_ITEMS = 2
 """A MovieLens tag becomes an attribute value when at least this many items carry it."""
+
+BAD_ROW_POLICIES = ("error", "skip")
+"""What to do with a row whose rating is not a number: stop with the file and line, or
+drop it and say how many were dropped (`--on-bad-rows skip`)."""
+_bad_rows: contextvars.ContextVar[str] = contextvars.ContextVar("bad_rows", default="error")
 
 _NO_GENRE = "(no genres listed)"
 _TAG_JUNK = re.compile(r"[\"'`]+")
@@ -60,19 +67,70 @@ def _require_columns(frame: pd.DataFrame, required: list[str], path: Path) -> No
             )
 
 
+@contextlib.contextmanager
+def bad_rows_policy(policy: str) -> Iterator[None]:
+    """Read data under `policy` ("error" or "skip") for rows with a non-numeric rating."""
+    if policy not in BAD_ROW_POLICIES:
+        raise DataError(
+            f"--on-bad-rows must be one of {', '.join(BAD_ROW_POLICIES)}, got {policy!r}"
+        )
+    token = _bad_rows.set(policy)
+    try:
+        yield
+    finally:
+        _bad_rows.reset(token)
+
+
+def numeric_ratings(
+    ratings: pd.Series, path: Path | None, header_lines: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 ratings, mask of rows to keep). An empty cell is "unrated" (NaN); text that
+    is not a number ("five") is an error naming the file and line, or, under
+    `bad_rows_policy("skip")`, a dropped row counted in a warning."""
+    raw = ratings.reset_index(drop=True)
+    values = pd.to_numeric(raw, errors="coerce")
+    blank = raw.isna() | raw.astype(str).str.strip().isin(["", "nan", "NaN"])
+    bad = (values.isna() & ~blank).to_numpy()
+    keep = ~bad
+    if bad.any():
+        where = path.name if path is not None else "the interactions"
+        first = int(np.flatnonzero(bad)[0])
+        if _bad_rows.get() == "error":
+            raise DataError(
+                f"{where} line {first + 1 + header_lines}: rating {str(raw.iloc[first])!r} is "
+                f"not a number ({int(bad.sum())} such rows; --on-bad-rows skip drops them)"
+            )
+        from whyrec.console import warn
+
+        warn(f"{where}: skipped {int(bad.sum())} rows whose rating is not a number")
+    return values.astype(np.float32).to_numpy(), keep
+
+
 def interactions_frame(
-    users: pd.Series, items: pd.Series, ratings: pd.Series | None, times: pd.Series | None
+    users: pd.Series,
+    items: pd.Series,
+    ratings: pd.Series | None,
+    times: pd.Series | None,
+    path: Path | None = None,
+    header_lines: int = 1,
 ) -> tuple[pd.DataFrame, bool]:
     """Build the canonical interactions frame; row order stands in for missing times."""
+    keep = None
+    if ratings is not None:
+        rating_values, keep = numeric_ratings(ratings, path, header_lines)
+        if keep.all():
+            keep = None
+    else:
+        rating_values = np.full(len(users), np.nan, dtype=np.float32)
+    if keep is not None:
+        users, items = users[keep], items[keep]
+        rating_values = rating_values[keep]
+        times = times[keep] if times is not None else None
     frame = pd.DataFrame(
         {
             "user_id": users.astype(str).str.strip().to_numpy(dtype=object),
             "item_id": items.astype(str).str.strip().to_numpy(dtype=object),
-            "rating": (
-                pd.to_numeric(ratings, errors="coerce").astype(np.float32).to_numpy()
-                if ratings is not None
-                else np.full(len(users), np.nan, dtype=np.float32)
-            ),
+            "rating": rating_values,
         }
     )
     has_times = times is not None
@@ -149,6 +207,7 @@ def read_canonical_interactions(path: Path) -> tuple[pd.DataFrame, bool]:
         frame["item_id"],
         frame["rating"] if "rating" in frame else None,
         frame["timestamp"] if "timestamp" in frame else None,
+        path,
     )
 
 
@@ -252,7 +311,11 @@ def _load_movielens_csv(directory: Path, name: str) -> Dataset:
         tags,
     )
     frame, _ = interactions_frame(
-        ratings["userId"], ratings["movieId"], ratings["rating"], ratings["timestamp"]
+        ratings["userId"],
+        ratings["movieId"],
+        ratings["rating"],
+        ratings["timestamp"],
+        directory / "ratings.csv",
     )
     return Dataset(frame, _add_missing_items(catalog, frame), name=name)
 
@@ -300,7 +363,9 @@ def _load_movielens_100k(directory: Path, name: str) -> Dataset:
     catalog = _movielens_catalog(
         items[0].str.strip().tolist(), items[1].str.strip().tolist(), genres, None
     )
-    frame, _ = interactions_frame(ratings["u"], ratings["i"], ratings["r"], ratings["t"])
+    frame, _ = interactions_frame(
+        ratings["u"], ratings["i"], ratings["r"], ratings["t"], directory / "u.data", 0
+    )
     return Dataset(frame, _add_missing_items(catalog, frame), name=name)
 
 
@@ -327,7 +392,9 @@ def _load_movielens_1m(directory: Path, name: str) -> Dataset:
         [_split_values(g.replace("Children's", "Children")) for g in movies["genres"]],
         None,
     )
-    frame, _ = interactions_frame(ratings["u"], ratings["i"], ratings["r"], ratings["t"])
+    frame, _ = interactions_frame(
+        ratings["u"], ratings["i"], ratings["r"], ratings["t"], directory / "ratings.dat", 0
+    )
     return Dataset(frame, _add_missing_items(catalog, frame), name=name)
 
 
@@ -370,18 +437,22 @@ def load_dataset(
     source: Path | None = None,
     min_rating: float | None = None,
     kcore: int | None = None,
+    on_bad_rows: str = "error",
 ) -> Dataset:
-    """Load a named dataset (fetched or found locally) or a directory, then filter it."""
+    """Load a named dataset (fetched or found locally) or a directory, then filter it.
+
+    `on_bad_rows` ("error" or "skip") says what a rating that is not a number does."""
     from whyrec.data.fetch import KNOWN_DATASETS, fetch
 
     spec_str = str(spec)
-    if spec_str in KNOWN_DATASETS:
-        dataset = load_directory(fetch(spec_str, source=source), name=spec_str)
-    elif Path(spec_str).exists():
-        dataset = load_directory(Path(spec_str))
-    else:
-        known = ", ".join(KNOWN_DATASETS)
-        raise DataError(f"{spec_str!r} is neither a known dataset ({known}) nor a directory")
+    with bad_rows_policy(on_bad_rows):
+        if spec_str in KNOWN_DATASETS:
+            dataset = load_directory(fetch(spec_str, source=source), name=spec_str)
+        elif Path(spec_str).exists():
+            dataset = load_directory(Path(spec_str))
+        else:
+            known = ", ".join(KNOWN_DATASETS)
+            raise DataError(f"{spec_str!r} is neither a known dataset ({known}) nor a directory")
     dataset = dataset.filter_min_rating(min_rating)
     if kcore:
         dataset = dataset.kcore(kcore)

@@ -170,6 +170,8 @@ def read_interaction_file(path: Path) -> pd.DataFrame:
             frame[cols[1]],
             frame[cols[2]] if len(cols) > 2 else None,
             frame[cols[3]] if len(cols) > 3 else None,
+            path,
+            0,
         )
         return frame
     return read_canonical_interactions(path)[0]

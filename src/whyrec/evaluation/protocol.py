@@ -177,6 +177,25 @@ class EvaluationTarget:
             n_items=self.n_items,
         )
 
+    def sample(self, n: int, seed: int) -> EvaluationTarget:
+        """At most `n` of the test users, drawn with the seed (models that are slow per
+        user, such as an LLM, are evaluated on the same sample as their peers)."""
+        if n >= len(self.users):
+            return self
+        rows = np.sort(np.random.default_rng(seed).choice(len(self.users), n, replace=False))
+        relevant = self.relevant[rows].tocsr()
+        return EvaluationTarget(
+            users=self.users[rows],
+            histories=[self.histories[r] for r in rows],
+            train_rows=self.train_rows[rows].tocsr(),
+            relevant=relevant,
+            n_relevant=np.diff(relevant.indptr).astype(np.int64),
+            popularity=self.popularity,
+            long_tail=self.long_tail,
+            n_train_users=self.n_train_users,
+            n_items=self.n_items,
+        )
+
     def rows_of(self, other: EvaluationTarget) -> np.ndarray:
         """Positions in this target of another target's users (a slice of this one)."""
         return np.searchsorted(self.users, other.users)
@@ -259,7 +278,7 @@ class ModelResult:
             "metrics": {key: s.to_dict() for key, s in self.summary.items()},
             "fit_seconds": round(self.fit_seconds, 4),
             "score_seconds": round(self.score_seconds, 4),
-        }
+        } | (self.model.run_stats() or {})
 
 
 def summarise(
@@ -442,14 +461,18 @@ def evaluate_models(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_event: Callable[[str, str, int], None] | None = None,
     rare_below: int = RARE_BELOW,
+    max_users: int | None = None,
 ) -> EvaluationReport:
     """Evaluate several models on one split under one protocol, plus paired tests.
 
     `on_event(model_name, stage, n)` reports progress: ("fit", 0) before a fit and
-    ("score", n_users) after each scored batch.
+    ("score", n_users) after each scored batch. `max_users` evaluates every model on
+    the same sample of that many test users, drawn with the seed.
     """
     ks = parse_ks(ks)
     target = EvaluationTarget.from_split(split)
+    if max_users is not None:
+        target = target.sample(max_users, seed)
     results = []
     for name, model in models.items():
         if on_event:
@@ -475,9 +498,13 @@ def evaluate_models(
         )
         result.fit_seconds = fit_seconds
         results.append(result)
+    described = describe_split(split, target, filtering)
+    if max_users is not None:
+        everyone = int((split.test.matrix.getnnz(axis=1) > 0).sum())
+        described["sampled_users"] = {"of": everyone, "seed": seed}
     return EvaluationReport(
         dataset=split.train.name,
-        split=describe_split(split, target, filtering),
+        split=described,
         ks=ks,
         seed=seed,
         results=results,

@@ -17,6 +17,9 @@ from whyrec.models.base import Recommender
 
 EXACT = "exact"
 OCCLUSION = "occlusion"
+GENERATION_PATH = "generation path"
+"""Generative models: history items weighted by how much of the item's generated index
+(its path through the index clusters) they share (`generation_path_weights`)."""
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,15 @@ def occlusion_weights(model: Recommender, history: np.ndarray, items: np.ndarray
 
 
 def attribute(model: Recommender, history: np.ndarray, items: np.ndarray) -> Attribution:
-    """Exact contributions when the model has them, else leave-one-out occlusion."""
+    """Exact contributions when the model has them, the generation path for a model that
+    generates item indices, else leave-one-out occlusion."""
     history = np.asarray(history, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
     exact = model.contributions(history, items) if len(history) else None
     if exact is not None:
         return Attribution(history, items, np.asarray(exact, dtype=np.float64), EXACT)
+    path_weights = getattr(model, "generation_path_weights", None)
+    if path_weights is not None:
+        weights = np.asarray(path_weights(history, items), dtype=np.float64)
+        return Attribution(history, items, weights, GENERATION_PATH)
     return Attribution(history, items, occlusion_weights(model, history, items), OCCLUSION)

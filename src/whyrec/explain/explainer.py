@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from whyrec.data.dataset import Dataset
-from whyrec.explain.attribution import Attribution, attribute, shares_of
+from whyrec.explain.attribution import GENERATION_PATH, Attribution, attribute, shares_of
 from whyrec.explain.evidence import HistoryContribution
 from whyrec.explain.explanation import (
     HIGH,
@@ -414,6 +414,12 @@ class Explainer:
         evidence = self._history_evidence(attribution, cite, ~np.array(recommended, bool))
         cited = CitedItems.of([up for up, _, _ in evidence])
         path_evidence = self._paths(cited, items)
+        if attribution.method == GENERATION_PATH:
+            # the clusters of the generated index the cited items share (HyPE's path)
+            along = self.model.generation_path_values(cited.lists, items)  # type: ignore[attr-defined]
+            path_evidence = [
+                (paths, shared) for (paths, _), shared in zip(path_evidence, along, strict=True)
+            ]
         collaborative = self._collaborative(cited, items, user_row)
 
         reference = confidence_reference(head_scores, k)

@@ -8,9 +8,7 @@ to "with FIELD VALUE", so user data with its own columns still renders.
 
 from __future__ import annotations
 
-import json
-
-from whyrec.explain.attribution import EXACT
+from whyrec.explain.attribution import EXACT, GENERATION_PATH
 from whyrec.explain.explanation import ConstraintCheck, Explanation, SharedValue
 
 
@@ -75,7 +73,9 @@ def _share_phrase(explanation: Explanation) -> str:
 def recommendation_sentences(explanation: Explanation) -> str:
     """One or two sentences saying why a recommended item is there."""
     titles = [c.title for c in explanation.history]
-    if titles:
+    if titles and explanation.history_method == GENERATION_PATH:
+        first = _generation_path_sentence(explanation, titles)
+    elif titles:
         first = f"Because you liked {_join(titles)} ({_share_phrase(explanation)})"
         described = describe_values(explanation.shared_values)
         if described:
@@ -106,6 +106,17 @@ def recommendation_sentences(explanation: Explanation) -> str:
         text = "; ".join(second_parts)
         second = f" {text[0].upper()}{text[1:]}."
     return first + second
+
+
+def _generation_path_sentence(explanation: Explanation, titles: list[str]) -> str:
+    """The generation path as a sentence: the clusters of the item's index that the cited
+    history items share, coarse to fine (`shared_values` holds one per index level)."""
+    path = " › ".join(v.value for v in explanation.shared_values)
+    depth = len(explanation.shared_values)
+    if not path:
+        return f"Because you liked {_join(titles)}, which share the start of its index."
+    levels = "level" if depth == 1 else f"{depth} levels"
+    return f"Generated along {path}; you liked {_join(titles)}, which share its first {levels}."
 
 
 def why_not_sentences(explanation: Explanation) -> str:
@@ -162,5 +173,7 @@ def to_data(explanation: Explanation, with_text: bool = True) -> dict:
 
 
 def to_json(explanation: Explanation, with_text: bool = True) -> str:
-    """`to_data` as a JSON string."""
-    return json.dumps(to_data(explanation, with_text), ensure_ascii=False)
+    """`to_data` as strict JSON (an undefined number is null)."""
+    from whyrec.jsonout import dumps
+
+    return dumps(to_data(explanation, with_text))

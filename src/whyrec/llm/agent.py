@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from whyrec.conversation.replies import describe_constraints
 from whyrec.conversation.state import DialogueState
 from whyrec.llm.client import CallContext, LLMClient
 from whyrec.llm.guard import ReplyGuard
 from whyrec.llm.structured import ask_structured
-from whyrec.llm.tools import LIST_TOOLS, CandidateMemory, Toolbox, tool_specs
+from whyrec.llm.tools import LIST_TOOLS, TOOLS, CandidateMemory, Toolbox, tool_specs
 
 MAX_PLAN_STEPS = 6
 
@@ -32,8 +33,8 @@ PLAN_SYSTEM = """task: plan
 You are the planner of a film recommender. Tools search the catalog, rank for the user,
 explain and compare items. Candidate lists live outside this conversation: each list
 tool returns a handle (c1, c2, ... in call order); pass a handle as `within` to narrow a
-list. The policy's list is handle "policy". Make your whole plan now, as tool calls in
-order, at most {steps}. Use attribute values exactly as the catalog spells them. If the
+list. The policy's list is handle "policy". Make your whole plan now, as tool calls (or JSON
+steps) in order, at most {steps}. Use attribute values exactly as the catalog spells them. If the
 policy's list already serves the message, call no tool. Never invent items or ids."""
 
 REPLY_SYSTEM = """task: grounded_reply
@@ -45,14 +46,25 @@ best first for this user (you may re-rank them; do not add ids). Keep it short: 
 opening sentence, then one line per item saying why, from its evidence."""
 
 
-class PlanStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    tool: str
-    arguments: dict = Field(default_factory=dict)
+def _step_model(name: str, arguments: type[BaseModel]) -> type[BaseModel]:
+    """One step of a JSON plan: the tool's name and its typed arguments."""
+    return create_model(
+        f"{arguments.__name__}Step",
+        __config__=ConfigDict(extra="forbid"),
+        tool=(Literal[name], ...),
+        arguments=(arguments, ...),
+    )
+
+
+PlanStep = Annotated[
+    Union[tuple(_step_model(name, model) for name, model in TOOLS.items())],  # noqa: UP007
+    Field(discriminator="tool"),
+]
 
 
 class Plan(BaseModel):
-    """A plan as JSON, for servers without tool calling."""
+    """A plan as JSON, for servers without tool calling: the schema spells out every
+    tool's arguments, so a grammar-constrained server can only write valid calls."""
 
     model_config = ConfigDict(extra="forbid")
     steps: list[PlanStep] = Field(default_factory=list, max_length=MAX_PLAN_STEPS)
@@ -113,12 +125,17 @@ class Agent:
         items, problem = self._final_list(toolbox, state)
         if problem and any(name in LIST_TOOLS for _, name, _ in calls):
             trace["reflection"] = problem
-            messages += self._observation_messages(calls, observations)
+            native = trace.get("tools") == "native"
+            messages += self._observation_messages(calls, observations, native)
             messages.append(
                 {
                     "role": "user",
                     "content": json.dumps(
-                        {"problem": problem, "instruction": "Revise the plan with tool calls."}
+                        {
+                            "problem": problem,
+                            "instruction": "Revise the plan with "
+                            + ("tool calls." if native else "a new JSON plan."),
+                        }
                     ),
                 }
             )
@@ -139,9 +156,12 @@ class Agent:
         self, ctx: CallContext, messages: list[dict], trace: dict
     ) -> list[tuple[str, str, str]] | None:
         """[(call id, tool, arguments JSON)] or None when no usable plan came back."""
-        if self.client.config.tools:
-            body = self.client.body(messages, tools=tool_specs(), tool_choice="auto")
-            result = self.client.chat(ctx, "plan", body)
+        mode = self.client.tool_mode(ctx)
+        trace["tools"] = mode
+        if mode is None:
+            return None
+        if mode == "native":
+            result = self.client.chat(ctx, "plan", messages, tools=tool_specs(), tool_choice="auto")
             if result is None:
                 return None
             return [(c.id, c.name, c.arguments) for c in result.tool_calls][:MAX_PLAN_STEPS]
@@ -149,7 +169,10 @@ class Agent:
         trace.setdefault("structured", []).append(record)
         if plan is None:
             return None
-        return [(f"step{i}", s.tool, json.dumps(s.arguments)) for i, s in enumerate(plan.steps)]
+        return [
+            (f"step{i}", step.tool, step.arguments.model_dump_json(exclude_unset=True))
+            for i, step in enumerate(plan.steps)
+        ]
 
     @staticmethod
     def _execute(toolbox: Toolbox, calls: list[tuple[str, str, str]], trace: dict) -> list[dict]:
@@ -163,9 +186,17 @@ class Agent:
         return observations
 
     @staticmethod
-    def _observation_messages(calls: list[tuple[str, str, str]], observations: list) -> list:
+    def _observation_messages(
+        calls: list[tuple[str, str, str]], observations: list, native: bool
+    ) -> list:
         """The plan and its results in the chat format: an assistant message with the tool
-        calls, then one tool message per call."""
+        calls, then one tool message per call; as JSON text for a server without tools."""
+        if not native:
+            steps = [{"tool": n, "arguments": json.loads(a or "{}")} for _, n, a in calls]
+            return [
+                {"role": "assistant", "content": json.dumps({"steps": steps})},
+                {"role": "user", "content": json.dumps({"observations": observations})[:6000]},
+            ]
         return [
             {
                 "role": "assistant",

@@ -7,6 +7,13 @@ even a server that trickles bytes cannot hold a turn longer than the configured 
 Each session has a token budget; identical requests are answered from a cache. What
 happened to every call (outcome, attempts, seconds, tokens) is written to the turn's
 trace, and the callers fall back to the embedded engine whenever a call returns None.
+
+Servers speak different dialects of the API. How structured output and tool calls are
+asked for is negotiated per server and model (`Dialect`): a request whose form the
+server rejects (a 4xx or 5xx answer) is sent again in the next simpler form, and the
+form that worked is remembered for that server and model, so a rejected feature costs
+one extra call once, never a fallback, and never the "LLM down" cool-down (which only
+timeouts, refused or dropped connections, and failures of the simplest form start).
 """
 
 from __future__ import annotations
@@ -33,6 +40,87 @@ around them (prompts, validation, storing the trace), so that a turn with the LL
 costs at most the timeout plus the embedded turn."""
 RETRYABLE = ("rate_limited", "server_error", "timeout", "connection")
 UNREACHABLE = ("timeout", "connection", "server_error")
+REJECTED = ("rejected", "server_error")
+"""Answers that may mean "this server does not understand this form of request"."""
+NOT_REJECTED = ("timeout", "bad_response")
+"""Outcomes of a simpler form showing that the server took it (unlike the richer one)."""
+STRUCTURED_FORMS = ("json_schema", "json_object", "prompt")
+"""Ways to ask for JSON, richest first: a JSON schema response format, JSON mode with the
+schema attached (llama.cpp makes a grammar of it), JSON asked for in the prompt."""
+PROBE_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "ping",
+        "description": "Answer the ping.",
+        "parameters": {
+            "type": "object",
+            "properties": {"ok": {"type": "boolean"}},
+            "required": ["ok"],
+        },
+    },
+}
+PROBE_MESSAGES = [
+    {"role": "system", "content": "task: probe_tools\nCall the tool `ping` with ok=true."},
+    {"role": "user", "content": "ping"},
+]
+PROBE_MAX_TOKENS = 48
+
+
+@dataclass
+class Dialect:
+    """How one server and model are spoken to; learned once, shared by every client."""
+
+    structured: str = "json_schema"
+    tools: str | None = None
+    """"native" or "json"; None until the server was asked."""
+    fixed_structured: bool = False
+    fixed_tools: bool = False
+    notes: list[str] = field(default_factory=list)
+    """How the dialect was found, e.g. "json_schema rejected (500): json_object"."""
+
+    def to_dict(self) -> dict:
+        return {"structured": self.structured, "tools": self.tools, "notes": list(self.notes)}
+
+
+_DIALECTS: dict[tuple[str, str], Dialect] = {}
+_DIALECTS_LOCK = threading.Lock()
+
+
+def dialect_for(config: LLMConfig) -> Dialect:
+    """The shared dialect of the configured server and model (fixed forms from config)."""
+    key = (config.endpoint.rstrip("/"), config.model or "")
+    with _DIALECTS_LOCK:
+        known = _DIALECTS.get(key)
+        if known is None:
+            known = Dialect()
+            if config.json_mode != "auto":
+                known.structured, known.fixed_structured = config.json_mode, True
+            if config.tools != "auto":
+                known.tools, known.fixed_tools = config.tools, True
+            _DIALECTS[key] = known
+        return known
+
+
+def forget_dialects() -> None:
+    """Drop everything learned about servers (a server was reconfigured or replaced)."""
+    with _DIALECTS_LOCK:
+        _DIALECTS.clear()
+
+
+def _schema_instruction(schema: dict, with_schema: bool) -> str:
+    text = "Answer with one JSON object only, no other text."
+    if with_schema:
+        text += " It must follow this JSON schema:\n" + json.dumps(schema, separators=(",", ":"))
+    return text
+
+
+def with_instruction(messages: list[dict], instruction: str) -> list[dict]:
+    """The messages with `instruction` appended to the system message (or added as one)."""
+    if messages and messages[0].get("role") == "system":
+        first = dict(messages[0])
+        first["content"] = f"{first.get('content') or ''}\n{instruction}"
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": instruction}, *messages]
 
 
 @dataclass
@@ -92,7 +180,7 @@ def request_key(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _classify(exc: BaseException) -> tuple[str, int | None, float | None]:
+def classify_error(exc: BaseException) -> tuple[str, int | None, float | None]:
     """(outcome, HTTP status, Retry-After seconds) for an exception of the SDK."""
     import openai
 
@@ -133,6 +221,10 @@ class LLMClient:
         self._lock = threading.Lock()
         self._down_until = 0.0
 
+    @property
+    def dialect(self) -> Dialect:
+        return dialect_for(self.config)
+
     # ----- request shapes -----------------------------------------------------------------
     def body(
         self,
@@ -140,61 +232,176 @@ class LLMClient:
         schema: tuple[str, dict] | None = None,
         tools: list[dict] | None = None,
         tool_choice: str | dict | None = None,
+        form: str | None = None,
+        max_tokens: int | None = None,
     ) -> dict:
-        """The chat.completions request body exactly as it goes on the wire."""
+        """The chat.completions request body exactly as it goes on the wire, asking for
+        structured output in `form` (default: the dialect's)."""
+        if schema is not None:
+            name, json_schema = schema
+            form = form or self.dialect.structured
+            if form == "json_schema":
+                response_format: dict | None = {
+                    "type": "json_schema",
+                    "json_schema": {"name": name, "schema": json_schema, "strict": False},
+                }
+            elif form == "json_object":
+                response_format = {"type": "json_object", "schema": json_schema}
+                messages = with_instruction(messages, _schema_instruction(json_schema, False))
+            else:
+                response_format = None
+                messages = with_instruction(messages, _schema_instruction(json_schema, True))
         body: dict[str, Any] = {
             "model": self.config.model or "default",
             "messages": messages,
             "temperature": self.config.temperature,
-            "max_tokens": self.config.max_tokens,
+            "max_tokens": max_tokens or self.config.max_tokens,
         }
-        if schema is not None:
-            name, json_schema = schema
-            if self.config.json_mode == "json_schema":
-                body["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": name, "schema": json_schema, "strict": False},
-                }
-            else:
-                body["response_format"] = {"type": "json_object"}
+        if schema is not None and response_format is not None:
+            body["response_format"] = response_format
         if tools:
             body["tools"] = tools
             body["tool_choice"] = tool_choice or "auto"
         return body
 
     # ----- the call ----------------------------------------------------------------------
-    def chat(self, ctx: CallContext, purpose: str, body: dict) -> ChatResult | None:
-        """Send one request (with retries); None, with the reason in the trace, on failure."""
+    def chat(
+        self,
+        ctx: CallContext,
+        purpose: str,
+        messages: list[dict],
+        schema: tuple[str, dict] | None = None,
+        tools: list[dict] | None = None,
+        tool_choice: str | dict | None = None,
+        max_tokens: int | None = None,
+        form: str | None = None,
+    ) -> ChatResult | None:
+        """Send one request in the dialect of the server (with retries, and simpler forms
+        where the server rejects one); None, with the reason in the trace, on failure.
+        `form` asks for structured output in that one form only (for probing)."""
+        dialect = self.dialect
+        forms: tuple[str | None, ...] = (None,)
+        if form is not None:
+            forms = (form,)
+        elif schema is not None:
+            start = STRUCTURED_FORMS.index(dialect.structured)
+            forms = (dialect.structured,) if dialect.fixed_structured else STRUCTURED_FORMS[start:]
         record: dict[str, Any] = {"purpose": purpose, "attempts": 0, "tokens": 0}
         ctx.calls.append(record)
         started = time.monotonic()
+        result, outcome = None, "failed"
+        for index, trying in enumerate(forms):
+            body = self.body(messages, schema, tools, tool_choice, trying, max_tokens)
+            simpler_left = index + 1 < len(forms)
+            record["form"] = trying or ("tools" if tools else "text")
+            result, outcome, status = self._request(
+                ctx, record, body, retry_errors=not simpler_left
+            )
+            if result is not None or not (simpler_left and outcome in REJECTED):
+                break
+            note = f"{trying} rejected ({status}): {forms[index + 1]}"
+            record.setdefault("dialect", []).append(note)
+        record["seconds"] = round(time.monotonic() - started, 3)
+        if not record.get("errors"):
+            record.pop("errors", None)
+        if result is None and form is None and record.get("dialect") and outcome in NOT_REJECTED:
+            # the richer form was rejected and the simpler one was not (it ran out of time
+            # or answered badly): the form was the cause, remember it now
+            self.learn_structured(record["form"], record["dialect"])
+        if result is None:
+            record["outcome"] = outcome
+            # the server answered, so a request form it rejects is not an outage; only an
+            # unreachable server, or one failing the plainest request, cools down
+            feature = tools is not None or (schema is not None and record["form"] != "prompt")
+            if outcome in UNREACHABLE and not (feature and outcome == "server_error"):
+                ctx.unreachable = True
+                with self._lock:
+                    self._down_until = time.monotonic() + self.config.cooldown
+            return None
+        if form is None and schema is not None and record["form"] != dialect.structured:
+            self.learn_structured(record["form"], record.get("dialect", []))
+        if result.cached:
+            return result
+        record.update(outcome="ok", tokens=result.tokens)
+        ctx.budget.used += result.tokens
+        if self.config.cache_size:
+            with self._lock:
+                self._cache[result.key] = result
+                while len(self._cache) > self.config.cache_size:
+                    self._cache.popitem(last=False)
+        return result
+
+    def learn_structured(self, form: str, notes: list[str]) -> None:
+        """Remember how this server takes structured output (unless the config fixed it)."""
+        dialect = self.dialect
+        with _DIALECTS_LOCK:
+            if not dialect.fixed_structured:
+                dialect.structured = form
+                dialect.notes.extend(n for n in notes if n not in dialect.notes)
+
+    def tool_mode(self, ctx: CallContext) -> str | None:
+        """ "native" or "json" planning for this server, asking it once whether tool calls
+        come back when one is required; None when that could not be found out now."""
+        dialect = self.dialect
+        if dialect.tools is not None:
+            return dialect.tools
+        result = self.chat(
+            ctx,
+            "probe_tools",
+            PROBE_MESSAGES,
+            tools=[PROBE_TOOL],
+            tool_choice="required",
+            max_tokens=PROBE_MAX_TOKENS,
+        )
+        outcome = ctx.calls[-1].get("outcome")
+        if result is None and outcome not in REJECTED:
+            return None  # unreachable or out of time: ask again on a later turn
+        mode = "native" if result is not None and result.tool_calls else "json"
+        with _DIALECTS_LOCK:
+            if dialect.tools is None:
+                dialect.tools = mode
+                reason = "tool calls came back" if mode == "native" else "no tool calls came back"
+                if result is None:
+                    errors = ctx.calls[-1].get("errors") or [outcome]
+                    reason = f"tool request rejected ({errors[-1]})"
+                dialect.notes.append(f"tools: {reason}: {mode}")
+        if result is not None:
+            self.discard(result)
+        return dialect.tools
+
+    def _request(
+        self, ctx: CallContext, record: dict, body: dict, retry_errors: bool
+    ) -> tuple[ChatResult | None, str, int | None]:
+        """One request body, from the cache or with retries; (result, outcome, status)."""
         key = request_key(body)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
         if hit is not None:
-            record.update(outcome="cached", seconds=0.0)
-            return ChatResult(hit.content, hit.tool_calls, 0, key, cached=True)
+            record.update(outcome="cached")
+            return ChatResult(hit.content, hit.tool_calls, 0, key, cached=True), "cached", None
         skip = self._skip_reason(ctx, body)
         if skip:
-            record.update(outcome="skipped", reason=skip, seconds=0.0)
-            return None
-        outcome, errors = "failed", []
-        result = None
+            record.update(outcome="skipped", reason=skip)
+            return None, "skipped", None
+        outcome, status = "failed", None
+        errors = record.setdefault("errors", [])
         for attempt in range(self.config.max_retries + 1):
             remaining = ctx.remaining
             if remaining < MIN_CALL_SECONDS:
                 outcome = "timeout"
                 errors.append("deadline reached")
                 break
-            record["attempts"] = attempt + 1
+            record["attempts"] += 1
             result, outcome, status, retry_after = self._attempt(body, key, remaining)
             if result is not None:
-                break
+                return result, "ok", None
             errors.append(outcome if status is None else f"{outcome} ({status})")
             if outcome not in RETRYABLE or attempt == self.config.max_retries:
                 break
+            if outcome == "server_error" and not retry_errors:
+                break  # a simpler form is tried first: the error may be the form's
             delay = self.config.backoff * 2**attempt
             if retry_after is not None:
                 delay = max(delay, retry_after)
@@ -202,24 +409,7 @@ class LLMClient:
                 errors.append("no time left to retry")
                 break
             time.sleep(delay)
-        record["seconds"] = round(time.monotonic() - started, 3)
-        if errors:
-            record["errors"] = errors
-        if result is None:
-            record["outcome"] = outcome
-            if outcome in UNREACHABLE:
-                ctx.unreachable = True
-                with self._lock:
-                    self._down_until = time.monotonic() + self.config.cooldown
-            return None
-        record.update(outcome="ok", tokens=result.tokens)
-        ctx.budget.used += result.tokens
-        if self.config.cache_size:
-            with self._lock:
-                self._cache[key] = result
-                while len(self._cache) > self.config.cache_size:
-                    self._cache.popitem(last=False)
-        return result
+        return None, outcome, status
 
     def discard(self, result: ChatResult) -> None:
         """Forget a cached response that turned out unusable, so it is not served again."""
@@ -247,7 +437,7 @@ class LLMClient:
         except FutureTimeout:
             return None, "timeout", None, None
         except Exception as exc:  # the SDK's errors, and whatever a broken server causes
-            outcome, status, retry_after = _classify(exc)
+            outcome, status, retry_after = classify_error(exc)
             return None, outcome, status, retry_after
 
     def _send(self, body: dict, key: str, timeout: float) -> ChatResult:

@@ -64,11 +64,15 @@ class LLMConfig(BaseModel):
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int = Field(default=800, ge=16)
     """Completion limit of one call."""
-    json_mode: Literal["json_schema", "json_object"] = "json_schema"
-    """How structured output is requested: a JSON schema (OpenAI, vLLM, Ollama, llama.cpp)
-    or plain JSON mode for servers that only know `{"type": "json_object"}`."""
-    tools: bool = True
-    """Plan with the tool-calling API; off for servers without function calling."""
+    json_mode: Literal["auto", "json_schema", "json_object", "prompt"] = "auto"
+    """How structured output is requested. "auto" starts with a JSON schema
+    (`json_schema`: OpenAI, vLLM, Ollama) and, when the server rejects that, falls back
+    to `json_object` carrying the schema (llama.cpp turns it into a grammar), then to
+    JSON asked for in the prompt alone; the first that works is kept for the server.
+    A fixed value uses that one form only."""
+    tools: Literal["auto", "native", "json"] = "auto"
+    """How the agent plans: "native" tool calls, or a "json" plan in the message
+    content; "auto" asks the server once whether it returns tool calls."""
 
     @property
     def configured(self) -> bool:

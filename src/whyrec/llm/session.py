@@ -83,6 +83,7 @@ class LLMSession(Session):
             tokens=ctx.tokens,
             session_tokens=ctx.budget.used,
             fallbacks=fallbacks,
+            dialect=conv.client.dialect.to_dict(),
             seconds=round(time.monotonic() - self._started, 3),
         )
         turn.trace = {"llm": self._trace}

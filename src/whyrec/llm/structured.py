@@ -1,9 +1,10 @@
 """Structured answers from the LLM: a pydantic schema, one repair attempt, or nothing.
 
-Every structured request goes through `ask_structured`: the schema is sent as the
-response format, the answer is parsed and validated with pydantic; an invalid answer is
-shown back to the model with the validation error once; a second failure returns None
-so that the caller falls back to the embedded engine. The trace gets each step.
+Every structured request goes through `ask_structured`: the schema is sent in the form
+the server understands (`LLMClient.chat` negotiates it), the answer is parsed and
+validated with pydantic; an invalid answer is shown back to the model with the
+validation error once; a second failure returns None so that the caller falls back to
+the embedded engine. The trace gets each step.
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ def schema_of(model: type[BaseModel]) -> dict:
 
 
 def parse(model: type[Model], content: str | None) -> Model:
-    """Validate a model's answer; tolerate a Markdown code fence around the JSON."""
-    text = content or ""
+    """Validate a model's answer; tolerate a Markdown code fence around the JSON, and
+    words around one JSON object (servers without JSON mode)."""
+    text = (content or "").strip()
     fenced = _FENCE.match(text)
     if fenced:
         text = fenced.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    if not text.startswith("{") and 0 <= start < end:
+        text = text[start : end + 1]
     return model.model_validate_json(text)
 
 
@@ -59,7 +64,7 @@ def ask_structured(
     schema = (purpose, schema_of(model))
     conversation = list(messages)
     for attempt in ("first", "repair"):
-        result = client.chat(ctx, purpose, client.body(conversation, schema=schema))
+        result = client.chat(ctx, purpose, conversation, schema=schema)
         if result is None:
             record["result"] = "unavailable" if attempt == "first" else "repair unavailable"
             return None, record

@@ -171,9 +171,16 @@ class LLMUnderstander:
             record["source"] = "embedded"
             return self.embedded.understand(text, shown=shown), None, record
         understanding, dropped = self.ground(acts, shown, text)
-        record["source"] = "llm"
         if dropped:
             record["grounding"] = dropped
+        if not (understanding.intents or understanding.unknown_titles):
+            # a weak model's empty reading must not cost the user a turn ("I didn't catch
+            # that") when the embedded understander reads the message
+            embedded = self.embedded.understand(text, shown=shown)
+            if embedded.intents:
+                record.update(source="embedded", result="empty")
+                return embedded, None, record
+        record["source"] = "llm"
         return understanding, acts.profile, record
 
     # ----- grounding ----------------------------------------------------------------------

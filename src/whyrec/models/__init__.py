@@ -26,6 +26,7 @@ __all__ = [
     "MODELS",
     "MODEL_ALIASES",
     "SANSA",
+    "Generative",
     "Hybrid",
     "ItemKNN",
     "Popularity",

@@ -153,6 +153,11 @@ class Recommender(ABC):
         """One query vector per history, in the space of `embedding_space()`."""
         raise WhyrecError(f"{self.name} does not score by a dot product with item vectors")
 
+    def run_stats(self) -> dict | None:
+        """What the model measured about itself while scoring (e.g. an LLM's calls and
+        hallucinations), for evaluation reports; None for models with nothing to add."""
+        return None
+
     # ----- persistence -------------------------------------------------------------
     @abstractmethod
     def state(self) -> dict[str, np.ndarray]:

@@ -27,6 +27,7 @@ _LOCATIONS: dict[str, tuple[str, str]] = {
     "sasrec": ("whyrec.models.sasrec", "SASRec"),
     "sasrec-text": ("whyrec.models.sasrec", "SASRecText"),
     "hybrid": ("whyrec.models.hybrid", "Hybrid"),
+    "generative": ("whyrec.models.generative", "Generative"),
 }
 CLASS_LOCATIONS = {cls: module for module, cls in _LOCATIONS.values()}
 

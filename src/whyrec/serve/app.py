@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from whyrec import __version__
-from whyrec.errors import NotFoundError, WhyrecError
+from whyrec.errors import AlreadySeenError, NotFoundError, WhyrecError
 from whyrec.serve import schemas
 from whyrec.serve.metrics import Metrics, MetricsMiddleware
 from whyrec.serve.security import (
@@ -42,6 +42,21 @@ from whyrec.store import ConflictError
 
 log = logging.getLogger("whyrec.serve")
 
+_OPEN_SESSION = {
+    "path.session_id": "$response.body#/session_id",
+    "header.Authorization": "Bearer {$response.body#/token}",
+}
+SESSION_LINKS = {
+    "SendMessage": {"operationId": "send_message", "parameters": _OPEN_SESSION},
+    "ReadSession": {"operationId": "read_session", "parameters": _OPEN_SESSION},
+}
+"""OpenAPI links: a created session is talked to and read with its id and token (what
+stateful clients and fuzzers follow)."""
+
+PATTERN_MESSAGES = {
+    schemas.NOT_BLANK: "is blank",
+}
+"""Our patterns, said in words in a 422 (instead of the regular expression)."""
 SessionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 ERRORS = {
     status: {"model": schemas.ErrorResponse, "description": text}
@@ -49,7 +64,7 @@ ERRORS = {
         400: "The request cannot be served (unknown user, item, field or value)",
         401: "Missing or wrong API key / session token",
         404: "No such session or item",
-        409: "The session moved on; resend",
+        409: "The session moved on (resend), or the item is already in the history",
         413: "Body too large",
         422: "Invalid input",
         429: "Rate limited (see Retry-After)",
@@ -114,13 +129,24 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     # worker threads and back per request, which under load is most of a request's time.
     async def caller(
         request: Request,
-        x_api_key: Annotated[str | None, Header(max_length=500)] = None,
-        authorization: Annotated[str | None, Header(max_length=500)] = None,
+        # typed `str` with a None default: a header is a string or absent, never null
+        x_api_key: Annotated[
+            str, Header(max_length=500, examples=["your-api-key"])  # noqa: RUF013
+        ] = None,
+        authorization: Annotated[
+            str,  # noqa: RUF013
+            Header(max_length=500, examples=["Bearer TOKEN"]),
+        ] = None,
     ) -> Caller:
-        if x_api_key is not None:
-            if not keys.match(x_api_key):
+        rate = None  # the default limit, for sessions and anonymous callers
+        if x_api_key is not None and keys.required:  # a server without keys ignores them
+            found = keys.lookup(x_api_key)
+            if found is None:
                 raise Unauthorized("unknown API key")
             who = Caller("key", f"key:{fingerprint(x_api_key)}")
+            (rate,) = found
+            if rate is None:
+                return who  # a key without a rate of its own is not limited
         elif authorization is not None:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
@@ -129,12 +155,13 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         else:
             host = request.client.host if request.client else "unknown"
             who = Caller("anonymous", f"ip:{host}")
-        wait = limiter.retry_after(who.name)
+        wait = limiter.retry_after(who.name, rate)
         if wait is not None:
             metrics.rate_limited.inc()
             raise HTTPException(
                 429,
-                f"rate limit of {limiter.rate:g} requests a second exceeded; retry later",
+                f"rate limit of {limiter.limits(rate)[0]:g} requests a second exceeded; "
+                "retry later",
                 headers={"Retry-After": str(max(1, round(wait + 0.5)))},
             )
         return who
@@ -173,7 +200,9 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         details = []
         for problem in exc.errors():
             where = ".".join(str(p) for p in problem.get("loc", ()) if p != "body")
-            details.append(f"{where}: {problem.get('msg', 'invalid')}" if where else problem["msg"])
+            said = PATTERN_MESSAGES.get((problem.get("ctx") or {}).get("pattern"))
+            said = said or problem.get("msg", "invalid")
+            details.append(f"{where}: {said}" if where else said)
         return _error(422, details[0] if details else "invalid request", details)
 
     @app.exception_handler(HTTPException)
@@ -185,7 +214,7 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         status = 400
         if isinstance(exc, NotFoundError):
             status = 404
-        elif isinstance(exc, ConflictError):
+        elif isinstance(exc, ConflictError | AlreadySeenError):
             status = 409
         return _error(status, str(exc))
 
@@ -228,13 +257,25 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     @app.get("/v1/items/search", response_model=schemas.SearchResponse, tags=["items"])
     def search(
         who: Open,
-        q: Annotated[str, Query(min_length=1, max_length=200, description="Title words")],
+        q: Annotated[
+            str,
+            Query(
+                min_length=1, max_length=200, pattern=schemas.NOT_BLANK, description="Title words"
+            ),
+        ],
         limit: Annotated[int, Query(ge=1, le=50)] = 10,
     ):
         """Items whose titles match the words (typos and partial titles allowed)."""
         return service.search(q, limit)
 
-    @app.post("/v1/sessions", status_code=201, response_model=schemas.SessionCreated, tags=["chat"])
+    @app.post(
+        "/v1/sessions",
+        status_code=201,
+        response_model=schemas.SessionCreated,
+        tags=["chat"],
+        operation_id="start_session",
+        responses={201: {"description": "Created", "links": SESSION_LINKS}},
+    )
     def start_session(who: Open, body: schemas.SessionRequest | None = None):
         """Start a chat session; keep its token to talk in it and read it back."""
         created = service.start_session(body.user_id if body else None)
@@ -242,7 +283,10 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
         return created
 
     @app.post(
-        "/v1/sessions/{session_id}/messages", response_model=schemas.TurnResponse, tags=["chat"]
+        "/v1/sessions/{session_id}/messages",
+        response_model=schemas.TurnResponse,
+        tags=["chat"],
+        operation_id="send_message",
     )
     def send_message(session_id: SessionId, body: schemas.MessageRequest, who: InSession):
         """One turn: words, or a like/dislike on an item (stored as feedback too)."""
@@ -252,7 +296,12 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
             metrics.feedback.labels("like" if body.reaction.liked else "dislike").inc()
         return FastJSON(turn)
 
-    @app.get("/v1/sessions/{session_id}", response_model=schemas.SessionView, tags=["chat"])
+    @app.get(
+        "/v1/sessions/{session_id}",
+        response_model=schemas.SessionView,
+        tags=["chat"],
+        operation_id="read_session",
+    )
     def read_session(session_id: SessionId, who: InSession):
         """The session with all its messages, to resume it."""
         return FastJSON(service.session_view(session_id))
@@ -317,6 +366,8 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
+    document_catalog(app, service)
+
     # outermost first: metrics see everything, the size limit runs before any parsing
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     if config.cors_origins:
@@ -329,6 +380,31 @@ def create_app(service: Service, config: ServiceConfig) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.metrics = metrics
     return app
+
+
+def document_catalog(app: FastAPI, service: Service) -> None:
+    """Put the served catalog's filter fields and values into the OpenAPI document, so
+    it says exactly which filters the server accepts (any other field is refused)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            filters = schema.get("components", {}).get("schemas", {}).get("Filters")
+            if filters is not None:
+                shape = schemas.catalog_filter_schema(service.filter_values())
+                for side in ("include", "exclude"):
+                    documented = filters["properties"][side]
+                    kept = {
+                        k: documented[k]
+                        for k in ("title", "default", "examples")
+                        if k in documented
+                    }
+                    filters["properties"][side] = {**kept, **shape}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def app_from_config(config: ServiceConfig) -> FastAPI:

@@ -1,8 +1,11 @@
 """What the API accepts and answers, as pydantic models (these make the OpenAPI spec).
 
 Every input has bounds, so a malformed or oversized request is a clear 422, never a
-crash or a slow request. Explanations are documented as objects: their fields are the
-`Explanation.to_dict()` evidence plus the rendered `text`.
+crash or a slow request. The OpenAPI document says exactly what is accepted: "exactly
+one of" rules are `oneOf`s, blank strings are excluded by a pattern, and the filter
+fields and values are the served catalog's (`catalog_filter_schema`, added by the app).
+Explanations are documented as objects: their fields are the `Explanation.to_dict()`
+evidence plus the rendered `text`.
 """
 
 from __future__ import annotations
@@ -11,47 +14,85 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from whyrec.engine import MAX_INEXACT_TITLES
+
 MAX_K = 100
 MAX_HISTORY = 500
 MAX_TEXT = 2000
 MAX_EVENTS = 1000
+MAX_FILTER_VALUES = 50
+MAX_VALUE_LENGTH = 200
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Value = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+NOT_BLANK = r"[^ \t\n\r\f\v]"
+"""A string must hold something besides spaces (ASCII whitespace, which every regex
+dialect, JSON Schema's included, reads the same way)."""
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK)]
+Value = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_VALUE_LENGTH, pattern=NOT_BLANK)
+]
 Year = Annotated[int, Field(ge=0, le=3000)]
+
+
+def exactly_one_of(*names: str) -> dict:
+    """JSON Schema for "exactly one of these fields is present"."""
+    return {"oneOf": [{"required": [name]} for name in names]}
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+FilterValues = Annotated[list[Value], Field(min_length=1, max_length=MAX_FILTER_VALUES)]
+
+
 class Filters(Strict):
     """Hard constraints: every `include` field must match one of its values; no `exclude`
-    value may match; years are inclusive."""
+    value may match; years are inclusive (a range that runs backwards matches nothing).
+    The fields and values are the catalog's, listed in this document."""
 
-    include: dict[Value, Annotated[list[Value], Field(min_length=1, max_length=50)]] = Field(
+    include: dict[Value, FilterValues] = Field(
         default_factory=dict, max_length=20, examples=[{"genres": ["Animation"]}]
     )
-    exclude: dict[Value, Annotated[list[Value], Field(min_length=1, max_length=50)]] = Field(
+    exclude: dict[Value, FilterValues] = Field(
         default_factory=dict, max_length=20, examples=[{"genres": ["Horror"]}]
     )
-    year_min: Year | None = None
-    year_max: Year | None = None
+    year_min: Year = None  # type: ignore[assignment]  # absent means open; null is refused
+    year_max: Year = None  # type: ignore[assignment]
 
-    @model_validator(mode="after")
-    def _years_in_order(self) -> Filters:
-        low, high = self.year_min, self.year_max
-        if low is not None and high is not None and low > high:
-            raise ValueError("year_min is after year_max")
-        return self
+
+def catalog_filter_schema(fields: dict[str, list[str]]) -> dict:
+    """The `include`/`exclude` schema for one catalog: its fields, each with its values."""
+    return {
+        "type": "object",
+        "maxProperties": 20,
+        "additionalProperties": False,
+        "properties": {
+            name: {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_FILTER_VALUES,
+                "items": {"type": "string", "enum": values},
+            }
+            for name, values in fields.items()
+        },
+    }
 
 
 class Person(Strict):
     """Exactly one of a known `user_id` or a `history` of item ids or titles."""
 
-    user_id: Id | None = Field(default=None, examples=["1"])
-    history: Annotated[list[Id], Field(min_length=1, max_length=MAX_HISTORY)] | None = Field(
-        default=None, examples=[["1", "Toy Story"]]
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=exactly_one_of("user_id", "history")
+    )
+
+    user_id: Id = Field(default=None, examples=["1"])  # type: ignore[assignment]
+    history: Annotated[list[Id], Field(min_length=1, max_length=MAX_HISTORY)] = Field(
+        default=None,  # type: ignore[assignment]
+        examples=[["1", "Toy Story"]],
+        description=f"Item ids or titles, oldest first; at most {MAX_HISTORY}. At most "
+        f"{MAX_INEXACT_TITLES} distinct entries may be loose titles (typos, partial titles, "
+        "matched against the whole catalog); a loose title beyond those is not found (404).",
     )
     k: int = Field(default=10, ge=1, le=MAX_K)
     filters: Filters | None = None
@@ -66,6 +107,23 @@ class Person(Strict):
 
 class RecommendRequest(Person):
     explain: bool = Field(default=True, description="Attach the full evidence and its text.")
+    query: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT)]
+        | None
+    ) = Field(
+        default=None,
+        description="A description in words, matched against item text; with no user_id "
+        "or history it alone says what is wanted.",
+        examples=["a heist film with a twist"],
+    )
+
+    @model_validator(mode="after")
+    def _one_person(self) -> RecommendRequest:
+        if self.user_id is not None and self.history is not None:
+            raise ValueError("give exactly one of user_id or history, not both")
+        if self.user_id is None and self.history is None and self.query is None:
+            raise ValueError("give exactly one of user_id or history, or a query")
+        return self
 
 
 class ExplainRequest(Person):
@@ -99,7 +157,7 @@ class ExplainResponse(BaseModel):
 
 
 class SessionRequest(Strict):
-    user_id: Id | None = Field(default=None, description="Talk as a user of the training data.")
+    user_id: Id = Field(default=None, description="Talk as a user of the training data.")  # type: ignore[assignment]
 
 
 class SessionCreated(BaseModel):
@@ -115,17 +173,17 @@ class Reaction(Strict):
 class MessageRequest(Strict):
     """Either words (`text`) or a like/dislike on an item (`reaction`)."""
 
-    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)] | None = Field(
-        default=None, examples=["a funny animated film from the 90s"]
-    )
-    reaction: Reaction | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("text", "reaction"))
+
+    text: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=NOT_BLANK)
+    ] = Field(default=None, examples=["a funny animated film from the 90s"])  # type: ignore[assignment]
+    reaction: Reaction = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _one_kind(self) -> MessageRequest:
         if (self.text is None) == (self.reaction is None):
             raise ValueError("give exactly one of text or reaction")
-        if self.text is not None and not self.text.strip():
-            raise ValueError("text is blank")
         return self
 
 
@@ -165,14 +223,32 @@ class SearchResponse(BaseModel):
 
 
 class FeedbackIn(Strict):
-    """An interaction, rating, like or dislike; `timestamp` in seconds since the epoch."""
+    """An interaction, rating, like or dislike; `timestamp` in seconds since the epoch.
+
+    A rating at or above the bundle's positive threshold (its `--min-rating`, else the
+    middle of its rating scale) counts as a like; a lower one marks the item as seen."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "allOf": [
+                {"anyOf": [{"required": ["user_id"]}, {"required": ["session_id"]}]},
+                {
+                    "anyOf": [
+                        {"properties": {"kind": {"enum": ["interaction", "like", "dislike"]}}},
+                        {"required": ["rating"]},
+                    ]
+                },
+            ]
+        },
+    )
 
     item_id: Id
     kind: Literal["interaction", "rating", "like", "dislike"] = "interaction"
-    user_id: Id | None = None
-    session_id: Id | None = None
-    rating: float | None = Field(default=None, ge=-1e6, le=1e6)
-    timestamp: float | None = Field(default=None, ge=0, le=1e11)
+    user_id: Id = None  # type: ignore[assignment]
+    session_id: Id = None  # type: ignore[assignment]
+    rating: float = Field(default=None, ge=-1e6, le=1e6)  # type: ignore[assignment]
+    timestamp: float = Field(default=None, ge=0, le=1e11)  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _complete(self) -> FeedbackIn:

@@ -1,9 +1,10 @@
 """Who is calling, how often, and how much they may send.
 
-API keys (`X-API-Key`) come from WHYREC_API_KEYS or `--api-key`; a chat session's token
-(`Authorization: Bearer`) opens that session only. Rate limits are token buckets per
-caller (key, session or client address). Oversized bodies are refused before they are
-read whole.
+API keys (`X-API-Key`) come from WHYREC_API_KEYS or `--api-key`, each `KEY` or
+`KEY:RATE`; a chat session's token (`Authorization: Bearer`) opens that session only.
+Rate limits are token buckets per caller: a key is unlimited unless it was given a rate
+(a shop's backend calls with one key from many connections), sessions and anonymous
+callers get `--rate-limit`. Oversized bodies are refused before they are read whole.
 """
 
 from __future__ import annotations
@@ -22,17 +23,37 @@ from dataclasses import dataclass
 import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from whyrec.errors import WhyrecError
 from whyrec.store.tokens import token_digest
 
 KEYS_ENV = "WHYREC_API_KEYS"
 
 
 def api_keys_from(flags: list[str] | None) -> list[str]:
-    """Keys given as flags, else the comma-separated WHYREC_API_KEYS."""
+    """Keys given as flags, else the comma-separated WHYREC_API_KEYS (each KEY[:RATE])."""
     keys = [k.strip() for k in (flags or []) if k.strip()]
     if not keys:
         keys = [k.strip() for k in os.environ.get(KEYS_ENV, "").split(",") if k.strip()]
+    for spec in keys:
+        parse_key(spec)  # a bad rate is one line at start-up, not a surprise later
     return keys
+
+
+def parse_key(spec: str) -> tuple[str, float | None]:
+    """ "secret:50" → ("secret", 50.0): at most 50 requests a second; "secret" → ("secret",
+    None): unlimited. The rate is what follows the last colon when that is a number."""
+    key, sep, rate_text = spec.rpartition(":")
+    if not sep:
+        return spec, None
+    try:
+        rate = float(rate_text)
+    except ValueError:
+        return spec, None  # a colon inside the key itself
+    if not key:
+        raise WhyrecError(f"API key spec {spec!r} has a rate but no key")
+    if not (0 < rate < float("inf")):
+        raise WhyrecError(f"API key rate must be a positive number of requests a second: {spec!r}")
+    return key, rate
 
 
 def fingerprint(secret: str) -> str:
@@ -55,19 +76,28 @@ class Caller:
 
 
 class KeyRing:
-    def __init__(self, keys: list[str]) -> None:
-        self._keys = [k.encode() for k in keys]
+    """The accepted keys and each key's rate (None: unlimited)."""
+
+    def __init__(self, specs: list[str]) -> None:
+        parsed = [parse_key(spec) for spec in specs]
+        self._keys = [key.encode() for key, _ in parsed]
+        self._rates = [rate for _, rate in parsed]
 
     @property
     def required(self) -> bool:
         return bool(self._keys)
 
     def match(self, presented: str | None) -> bool:
+        return self.lookup(presented) is not None
+
+    def lookup(self, presented: str | None) -> tuple[float | None] | None:
+        """None for an unknown key, else a 1-tuple with its rate (None: unlimited)."""
         if presented is None:
-            return False
+            return None
         given = presented.encode()
         # compare against every key, so timing does not tell which one nearly matched
-        return any([hmac.compare_digest(given, key) for key in self._keys])
+        hits = [hmac.compare_digest(given, key) for key in self._keys]
+        return (self._rates[hits.index(True)],) if any(hits) else None
 
 
 def refill(tokens: float, last: float, now: float, rate: float, burst: int) -> tuple[float, float]:
@@ -116,21 +146,31 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.rate > 0
 
-    def retry_after(self, caller: str) -> float | None:
-        """None when the request may proceed, else seconds until it would."""
-        if not self.enabled:
+    def limits(self, rate: float | None) -> tuple[float, int]:
+        """(rate, burst) for a caller: the default, or a key's own rate with two seconds'
+        worth of burst, as the default has."""
+        if rate is None:
+            return self.rate, self.burst
+        return rate, max(1, round(2 * rate))
+
+    def retry_after(self, caller: str, rate: float | None = None) -> float | None:
+        """None when the request may proceed, else seconds until it would. `rate`
+        overrides the default for this caller (a key's own rate)."""
+        if rate is None and not self.enabled:
             return None
+        rate, burst = self.limits(rate)
         now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.get(caller, (float(self.burst), now))
-            tokens, wait = refill(tokens, last, now, self.rate, self.burst)
+            tokens, last = self._buckets.get(caller, (float(burst), now))
+            tokens, wait = refill(tokens, last, now, rate, burst)
             self._buckets[caller] = (tokens, now)
             if len(self._buckets) > self.MAX_CALLERS:
                 self._forget_full_buckets(now)
             return wait or None
 
     def _forget_full_buckets(self, now: float) -> None:
-        refill_time = self.burst / self.rate
+        # a key's own rate refills in two seconds; slower rates, a minute at most
+        refill_time = max(self.burst / self.rate if self.rate > 0 else 0.0, 60.0)
         self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < refill_time}
 
 
@@ -176,9 +216,10 @@ class SharedRateLimiter(RateLimiter):
                 return slot, False
         return min(probes, key=lambda s: self._last[s]), False
 
-    def retry_after(self, caller: str) -> float | None:
-        if not self.enabled:
+    def retry_after(self, caller: str, rate: float | None = None) -> float | None:
+        if rate is None and not self.enabled:
             return None
+        rate, burst = self.limits(rate)
         digest = hashlib.blake2b(caller.encode(), digest_size=8).digest()
         key = int.from_bytes(digest, "little") | 1  # never 0, the empty marker
         with self._lock:
@@ -186,9 +227,9 @@ class SharedRateLimiter(RateLimiter):
             try:
                 now = time.monotonic()
                 slot, known = self._slot(key)
-                tokens = float(self._tokens[slot]) if known else float(self.burst)
+                tokens = float(self._tokens[slot]) if known else float(burst)
                 last = float(self._last[slot]) if known else now
-                tokens, wait = refill(tokens, last, now, self.rate, self.burst)
+                tokens, wait = refill(tokens, last, now, rate, burst)
                 self._keys[slot], self._tokens[slot], self._last[slot] = key, tokens, now
             finally:
                 fcntl.flock(self._file, fcntl.LOCK_UN)

@@ -22,8 +22,9 @@ import numpy as np
 from whyrec.bundle import Bundle
 from whyrec.core import Query
 from whyrec.engine import Engine
-from whyrec.errors import WhyrecError
+from whyrec.errors import NotFoundError, WhyrecError
 from whyrec.explain.render import to_data
+from whyrec.feedback import is_positive
 from whyrec.filters import ItemFilter
 from whyrec.llm import LLMConfig, open_conversation
 from whyrec.serve import schemas
@@ -40,8 +41,10 @@ class ServiceConfig:
     bundle: Path
     db: str = "whyrec-sessions.sqlite"
     api_keys: list[str] = field(default_factory=list)
+    """Accepted keys, each `KEY` (unlimited) or `KEY:RATE` (requests a second)."""
     rate_limit: float = 20.0
-    """Requests a second per caller on average (0: no limit)."""
+    """Requests a second on average per session or anonymous caller (0: no limit); keys
+    have their own rates."""
     rate_burst: int = 40
     max_body_bytes: int = 64 * 1024
     cors_origins: list[str] = field(default_factory=list)
@@ -212,6 +215,7 @@ class Service:
             wishes = self.conversation.scorer.wish_scorer
             if wishes is not None:  # the first soft wish encodes the whole catalog
                 wishes([("mind-bending", True)])
+            self.conversation.measures.warm()  # critique directions, quality
         finally:
             self.conversation.store.close()
             self.conversation.store = real
@@ -235,6 +239,15 @@ class Service:
             }
             self._cards[position] = card
         return card
+
+    def filter_values(self) -> dict[str, list[str]]:
+        """Every attribute field and its values, as the API's filters accept them."""
+        limit = schemas.MAX_VALUE_LENGTH
+        return {
+            name: sorted(v for v in self.catalog.value_counts(name) if 0 < len(v) <= limit)
+            for name in self.catalog.fields
+            if 0 < len(name) <= limit
+        }
 
     def search(self, query: str, limit: int) -> dict:
         found = self.catalog.search(query, limit, self.engine.popularity)
@@ -270,13 +283,22 @@ class Service:
         self.catch_up()
         return self.answers.get(self._answer_key(request, self._query(request).history))
 
-    @staticmethod
-    def _answer_key(request: schemas.RecommendRequest, history: np.ndarray) -> tuple:
-        """The request and the person's current history: feedback changes the key."""
-        return (request.model_dump_json(), np.asarray(history, dtype=np.int64).tobytes())
+    def _answer_key(self, request: schemas.RecommendRequest, history: np.ndarray) -> tuple:
+        """The request and the person's current history and seen items: feedback, liked
+        or not, changes the key."""
+        seen = self.engine.feedback.seen_of(request.user_id)
+        return (
+            request.model_dump_json(),
+            np.asarray(history, dtype=np.int64).tobytes(),
+            seen.tobytes(),
+        )
 
     def _recommend(self, request: schemas.RecommendRequest, query: Query) -> dict:
-        items = self.engine.run(query, explain=request.explain, top_reasons=request.reasons)
+        text = getattr(request, "query", None)
+        scores = self.engine.with_text(query, text) if text is not None else None
+        items = self.engine.run(
+            query, explain=request.explain, top_reasons=request.reasons, scores=scores
+        )
         entries = items.to_dicts(with_explanation=request.explain)
         return {
             "user_id": request.user_id,
@@ -374,7 +396,7 @@ class Service:
     def add_feedback(self, events: list[schemas.FeedbackIn], source: str | None) -> dict:
         unknown = [e.item_id for e in events if not self.catalog.has(e.item_id)]
         if unknown:
-            raise WhyrecError(f"unknown item ids: {', '.join(unknown[:5])}")
+            raise NotFoundError(f"unknown item ids: {', '.join(unknown[:5])}")
         stored = [
             FeedbackEvent(
                 item_id=e.item_id,
@@ -392,24 +414,30 @@ class Service:
         return {"accepted": len(ids), "ids": ids}
 
     def fold_in(self, events: list[FeedbackEvent]) -> int:
-        """Fold positive feedback of known-by-id users into the engine (no retrain).
+        """Fold feedback of known-by-id users into the engine (no retrain).
 
-        Interactions, likes and ratings add the item to the user's history, so the next
-        `/v1/recommend` for that user reflects them (iALS re-solves the user's vector with
-        item factors fixed). Dislikes and session-only events are kept in the store for
-        the next full retrain but change no history. Called after the events are durable,
-        and on start-up for everything already stored, so a restart loses no fold-in.
+        Positive events (interactions, likes, ratings at or above the bundle's positive
+        threshold, `Engine.positive_threshold`) add the item to the user's history, so
+        the next `/v1/recommend` for that user reflects them (iALS re-solves the user's
+        vector with item factors fixed). Dislikes and lower ratings mark the item as seen:
+        never recommended to that user again, never cited as evidence. Session-only events
+        change neither. All are kept in the store for the next full retrain. Called after
+        the events are durable, and on start-up for everything already stored, so a
+        restart loses no fold-in.
         """
-        by_user: dict[str, list[str]] = {}
+        liked: dict[str, list[str]] = {}
+        seen: dict[str, list[str]] = {}
+        threshold = self.engine.positive_threshold
         for event in events:
-            if event.user_id is None or event.kind == "dislike":
-                continue
-            if not self.catalog.has(event.item_id):
-                continue  # stored under an older catalog: kept for retraining only
-            by_user.setdefault(str(event.user_id), []).append(event.item_id)
-        for user_id, item_ids in by_user.items():
+            if event.user_id is None or not self.catalog.has(event.item_id):
+                continue  # session-only, or stored under an older catalog: for retraining
+            target = liked if is_positive(event.kind, event.rating, threshold) else seen
+            target.setdefault(str(event.user_id), []).append(event.item_id)
+        for user_id, item_ids in seen.items():
+            self.engine.mark_seen(user_id, item_ids)
+        for user_id, item_ids in liked.items():
             self.engine.fold_in(user_id, item_ids)
-        return sum(len(items) for items in by_user.values())
+        return sum(len(items) for items in (*liked.values(), *seen.values()))
 
     def close(self) -> None:
         self.store.close()

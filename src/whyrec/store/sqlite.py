@@ -30,12 +30,11 @@ class SQLiteStore(Store):
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.target = self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._writers = None
         try:
             if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 self._writers = open(f"{self.path}-writer.lock", "a")  # noqa: SIM115
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")

@@ -132,13 +132,25 @@ def embedding_cache_dir(cache_dir: Path | None = None) -> Path:
     return base / "embeddings"
 
 
-def encode_items(catalog: Catalog, cache_dir: Path | None = None) -> np.ndarray:
+def encode_items(
+    catalog: Catalog, cache_dir: Path | None = None, with_titles: bool = True
+) -> np.ndarray:
     """Embeddings of every catalog item's text (title, attributes, description), cached."""
-    texts = [catalog.text(position) for position in range(len(catalog))]
+    texts = [catalog.text(position, with_title=with_titles) for position in range(len(catalog))]
+    return encode_cached(texts, cache_dir, "items", f"encoding {len(texts)} items")
+
+
+def encode_cached(
+    texts: Sequence[str],
+    cache_dir: Path | None = None,
+    prefix: str = "texts",
+    description: str = "encoding",
+) -> np.ndarray:
+    """`encode_texts`, cached in memory and on disk under a hash of the exact texts."""
     key = texts_key(texts)
     if key in _memory_cache:
         return _memory_cache[key]
-    path = embedding_cache_dir(cache_dir) / f"items-{key}.npy"
+    path = embedding_cache_dir(cache_dir) / f"{prefix}-{key}.npy"
     vectors: np.ndarray | None = None
     if path.exists():
         try:
@@ -148,7 +160,7 @@ def encode_items(catalog: Catalog, cache_dir: Path | None = None) -> np.ndarray:
         if vectors is not None and vectors.shape[0] != len(texts):
             vectors = None
     if vectors is None:
-        vectors = encode_texts(texts, description=f"encoding {len(texts)} items")
+        vectors = encode_texts(texts, description=description)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(staging, vectors, allow_pickle=False)

@@ -1,0 +1,267 @@
+"""Generative recommendation (semantic indices + constrained beam search) on ml-latest-small.
+
+The loo protocol of the other sequential models (bench_neural.py: the latest item of each
+user held out, seed 42, full ranking over unseen items), the same test users for every
+model, scored by whyrec's evaluation protocol:
+
+- HR@10 / nDCG@10 of generative vs SASRec, the text model and popularity, with the paired
+  95% interval of the per-user difference;
+- the rare-item slice (held-out items with < 5 training interactions): HR@50;
+- the index: collision rate before and after the collision token, codebook use per level;
+- generation: valid-output rate and per-user latency of beam search (beam 20, top-10, one
+  torch thread), and how often the beam's top-10 equals the exhaustive top-10;
+- explanations: PN@10 of the generation-path evidence against random history items of
+  the same size (whyrec.explain.fidelity);
+- generative-KIND in --models: the other indexing choices (sequential, semantic,
+  collaborative), for the comparison of "How to Index Item IDs".
+
+Each model's per-user values are saved under --parts, so models can be fitted by
+separate processes (in parallel) and combined with --combine-only:
+
+    WHYREC_DATA_DIR=/work/shared/data/movielens nice -n 10 .venv/bin/python \\
+        benchmarks/bench_generative.py --json benchmarks/results/generative.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from whyrec.data.loaders import load_directory
+from whyrec.data.splits import split
+from whyrec.evaluation.protocol import (
+    RARE_BELOW,
+    EvaluationTarget,
+    evaluate_model,
+    slice_summary,
+)
+from whyrec.evaluation.statistics import t_interval
+from whyrec.explain.fidelity import explanation_fidelity
+from whyrec.models import model_class
+from whyrec.models.generative import Generative
+from whyrec.ranking import exclude_seen, top_k_rows
+
+KS = [10, 50]
+
+
+def paired_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Mean of the per-user difference a − b and its Student-t 95% interval."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    low, high = t_interval(diff)
+    return float(diff.mean()), low, high
+
+
+def generation_checks(model: Generative, target: EvaluationTarget, users: int, beam: int) -> dict:
+    """Beam search on `users` test histories: validity, latency, agreement with exhaustive."""
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(target.users), min(users, len(target.users)), replace=False))
+    latencies, valid, produced, same_top = [], 0, 0, []
+    for row in rows.tolist():
+        history = target.histories[row]
+        started = time.perf_counter()
+        generated = model.generate(history, k=10, beam=beam)
+        latencies.append(time.perf_counter() - started)
+        positions = generated.positions
+        produced += 10
+        known = (positions >= 0) & (positions < model.n_items_)
+        unseen = ~np.isin(positions, history)
+        # a real item: its index is in the catalog's index table and maps back to it
+        codes_match = (np.asarray(model.codes_)[positions] == generated.codes).all(axis=1)
+        valid += int((known & unseen & codes_match).sum())
+        exhaustive = top_k_rows(exclude_seen(model.score([history]), [history]), 10)[0]
+        same_top.append(len(set(exhaustive.tolist()) & set(positions.tolist())) / 10)
+    ms = np.array(latencies) * 1000
+    return {
+        "users": len(rows),
+        "beam": beam,
+        "valid_output_rate": valid / produced,
+        "outputs": produced,
+        "latency_ms_median": float(np.median(ms)),
+        "latency_ms_p95": float(np.percentile(ms, 95)),
+        "beam_top10_overlap_with_exhaustive": float(np.mean(same_top)),
+    }
+
+
+def index_facts(model: Generative) -> dict:
+    codes = np.asarray(model.codes_)
+    full_duplicates = len(codes) - len(np.unique(codes, axis=0))
+    semantic_levels = model.config.levels if model.config.index != "sequential" else codes.shape[1]
+    return {
+        "index": model.config.index,
+        "codebook_sizes": [int(s) for s in model.sizes_],
+        "collision_token": bool(codes.shape[1] > model.config.levels),
+        "items_sharing_semantic_levels": int(model.shared_before_collision_),
+        "collision_rate_semantic_levels": model.shared_before_collision_ / len(codes),
+        "collision_rate_full_index": full_duplicates / len(codes),
+        "utilisation_per_level": [
+            len(np.unique(codes[:, level])) / int(size) for level, size in enumerate(model.sizes_)
+        ],
+        "semantic_levels": semantic_levels,
+    }
+
+
+def run_model(name: str, params: dict, args, parts, target, rare) -> dict:
+    """Fit one model, evaluate it, and (for generative models) check the index, the
+    generation and the explanations. Per-user values go to `args.parts`/NAME.npz."""
+    base, _, kind = name.partition("-") if name.startswith("generative") else (name, "", "")
+    config = dict(params.get(name, params.get(base, {})))
+    if kind:
+        config["index"] = kind
+    model = model_class(base)(**config)
+    started, cpu = time.perf_counter(), time.process_time()
+    model.fit(parts.train)
+    fit_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu
+    result = evaluate_model(name, model, parts, KS, target=target, fitted=True)
+    rare_summary = slice_summary(result, target, rare, KS) if rare is not None else {}
+    row = {
+        "params": config,
+        "fit_seconds": fit_s,
+        "fit_cpu_seconds": cpu_s,
+        "score_seconds": result.score_seconds,
+        **{key: result.summary[key].to_dict() for key in ("hr@10", "ndcg@10", "hr@50")},
+        "rare_hr@50": rare_summary["hr@50"].to_dict() if rare_summary else None,
+        "rare_users": len(rare.users) if rare is not None else 0,
+    }
+    print(
+        f"{name:<24} fit {fit_s:7.1f}s  HR@10 {row['hr@10']['mean']:.4f}  "
+        f"nDCG@10 {row['ndcg@10']['mean']:.4f}  rare HR@50 "
+        f"{row['rare_hr@50']['mean'] if row['rare_hr@50'] else float('nan'):.4f}",
+        flush=True,
+    )
+    if isinstance(model, Generative):
+        row["index"] = index_facts(model) | {"best_epoch": model.best_epoch_}
+        if kind in ("", "hybrid") or args.all_checks:
+            row["generation"] = generation_checks(model, target, args.generation_users, beam=20)
+            fidelity = explanation_fidelity(
+                model,
+                parts,
+                k=10,
+                n_users=args.fidelity_users,
+                seed=0,
+                evidence_size=3,
+                max_removed=3,
+            )
+            row["explanations"] = {
+                key: fidelity[key]
+                for key in ("pn@10", "pn@10_random", "ps@10", "ps@10_random", "settings")
+            }
+        print(
+            json.dumps(
+                {k: row[k] for k in row if k in ("index", "generation", "explanations")},
+                indent=1,
+                default=float,
+            ),
+            flush=True,
+        )
+    args.parts.mkdir(parents=True, exist_ok=True)
+    np.savez(args.parts / f"{name}.npz", **{k: v for k, v in result.per_user.items()})
+    (args.parts / f"{name}.json").write_text(json.dumps(row, indent=2, default=float))
+    return row
+
+
+def index_only(kinds: list[str], dataset) -> dict:
+    """Index facts of each indexing choice, without training a sequence model."""
+    from whyrec.models.generative.indexing import build_index, has_text
+    from whyrec.text.encoder import encode_items
+
+    text = encode_items(dataset.catalog) if has_text(dataset.catalog).any() else None
+    facts = {}
+    for kind in kinds:
+        started = time.process_time()
+        index = build_index(dataset, kind, 3, None, 64, 32, 300, 42, text)
+        codes = index.codes
+        facts[kind] = {
+            "codebook_sizes": index.sizes,
+            "items_sharing_semantic_levels": index.shared_before_collision,
+            "collision_rate_full_index": (len(codes) - len(np.unique(codes, axis=0))) / len(codes),
+            "utilisation_per_level": index.utilisation(),
+            "cpu_seconds": time.process_time() - started,
+        }
+        print(kind, json.dumps(facts[kind], default=float), flush=True)
+    return facts
+
+
+def combine(args, target, rare) -> dict:
+    """Every saved model's row plus paired intervals of generative against each other."""
+    report: dict = {"protocol": "ml-latest-small, loo (seed 42), full ranking", "models": {}}
+    per_user = {}
+    for path in sorted(args.parts.glob("*.json")):
+        report["models"][path.stem] = json.loads(path.read_text())
+        per_user[path.stem] = dict(np.load(args.parts / f"{path.stem}.npz"))
+    report["test_users"], report["rare_users"] = len(target.users), len(rare.users) if rare else 0
+    paired = {}
+    mine = per_user.get("generative")
+    rows = target.rows_of(rare) if rare is not None else np.zeros(0, dtype=np.int64)
+    for name, values in per_user.items():
+        if mine is None or name == "generative":
+            continue
+        entry = {}
+        for key in ("hr@10", "ndcg@10"):
+            mean, low, high = paired_interval(mine[key], values[key])
+            entry[key] = {"difference": mean, "ci95": [low, high]}
+        mean, low, high = paired_interval(mine["hr@50"][rows], values["hr@50"][rows])
+        entry["rare_hr@50"] = {"difference": mean, "ci95": [low, high]}
+        paired[f"generative - {name}"] = entry
+        print(
+            f"generative − {name:<24} nDCG@10 {entry['ndcg@10']['difference']:+.4f} "
+            f"[{entry['ndcg@10']['ci95'][0]:+.4f}, {entry['ndcg@10']['ci95'][1]:+.4f}]  "
+            f"rare HR@50 {entry['rare_hr@50']['difference']:+.4f} "
+            f"[{entry['rare_hr@50']['ci95'][0]:+.4f}, {entry['rare_hr@50']['ci95'][1]:+.4f}]"
+        )
+    report["paired"] = paired
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--models",
+        default="generative,popularity,text,sasrec",
+        help="models to fit here; generative-KIND is generative with index=KIND",
+    )
+    parser.add_argument("--params", default="{}", help='JSON, e.g. {"generative": {"epochs": 5}}')
+    parser.add_argument("--generation-users", type=int, default=200)
+    parser.add_argument("--fidelity-users", type=int, default=100)
+    parser.add_argument("--parts", type=Path, default=Path("benchmarks/results/generative"))
+    parser.add_argument(
+        "--all-checks",
+        action="store_true",
+        help="generation and explanation checks for every index",
+    )
+    parser.add_argument(
+        "--index-only", default="", help="only index facts of these kinds, e.g. hybrid,sequential"
+    )
+    parser.add_argument("--combine-only", action="store_true", help="only combine saved parts")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    params = json.loads(args.params)
+    data_dir = Path(os.environ.get("WHYREC_DATA_DIR", "../shared/data/movielens"))
+    dataset = load_directory(data_dir / "ml-latest-small", name="ml-latest-small")
+    parts = split(dataset, "loo", seed=42)
+    target = EvaluationTarget.from_split(parts)
+    rare = target.rare_items_slice(RARE_BELOW)
+    print(f"ml-latest-small loo (seed 42): {len(target.users)} test users, full ranking")
+    if args.index_only:
+        facts = index_only(args.index_only.split(","), parts.train)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(facts, indent=2, default=float))
+        return
+    if not args.combine_only:
+        for name in [m for m in args.models.split(",") if m]:
+            run_model(name, params, args, parts, target, rare)
+    report = combine(args, target, rare)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""The embedded understanding on written requests, and free-text queries by hit@10.
+
+Requests (`benchmarks/requests/*.txt`, format in its README) run as fresh cold-user
+sessions through `Conversation` on a trained bundle. Reported: dialogue-act precision,
+recall and F1 by category (micro over acts), the share of lists that honour every hard
+constraint the system understood, the share of requests expecting a list that got one
+(first turns and all), questions where none was wanted, critique direction success,
+titles that hijacked a wish, and turn latency (median, p95). Queries (`queries.tsv`) run
+through `Engine.recommend(text=...)` against a peer in the same run: plain cosine on the
+full item text without the popularity blend or the title guard.
+
+    python benchmarks/bench_understanding.py --bundle bundles/ml-latest-small-ease [--json out.json]
+
+The LLM path of the same benchmark is not run here (it needs the real local server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent / "requests"
+
+
+def read_requests() -> list[dict]:
+    out = []
+    for path in sorted(HERE.glob("*.txt")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = [p.strip() for p in line.split(";;")]
+            parts += [""] * (3 - len(parts))
+            turns, acts, checks = parts[:3]
+            out.append(
+                {
+                    "id": f"{path.stem}:{number}",
+                    "category": path.stem,
+                    "turns": [t.strip() for t in turns.split(" >> ")],
+                    "acts": {_act(a) for a in acts.split()},
+                    "checks": checks.split(),
+                }
+            )
+    return out
+
+
+def _act(written: str) -> str:
+    """Titles and facet names are written with "_" for spaces; act names keep theirs."""
+    kind, _, rest = written.partition(":")
+    if kind in ("like", "dislike", "missing"):
+        rest = rest.replace("_", " ")
+    return f"{kind}:{rest}"
+
+
+def honours(catalog, state, positions: list[int]) -> bool:
+    """Every hard constraint in the state holds for every listed item."""
+    for position in positions:
+        for name, values in state.include.items():
+            have = {v.lower() for v in catalog.values(name, position)}
+            if not all(v.lower() in have for v in values):
+                return False
+        for name, values in state.exclude.items():
+            have = {v.lower() for v in catalog.values(name, position)}
+            if any(v.lower() in have for v in values):
+                return False
+        for group in state.any_of:
+            if not any(
+                v.lower() in {x.lower() for x in catalog.values(f, position)} for f, v in group
+            ):
+                return False
+        year = catalog.year(position)
+        if state.year_min is not None and (year is None or year < state.year_min):
+            return False
+        if state.year_max is not None and (year is None or year > state.year_max):
+            return False
+        for low, high in state.excluded_years:
+            if year is not None and low <= year <= high:
+                return False
+    return True
+
+
+def direction_ok(check: str, catalog, measures, before: list[int], after: list[int]) -> bool:
+    kind = check.removeprefix("dir:")
+    if kind.startswith("genres"):
+        sign = 1 if kind[6] == "+" else -1
+        values = {v.lower() for v in kind[7:].split(",")}
+
+        def share(items: list[int]) -> float:
+            return float(
+                np.mean(
+                    [any(v.lower() in values for v in catalog.values("genres", p)) for p in items]
+                )
+            )
+
+        b, a = share(before), share(after)
+        at_floor = (sign < 0 and b == 0.0 and a == 0.0) or (sign > 0 and b == 1.0 and a == 1.0)
+        return at_floor or sign * (a - b) > 0
+    sign = 1 if kind.endswith("+") else -1
+    name = kind[:-1]
+    if name == "year":
+        values = catalog.years
+        b, a = np.nanmedian(values[before]), np.nanmedian(values[after])
+    elif name == "popularity":
+        counts = measures.train.item_popularity()
+        b, a = np.median(counts[before]), np.median(counts[after])
+    else:
+        b, a = np.mean(measures.quality[before]), np.mean(measures.quality[after])
+    return bool(sign * (a - b) > 0)
+
+
+def run_requests(bundle_path: str) -> dict:
+    from whyrec.bundle import Bundle
+    from whyrec.conversation import Conversation
+    from whyrec.engine import Engine
+    from whyrec.store import SQLiteStore
+
+    engine = Engine(Bundle.load(bundle_path))
+    with tempfile.TemporaryDirectory() as folder:
+        conversation = Conversation(engine, store=SQLiteStore(Path(folder) / "s.sqlite"))
+        catalog = engine.catalog
+        # warm the encoder's caches (item and value vectors are built once per process)
+        conversation.start().send("something mind-bending")
+        conversation.measures.warm()
+        counts = defaultdict(lambda: [0, 0, 0])  # tp, fp, fn per category
+        latencies: list[float] = []
+        cpu_times: list[float] = []
+        """CPU time of the turn: what it costs without the other processes of a busy box."""
+        lists = honoured = 0
+        wanted_first = got_first = wanted_any = got_any = 0
+        unwanted_questions = noquestion_checks = 0
+        directions = direction_hits = 0
+        avoided = avoid_checks = 0
+        failures: list[dict] = []
+        for request in read_requests():
+            session = conversation.start()
+            before: list[int] = []
+            turn = None
+            for text in request["turns"]:
+                before = list(session.state.shown) or before
+                start, cpu = time.perf_counter(), time.process_time()
+                turn = session.send(text)
+                latencies.append((time.perf_counter() - start) * 1000)
+                cpu_times.append((time.process_time() - cpu) * 1000)
+            got = set(turn.understanding.get("acts", []))
+            tp = len(got & request["acts"])
+            counts[request["category"]][0] += tp
+            counts[request["category"]][1] += len(got - request["acts"])
+            counts[request["category"]][2] += len(request["acts"] - got)
+            after = [catalog.position(i["item_id"]) for i in turn.items]
+            if after:
+                lists += 1
+                honoured += honours(catalog, session.state, after)
+            checks = request["checks"]
+            if "list" in checks:
+                wanted_any += 1
+                got_any += bool(after)
+                if not after:
+                    failures.append({"id": request["id"], "check": "list", "reply": turn.reply})
+                if len(request["turns"]) == 1:
+                    wanted_first += 1
+                    got_first += bool(after)
+            if "noquestion" in checks:
+                noquestion_checks += 1
+                unwanted_questions += turn.question is not None
+            for check in checks:
+                if check.startswith("dir:"):
+                    directions += 1
+                    ok = bool(before and after) and direction_ok(
+                        check, catalog, conversation.measures, before, after
+                    )
+                    direction_hits += ok
+                    if not ok:
+                        failures.append({"id": request["id"], "check": check})
+                if check.startswith("avoid:"):
+                    avoid_checks += 1
+                    avoided += check[6:].replace("_", " ") not in [i["title"] for i in turn.items]
+            if got != request["acts"]:
+                failures.append(
+                    {
+                        "id": request["id"],
+                        "missed": sorted(request["acts"] - got),
+                        "extra": sorted(got - request["acts"]),
+                    }
+                )
+    by_category = {}
+    for category, (tp, fp, fn) in sorted(counts.items()):
+        p = tp / (tp + fp) if tp + fp else 1.0
+        r = tp / (tp + fn) if tp + fn else 1.0
+        by_category[category] = {
+            "precision": round(p, 3),
+            "recall": round(r, 3),
+            "f1": round(2 * p * r / (p + r), 3) if p + r else 0.0,
+        }
+    return {
+        "requests": len(read_requests()),
+        "acts": by_category,
+        "lists_honouring_constraints": f"{honoured}/{lists}",
+        "specific_first_requests_with_list": f"{got_first}/{wanted_first}",
+        "requests_expecting_list_with_list": f"{got_any}/{wanted_any}",
+        "unwanted_questions": f"{unwanted_questions}/{noquestion_checks}",
+        "critique_direction_success": f"{direction_hits}/{directions}",
+        "wish_titles_avoided": f"{avoided}/{avoid_checks}",
+        "turn_ms_median": round(statistics.median(latencies), 1),
+        "turn_ms_p95": round(float(np.percentile(latencies, 95)), 1),
+        "turn_cpu_ms_median": round(statistics.median(cpu_times), 1),
+        "turn_cpu_ms_p95": round(float(np.percentile(cpu_times, 95)), 1),
+        "load_average_1min": round(os.getloadavg()[0], 1),
+        "failures": failures,
+    }
+
+
+def run_queries(bundle_path: str) -> dict:
+    from whyrec.bundle import Bundle
+    from whyrec.conversation.wishes import SemanticWishes
+    from whyrec.engine import Engine
+    from whyrec.text.encoder import encode_items, encode_query
+
+    engine = Engine(Bundle.load(bundle_path))
+    guarded = Engine(engine.bundle)
+    guarded.__dict__["text_matcher"] = SemanticWishes(engine.catalog, min_match=-1.0)
+    catalog = engine.catalog
+    full_text = encode_items(catalog)
+    ours = peer = with_guard = total = 0
+    latencies = []
+    misses = []
+    nobody = np.zeros(0, dtype=np.int64)
+    for line in (HERE / "queries.tsv").read_text(encoding="utf-8").splitlines():
+        query, targets = line.split("\t")
+        wanted = {catalog.titles.index(t) for t in targets.split("|")}
+        start = time.perf_counter()
+        items = engine.recommend(nobody, k=10, explain=False, text=query)
+        latencies.append((time.perf_counter() - start) * 1000)
+        top = {i.position for i in items}
+        ours += bool(top & wanted)
+        peer_top = set(np.argsort(-(full_text @ encode_query(query)))[:10].tolist())
+        peer += bool(peer_top & wanted)
+        guard_top = {i.position for i in guarded.recommend(nobody, k=10, explain=False, text=query)}
+        with_guard += bool(guard_top & wanted)
+        total += 1
+        if not top & wanted:
+            misses.append({"query": query, "got": [i.title for i in items[:3]]})
+    return {
+        "queries": total,
+        "hit@10": round(ours / total, 3),
+        "peer_plain_cosine_hit@10": round(peer / total, 3),
+        "with_conversation_title_guard_hit@10": round(with_guard / total, 3),
+        "query_ms_median": round(statistics.median(latencies), 1),
+        "misses": misses,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--only", choices=("requests", "queries"), default=None)
+    args = parser.parse_args()
+    result = {}
+    if args.only != "queries":
+        result["requests"] = run_requests(args.bundle)
+    if args.only != "requests":
+        result["queries"] = run_queries(args.bundle)
+    short = {
+        part: {k: v for k, v in values.items() if k not in ("failures", "misses")}
+        for part, values in result.items()
+    }
+    print(json.dumps(short, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Generative recommendation with semantic indices, on real data (small models, few epochs)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cli_helpers import run
+from ranking_helpers import hit_rate, loo_ranks, ndcg
+from whyrec.bundle import Bundle
+from whyrec.data.catalog import Catalog
+from whyrec.data.dataset import Dataset
+from whyrec.data.synth import SynthConfig, interaction_blocks
+from whyrec.engine import Engine
+from whyrec.errors import WhyrecError
+from whyrec.explain.attribution import GENERATION_PATH
+from whyrec.explain.fidelity import explanation_fidelity
+from whyrec.explain.render import sentences
+from whyrec.models import MODELS, Popularity
+from whyrec.models.generative import Generative
+from whyrec.models.generative.indexing import build_index, codebook_size
+from whyrec.models.generative.trie import Trie
+
+SMALL = {
+    "dim": 32,
+    "max_len": 30,
+    "windows": "recent",
+    "epochs": 10,
+    "patience": 10,
+    "validation_users": 50,
+    "quantizer_epochs": 60,
+}
+
+
+@pytest.fixture(scope="module")
+def generative(core_loo, core_item_vectors):
+    return Generative(**SMALL).fit(core_loo.train)
+
+
+def test_registered():
+    assert MODELS["generative"] is Generative
+
+
+def test_every_item_has_its_own_index(generative, core_loo):
+    codes = np.asarray(generative.codes_)
+    n_items = core_loo.train.n_items
+    assert codes.shape[0] == n_items
+    assert len(np.unique(codes, axis=0)) == n_items  # no two items share an index
+    assert (codes < generative.sizes_[None, :]).all()
+    trie = generative.trie_
+    assert sorted(trie.leaf_items.tolist()) == list(range(n_items))
+    size = codebook_size(n_items, SMALL.get("levels", 3))
+    assert list(generative.sizes_[:3]) == [size] * 3
+
+
+def test_generative_beats_popularity(generative, core_loo):
+    popularity = Popularity().fit(core_loo.train)
+    ranks, pop_ranks = loo_ranks(generative, core_loo), loo_ranks(popularity, core_loo)
+    assert hit_rate(ranks) > hit_rate(pop_ranks)
+    assert ndcg(ranks) > ndcg(pop_ranks)
+
+
+def test_item_probabilities_add_up_to_one(generative, core_loo):
+    scores = generative.score(core_loo.train.histories()[:3])
+    np.testing.assert_allclose(np.exp(scores.astype(np.float64)).sum(axis=1), 1.0, rtol=1e-4)
+
+
+def test_beam_search_generates_real_unseen_items_scored_as_in_score(generative, core_loo):
+    history = core_loo.train.histories()[5]
+    generated = generative.generate(history, k=10, beam=20)
+    assert len(generated.positions) == 10 and len(set(generated.positions.tolist())) == 10
+    assert not np.isin(generated.positions, history).any()
+    np.testing.assert_array_equal(
+        np.asarray(generative.codes_)[generated.positions], generated.codes
+    )
+    exact = generative.score([history])[0][generated.positions]
+    np.testing.assert_allclose(generated.log_probs, exact, rtol=1e-4, atol=1e-4)
+    assert (np.diff(generated.log_probs) <= 1e-9).all()
+
+
+def test_a_beam_as_wide_as_the_catalog_is_the_exhaustive_search(generative, core_loo):
+    history = core_loo.train.histories()[9]
+    unseen = core_loo.train.n_items - len(np.unique(history))
+    generated = generative.generate(history, k=unseen, beam=core_loo.train.n_items)
+    scores = generative.score([history])[0]
+    scores[history] = -np.inf
+    assert len(generated.positions) == unseen  # cold items included: every unseen item
+    expected = np.lexsort((np.arange(len(scores)), -scores))[:unseen]
+    top = 50
+    np.testing.assert_array_equal(generated.positions[:top], expected[:top])
+
+
+def test_cold_items_get_indices_next_to_similar_items_and_can_be_generated(generative, core_loo):
+    train = core_loo.train
+    cold = np.flatnonzero(train.item_popularity() == 0)
+    assert len(cold) >= 20
+    scores = generative.score(train.histories()[:4])
+    assert np.isfinite(scores[:, cold]).all()
+    # the warm items sharing a cold item's first two index levels are more often animated
+    # films when the cold item is one (it was indexed from its text)
+    codes = np.asarray(generative.codes_)
+    animation = train.catalog.mask_with_value("genres", ["Animation"])
+    warm = train.item_popularity() > 0
+
+    def animated_neighbours(items: np.ndarray) -> float:
+        shares = []
+        for item in items.tolist():
+            same = warm & (codes[:, :2] == codes[item, :2]).all(axis=1)
+            if same.any():
+                shares.append(animation[same].mean())
+        return float(np.mean(shares))
+
+    assert animated_neighbours(cold[animation[cold]]) > animated_neighbours(cold[~animation[cold]])
+
+
+@pytest.mark.parametrize("kind", ["sequential", "semantic", "collaborative", "hybrid"])
+def test_every_indexing_choice_gives_unique_indices(kind, core_loo, core_item_vectors):
+    train = core_loo.train
+    index = build_index(train, kind, 3, None, 16, 16, 40, 0, core_item_vectors)
+    assert len(np.unique(index.codes, axis=0)) == train.n_items
+    assert all(0 < share <= 1 for share in index.utilisation())
+    Trie.build(index.codes, index.sizes)  # a valid prefix tree
+
+
+def tiny_dataset(with_text: bool) -> Dataset:
+    config = SynthConfig(users=60, items=40, interactions=900, seed=3)
+    interactions = pd.concat(interaction_blocks(config), ignore_index=True)
+    interactions["user_id"] = interactions["user_id"].astype(str)
+    interactions["item_id"] = interactions["item_id"].astype(str)
+    items = sorted(interactions["item_id"].astype(str).unique())
+    titles = [f"Film {i} about {'cats' if int(i) % 2 else 'space'}" for i in items]
+    catalog = Catalog(
+        item_ids=items,
+        titles=titles if with_text else [f"Item {i}" for i in items],
+        years=np.full(len(items), np.nan),
+    )
+    return Dataset(interactions, catalog, name="tiny")
+
+
+def test_a_catalog_without_text_is_indexed_from_interactions_and_says_so(capsys):
+    dataset = tiny_dataset(with_text=False)
+    model = Generative(**{**SMALL, "epochs": 1}).fit(dataset)
+    assert any("no item text" in note for note in model.notes_)
+    assert "no item text" in capsys.readouterr().err
+    assert len(np.unique(np.asarray(model.codes_), axis=0)) == dataset.n_items
+
+
+def test_too_large_codebooks_shrink_with_a_note(core_item_vectors):
+    dataset = tiny_dataset(with_text=True)
+    model = Generative(**{**SMALL, "epochs": 1, "codebook_size": 512}).fit(dataset)
+    assert any("codebook size 512" in note for note in model.notes_)
+    assert max(model.sizes_[:3]) < 512
+    assert len(np.unique(np.asarray(model.codes_), axis=0)) == dataset.n_items
+
+
+def test_unknown_history_items_are_refused_in_one_line(generative):
+    for bad, message in (([generative.n_items_ + 3], "outside the catalog"), ([], "empty")):
+        with pytest.raises(WhyrecError, match=message) as caught:
+            generative.generate(np.array(bad, dtype=np.int64))
+        assert "\n" not in str(caught.value)
+    with pytest.raises(WhyrecError, match="outside the catalog"):
+        generative.score([np.array([0, -1])])
+
+
+def test_bundle_round_trip_and_generation_path_explanations(generative, core_loo, tmp_path):
+    Bundle(generative, core_loo.train, {}).save(tmp_path / "b")
+    loaded = Bundle.load(tmp_path / "b")
+    history = core_loo.train.histories()[2]
+    np.testing.assert_allclose(
+        loaded.model.score([history]), generative.score([history]), rtol=1e-5, atol=1e-5
+    )
+    engine = Engine(loaded)
+    listed = engine.recommend(history, k=5, explain=True)
+    explained = [r.explanation for r in listed if r.explanation.history]
+    assert explained, "no recommendation shares an index prefix with the history"
+    for explanation in explained:
+        assert explanation.history_method == GENERATION_PATH
+        assert explanation.shared_values[0].field == "index level 1"
+        path_of = set(loaded.model.path_labels(explanation.position))
+        assert {v.value for v in explanation.shared_values} <= path_of
+        assert sentences(explanation).startswith("Generated along ")
+
+
+def test_cited_path_evidence_is_more_necessary_than_random(generative, core_loo):
+    result = explanation_fidelity(
+        generative, core_loo, k=10, n_users=20, seed=0, evidence_size=3, max_removed=3
+    )
+    assert result["settings"]["attribution"] == GENERATION_PATH
+    assert result["pn@10"] > result["pn@10_random"]
+
+
+def test_train_command_writes_a_bundle_that_recommends(tmp_path, capsys):
+    data = tmp_path / "data"
+    dataset = tiny_dataset(with_text=True)
+    data.mkdir()
+    dataset.interactions.to_csv(data / "interactions.csv", index=False)
+    pd.DataFrame({"item_id": dataset.catalog.item_ids, "title": dataset.catalog.titles}).to_csv(
+        data / "items.csv", index=False
+    )
+    out = tmp_path / "bundle"
+    args = ["train", "--data", str(data), "--model", "generative", "--out", str(out)]
+    for key in ("epochs=1", "quantizer_epochs=40", "dim=16", "index=semantic"):
+        args += ["--param", key]
+    code, _, err = run(capsys, *args)
+    assert code == 0, err
+    user = dataset.user_ids[0]
+    code, stdout, err = run(
+        capsys, "recommend", "--bundle", str(out), "--user", str(user), "--json", "--explain"
+    )
+    assert code == 0, err
+    assert len(json.loads(stdout)["items"]) == 10
