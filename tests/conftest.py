@@ -129,7 +129,18 @@ def served_bundle(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("served") / "ease"
     try:
-        main(["train", "--data", "ml-latest-small", "--kcore", "20", "--out", str(path)])
+        main(
+            [
+                "train",
+                "--data",
+                "ml-latest-small",
+                "--kcore",
+                "20",
+                "--no-calibrate",
+                "--out",
+                str(path),
+            ]
+        )
     except SystemExit as exc:
         assert not exc.code
     _encode_catalog_once(path)

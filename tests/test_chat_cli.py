@@ -15,7 +15,18 @@ from whyrec.cli import main
 def bundle(tmp_path_factory):
     path = tmp_path_factory.mktemp("chat") / "ease"
     try:
-        main(["train", "--data", "ml-latest-small", "--kcore", "20", "--out", str(path)])
+        main(
+            [
+                "train",
+                "--data",
+                "ml-latest-small",
+                "--kcore",
+                "20",
+                "--no-calibrate",
+                "--out",
+                str(path),
+            ]
+        )
     except SystemExit as exc:
         assert not exc.code
     return path

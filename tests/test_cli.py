@@ -27,6 +27,7 @@ def bundle(tmp_path_factory):
                 "20",
                 "--param",
                 "reg=200",
+                "--no-calibrate",
                 "--out",
                 str(path),
             ]
@@ -107,7 +108,9 @@ def test_bundle_problems(bundle, tmp_path, capsys):
 
 def test_train_refuses_to_overwrite_a_foreign_folder(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("precious")
-    code, _, err = run(capsys, "train", "--model", "popularity", "--out", str(tmp_path))
+    code, _, err = run(
+        capsys, "train", "--model", "popularity", "--no-calibrate", "--out", str(tmp_path)
+    )
     assert code == 2 and "not a whyrec bundle" in err
     assert (tmp_path / "notes.txt").read_text() == "precious"
 

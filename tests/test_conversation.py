@@ -69,15 +69,16 @@ def test_flagship_request_is_honoured_and_explained(conversation, engine):
 
 def test_critiques_why_and_rejections(conversation):
     session = conversation.start(user_id="1")
-    first = _until_items(session, "something with action")
+    # a yes is a hard constraint: answering no keeps candidates for the lists that follow
+    first = _until_items(session, "something with action", answer="no")
     shown = [i["item_id"] for i in first.items]
     assert shown
     why = session.send("why the second one?")
     assert first.items[1]["title"] in why.reply
-    again = _until_items(session, "not that one")
+    again = _until_items(session, "not that one", answer="no")
     assert first.items[1]["item_id"] not in [i["item_id"] for i in again.items]
     assert int(engine_position(session, first.items[1]["item_id"])) in session.state.rejected
-    after_all = _until_items(session, "none of these")
+    after_all = _until_items(session, "none of these", answer="no")
     rejected = set(after_all.state["rejected"])
     assert after_all.items
     assert not rejected & {int(p) for p in after_all.state["shown"]}
@@ -89,7 +90,7 @@ def test_questions_are_answered_with_yes_and_no(engine, tmp_path):
     eager = Conversation(
         engine,
         store=SessionStore(tmp_path / "eager.sqlite"),
-        policy=PolicyConfig(min_gain=-1.0),
+        policy=PolicyConfig(ask_margin=-1.0),
         wish_scorer=None,
     )
     for answer, wanted in (("yes", True), ("no", False)):

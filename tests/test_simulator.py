@@ -82,6 +82,7 @@ def test_simulate_cli_with_targets_file(tmp_path, capsys):
         "20",
         "--holdout",
         "loo",
+        "--no-calibrate",
         "--out",
         str(bundle),
     ]

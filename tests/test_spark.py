@@ -61,7 +61,7 @@ def test_cli_trains_on_spark_and_the_bundle_works_downstream(session, tmp_path, 
         [
             *("train", "--data", "ml-latest-small", "--kcore", "20", "--model", "ials"),
             *("--param", "factors=8", "--param", "iterations=2"),
-            *("--engine", "spark", "--master", "local[2]", "--out", str(out)),
+            *("--engine", "spark", "--master", "local[2]", "--no-calibrate", "--out", str(out)),
         ]
     )
     assert "trained" in capsys.readouterr().out

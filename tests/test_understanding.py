@@ -92,9 +92,11 @@ def test_why_about_a_title(nlu, ml_small):
     assert result.subject == ml_small.catalog.position("1")
 
 
-def test_tags_are_soft_and_free_words_become_wishes(nlu):
+def test_values_are_hard_unless_softened_and_free_words_become_wishes(nlu):
     result = nlu.understand("I'd like something feel-good, maybe mind-bending")
-    assert {(c.field, c.value, c.hard) for c in result.constraints} == {
+    assert {(c.field, c.value, c.hard) for c in result.constraints} == {("tags", "feel-good", True)}
+    softened = nlu.understand("ideally something feel-good")
+    assert {(c.field, c.value, c.hard) for c in softened.constraints} == {
         ("tags", "feel-good", False)
     }
     assert ("mind-bending", True) in result.soft_wishes

@@ -102,10 +102,13 @@ def data_split(
     data: Annotated[str, typer.Argument(help="A dataset name or a data directory.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for train.csv and test.csv.")],
     method: Annotated[
-        str, typer.Option(help="loo, user-temporal, temporal, random or fixed.")
+        str, typer.Option(help="loo, user-temporal, temporal, random, fixed or cold-users.")
     ] = "loo",
     seed: int = 42,
     test_fraction: float = 0.2,
+    fraction: Annotated[
+        float | None, typer.Option(help="For --method cold-users: the share of users held out.")
+    ] = None,
     train_file: Annotated[Path | None, typer.Option(help="For --method fixed.")] = None,
     test_file: Annotated[Path | None, typer.Option(help="For --method fixed.")] = None,
     source: SourceOpt = None,
@@ -125,13 +128,17 @@ def data_split(
         load_data(data, source, min_rating, kcore, on_bad_rows),
         method,
         seed=seed,
-        test_fraction=test_fraction,
+        test_fraction=fraction if fraction is not None else test_fraction,
         train_file=train_file,
         test_file=test_file,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     result.train.interactions.to_csv(out_dir / "train.csv", index=False)
     result.test.interactions.to_csv(out_dir / "test.csv", index=False)
+    if method == "cold-users":  # targets for `whyrec simulate --targets`
+        result.test.interactions[["user_id", "item_id"]].to_csv(
+            out_dir / "targets.csv", index=False
+        )
     out.print(
         f"{result.describe()}: {len(result.train):,} train and {len(result.test):,} test "
         f"interactions in {out_dir}"
@@ -162,6 +169,10 @@ def train(
         str, typer.Option(help="local, or spark (ials on Spark MLlib ALS, same bundle).")
     ] = "local",
     master: Annotated[str, typer.Option(help="Spark master URL for --engine spark.")] = "local[*]",
+    calibrate: Annotated[
+        bool,
+        typer.Option(help="Fit the conversation policy on simulated training users (seconds)."),
+    ] = True,
 ) -> None:
     """Train a model on a dataset (all of it, or the train part of --holdout) and save a bundle."""
     from whyrec.bundle import Bundle, check_bundle_target
@@ -199,7 +210,14 @@ def train(
         "holdout": holdout,
         "seed": seed if holdout else None,
     }
-    Bundle(recommender, dataset, info, test=test).save(out_dir)
+    bundle = Bundle(recommender, dataset, info, test=test)
+    if calibrate:
+        from whyrec.conversation.calibrate import calibrate as fit_policy
+        from whyrec.engine import Engine
+
+        with out.status("fitting the conversation policy on simulated training users"):
+            info["conversation_policy"] = fit_policy(Engine(bundle), seed=seed)
+    bundle.save(out_dir)
     out.print(f"trained {recommender!r} in {seconds:.1f}s → {out_dir}")
 
 

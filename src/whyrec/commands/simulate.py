@@ -132,3 +132,16 @@ def _print(report: dict, names: list[str], max_turns: int) -> None:
             f"{result['hdcg']:.3f}",
         )
     console.print(table)
+    calibration = report.get("calibration") or {}
+    where = (
+        f"fitted on {calibration['validation']['episodes']} simulated training users"
+        if calibration.get("validation")
+        else "defaults: the bundle was trained without --calibrate"
+    )
+    fitted = ", ".join(f"{k}={v}" for k, v in report.get("parameters", {}).items())
+    console.print(f"policy parameters ({where}): {fitted}")
+    if report.get("askable_values"):
+        askable = ", ".join(f"{k} ({v})" for k, v in report["askable_values"].items())
+        console.print(f"askable values: {askable}")
+    if report.get("questions"):
+        console.print(f"questions are {report['questions']}")

@@ -20,6 +20,16 @@ def data_synth(
     interactions: Annotated[int, typer.Option(help="Number of distinct interactions.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the dataset to.")],
     seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same files.")] = 0,
+    shape: Annotated[
+        str,
+        typer.Option(
+            help="Attribute fields: movies, lastfm (one multi-valued field), yelp (category "
+            "paths, 30 × 20 by default), fields (several single-valued fields)."
+        ),
+    ] = "movies",
+    values: Annotated[
+        int, typer.Option(help="Values of the lastfm field / top-level yelp categories.")
+    ] = 30,
     file_format: Annotated[
         str, typer.Option("--format", help="csv, parquet or auto (Parquet above 1e6 rows).")
     ] = "auto",
@@ -36,7 +46,14 @@ def data_synth(
     check_choice(file_format, ("auto", "csv", "parquet"), "--format")
     check_output_dir(out_dir, "--out")
     try:
-        config = SynthConfig(users=users, items=items, interactions=interactions, seed=seed)
+        config = SynthConfig(
+            users=users,
+            items=items,
+            interactions=interactions,
+            seed=seed,
+            shape=shape,
+            values=values,
+        )
     except ValidationError as exc:
         problems = (e["msg"].removeprefix("Value error, ") for e in exc.errors())
         raise DataError("; ".join(problems)) from None

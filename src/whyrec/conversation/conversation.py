@@ -19,6 +19,7 @@ from whyrec.conversation.directions import (
     describe_numeric_shift,
     describe_shift,
 )
+from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.lexicon import LEXICON_FILE, load_lexicon
 from whyrec.conversation.policy import Action, CandidateScorer, Policy, PolicyConfig, WishScorer
 from whyrec.conversation.state import DialogueState, Question
@@ -75,12 +76,15 @@ class Conversation:
         self.engine = engine
         self.catalog = engine.catalog
         self.store = store or SQLiteStore()
-        self.config = policy or PolicyConfig()
+        self.config = policy or PolicyConfig.from_bundle(engine.bundle.info)
         bundle = engine.bundle
         lexicon = load_lexicon(
             bundle.train.name, bundle.path / LEXICON_FILE if bundle.path is not None else None
         )
-        self.understander = Understander(self.catalog, engine.popularity, lexicon=lexicon)
+        self.space = AttributeSpace(self.catalog)
+        self.understander = Understander(
+            self.catalog, engine.popularity, extra_synonyms=self.space.synonyms(), lexicon=lexicon
+        )
         if wish_scorer == "auto":
             wish_scorer = (
                 SemanticWishes(self.catalog, getattr(engine.model, "score_query", None))
@@ -88,7 +92,9 @@ class Conversation:
                 else None
             )
         self.measures = ItemMeasures(bundle.train, wish_scorer)
-        self.scorer = CandidateScorer(engine, self.config, wish_scorer, self.measures)
+        self.scorer = CandidateScorer(
+            engine, self.config, wish_scorer, self.measures, space=self.space
+        )
         self.policy = Policy(self.scorer, self.config)
         self.seed = seed
 
@@ -430,10 +436,15 @@ class Session:
                 "attribute",
                 field=action.field,
                 value=action.value,
-                text=replies.question_text(action.field, action.value),
+                text=replies.question_text(action.field, action.value, self._kind(action)),
             )
             return self._ask_turn(state, state.pending.text, note)
         return self._recommend_turn(state, action, note)
+
+    def _kind(self, action: Action) -> str:
+        space = self.conversation.space
+        column = space.column(action.field or "", action.value or "")
+        return space.columns[column].kind if column is not None else "value"
 
     def _ask_turn(self, state: DialogueState, question: str, note: str) -> Turn:
         state.consecutive_questions += 1

@@ -139,6 +139,22 @@ NEGATION_CUES = (
     "too much",
 )
 
+SOFTENERS = (
+    "ideally",
+    "if possible",
+    "preferably",
+    "would be nice",
+    "nice to have",
+    "bonus",
+    "maybe",
+    "perhaps",
+    "rather",
+    "prefer",
+    "i'd prefer",
+    "if you can",
+)
+"""Words that make a wanted value a preference rather than a condition."""
+
 # ----- critiques ------------------------------------------------------------------------
 # A critique moves the list along a direction measured on the catalog: the release year,
 # the popularity, the quality (a shrunk mean rating), or a concept whose closeness to each

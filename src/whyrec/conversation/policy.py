@@ -1,27 +1,35 @@
 """Scoring candidates from the dialogue state, and deciding whether to ask or recommend.
 
-Candidate scores combine the collaborative model (history plus items liked in the
-dialogue), hard attribute filters, soft attribute boosts, disliked items, free-text
-wishes (through an optional semantic scorer) and a small popularity prior. The scores
-become a probability distribution over the allowed items.
+The scores become a belief: a probability, for every allowed item, that it is the one
+the user is after. A user with a taste profile (history, or items liked in the dialogue)
+is scored by the collaborative model, with a small popularity prior; a cold user has
+only popularity and the constraints stated so far, so the belief is popularity raised
+to a power that is fitted per bundle (`calibrate.py`). Hard constraints filter, soft
+ones, dislikes and free-text wishes move scores.
 
-Our policy looks one step ahead (the EAR/CPR question of ask vs. recommend, answered
-with the model's own distribution): recommending now succeeds with the probability mass
-of the top-k items; asking about value v and recommending next succeeds with
-mass(top-k | v) + mass(top-k | not v) in expectation. It asks the value with the largest
-expected gain when that gain is worth a turn, and recommends otherwise. The baselines
-from the literature are here too: recommend-only, a random question and the
-max-entropy question (entropy of the split counted over candidates, ignoring the model).
+Answers follow EAR/CPR: a yes to a value is a hard constraint, a no excludes it, and a
+rejected list removes its items. Our policy then plans over the turns left. Recommending
+at every remaining turn would succeed with the mass of the top r·k items; asking value v
+first and recommending at the r-1 turns after succeeds, in expectation over the answer,
+with the top-(r-1)·k mass of the yes side plus that of the no side (a rollout of the
+recommend-only policy, which it therefore never does worse than under its belief). It
+asks when that gain beats a margin and recommends otherwise; the margin, the belief's
+sharpness and the objective (success by the last turn, or early success, i.e. fewer
+turns, or a mix) are fitted per bundle. The baselines from the literature are here too:
+recommend-only, random, and EAR's max-entropy (the value whose popularity-weighted
+share of the candidates is closest to a half, hard filtering, recommending when few
+candidates remain).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
 from whyrec.conversation.directions import ItemMeasures, critique_bounds, steering
+from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.state import DialogueState
 from whyrec.core import Query
 from whyrec.engine import Engine
@@ -30,9 +38,14 @@ from whyrec.ranking import top_k
 
 POLICIES = ("ours", "recommend-only", "random", "max-entropy")
 PAGERANK_RESTART = 0.3
-MIN_ASKABLE_ITEMS = 5
-"""Values carried by fewer items are never asked about: a yes would rarely be the answer."""
-QUESTION_FIELDS = ("genres", "decade", "tags")
+SHORTLIST = 48
+"""Values scored by the full lookahead: the most informative ones under the belief. A
+bound on work per turn, so a field with thousands of values costs no more than one with
+fifty."""
+
+FIRST_QUESTIONS = 12
+"""First questions followed by a second in the lookahead: the best of the shortlist by a
+one-question lookahead."""
 
 WishScorer = Callable[[list[tuple[str, bool]]], np.ndarray | None]
 """Maps free-text wishes to one similarity score per catalog item (or None)."""
@@ -42,21 +55,47 @@ WishScorer = Callable[[list[tuple[str, bool]]], np.ndarray | None]
 class PolicyConfig:
     kind: str = "ours"
     rec_size: int = 10
-    min_gain: float = 0.07
-    """Ask only when the expected success after the answer beats recommending now by this.
-
-    Chosen on 400 simulated episodes of a user-temporal split (seeded apart from the
-    benchmark's): 0.03 asked too eagerly, 0.15 and above rarely asked at all. Adding the
-    answer's entropy to the lookahead, or a mass threshold for asking, did not help."""
+    horizon: int = 10
+    """Turns the policy plans for (the simulator's turn limit); past it, a rolling horizon."""
+    popularity_exponent: float = 1.0
+    """A cold user's belief is ∝ (1 + popularity) ** this (fitted per bundle)."""
+    ask_margin: float = 0.0
+    """Ask only when the lookahead beats recommending by this much (fitted per bundle)."""
+    success_weight: float = 1.0
+    """What the lookahead plans for: 1 counts success by the last turn only, 0 success at
+    every turn alike (which rewards succeeding early, i.e. fewer turns); fitted between."""
+    candidate_threshold: int = 0
+    """max-entropy recommends when at most this many candidates remain (0: the list size)."""
     max_consecutive_questions: int = 3
+    """At most this many questions in a row before showing items (0: no cap; fitted)."""
     temperature: float = 1.0
-    lookahead_items: int = 800
+    lookahead_items: int = 4000
     """The lookahead considers the most probable items only; they hold nearly all mass."""
     soft_weight: float = 1.0
     dislike_weight: float = 0.5
     wish_weight: float = 1.5
     popularity_weight: float = 0.15
     pagerank_weight: float = 0.3
+
+    FITTED = (
+        "popularity_exponent",
+        "ask_margin",
+        "success_weight",
+        "max_consecutive_questions",
+        "candidate_threshold",
+    )
+
+    @classmethod
+    def from_bundle(cls, info: dict, **overrides) -> PolicyConfig:
+        """The calibrated parameters a bundle stores (defaults where it has none)."""
+        fitted = (info or {}).get("conversation_policy", {}).get("parameters", {})
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in fitted.items() if k in known}
+        return replace(cls(**values), **overrides)
+
+    def fitted(self) -> dict:
+        data = asdict(self)
+        return {k: data[k] for k in self.FITTED}
 
 
 @dataclass(frozen=True)
@@ -89,61 +128,62 @@ class CandidateScorer:
         config: PolicyConfig,
         wish_scorer: WishScorer | None = None,
         measures: ItemMeasures | None = None,
+        space: AttributeSpace | None = None,
+        popularity: np.ndarray | None = None,
     ):
-        """`measures`: directions for critiques and superlatives (see `directions`)."""
+        """`measures`: directions for critiques and superlatives (see `directions`).
+        `popularity` overrides the training popularity (calibration leaves its
+        validation users out of it)."""
         self.engine = engine
         self.catalog = engine.catalog
         self.config = config
         self.wish_scorer = wish_scorer
         self.measures = measures or ItemMeasures(engine.bundle.train, wish_scorer)
-        graph = engine.explainer.graph
-        self.graph = graph
-        self._node_of = {
-            (f, v.lower()): i
-            for i, (f, v) in enumerate(zip(graph.value_fields, graph.value_labels, strict=True))
-        }
-        fields = [f for f in QUESTION_FIELDS if f in self.catalog.attributes] or self.catalog.fields
-        askable = [
-            i
-            for i, f in enumerate(graph.value_fields)
-            if f in fields and graph.item_frequency[i] >= MIN_ASKABLE_ITEMS
-        ]
-        self.columns = [(graph.value_fields[i], graph.value_labels[i]) for i in askable]
-        self.values = graph.incidence[:, askable].tocsr()
-        self.values_csc = self.values.tocsc()
+        self.space = space if space is not None else AttributeSpace(self.catalog)
+        self.columns = [(c.field, c.value) for c in self.space.columns]
         self.column_of = {col: i for i, col in enumerate(self.columns)}
         self._model_cache: dict[tuple[int, ...], np.ndarray] = {}
         self._pagerank_cache: dict[tuple, np.ndarray] = {}
-        log_pop = np.log1p(engine.popularity.astype(np.float64))
-        self.popularity_z = _zscore(log_pop, np.ones(len(log_pop), bool))
+        self._mask_cache: dict[tuple[str, str], np.ndarray] = {}
+        counts = engine.popularity if popularity is None else popularity
+        self.popularity = np.asarray(counts, dtype=np.float64)
+        self.log_popularity = np.log1p(self.popularity)
+        self.popularity_z = _zscore(self.log_popularity, np.ones(len(counts), bool))
+
+    @property
+    def graph(self):
+        return self.engine.explainer.graph
 
     def value_mask(self, field_name: str, value: str) -> np.ndarray:
-        """Items having one attribute value (a column of the attribute graph)."""
-        mask = np.zeros(len(self.catalog), dtype=bool)
-        node = self._node_of.get((field_name, value.lower()))
-        if node is not None:
-            mask[self.graph.items_with(node)] = True
-        return mask
+        """Items having one attribute value (a path prefix or a range included)."""
+        key = (field_name, value.lower())
+        if key not in self._mask_cache:
+            if len(self._mask_cache) > 4096:
+                self._mask_cache.clear()
+            self._mask_cache[key] = self.space.mask(field_name, value)
+        return self._mask_cache[key]
 
     def dialogue_pagerank(self, state: DialogueState) -> np.ndarray | None:
-        """Personalized PageRank over the item-attribute graph from the dialogue's entities
-        (items liked here, values asked for): items close to all of them score high."""
+        """Personalized PageRank over the item-attribute graph from the items liked in the
+        dialogue (and the values asked for with them): items close to all of them score
+        high. Values alone are hard or soft constraints already."""
+        if not state.liked:
+            return None
+        graph = self.graph
         values = [
-            self._node_of[(f, v.lower())]
+            node
             for group in (state.include, state.soft_include)
             for f, vs in group.items()
             for v in vs
-            if (f, v.lower()) in self._node_of
+            if (node := graph._index.get(f"{f}={v}")) is not None
         ]
-        if not (state.liked or values):
-            return None
         key = (tuple(state.liked), tuple(values))
         if key not in self._pagerank_cache:
             if len(self._pagerank_cache) > 256:
                 self._pagerank_cache.clear()
             # ranking needs the order, not six decimals: a coarse tolerance and a higher
             # restart converge in a few dozen sparse products instead of a few hundred
-            self._pagerank_cache[key], _ = self.graph.personalized_pagerank(
+            self._pagerank_cache[key], _ = graph.personalized_pagerank(
                 state.liked, values, restart=PAGERANK_RESTART, tol=1e-6, max_iter=60
             )
         return self._pagerank_cache[key]
@@ -154,7 +194,7 @@ class CandidateScorer:
         known = set(self.catalog.attributes)
         require: dict[str, set[str]] = {}
         for field_name, value in state.required_values():
-            if field_name in known:
+            if field_name in known and self.space.column(field_name, value) is None:
                 require.setdefault(field_name, set()).add(value)
         blocked = [
             p
@@ -162,13 +202,21 @@ class CandidateScorer:
             for p in group
         ]
         return ItemFilter(
-            exclude={f: set(vs) for f, vs in state.exclude.items() if vs and f in known},
+            exclude={
+                f: {v for v in vs if self.space.column(f, v) is None}
+                for f, vs in state.exclude.items()
+                if f in known and any(self.space.column(f, v) is None for v in vs)
+            },
             year_min=state.year_min,
             year_max=state.year_max,
             require=require,
             excluded_years=[(low, high) for low, high in state.excluded_years],
             blocked=frozenset(int(p) for p in blocked),
-            any_of=[[(f, v) for f, v in group if f in known] for group in state.any_of],
+            any_of=[
+                [(f, v) for f, v in group if f in known]
+                for group in state.any_of
+                if not self._derived_group(group)
+            ],
         )
 
     def query(self, state: DialogueState) -> Query:
@@ -181,10 +229,30 @@ class CandidateScorer:
         )
 
     def allowed(self, state: DialogueState) -> np.ndarray:
-        """The filter's items, past the bounds of any relative critique ("older")."""
+        """The filter's mask; the askable values (paths, ranges) the space derives,
+        which the catalog's raw labels do not hold; and the bounds of any relative
+        critique ("older")."""
         mask = self.item_filter(state).mask(self.catalog)
+        for field_name, value in state.required_values():
+            if self.space.column(field_name, value) is not None:
+                mask &= self.value_mask(field_name, value)
+        for field_name, values in state.exclude.items():
+            for value in values:
+                if self.space.column(field_name, value) is not None:
+                    mask &= ~self.value_mask(field_name, value)
+        for group in state.any_of:
+            if self._derived_group(group):
+                either = np.zeros(len(self.catalog), dtype=bool)
+                for field_name, value in group:
+                    either |= self.value_mask(field_name, value)
+                mask &= either
         bounds = critique_bounds(state.critiques, self.measures)
         return mask & bounds if bounds is not None else mask
+
+    def _derived_group(self, group: list[tuple[str, str]]) -> bool:
+        """Whether an or-group names a value the space derives (a path prefix, a range):
+        such a group is met through the space's masks, not the catalog's labels."""
+        return any(self.space.column(f, v) is not None for f, v in group)
 
     def _value_mask(self, field_name: str, values: list[str]) -> np.ndarray:
         mask = np.zeros(len(self.catalog), dtype=bool)
@@ -202,15 +270,15 @@ class CandidateScorer:
         return self._model_cache[key]
 
     def scores(self, state: DialogueState) -> tuple[np.ndarray, np.ndarray]:
+        """Log-belief up to a constant (before the temperature), and the allowed mask."""
         allowed = self.allowed(state)
         config = self.config
         profile = state.profile()
         if profile:
             raw = self.model_scores(profile)
-            total = _zscore(raw, allowed)
+            total = _zscore(raw, allowed) + config.popularity_weight * self.popularity_z
         else:
-            total = np.zeros(len(allowed))
-        total += config.popularity_weight * self.popularity_z
+            total = config.popularity_exponent * self.log_popularity
         if state.disliked:
             raw = self.model_scores(state.disliked)
             total -= config.dislike_weight * np.maximum(_zscore(raw, allowed), 0.0)
@@ -225,7 +293,10 @@ class CandidateScorer:
         if state.wishes and self.wish_scorer is not None:
             similarity = self.wish_scorer([(str(t), bool(p)) for t, p in state.wishes])
             if similarity is not None:
-                total += config.wish_weight * _zscore(similarity, allowed)
+                # in units of the belief's own spread: a wish moves items as much for a
+                # cold user (popularity only) as for one the model knows
+                spread = float(total[allowed].std()) if allowed.sum() > 1 else 1.0
+                total += config.wish_weight * (spread or 1.0) * _zscore(similarity, allowed)
         steer = steering(state.critiques, state.rank_by, self.measures)
         if steer is not None:
             total += steer
@@ -253,53 +324,67 @@ class Policy:
         self.scorer = scorer
         self.config = config
 
-    def top_items(self, state: DialogueState, scores: np.ndarray) -> np.ndarray:
-        """The list the engine ranks from the dialogue's scores and filter."""
+    def top_items(
+        self, state: DialogueState, scores: np.ndarray, allowed: np.ndarray
+    ) -> np.ndarray:
+        """The list the engine ranks from the dialogue's scores and filter (values the
+        space derives are ruled out through the scores)."""
         query = self.scorer.query(state)
+        scores = np.where(allowed, scores, -np.inf)
         return self.scorer.engine.run(query, explain=False, scores=scores).positions
+
+    def turns_left(self, state: DialogueState) -> int:
+        """Turns left in the planning horizon, this one included (rolling past its end)."""
+        horizon = self.config.horizon
+        return horizon - state.turn + 1 if 1 <= state.turn <= horizon else horizon
 
     def decide(
         self, state: DialogueState, rng: np.random.Generator, force_recommend: bool = False
     ) -> Action:
         scores, allowed = self.scorer.scores(state)
-        items = self.top_items(state, scores)
+        items = self.top_items(state, scores, allowed)
         probs = self.scorer.distribution(scores, allowed)
         now = float(probs[items].sum()) if len(items) else 0.0
         recommend = Action("recommend", items=tuple(int(i) for i in items), expected_success=now)
-        kind = self.config.kind
+        config, kind = self.config, self.config.kind
+        left = self.turns_left(state)
         if (
             force_recommend
             or (opening(state) and is_specific(state))
             or kind == "recommend-only"
-            or allowed.sum() <= self.config.rec_size
-            or state.consecutive_questions >= self.config.max_consecutive_questions
+            or left <= 1
+            or allowed.sum() <= config.rec_size
+            or (
+                kind == "ours"
+                and config.max_consecutive_questions
+                and state.consecutive_questions >= config.max_consecutive_questions
+            )
         ):
             return recommend
-        askable = self._askable_columns(state, allowed)
+        askable = self.askable_columns(state, allowed)
         if not len(askable):
             return recommend
         if kind == "ours":
-            gains = self._lookahead(probs, askable)
-            best = int(np.argmax(gains))
-            if gains[best] - now < self.config.min_gain:
+            column, expected = self._plan(probs, askable, left)
+            if column is None:
                 return recommend
-            column = askable[best]
-            expected = float(gains[best])
         elif kind == "max-entropy":
-            share = self._count_share(allowed, askable)
-            column = askable[int(np.argmax(_binary_entropy(share)))]
-            expected = now
-        else:  # random
-            column = askable[int(rng.integers(len(askable)))]
-            expected = now
+            if allowed.sum() <= (config.candidate_threshold or config.rec_size):
+                return recommend
+            weights = np.where(allowed, self.scorer.popularity + 1.0, 0.0)
+            share = self.scorer.space.weighted(weights)[askable] / weights.sum()
+            column, expected = int(askable[int(np.argmax(_binary_entropy(share)))]), now
+        else:  # random: a fair coin between asking a random value and recommending
+            if rng.random() < 0.5:
+                return recommend
+            column, expected = int(askable[int(rng.integers(len(askable)))]), now
         field_name, value = self.scorer.columns[column]
         return Action("ask", field=field_name, value=value, expected_success=expected)
 
-    def _askable_columns(self, state: DialogueState, allowed: np.ndarray) -> np.ndarray:
+    def askable_columns(self, state: DialogueState, allowed: np.ndarray) -> np.ndarray:
         """Values not yet discussed that split the allowed candidates (some have it, some not)."""
-        counts = np.asarray(self.scorer.values[allowed].sum(axis=0)).ravel()
-        n = allowed.sum()
-        useful = (counts > 0) & (counts < n)
+        counts = self.scorer.space.counts(allowed)
+        useful = (counts > 0) & (counts < allowed.sum())
         known = [self.scorer.column_of.get((f, v)) for f, v in self._known_values(state)]
         useful[[k for k in known if k is not None]] = False
         return np.flatnonzero(useful)
@@ -311,20 +396,67 @@ class Policy:
             known += [(f, v) for f, values in group.items() for v in values]
         return known
 
-    def _count_share(self, allowed: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        counts = np.asarray(self.scorer.values[allowed][:, columns].sum(axis=0)).ravel()
-        return counts / max(1, allowed.sum())
+    def _plan(self, probs: np.ndarray, askable: np.ndarray, left: int) -> tuple[int | None, float]:
+        """The value to ask, or None to recommend, by a two-action lookahead over `left` turns.
 
-    def _lookahead(self, probs: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        """Expected top-k mass after learning, for each value, whether the target has it."""
+        Values are shortlisted by the entropy of their yes-probability under the belief;
+        each first action (recommend now, or ask one of them) is followed, on each side of
+        its outcome, by the better of recommending from then on and asking that side's
+        most informative value first. The result is compared by the success it plans for.
+        """
+        share = self.scorer.space.weighted(probs)[askable]
+        if len(askable) > SHORTLIST:
+            keep = np.argpartition(-_binary_entropy(share), SHORTLIST - 1)[:SHORTLIST]
+            askable = askable[np.sort(keep)]
         k = self.config.rec_size
         order = top_k(probs, self.config.lookahead_items)
         order = order[probs[order] > 0]
         p_top = probs[order]
-        has = self.scorer.values_csc[:, columns][order].toarray() > 0
-        in_yes = has & (np.cumsum(has, axis=0) <= k)
-        in_no = ~has & (np.cumsum(~has, axis=0) <= k)
-        return p_top @ in_yes + p_top @ in_no
+        has = self.scorer.space.matrix[order][:, askable].toarray() > 0
+        weights = self._turn_weights(left)
+        first = np.argsort(
+            -(self._found(p_top, has, 2, weights) + self._found(p_top, ~has, 2, weights))
+        )
+        first = first[:FIRST_QUESTIONS]
+        rest = np.arange(len(order)) >= k  # what is left after recommending the top k now
+        branches = np.concatenate([has[:, first], ~has[:, first], rest[:, None]], axis=1)
+        follow = self._found(p_top, branches, 2, weights)
+        if left >= 3:  # a second question can still be followed by a recommendation
+            mass = p_top @ branches
+            yes = (p_top[:, None] * branches).T @ has
+            entropy = _binary_entropy(yes / np.maximum(mass, 1e-300)[:, None])
+            second = has[:, np.argmax(entropy, axis=1)]
+            split = self._found(p_top, branches & second, 3, weights)
+            split += self._found(p_top, branches & ~second, 3, weights)
+            follow = np.maximum(follow, split)
+        n = len(first)
+        ask = follow[:n] + follow[n : 2 * n]
+        recommend = sum(weights.values()) * float(p_top[:k].sum()) + follow[-1]
+        best = int(np.argmax(ask))
+        if ask[best] - recommend <= self.config.ask_margin:
+            return None, float(recommend)
+        return int(askable[first[best]]), float(ask[best])
+
+    def _found(
+        self, p_top: np.ndarray, masks: np.ndarray, start: int, weights: dict[int, float]
+    ) -> np.ndarray:
+        """For each column of `masks` (a set of candidates, in belief order): the weighted
+        mass found by recommending its top items at every turn from `start` on."""
+        k = self.config.rec_size
+        counts = np.cumsum(masks, axis=0)
+        found = np.zeros(masks.shape[1])
+        for t, weight in weights.items():
+            if t >= start:
+                found += weight * (p_top @ (masks & (counts <= (t - start + 1) * k)))
+        return found
+
+    def _turn_weights(self, left: int) -> dict[int, float]:
+        """How much success by each turn from now counts: `success_weight` on the last
+        turn, the rest spread over all turns (the area under the success curve)."""
+        spread = (1.0 - self.config.success_weight) / left
+        weights = {t: spread for t in range(1, left + 1)}
+        weights[left] += self.config.success_weight
+        return weights
 
 
 def opening(state: DialogueState) -> bool:

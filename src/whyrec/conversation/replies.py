@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from whyrec.data.catalog import Catalog
 
-_ASK_TEMPLATES = {
-    "genres": "Are you in the mood for {article} {value} film?",
-    "decade": "Should it be from the {value}?",
-    "tags": "Would you like something {quoted}?",
-}
 
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def question_text(field_name: str, value: str) -> str:
-    template = _ASK_TEMPLATES.get(field_name, "Should it have {field} {quoted}?")
-    return template.format(
-        article=_article(value), value=value, quoted=f"'{value}'", field=field_name
-    )
+def question_text(field_name: str, value: str, kind: str = "value") -> str:
+    """A yes/no question about one value, worded by how the value was derived (a plain
+    label, a category path or a number range), never by which field it is."""
+    if kind == "range":
+        low, _, high = value.partition("–")
+        return f"Should its {field_name} be between {low} and {high}?"
+    if kind == "path":
+        leaf = value.rpartition(">")[2].strip()
+        where = f" (under {value.rpartition('>')[0].strip()})" if ">" in value else ""
+        return f"Are you looking for {leaf}{where}?"
+    return f"Should it have {field_name} '{value}'?"
 
 
 def confirm_title_text(title: str) -> str:

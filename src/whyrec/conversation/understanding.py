@@ -25,6 +25,7 @@ from whyrec.conversation.lexicon import (
     FACET_WORDS,
     NEGATION_CUES,
     QUALITY_WORDS,
+    SOFTENERS,
     Lexicon,
     common_words,
 )
@@ -40,9 +41,6 @@ TYPO_MIN_CHARS = 4
 """Shorter words are not corrected: one edit turns too many of them into others."""
 AGE_SHARE = 0.2
 """'recent' means the newest fifth of the catalog by year, 'old' the oldest fifth."""
-HARD_FIELD_SHARE = 0.01
-"""A field filters (hard) when its typical value is carried by at least this share of the
-catalog (genres, categories); sparser fields (tags) only raise scores."""
 NEGATION_WINDOW = 4
 """A negation cue affects an attribute word at most this many words after it (same clause)."""
 
@@ -72,8 +70,8 @@ class ItemMention:
 class Constraint:
     """An attribute value the user wants (`include`) or does not want.
 
-    `hard` constraints filter the candidates (genres, decades); soft ones (tags) only
-    raise or lower scores, since tags are sparse and would wrongly exclude most items.
+    `hard` constraints filter the candidates (as a yes in EAR/CPR does); soft ones, said
+    with a softening word ("ideally", "if possible"), only raise or lower scores.
     """
 
     field: str
@@ -374,6 +372,7 @@ _IN_YEAR = re.compile(rf"\b(?:in|of|year|from|made in)\s+{_YEAR}\b")
 _RECENT = re.compile(r"\b(recent|new|newer|latest|modern|current)\b")
 _OLD = re.compile(r"\b(old|older|vintage|golden age|old-school|old school)\b")
 _WORD = re.compile(r"[\w'-]+")
+_PERIOD = re.compile(r"\d{3,4}s?|\d{3,4}\s*[-–]\s*\d{3,4}")
 _CRITIQUE_PHRASES = set(CRITIQUE_WORDS)
 _CRITIQUE = re.compile(
     r"(?<![\w-])("
@@ -439,13 +438,13 @@ class Understander:
         lexicon: Lexicon | None = None,
     ) -> None:
         """`lexicon`: everyday words for this catalog's values (see `load_lexicon`);
-        `extra_synonyms` adds more in the same shape."""
+        `extra_synonyms`: words for values the caller derived from this catalog (the
+        leaf of a path, see `AttributeSpace.synonyms`), taken as they are."""
         self.catalog = catalog
         self.popularity = popularity
-        synonyms = dict((lexicon or Lexicon()).synonyms)
-        for key, words in (extra_synonyms or {}).items():
-            synonyms[key] = synonyms.get(key, ()) + tuple(words)
-        self._phrases = self._build_phrases(synonyms)
+        self._phrases = self._build_phrases((lexicon or Lexicon()).synonyms, extra_synonyms or {})
+        self._field_words = {name.lower() for name in catalog.fields}
+        """Field names ("tag", "categories") name what a value is, not a wish."""
         self._phrase_pattern = (
             re.compile(
                 r"(?<![\w-])("
@@ -472,13 +471,6 @@ class Understander:
         # oldest fifth by release year
         self._recent_from = int(np.quantile(years, 1 - AGE_SHARE)) if len(years) else None
         self._old_until = int(np.quantile(years, AGE_SHARE)) if len(years) else None
-        self._hard_fields = {
-            name
-            for name in catalog.fields
-            if len(catalog)
-            and np.median(list(catalog.value_counts(name).values()) or [0])
-            >= HARD_FIELD_SHARE * len(catalog)
-        }
         fields = {f.lower() for f in catalog.fields}
         self._missing_facets = {
             facet: cues
@@ -505,7 +497,9 @@ class Understander:
 
     # ----- vocabulary ----------------------------------------------------------------
     def _build_phrases(
-        self, extra: dict[tuple[str, str], tuple[str, ...]]
+        self,
+        lexicon: dict[tuple[str, str], tuple[str, ...]],
+        extra: dict[tuple[str, str], tuple[str, ...]],
     ) -> dict[str, list[tuple[str, str]]]:
         """Lower-case phrase → [(field, value)], from catalog values and synonyms."""
         phrases: dict[str, list[tuple[str, str]]] = {}
@@ -518,12 +512,16 @@ class Understander:
             if (field_name, value) not in entry:
                 entry.append((field_name, value))
 
-        for field_name in self.catalog.fields:
-            if field_name == "decade":
-                continue  # decades are read as year ranges
-            for value in self.catalog.value_counts(field_name):
+        values_of = {name: self.catalog.value_counts(name) for name in self.catalog.fields}
+        for field_name, counts in values_of.items():
+            if counts and all(_PERIOD.fullmatch(v) for v in counts):
+                continue  # periods ("1990s") are read as year ranges
+            for value in counts:
                 add(value, field_name, value)
         for (field_name, value), words in extra.items():
+            for word in words:
+                add(word, field_name, value)
+        for (field_name, value), words in lexicon.items():
             if field_name not in self.catalog.attributes:
                 continue
             known = {v.lower(): v for v in self.catalog.value_counts(field_name)}
@@ -886,6 +884,16 @@ class Understander:
             re.search(rf"(?<![\w']){re.escape(cue)}(?![\w'])", window) for cue in NEGATION_CUES
         )
 
+    @staticmethod
+    def _is_softened(text: str, start: int, end: int) -> bool:
+        """A softening word in the value's clause ("ideally", "if possible"): a preference
+        that ranks items, not a condition that filters them."""
+        stops = ",.;!?"
+        clause_start = max(text.rfind(ch, 0, start) for ch in stops) + 1
+        ends = [i for i in (text.find(ch, end) for ch in stops) if i >= 0]
+        clause = text[clause_start : min(ends) if ends else len(text)].lower()
+        return any(re.search(rf"(?<![\w']){re.escape(cue)}(?![\w'])", clause) for cue in SOFTENERS)
+
     def _find_attributes(self, text: str, result: Understanding) -> str:
         if self._phrase_pattern is None:
             return text
@@ -896,8 +904,9 @@ class Understander:
         for found in self._phrase_pattern.finditer(text):
             phrase = found.group(1)
             include = not self._is_negated(text, found.start())
+            hard = not self._is_softened(text, found.start(), found.end())
             found_here = tuple(
-                Constraint(field_name, value, include, self._is_hard(field_name), phrase)
+                Constraint(field_name, value, include, hard, phrase)
                 for field_name, value in self._phrases[phrase]
             )
             gap = text[previous_end : found.start()] if previous_end is not None else None
@@ -917,12 +926,6 @@ class Understander:
         for start, end in spans:
             text = text[:start] + " " * (end - start) + text[end:]
         return text
-
-    def _is_hard(self, field_name: str) -> bool:
-        """Fields whose values filter: few values, each carried by many items (genres,
-        categories). Sparse fields such as tags only raise scores: a tag given to two
-        films would otherwise shrink the list to two."""
-        return field_name in self._hard_fields
 
     @staticmethod
     def _close_chain(
@@ -1034,7 +1037,7 @@ class Understander:
                 "another",
                 "other",
             }
-            words = [w for w in words if w not in intent_words]
+            words = [w for w in words if w not in intent_words and w not in self._field_words]
             if words:
                 positive = not self._is_negated(clause, clause.find(words[0]))
                 result.soft_wishes.append((" ".join(words), positive))

@@ -19,7 +19,7 @@ from whyrec.data.dataset import Dataset
 from whyrec.data.loaders import interactions_frame, read_canonical_interactions, read_table
 from whyrec.errors import DataError
 
-SPLIT_METHODS = ("loo", "user-temporal", "temporal", "random", "fixed")
+SPLIT_METHODS = ("loo", "user-temporal", "temporal", "random", "fixed", "cold-users")
 
 
 @dataclass
@@ -94,6 +94,8 @@ def split(
         cut = np.quantile(frame["timestamp"].to_numpy(), 1.0 - test_fraction, method="higher")
         is_test = frame["timestamp"] >= cut
         params.update(test_fraction=test_fraction, cut=int(cut))
+    elif method == "cold-users":
+        return cold_users_split(dataset, test_fraction, seed, drop_cold_items)
     elif method == "fixed":
         if train_file is None or test_file is None:
             raise DataError("a fixed split needs both --train-file and --test-file")
@@ -195,3 +197,46 @@ def fixed_split(
         frames.append(frame[known])
     params = {"train_file": str(train_file), "test_file": str(test_file)}
     return _finish(dataset, frames[0], frames[1], "fixed", params, drop_cold_items)
+
+
+def well_rated(frame: pd.DataFrame) -> pd.Series:
+    """Rows a user rated at or above their own mean rating: the items they were glad to
+    find. Without ratings (implicit data) every interaction counts."""
+    ratings = pd.to_numeric(frame["rating"], errors="coerce")
+    if ratings.isna().all():
+        return pd.Series(True, index=frame.index)
+    mean = ratings.groupby(frame["user_id"]).transform("mean")
+    return (ratings >= mean) | ratings.isna()
+
+
+def cold_users_split(
+    dataset: Dataset, fraction: float, seed: int = 42, drop_cold_items: bool = True
+) -> Split:
+    """Hold out whole users: a seeded `fraction` of them leave training entirely, and their
+    well-rated items become the test targets of users the model has never seen."""
+    if not 0 < fraction < 1:
+        raise DataError(f"--test-fraction must lie between 0 and 1, got {fraction}")
+    frame = dataset.interactions
+    users = np.sort(frame["user_id"].unique().astype(str))
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(users, max(1, round(fraction * len(users))), replace=False))
+    if len(held) >= len(users):
+        raise DataError("a cold-users split needs at least two users")
+    is_held = frame["user_id"].astype(str).isin(held).to_numpy()
+    train, test = frame[~is_held], frame[is_held]
+    test = test[well_rated(test).to_numpy()]
+    dropped = {}
+    if drop_cold_items:
+        unseen = ~test["item_id"].isin(set(train["item_id"]))
+        dropped["rows_of_items_not_in_train"] = int(unseen.sum())
+        test = test[~unseen]
+    if test.empty:
+        raise DataError("the cold-users split leaves no target: raise --test-fraction")
+    users_train = dataset.with_interactions(train, keep_users=False).user_ids
+    return Split(
+        train=Dataset(train, dataset.catalog, dataset.name, dataset.has_timestamps, users_train),
+        test=Dataset(test, dataset.catalog, dataset.name, dataset.has_timestamps),
+        method="cold-users",
+        params={"seed": seed, "test_fraction": fraction},
+        dropped=dropped,
+    )

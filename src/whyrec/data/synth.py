@@ -55,6 +55,9 @@ _START = 1_300_000_000  # 2011-03-13, first possible timestamp
 _SPAN = 8 * 365 * 86_400  # eight years of activity
 OVERSAMPLE = 5
 """Popularity-drawn candidates per wanted item; the taste picks among them (more: sharper)."""
+SHAPES = ("movies", "lastfm", "yelp", "fields")
+LEAVES_PER_CATEGORY = 20
+"""Leaf categories under each top-level one in the yelp shape (30 × 20 = 600, as Yelp)."""
 CSV_LIMIT = 1_000_000
 """Above this many interactions `format="auto"` writes Parquet instead of CSV."""
 
@@ -77,9 +80,20 @@ class SynthConfig(BaseModel):
         2.5, ge=0, description="How strongly taste (vs. popularity) steers choices."
     )
     block_users: int = Field(20_000, ge=1, description="Users generated per block (memory).")
+    shape: str = Field(
+        "movies",
+        description="Attribute fields: movies (genres, decade, mood), lastfm (one "
+        "multi-valued field), yelp (a two-level category path), fields (several "
+        "single-valued fields, one numeric).",
+    )
+    values: int = Field(
+        30, ge=2, description="Values of the lastfm field; top-level categories for yelp."
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> SynthConfig:
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown shape {self.shape!r}; choose from {', '.join(SHAPES)}")
         most = self.users * max_history(self.items)
         if self.interactions < self.users:
             raise ValueError(
@@ -297,17 +311,81 @@ def item_table(config: SynthConfig) -> pd.DataFrame:
         f"{genres[i].replace('|', ' and ').lower()} title from {years[i]}."
         for i in range(config.items)
     ]
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "item_id": np.arange(1, config.items + 1),
             "title": titles,
             "year": years,
             "description": descriptions,
-            "genres": genres,
-            "decade": [f"{y // 10 * 10}s" for y in years],
-            "mood": mood,
         }
     )
+    if config.shape == "movies":
+        table["genres"] = genres
+        table["decade"] = [f"{y // 10 * 10}s" for y in years]
+        table["mood"] = mood
+    else:
+        table = table.drop(columns=["year"])
+        table["description"] = [f"Item {i + 1}." for i in range(config.items)]
+        table["title"] = [f"{nouns[i]} {i + 1}" for i in range(config.items)]
+        shape_rng = np.random.default_rng([config.seed, 7])
+        for name, column in _shape_fields(config, vectors, shape_rng).items():
+            table[name] = column
+    return table
+
+
+def _words(count: int, rng: np.random.Generator, used: set[str]) -> list[str]:
+    """Distinct pronounceable names ("Kalomi"), so language-mode users can say them."""
+    syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+    out: list[str] = []
+    while len(out) < count:
+        word = "".join(rng.choice(syllables, int(rng.integers(2, 4)))).capitalize()
+        if word.lower() not in used:
+            used.add(word.lower())
+            out.append(word)
+    return out
+
+
+def _affinity(vectors: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Items × `count` attribute directions, noisy: attributes follow taste, loosely."""
+    axes = rng.standard_normal((count, vectors.shape[1]))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    return vectors @ axes.T + rng.normal(0, 0.25, (len(vectors), count))
+
+
+def _shape_fields(
+    config: SynthConfig, vectors: np.ndarray, rng: np.random.Generator
+) -> dict[str, list[str]]:
+    """The attribute columns of the lastfm, yelp and fields shapes."""
+    n, used = len(vectors), set()
+    if config.shape == "lastfm":
+        names = _words(config.values, rng, used)
+        scores = _affinity(vectors, config.values, rng)
+        per_item = np.clip(rng.poisson(2.5, n) + 1, 1, config.values)
+        order = np.argsort(-scores, axis=1)
+        return {"tag": ["|".join(names[j] for j in order[i, : per_item[i]]) for i in range(n)]}
+    if config.shape == "yelp":
+        tops = _words(config.values, rng, used)
+        leaves = [_words(LEAVES_PER_CATEGORY, rng, used) for _ in tops]
+        top_scores = _affinity(vectors, config.values, rng)
+        leaf_scores = _affinity(vectors, config.values * LEAVES_PER_CATEGORY, rng)
+        leaf_scores = leaf_scores.reshape(n, config.values, LEAVES_PER_CATEGORY)
+        per_item = np.clip(rng.poisson(1.0, n) + 1, 1, 4)
+        cells = []
+        for i in range(n):
+            paths = []
+            for top in np.argsort(-top_scores[i])[: per_item[i]]:
+                leaf = int(np.argmax(leaf_scores[i, top]))
+                paths.append(f"{tops[top]}>{leaves[top][leaf]}")
+            cells.append("|".join(paths))
+        return {"categories": cells}
+    sizes = {"kind": 12, "style": 8, "origin": 20}
+    out = {}
+    for name, size in sizes.items():
+        names = _words(size, rng, used)
+        out[name] = [names[j] for j in np.argmax(_affinity(vectors, size, rng), axis=1)]
+    price = _affinity(vectors, 1, rng)[:, 0]
+    out["price"] = [str(int(v)) for v in np.clip(np.round(50 + 40 * price), 1, 200)]
+    return out
 
 
 _INTERACTION_SCHEMA = pa.schema(

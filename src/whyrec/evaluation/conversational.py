@@ -7,6 +7,7 @@ with a 95% interval from `whyrec.evaluation.statistics`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -64,11 +65,14 @@ def simulate(
     semantic_wishes: bool = True,
     llm=None,
     llm_system: bool = False,
+    base: PolicyConfig | None = None,
 ) -> dict:
     """Run every policy on the same episodes; the first policy's numbers are the top level.
 
-    `llm` (an `LLMConfig`) drives the "llm" user mode and, with `llm_system`, the
-    conversation under test too.
+    Every policy runs with the parameters fitted for the bundle (`base`, by default the
+    bundle's calibration), its kind, list size and the turn limit as its horizon. `llm`
+    (an `LLMConfig`) drives the "llm" user mode and, with `llm_system`, the conversation
+    under test too.
     """
     if user_mode not in USER_MODES:
         raise WhyrecError(f"unknown user mode {user_mode!r}; choose {', '.join(USER_MODES)}")
@@ -82,7 +86,12 @@ def simulate(
     results = {}
     per_policy: dict[str, list[Outcome]] = {}
     for name in policies:
-        config = PolicyConfig(kind=name, rec_size=rec_size)
+        config = replace(
+            base or PolicyConfig.from_bundle(engine.bundle.info),
+            kind=name,
+            rec_size=rec_size,
+            horizon=max_turns,
+        )
         from whyrec.llm import open_conversation
 
         conversation = open_conversation(
@@ -98,15 +107,15 @@ def simulate(
         if user_mode == "llm":
             from whyrec.evaluation.llm_user import LLMUser
 
-            llm_user = LLMUser(conversation.scorer.columns, engine.catalog, rng, llm)
+            llm_user = LLMUser(conversation.scorer.space, engine.catalog, rng, llm)
         for episode in episodes:
             if user_mode == "attribute":
-                user = AttributeUser(conversation.scorer.columns, engine.catalog, rng)
+                user = AttributeUser(conversation.scorer.space, engine.catalog, rng)
                 outcomes.append(
                     run_attribute_episode(conversation.policy, user, episode, max_turns, rng)
                 )
             else:
-                user = llm_user or LanguageUser(conversation.scorer.columns, engine.catalog, rng)
+                user = llm_user or LanguageUser(conversation.scorer.space, engine.catalog, rng)
                 outcomes.append(run_language_episode(conversation, user, episode, max_turns))
             if progress:
                 progress(name, 1)
@@ -114,6 +123,7 @@ def simulate(
         if llm_user is not None:
             results[name]["llm_user"] = dict(llm_user.stats)
         per_policy[name] = outcomes
+    space = conversation.scorer.space
     first = results[policies[0]]
     report = {k: first[k] for k in ("episodes", "success_rate_at", "average_turns", "hdcg")}
     if "llm_user" in first:
@@ -126,8 +136,16 @@ def simulate(
             "max_turns": max_turns,
             "rec_size": rec_size,
             "seed": seed,
+            "parameters": config.fitted(),
+            "calibration": engine.bundle.info.get("conversation_policy"),
+            "askable_values": space.fields(),
         }
     )
+    if not len(space):
+        report["questions"] = (
+            "impossible: the catalog has no attribute value shared by several items, so "
+            "every policy can only recommend"
+        )
     if len(policies) > 1:
         report["policies"] = results
         report["paired_vs_" + policies[0]] = {

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from whyrec.conversation.conversation import Conversation
-from whyrec.conversation.lexicon import GENRE_SYNONYMS
+from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.policy import Policy
 from whyrec.conversation.state import DialogueState
 from whyrec.engine import Engine
@@ -76,26 +76,23 @@ def episodes_from_targets(
 class AttributeUser:
     """Answers in structured acts, truthfully, from the target's attributes."""
 
-    def __init__(self, scorer_columns: list[tuple[str, str]], catalog, rng: np.random.Generator):
-        self.columns = set(scorer_columns)
+    def __init__(self, space: AttributeSpace, catalog, rng: np.random.Generator):
+        self.space = space
         self.catalog = catalog
         self.rng = rng
 
     def opening_value(self, target: int) -> tuple[str, str] | None:
-        """One random attribute value of the target, preferring genres as EAR does."""
-        for fields in (("genres",), ("decade", "tags")):
-            values = [
-                (f, v)
-                for f in fields
-                for v in self.catalog.values(f, target)
-                if (f, v) in self.columns
-            ]
-            if values:
-                return values[int(self.rng.integers(len(values)))]
-        return None
+        """One random askable value of the target, as EAR's user opens with one attribute;
+        a named value (not a number range) when the target has one."""
+        columns = [self.space.columns[c] for c in self.space.columns_of(target)]
+        named = [c for c in columns if c.kind != "range"] or columns
+        if not named:
+            return None
+        chosen = named[int(self.rng.integers(len(named)))]
+        return chosen.field, chosen.value
 
     def has(self, target: int, field_name: str, value: str) -> bool:
-        return value.lower() in {v.lower() for v in self.catalog.values(field_name, target)}
+        return self.space.has(target, field_name, value)
 
 
 _OPENINGS = [
@@ -103,7 +100,7 @@ _OPENINGS = [
     "can you recommend {what}?",
     "something {what} please",
     "got any good {what}?",
-    "i'd like to watch {what} tonight",
+    "i'd like {what} tonight",
     "show me {what}",
     "in the mood for {what}",
     "any ideas for {what}?",
@@ -118,6 +115,7 @@ _YES = [
     "of course",
     "absolutely",
 ]
+_FILLERS = ["", "hmm,", "sorry,", "honestly,", "well,", "actually,"]
 _NO = ["no", "nope", "not really", "nah", "no thanks", "not at all"]
 _REJECT = [
     "none of these",
@@ -146,22 +144,12 @@ class LanguageUser(AttributeUser):
         return options[int(self.rng.integers(len(options)))]
 
     def describe(self, field_name: str, value: str) -> str:
-        if field_name == "genres":
-            words = [value.lower()] + [w for w in GENRE_SYNONYMS.get(value, ())[:4]]
-            word = self._choice(words)
-            return self._choice(
-                [f"a {word} movie", f"{word} films", f"something {word}", f"a {word} film"]
-            )
-        if field_name == "decade":
-            short = f"{value[2:]}" if value.endswith("s") else value
-            return self._choice(
-                [
-                    f"a movie from the {value}",
-                    f"something from the {short}",
-                    f"a film from the {value}",
-                ]
-            )
-        return self._choice([f"something {value}", f"a {value} movie", f"films about {value}"])
+        """The value in the catalog's own words, sometimes with its field's name."""
+        column = self.space.column(field_name, value)
+        word = self.space.columns[column].words if column is not None else value
+        return self._choice(
+            [f"something {word}", f"a {word} one", f"{field_name} {word}", f"with {word}"]
+        )
 
     def opening_text(self, field_name: str, value: str) -> str:
         """An opening sentence; typos go into the filler words only, as a test of robustness
@@ -174,7 +162,9 @@ class LanguageUser(AttributeUser):
         return self._choice(_YES if yes else _NO)
 
     def reject_text(self) -> str:
-        return self._typo(self._choice(_REJECT))
+        """A rejection; as in openings, typos go into the filler words around it."""
+        filler = self._typo(self._choice(_FILLERS))
+        return f"{filler} {self._choice(_REJECT)}".strip()
 
     def begin(self, episode: Episode) -> None:
         """A new episode starts (an LLM-driven user learns its target here)."""

@@ -149,6 +149,7 @@ class SemanticWishes:
             for f in self.catalog.fields
             if len(self.catalog.value_counts(f)) <= MAX_FIELD_VALUES
             for v in sorted(self.catalog.value_counts(f))
+            if not v.replace(".", "", 1).isdigit()
         ]
         return names, encode_cached([v for _, v in names], None, "values", "encoding values")
 

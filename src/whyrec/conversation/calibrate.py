@@ -1,0 +1,141 @@
+"""Fitting the conversation policy to a bundle, at train time, on its own training users.
+
+A slice of the training users plays cold users: each episode hides one item such a user
+rated well, and the simulated user answers as in `simulate`. Their interactions are
+taken out of the popularity the belief is built on, so the fit never sees its own
+targets. A coordinate search then picks, in turn, the belief's sharpness (the
+popularity exponent), the objective the lookahead plans for, the margin a question must
+win by and how many questions may come in a row; max-entropy's "few candidates"
+threshold is fitted the same way, so that baseline is compared at its best too. The
+winner has the highest success rate at the turn limit, less a penalty for average turns
+beyond those of recommend-only on the same episodes: a conversation should find more,
+and never take longer than a plain list. Everything is stored in the bundle and printed
+by `whyrec simulate`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from whyrec.conversation.fields import AttributeSpace
+from whyrec.conversation.policy import CandidateScorer, Policy, PolicyConfig
+from whyrec.data.splits import well_rated
+from whyrec.engine import Engine
+from whyrec.evaluation.simulated_users import AttributeUser, Episode, run_attribute_episode
+
+EXPONENTS = (0.5, 1.0, 1.5, 2.0, 3.0)
+MARGINS = (-0.03, -0.01, 0.0, 0.01, 0.03, 0.1)
+"""Negative margins ask more than the one-question lookahead finds worth it: it cannot
+see the questions after the next one."""
+SUCCESS_WEIGHTS = (1.0, 0.5, 0.25, 0.0)
+THRESHOLD_LISTS = (1, 2, 5, 10, 30)
+"""max-entropy thresholds, in recommendation lists."""
+
+
+def validation_slice(
+    engine: Engine, episodes: int, seed: int
+) -> tuple[list[Episode], np.ndarray, int]:
+    """Cold episodes from training users, and the popularity of everyone else."""
+    train = engine.bundle.train
+    frame = train.interactions
+    rng = np.random.default_rng(seed)
+    users = np.asarray(train.user_ids, dtype=object)
+    chosen = rng.choice(users, min(len(users) // 2, episodes), replace=False)
+    rows = frame[frame["user_id"].isin(set(chosen))]
+    liked = rows[well_rated(rows).to_numpy()]
+    picks = liked.groupby("user_id", sort=True).sample(n=1, random_state=seed)
+    targets = engine.catalog.positions(picks["item_id"].astype(str))
+    popularity = engine.popularity.astype(np.float64).copy()
+    held = engine.catalog.positions(rows["item_id"].astype(str))
+    np.subtract.at(popularity, held, 1.0)  # one user, one count (the training matrix is 0/1)
+    episodes_out = [Episode(None, int(t), ()) for t in targets]
+    return episodes_out, np.maximum(popularity, 0.0), len(chosen)
+
+
+def _score(
+    engine: Engine,
+    space: AttributeSpace,
+    popularity: np.ndarray,
+    episodes: list[Episode],
+    config: PolicyConfig,
+    seed: int,
+) -> dict:
+    scorer = CandidateScorer(engine, config, None, space=space, popularity=popularity)
+    policy = Policy(scorer, config)
+    rng = np.random.default_rng(seed)
+    user = AttributeUser(space, engine.catalog, rng)
+    outcomes = [run_attribute_episode(policy, user, e, config.horizon, rng) for e in episodes]
+    success = np.mean([o.success_turn is not None for o in outcomes])
+    turns = np.mean([o.turns for o in outcomes])
+    return {"success": float(success), "average_turns": float(turns)}
+
+
+def _merit(result: dict, reference_turns: float, max_turns: int) -> float:
+    """Success by the turn limit, less the turns spent beyond just listing items (the
+    recommend-only policy's average) in units of the turn limit: a conversation should
+    find more, and never take longer than a plain list would."""
+    return result["success"] - max(0.0, result["average_turns"] - reference_turns) / max_turns
+
+
+def calibrate(
+    engine: Engine,
+    episodes: int = 150,
+    max_turns: int = 10,
+    rec_size: int = 10,
+    seed: int = 0,
+) -> dict:
+    """The fitted parameters and how they were found (for `bundle.json`)."""
+    started = time.perf_counter()
+    space = AttributeSpace(engine.catalog)
+    base = PolicyConfig(rec_size=rec_size, horizon=max_turns)
+    chosen, popularity, n_users = validation_slice(engine, episodes, seed)
+    record = {
+        "validation": {
+            "users": n_users,
+            "episodes": len(chosen),
+            "max_turns": max_turns,
+            "rec_size": rec_size,
+        },
+        "search": [],
+    }
+    if not chosen or not len(space):
+        record["parameters"] = base.fitted()
+        record["note"] = "nothing to fit: " + (
+            "no validation targets" if not chosen else "no attribute value to ask about"
+        )
+        return record
+
+    seen: dict[PolicyConfig, dict] = {}
+    reference = _score(
+        engine, space, popularity, chosen, replace(base, kind="recommend-only"), seed
+    )
+    record["recommend_only"] = reference
+
+    def search(config: PolicyConfig, name: str, options) -> PolicyConfig:
+        best, best_config = None, config
+        for option in options:
+            trial = replace(config, **{name: option})
+            if trial not in seen:
+                seen[trial] = _score(engine, space, popularity, chosen, trial, seed)
+                record["search"].append({"policy": trial.kind, name: option, **seen[trial]})
+            result = seen[trial]
+            merit = _merit(result, reference["average_turns"], max_turns)
+            if best is None or merit > best:
+                best, best_config = merit, trial
+        return best_config
+
+    ours = search(base, "popularity_exponent", EXPONENTS)
+    ours = search(ours, "success_weight", SUCCESS_WEIGHTS)
+    ours = search(ours, "ask_margin", MARGINS)
+    ours = search(ours, "max_consecutive_questions", (3, 5, 0))
+    entropy = replace(ours, kind="max-entropy")
+    entropy = search(entropy, "candidate_threshold", tuple(n * rec_size for n in THRESHOLD_LISTS))
+    record["parameters"] = {
+        **ours.fitted(),
+        "candidate_threshold": entropy.candidate_threshold,
+    }
+    record["seconds"] = round(time.perf_counter() - started, 1)
+    return record
