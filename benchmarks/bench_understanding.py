@@ -218,9 +218,9 @@ def run_requests(bundle_path: str) -> dict:
 
 def run_queries(bundle_path: str) -> dict:
     from whyrec.bundle import Bundle
-    from whyrec.conversation.wishes import SemanticWishes
     from whyrec.engine import Engine
     from whyrec.text.encoder import encode_items, encode_query
+    from whyrec.text.wishes import SemanticWishes
 
     engine = Engine(Bundle.load(bundle_path))
     guarded = Engine(engine.bundle)

@@ -330,6 +330,8 @@ def helpful(body: dict) -> Behavior:
         return json_reply({"order": ids, "text": "Picked for you.\n" + "\n".join(lines)})
     if kind == "dialogue_acts":
         return json_reply({"intents": ["recommend"]})
+    if kind == "probe_json":  # `whyrec llm check`'s test call
+        return json_reply({"sum": 5})
     if kind == "simulated_user" and isinstance(data, dict):
         return json_reply({"message": "something I would enjoy, please"})
     return error(500)

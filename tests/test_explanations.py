@@ -260,7 +260,7 @@ def test_cli_explain_end_to_end(bundle_dir, capsys, engine, user_one):
 )
 def test_cli_explain_bad_input_is_one_line(bundle_dir, capsys, args, message):
     code, _out, err = run(capsys, "explain", "--bundle", str(bundle_dir), *args)
-    assert code == 1
+    assert code == 2  # a user mistake: one line, exit 2 (cli.EXIT_USER_ERROR)
     assert err.startswith("error:") and message in " ".join(err.split())
     assert "Traceback" not in err
 

@@ -7,9 +7,9 @@ import pytest
 
 from whyrec.bundle import Bundle
 from whyrec.conversation import Conversation
-from whyrec.conversation.wishes import SemanticWishes
 from whyrec.engine import Engine
 from whyrec.models import EASE
+from whyrec.text.wishes import SemanticWishes
 
 
 @pytest.fixture(scope="module")

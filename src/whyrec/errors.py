@@ -27,12 +27,7 @@ class NotFoundError(WhyrecError):
 
 
 class ResourceError(WhyrecError):
-    """The machine lacks the memory (or another resource) a job needs; nothing was started.
-
-    Its own exit code (2) lets scripts tell "too big for this machine" from bad input.
-    """
-
-    exit_code = 2
+    """The machine lacks the memory (or another resource) a job needs; nothing was started."""
 
 
 class NotFittedError(WhyrecError):

@@ -24,12 +24,12 @@ from whyrec.conversation.lexicon import LEXICON_FILE, load_lexicon
 from whyrec.conversation.policy import Action, CandidateScorer, Policy, PolicyConfig, WishScorer
 from whyrec.conversation.state import DialogueState, Question
 from whyrec.conversation.understanding import Intent, Understander, Understanding
-from whyrec.conversation.wishes import SemanticWishes, encoder_available
 from whyrec.core import Query
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
 from whyrec.explain.render import describe_values, sentences
 from whyrec.store import FeedbackEvent, SQLiteStore, Store
+from whyrec.text.wishes import SemanticWishes, encoder_available
 
 REASON_TITLES = 2
 

@@ -103,8 +103,8 @@ def _ratings(
     column: pa.Array | None, rows: int, path: Path, seen_rows: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(ratings, rows to keep or None for all): text that is no number is an error naming
-    the line, or a dropped row under `--on-bad-rows skip` (see loaders.numeric_ratings)."""
-    from whyrec.data.loaders import numeric_ratings
+    the line, or a dropped row under `--on-bad-rows skip` (see ratings.numeric_ratings)."""
+    from whyrec.data.ratings import numeric_ratings
 
     if column is None:
         return np.full(rows, np.nan, dtype=np.float32), None

@@ -416,30 +416,42 @@ def rate_table(shared_dir: str) -> str:
     return os.path.join(shared_dir, "rate-limits.bin")
 
 
-def prepare_server_process() -> None:
-    """Process-wide tuning for a serving process, once the service is loaded and warm.
-
-    Called by `whyrec serve` (and each of its workers), never by `Service` itself, so
-    building a service in a test or a notebook leaves the interpreter as it was.
-    """
+def limit_threads() -> None:
+    """Requests run in parallel threads (or N processes share the cores): nested BLAS/torch
+    threads would only oversubscribe. Set before the service loads, so its warm-up obeys it."""
     from threadpoolctl import threadpool_limits
 
-    # Requests run in parallel threads (or N processes share the cores): nested BLAS/torch
-    # threads would only oversubscribe.
     threadpool_limits(1)
-    # The loaded bundle, catalog and caches live as long as the process: move them out of
-    # the collector's sight, or every full collection walks millions of objects and
-    # stalls all requests (seen as 300+ ms p99 spikes under load).
+
+
+def tune_collector() -> None:
+    """Garbage-collector settings for a long-lived serving process, once the service is warm.
+
+    The loaded bundle, catalog and caches live as long as the process: move them out of
+    the collector's sight, or every full collection walks millions of objects and stalls
+    all requests (seen as 300+ ms p99 spikes under load). A request allocates thousands of
+    small objects; collecting every 700 of them (CPython's default) runs the collector
+    several times per request. Called by `whyrec serve` (and each of its workers), never by
+    `Service` itself, so building a service in a test or a notebook leaves the interpreter
+    as it was.
+    """
     gc.collect()
     gc.freeze()
-    # A request allocates thousands of small objects; collecting every 700 of them
-    # (CPython's default) runs the collector several times per request.
     gc.set_threshold(100_000, 50, 100)
+
+
+def prepare_server_process() -> None:
+    """Process-wide tuning of a single serving process whose service is loaded and warm."""
+    limit_threads()
+    tune_collector()
 
 
 def worker_app() -> FastAPI:
     """uvicorn's factory in each worker process of `whyrec serve --workers N`: the
     parent put the config in the environment (see ServiceConfig.to_environment)."""
-    app = app_from_config(ServiceConfig.from_environment())
-    prepare_server_process()
+    limit_threads()  # N processes on the cores already: no nested BLAS threads
+    config = ServiceConfig.from_environment()
+    app = app_from_config(config)
+    if config.warm_up:  # a cold service still has lazy pieces to build: tune after those
+        tune_collector()
     return app
