@@ -248,6 +248,7 @@ def test_there_are_enough_cases():
 def test_a_careless_input_is_one_clear_line(case, places, capsys, monkeypatch):
     fill = {**places, "near": NEAR_MISSES, "no": places["tmp"] / "no.csv"}
     argv = [part.format(**fill) for part in shlex.split(case)]
+    monkeypatch.chdir(places["tmp"])  # a relative path a case names must not land in the repo
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
     code, out, err = run(capsys, *argv)
     assert code == 2, f"exit {code}\n{out}\n{err}"

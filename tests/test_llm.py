@@ -28,6 +28,7 @@ from llm_server import (
 )
 from whyrec.bundle import Bundle
 from whyrec.conversation import Conversation, SessionStore
+from whyrec.conversation.policy import PolicyConfig
 from whyrec.engine import Engine
 from whyrec.llm import LLMConfig, LLMConversation, LLMError, load_llm_config, open_conversation
 from whyrec.models import EASE
@@ -449,8 +450,12 @@ def test_semantic_search_tool_over_item_text(core_compact, core_item_vectors, tm
             "plan",
             tool_reply(("semantic_search", {"query": "animated toys adventure", "limit": 5})),
         )
+        # a policy that lists at once: this test is about the tool, not about when to ask
         conversation = open_conversation(
-            engine, llm=_config(server), store=SessionStore(tmp_path / "s.sqlite")
+            engine,
+            llm=_config(server),
+            store=SessionStore(tmp_path / "s.sqlite"),
+            policy=PolicyConfig(kind="recommend-only"),
         )
         turn = conversation.start().send("something like an animated adventure with toys")
     assert turn.trace["llm"]["plan"]["steps"][0]["count"] == 5
@@ -497,23 +502,26 @@ def test_chat_cli_with_llm(ml_core, llm_server, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     turn = json.loads(done.stdout.splitlines()[0])
-    assert turn["trace"]["llm"]["calls"] and turn["items"]
+    # the policy may list at once or ask first (a cold user); either way the LLM was used
+    assert turn["trace"]["llm"]["calls"] and turn["reply"]
+    assert turn["items"] or turn["question"]
     assert any(r["body"]["model"] == "test-model" for r in llm_server.requests)
     with pytest.raises(SystemExit) as exited:
         main(["chat", "--bundle", str(bundle), "--llm", "--llm-config", str(tmp_path / "no.toml")])
-    assert exited.value.code == 1
+    assert exited.value.code == 2
 
 
 # ----- the LLM-driven simulated user -----------------------------------------------------------
 def test_llm_user_never_states_the_title(engine, llm_server):
     import numpy as np
 
+    from whyrec.conversation.fields import AttributeSpace
     from whyrec.evaluation.llm_user import LLMUser
     from whyrec.evaluation.simulated_users import Episode
 
     catalog = engine.catalog
     target = catalog.position("1")  # Toy Story (1995)
-    user = LLMUser([], catalog, np.random.default_rng(0), _config(llm_server))
+    user = LLMUser(AttributeSpace(catalog), catalog, np.random.default_rng(0), _config(llm_server))
     user.begin(Episode(None, target, ()))
     llm_server.script(
         "simulated_user",
