@@ -792,3 +792,27 @@ def test_evaluate_llm_and_llm_rerank_under_the_protocol(ml_core, llm_server, tmp
     assert 0 <= report["models"]["llm"]["metrics"]["ndcg@10"]["mean"] <= 1
     pairs = {(r["model_a"], r["model_b"]) for r in report["significance"]}
     assert ("popularity", "llm") in pairs and all(r["n_users"] == 6 for r in report["significance"])
+
+
+def test_json_object_schemas_carry_no_repetition_bounds_for_grammar_compilers():
+    """llama.cpp turns a maxLength of 1,000 into a thousand nested grammar rules and gives up;
+    the grammar form drops such bounds (pydantic still checks them), the json_schema form
+    keeps the schema whole."""
+    from whyrec.llm.client import LLMClient
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string", "maxLength": 1000, "minLength": 1},
+            "order": {"type": "array", "items": {"type": "string"}, "maxItems": 50},
+        },
+        "required": ["text"],
+    }
+    client = LLMClient(LLMConfig(base_url="http://127.0.0.1:9/v1", model="m"))
+    messages = [{"role": "user", "content": "hi"}]
+    grammar = client.body(messages, ("reply", schema), form="json_object")["response_format"]
+    sent = json.dumps(grammar["schema"])
+    assert "maxLength" not in sent and "minLength" not in sent and "maxItems" not in sent
+    assert grammar["schema"]["required"] == ["text"]
+    full = client.body(messages, ("reply", schema), form="json_schema")["response_format"]
+    assert full["json_schema"]["schema"]["properties"]["text"]["maxLength"] == 1000

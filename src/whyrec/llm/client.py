@@ -45,6 +45,25 @@ REJECTED = ("rejected", "server_error")
 NOT_REJECTED = ("timeout", "bad_response")
 """Outcomes of a simpler form showing that the server took it (unlike the richer one)."""
 STRUCTURED_FORMS = ("json_schema", "json_object", "prompt")
+
+REPETITION_BOUNDS = frozenset(
+    {"maxLength", "minLength", "maxItems", "minItems", "maxProperties", "minProperties"}
+)
+"""Bounds llama.cpp's schema-to-grammar converter expands into one nested rule per unit:
+a 1,000-character limit is a thousand nested optionals, which it refuses ("exceeds sane
+defaults"), and llama-cpp-python then generated without a grammar and crashed on this
+machine. The answer is still validated against the full schema by pydantic."""
+
+
+def grammar_schema(schema: Any) -> Any:
+    """`schema` without repetition bounds, for servers that compile it into a grammar."""
+    if isinstance(schema, dict):
+        return {k: grammar_schema(v) for k, v in schema.items() if k not in REPETITION_BOUNDS}
+    if isinstance(schema, list):
+        return [grammar_schema(v) for v in schema]
+    return schema
+
+
 """Ways to ask for JSON, richest first: a JSON schema response format, JSON mode with the
 schema attached (llama.cpp makes a grammar of it), JSON asked for in the prompt."""
 PROBE_TOOL = {
@@ -246,7 +265,7 @@ class LLMClient:
                     "json_schema": {"name": name, "schema": json_schema, "strict": False},
                 }
             elif form == "json_object":
-                response_format = {"type": "json_object", "schema": json_schema}
+                response_format = {"type": "json_object", "schema": grammar_schema(json_schema)}
                 messages = with_instruction(messages, _schema_instruction(json_schema, False))
             else:
                 response_format = None
