@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
 
 from whyrec.errors import WhyrecError
 
-if TYPE_CHECKING:
-    from whyrec.models.base import Recommender
+ModelClass = type
+"""A `whyrec.models.base.Recommender` subclass (named loosely here: base.py loads models
+through this registry, so importing base, even for typing, would close an import loop)."""
 
 _LOCATIONS: dict[str, tuple[str, str]] = {
     "popularity": ("whyrec.models.popularity", "Popularity"),
@@ -32,10 +32,10 @@ _LOCATIONS: dict[str, tuple[str, str]] = {
 CLASS_LOCATIONS = {cls: module for module, cls in _LOCATIONS.values()}
 
 
-class _Registry(Mapping[str, type["Recommender"]]):
+class _Registry(Mapping[str, ModelClass]):
     """Model name → class, importing each model's module on first use."""
 
-    def __getitem__(self, name: str) -> type[Recommender]:
+    def __getitem__(self, name: str) -> ModelClass:
         module, cls = _LOCATIONS[name]
         return getattr(importlib.import_module(module), cls)
 
@@ -46,13 +46,13 @@ class _Registry(Mapping[str, type["Recommender"]]):
         return len(_LOCATIONS)
 
 
-MODELS: Mapping[str, type[Recommender]] = _Registry()
+MODELS: Mapping[str, ModelClass] = _Registry()
 
 MODEL_ALIASES = {"pop": "popularity", "knn": "itemknn", "als": "ials", "rel-mf": "relmf"}
 """Short names accepted wherever a model is named."""
 
 
-def model_class(name: str) -> type[Recommender]:
+def model_class(name: str) -> ModelClass:
     """The model class registered under `name`."""
     key = name.strip().lower()
     key = MODEL_ALIASES.get(key, key)
