@@ -162,6 +162,11 @@ class ScriptedLLM:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        # The OS may give this server an earlier test's loopback port: what whyrec learned
+        # about that server (its dialect, say "no tool calls") must not be taken for ours.
+        from whyrec.llm.client import forget_dialects
+
+        forget_dialects()
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
