@@ -27,6 +27,7 @@ Per-turn LLM calls and tokens are printed for the misbehaving and a well-behaved
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import sys
@@ -158,7 +159,7 @@ def run_episodes(conversation, engine, turns: int, checker: Checker | None, seed
             engine.catalog.position(str(row.item_id)),
             tuple(int(p) for p in engine.user_history(user)),
         )
-        person = LanguageUser(conversation.scorer.columns, engine.catalog, rng)
+        person = LanguageUser(conversation.scorer.space, engine.catalog, rng)
         run_language_episode(conversation, person, episode, max_turns=8)
     conversation.session_class = session_class
     return traces, seconds
@@ -209,7 +210,7 @@ def turn_sources(trace: dict) -> dict[str, str]:
     }
 
 
-def real_chat(engine, config, turns: int, seed: int) -> None:
+def real_chat(engine, config, turns: int, seed: int) -> dict:
     """Simulated users talking to the real server; prints the figures of the issue."""
     from collections import Counter
 
@@ -234,6 +235,36 @@ def real_chat(engine, config, turns: int, seed: int) -> None:
     tokens = [t.get("tokens", 0) for t in traces]
     over = [s for s in seconds if s > config.timeout + 1.0]
     unknown_ids = sum("[[" in text for text in checker.bad)
+    steps = {}
+    for step in ("understanding", "plan", "reply"):
+        asked = [s[step] for s in sources if s[step] != "not asked"]
+        steps[step] = {"from_llm": sum(v == "llm" for v in asked), "asked": len(asked)}
+    figures = {
+        "model": config.model,
+        "timeout_s": config.timeout,
+        "turns": len(traces),
+        "dialect": traces[-1].get("dialect"),
+        "llm_used_every_step": used,
+        "llm_used_any_step": any_used,
+        "steps": steps,
+        "fallbacks": dict(causes.most_common()),
+        "http_errors": dict(errors),
+        "negotiating_calls": negotiated,
+        "calls_per_turn": {"mean": round(float(np.mean(calls)), 3), "max": int(max(calls))},
+        "tokens_per_turn": {
+            "mean": round(float(np.mean(tokens)), 1),
+            "p95": round(float(np.percentile(tokens, 95)), 1),
+        },
+        "turn_seconds": {
+            "p50": round(float(np.percentile(seconds, 50)), 3),
+            "p95": round(float(np.percentile(seconds, 95)), 3),
+            "max": round(float(max(seconds)), 3),
+            "over_timeout_plus_1s": len(over),
+        },
+        "replies": checker.replies,
+        "replies_outside_catalog": len(checker.bad),
+        "unknown_ids": unknown_ids,
+    }
     print(
         f"real LLM {config.model} at {config.endpoint}: {len(traces)} turns, "
         f"timeout {config.timeout:g}s, dialect {traces[-1].get('dialect')}"
@@ -242,10 +273,8 @@ def real_chat(engine, config, turns: int, seed: int) -> None:
         f"  LLM output used in every step asked: {used}/{len(traces)} "
         f"({used / len(traces):.0%}); in at least one step: {any_used}/{len(traces)}"
     )
-    for step in ("understanding", "plan", "reply"):
-        asked = [s[step] for s in sources if s[step] != "not asked"]
-        ok = sum(v == "llm" for v in asked)
-        print(f"  {step}: from the LLM in {ok}/{len(asked)} turns asked")
+    for step, counts in steps.items():
+        print(f"  {step}: from the LLM in {counts['from_llm']}/{counts['asked']} turns asked")
     print("  fallbacks by cause: " + ", ".join(f"{k} {v}" for k, v in causes.most_common()))
     print(
         f"  4xx/5xx answers: {sum(errors.values())} {dict(errors)} "
@@ -266,9 +295,10 @@ def real_chat(engine, config, turns: int, seed: int) -> None:
     )
     for text in checker.bad[:5]:
         print(f"    e.g. {text!r}")
+    return figures
 
 
-def real_recommenders(config, users: int, seed: int) -> None:
+def real_recommenders(config, users: int, seed: int) -> dict:
     """pop, EASE, llm and llm-rerank on the same sampled users of ml-latest-small."""
     from whyrec.data.loaders import load_dataset
     from whyrec.data.splits import split
@@ -311,6 +341,19 @@ def real_recommenders(config, users: int, seed: int) -> None:
                 f"{row['mean_difference']:+.4f} (t-test p {row['t_pvalue']}, "
                 f"Wilcoxon p {row['wilcoxon_pvalue']})"
             )
+    return {
+        "users": users,
+        "of_users": data["split"]["sampled_users"]["of"],
+        "models": {
+            name: {
+                "ndcg@10": result["metrics"]["ndcg@10"],
+                "hr@10": result["metrics"]["hr@10"],
+                **({"llm": result["llm"]} if "llm" in result else {}),
+            }
+            for name, result in data["models"].items()
+        },
+        "significance": [row for row in data["significance"] if row["metric"] == "ndcg@10"],
+    }
 
 
 def main() -> None:
@@ -324,6 +367,7 @@ def main() -> None:
     parser.add_argument("--real-turns", type=int, default=200)
     parser.add_argument("--real-timeout", type=float, default=20.0)
     parser.add_argument("--eval-users", type=int, default=40)
+    parser.add_argument("--json", type=Path, help="Also write part 3's figures here.")
     args = parser.parse_args()
 
     from whyrec.bundle import Bundle
@@ -345,10 +389,13 @@ def main() -> None:
             max_tokens=300,
             cooldown=0,
         )
+        result: dict = {"command": " ".join(sys.argv[1:])}
         if args.real_turns:
-            real_chat(engine, real, args.real_turns, args.seed)
+            result["chat"] = real_chat(engine, real, args.real_turns, args.seed)
         if args.eval_users:
-            real_recommenders(real, args.eval_users, args.seed)
+            result["recommenders"] = real_recommenders(real, args.eval_users, args.seed)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1, default=str) + "\n")
         return
 
     def config(server_url: str) -> LLMConfig:

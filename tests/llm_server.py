@@ -19,7 +19,11 @@ Behaviours misbehave on demand: malformed JSON, wrong fields, unknown ids, slow 
 "openai" understands every request form; "llama.cpp" answers a `json_schema` response
 format with 500 (as llama-cpp-python's server does), accepts `json_object` with a
 `schema`, and returns no tool calls unless one function is forced; "plain" answers 400 to
-any response format and to tools.
+any response format and to tools. `describe=True` also publishes an OpenAPI document at
+`/openapi.json` (as FastAPI-based servers do) declaring exactly what its dialect accepts;
+`server.gets` records the paths of GET requests. A request with `"stream": true` is
+answered as server-sent events, a chunk every `Behavior.chunk_delay` seconds; a client
+that closes the connection midway is counted in `server.abandoned`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class Behavior:
     retry_after: float | None = None
     delay: float = 0.0
     tokens: int | None = None
+    chunk_delay: float = 0.0
+    """Seconds between streamed chunks (a server generating slowly)."""
 
 
 def reply(text: str, tokens: int | None = None) -> Behavior:
@@ -88,6 +94,11 @@ def slow(seconds: float, then: Behavior) -> Behavior:
     )
 
 
+def trickle(text: str, chunk_delay: float) -> Behavior:
+    """`reply(text)`, streamed a few characters at a time (only when streaming is asked)."""
+    return Behavior("content", content=text, chunk_delay=chunk_delay)
+
+
 def drop() -> Behavior:
     """Close the connection without answering."""
     return Behavior("drop")
@@ -99,6 +110,37 @@ def garbage() -> Behavior:
 
 
 DIALECTS = ("openai", "llama.cpp", "plain")
+DECLARED_FORMATS = {
+    "openai": ["text", "json_object", "json_schema"],
+    "llama.cpp": ["text", "json_object"],
+}
+
+
+def description(dialect: str) -> dict:
+    """An OpenAPI document shaped as FastAPI writes one (request model behind a $ref,
+    optional fields as anyOf with null), declaring what a server of `dialect` accepts."""
+    properties: dict[str, Any] = {"model": {"type": "string"}, "messages": {"type": "array"}}
+    schemas: dict[str, Any] = {}
+    if dialect in DECLARED_FORMATS:
+        schemas["ResponseFormat"] = {
+            "type": "object",
+            "properties": {"type": {"type": "string", "enum": DECLARED_FORMATS[dialect]}},
+            "required": ["type"],
+        }
+        properties["response_format"] = {
+            "anyOf": [{"$ref": "#/components/schemas/ResponseFormat"}, {"type": "null"}]
+        }
+        properties["tools"] = {"anyOf": [{"type": "array"}, {"type": "null"}]}
+        properties["stream"] = {"type": "boolean", "default": False}
+    schemas["ChatRequest"] = {"type": "object", "properties": properties}
+    body = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}}
+    }
+    return {
+        "openapi": "3.1.0",
+        "paths": {"/v1/chat/completions": {"post": {"requestBody": body}}},
+        "components": {"schemas": schemas},
+    }
 
 
 def _task(body: dict) -> str | None:
@@ -151,11 +193,17 @@ class ScriptedLLM:
     """The server; use as a context manager or call `start`/`stop`."""
 
     def __init__(
-        self, responder: Callable[[dict], Behavior] | None = None, dialect: str = "openai"
+        self,
+        responder: Callable[[dict], Behavior] | None = None,
+        dialect: str = "openai",
+        describe: bool = False,
     ) -> None:
         if dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r}; one of {DIALECTS}")
         self.dialect = dialect
+        self.describe = describe
+        self.gets: list[str] = []
+        self.abandoned = 0
         self.responder = responder or (lambda body: error(500))
         self.requests: list[dict] = []
         self._scripts: dict[str, deque[Behavior]] = defaultdict(deque)
@@ -224,7 +272,11 @@ class ScriptedLLM:
                 pass
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models"):
+                with server._lock:
+                    server.gets.append(self.path)
+                if server.describe and self.path == "/openapi.json":
+                    self._send(200, description(server.dialect))
+                elif self.path.rstrip("/").endswith("/models"):
                     model = {"id": "test-model", "object": "model", "owned_by": "whyrec-tests"}
                     self._send(200, {"object": "list", "data": [model]})
                 else:
@@ -273,6 +325,9 @@ class ScriptedLLM:
                     message = {"role": "assistant", "content": None}
                     message["tool_calls"] = behavior.tool_calls
                     finish = "tool_calls"
+                if body.get("stream"):
+                    self._stream(message, body, behavior.chunk_delay)
+                    return
                 prompt = len(json.dumps(body.get("messages", []))) // 4
                 completion = behavior.tokens
                 if completion is None:
@@ -292,6 +347,37 @@ class ScriptedLLM:
                         },
                     },
                 )
+
+            def _stream(self, message: dict, body: dict, chunk_delay: float) -> None:
+                """Server-sent events as OpenAI streams them: deltas, then [DONE]."""
+                text = message.get("content") or ""
+                deltas = [{"role": "assistant", "content": ""}]
+                deltas += [{"content": text[i : i + 8]} for i in range(0, len(text), 8)]
+                for i, call in enumerate(message.get("tool_calls") or []):
+                    deltas.append({"tool_calls": [{"index": i, **call}]})
+                self.close_connection = True
+                try:
+                    self.send_response(200)
+                    self.send_header("content-type", "text/event-stream")
+                    self.send_header("connection", "close")
+                    self.end_headers()
+                    for delta in deltas:
+                        chunk = {
+                            "id": "chatcmpl-test",
+                            "object": "chat.completion.chunk",
+                            "created": int(time.time()),
+                            "model": body.get("model", "test"),
+                            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                        }
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.flush()
+                        if chunk_delay and server._stopping.wait(chunk_delay):
+                            return
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except OSError:  # the client closed the stream: stop "generating"
+                    with server._lock:
+                        server.abandoned += 1
 
             def _send(
                 self,

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from llm_server import (
+    dialect_answer,
     drop,
     error,
     garbage,
@@ -592,10 +593,103 @@ def test_the_http_api_serves_llm_turns_and_survives_a_misbehaving_llm(engine, ll
 
 
 # ----- dialects: negotiated once per server and model ----------------------------------------
-def _dialect_server(dialect: str):
+def _dialect_server(dialect: str, describe: bool = False):
     from llm_server import ScriptedLLM
 
-    return ScriptedLLM(helpful, dialect=dialect)
+    return ScriptedLLM(helpful, dialect=dialect, describe=describe)
+
+
+@pytest.mark.parametrize(
+    ("dialect", "structured", "tools"),
+    [
+        ("openai", "json_schema", "native"),
+        ("llama.cpp", "json_object", "json"),
+        ("plain", "prompt", "json"),
+    ],
+)
+def test_a_described_server_is_never_sent_a_request_it_rejects(
+    engine, tmp_path, dialect, structured, tools
+):
+    with _dialect_server(dialect, describe=True) as server:
+        server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS))
+        session = _conversation(engine, server, tmp_path, cooldown=60).start()
+        first = session.send(FLAGSHIP)
+        session.send("none of these")
+    trace = first.trace["llm"]
+    assert trace["fallbacks"] == [], trace
+    assert trace["dialect"]["described"].startswith("openapi.json: response_format")
+    assert (trace["dialect"]["structured"], trace["dialect"]["tools"]) == (structured, tools)
+    assert not [c for c in trace["calls"] if c.get("errors") or c.get("dialect")]
+    assert server.gets.count("/openapi.json") == 1  # once per server and model
+    rejected = [r["body"] for r in server.requests if dialect_answer(dialect, r["body"])]
+    assert all(request_kind(b) == "probe_tools" for b in rejected)  # answered, not refused
+    if dialect == "plain":
+        assert "probe_tools" not in [request_kind(r["body"]) for r in server.requests]
+    _assert_flagship_items(engine, first)
+
+
+def test_a_streamed_answer_abandoned_at_the_deadline_closes_the_connection(engine, tmp_path):
+    from llm_server import trickle
+
+    with _dialect_server("llama.cpp", describe=True) as server:
+        slow_acts = trickle(json.dumps(FLAGSHIP_ACTS), chunk_delay=0.2)  # ~5 s of "generating"
+        server.script("dialogue_acts", slow_acts)
+        session = _conversation(engine, server, tmp_path, timeout=1.0).start()
+        started = time.monotonic()
+        turn = session.send(FLAGSHIP)
+        assert time.monotonic() - started < 1.0 + 1.0
+        assert turn.trace["llm"]["dialect"]["stream"] is True
+        assert turn.trace["llm"]["calls"][0]["outcome"] == "timeout"
+        waited = time.monotonic()
+        while not server.abandoned and time.monotonic() - waited < 3:
+            time.sleep(0.05)
+        assert server.abandoned == 1  # the server was told to stop, long before its end
+    assert turn.items  # the embedded engine answered the turn
+
+
+def test_a_server_description_is_read_through_refs_unions_and_consts():
+    from whyrec.llm.client import description_url, read_description
+
+    spec = {
+        "paths": {
+            "/v1/chat/completions/": {
+                "post": {
+                    "requestBody": {
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Req"}}
+                        }
+                    }
+                }
+            }
+        },
+        "components": {
+            "schemas": {
+                "Req": {
+                    "allOf": [
+                        {
+                            "properties": {
+                                "response_format": {
+                                    "oneOf": [
+                                        {"$ref": "#/components/schemas/Text"},
+                                        {"properties": {"type": {"const": "json_schema"}}},
+                                    ]
+                                }
+                            }
+                        }
+                    ]
+                },
+                "Text": {"properties": {"type": {"enum": ["text"]}}},
+            }
+        },
+    }
+    assert read_description(spec) == {
+        "response_formats": ["json_schema", "text"],
+        "tools": False,
+        "stream": False,
+    }
+    assert read_description({"paths": {"/health": {}}}) is None
+    assert description_url("http://h:8000/v1/") == "http://h:8000/openapi.json"
+    assert description_url("http://h/api") == "http://h/api/openapi.json"
 
 
 def test_llama_cpp_dialect_is_negotiated_once_and_never_cools_down(engine, tmp_path):
@@ -607,6 +701,8 @@ def test_llama_cpp_dialect_is_negotiated_once_and_never_cools_down(engine, tmp_p
         trace = first.trace["llm"]
         assert trace["fallbacks"] == [], trace
         understanding = trace["calls"][0]
+        assert trace["dialect"]["described"] == "none"  # no description: probed instead
+        assert "no server description (absent (404)" in trace["dialect"]["notes"][0]
         assert understanding["form"] == "json_object" and understanding["outcome"] == "ok"
         assert understanding["dialect"] == ["json_schema rejected (500): json_object"]
         assert trace["dialect"]["structured"] == "json_object"
@@ -690,12 +786,24 @@ def test_llm_check_names_the_dialect(dialect, structured, tools):
     def sums(body):
         return json_reply({"sum": 5}) if request_kind(body) == "probe_json" else helpful(body)
 
-    with _dialect_server(dialect) as server:
-        server.responder = sums
-        report = check_server(_config(server))
-    assert report.ok, report
-    assert (report.structured, report.tools) == (structured, tools)
-    assert report.forms[structured] == "works" and report.latency is not None
+    for describe in (False, True):
+        with _dialect_server(dialect, describe) as server:
+            server.responder = sums
+            report = check_server(_config(server))
+        assert report.ok, report
+        assert (report.structured, report.tools) == (structured, tools)
+        assert report.forms[structured] == "works" and report.latency is not None
+        refused = [r for r in server.requests if dialect_answer(dialect, r["body"])]
+        if describe:  # the forms the description rules out are not sent
+            assert report.described.startswith("openapi.json")
+            assert all(request_kind(r["body"]) == "probe_tools" for r in refused)
+            assert all(
+                v == "not offered by the server's description"
+                for form, v in report.forms.items()
+                if form != structured
+            )
+        else:
+            assert report.described == "none"
 
 
 def test_llm_check_cli_reports_and_fails_in_one_line(llm_server):

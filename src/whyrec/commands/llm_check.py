@@ -54,6 +54,9 @@ def check(
         table.add_row("model", report.model)
         if report.served_models is not None:
             table.add_row("served models", ", ".join(report.served_models) or "none listed")
+        if report.described is not None:
+            described = report.described if report.described != "none" else "none published"
+            table.add_row("server description", described)
         for form, verdict in report.forms.items():
             table.add_row(f"JSON via {form}", verdict)
         if report.ok:

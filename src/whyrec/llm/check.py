@@ -1,8 +1,9 @@
 """`whyrec llm check`: what the configured server understands, and what whyrec will use.
 
 The check asks the server the questions a conversation would otherwise ask it lazily:
-is it there (`GET /models`), which way of asking for JSON works (each form of
-`STRUCTURED_FORMS`, richest first, with a tiny schema), and whether tool calls come
+is it there (`GET /models`), what its own description declares (`/openapi.json`, where
+published), which way of asking for JSON works (each form of `STRUCTURED_FORMS` the
+description allows, richest first, with a tiny schema), and whether tool calls come
 back. The answers become the server's `Dialect`, shared with every client of this
 process, and a report that says what to change when nothing works.
 """
@@ -47,6 +48,8 @@ class CheckReport:
     endpoint: str
     model: str
     served_models: list[str] | None = None
+    described: str | None = None
+    """What the server's description declares ("none" when it publishes none)."""
     forms: dict[str, str] = field(default_factory=dict)
     """Structured-output form → "works", "invalid JSON", "rejected (500)", ..."""
     tools: str | None = None
@@ -66,6 +69,7 @@ class CheckReport:
             "endpoint": self.endpoint,
             "model": self.model,
             "served_models": self.served_models,
+            "described": self.described,
             "structured_output": self.forms,
             "dialect": {"structured": self.structured, "tools": self.tools},
             "test_call": {"seconds": self.latency, "tokens": self.tokens},
@@ -110,9 +114,17 @@ def check_server(config: LLMConfig, client: LLMClient | None = None) -> CheckRep
             f"model {config.model!r} is not among the served models "
             f"({', '.join(report.served_models[:5])}); the server may answer with another one"
         )
-    dialect = client.dialect
-    forms = (dialect.structured,) if dialect.fixed_structured else STRUCTURED_FORMS
     budget = TokenBudget(config.token_budget)
+    dialect = client.describe(CallContext.for_turn(config, budget))
+    report.described = dialect.described
+    forms = STRUCTURED_FORMS
+    if dialect.fixed_structured:
+        forms = (dialect.structured,)
+    elif dialect.described not in (None, "none"):
+        first = STRUCTURED_FORMS.index(dialect.structured)
+        for form in STRUCTURED_FORMS[:first]:
+            report.forms[form] = "not offered by the server's description"
+        forms = STRUCTURED_FORMS[first:]
     working: str | None = None
     accepted: str | None = None
     for form in forms:

@@ -14,12 +14,17 @@ server rejects (a 4xx or 5xx answer) is sent again in the next simpler form, and
 form that worked is remembered for that server and model, so a rejected feature costs
 one extra call once, never a fallback, and never the "LLM down" cool-down (which only
 timeouts, refused or dropped connections, and failures of the simplest form start).
+Where the server describes itself (an OpenAPI document, as the FastAPI-based servers
+llama-cpp-python and vLLM publish at `/openapi.json`), the forms it declares are read
+from there first, so not even that one rejected call is made; the probing stays for
+servers that publish no description or whose description is wrong.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -83,6 +88,75 @@ PROBE_MESSAGES = [
     {"role": "user", "content": "ping"},
 ]
 PROBE_MAX_TOKENS = 48
+DESCRIPTION_SECONDS = 3.0
+"""Longest wait for a server's description (one GET, once per server and model)."""
+
+
+def description_url(endpoint: str) -> str:
+    """Where an OpenAI-compatible server built on FastAPI publishes its OpenAPI document:
+    at the root of the host, above the versioned API path (…/v1)."""
+    return re.sub(r"/v\d+$", "", endpoint.rstrip("/")) + "/openapi.json"
+
+
+def _resolve(spec: dict, node: Any) -> Any:
+    """`node` with a local `$ref` replaced by what it points at (one level)."""
+    for _ in range(8):
+        if not (isinstance(node, dict) and isinstance(node.get("$ref"), str)):
+            return node
+        target: Any = spec
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        node = target
+    return node
+
+
+def _branches(spec: dict, node: Any) -> list[dict]:
+    """The object schemas a (possibly anyOf/oneOf/allOf/$ref) schema node allows."""
+    node = _resolve(spec, node)
+    if not isinstance(node, dict):
+        return []
+    found = [node] if "properties" in node or "enum" in node or "const" in node else []
+    for key in ("anyOf", "oneOf", "allOf"):
+        for child in node.get(key) or []:
+            found += _branches(spec, child)
+    return found
+
+
+def read_description(spec: dict) -> dict | None:
+    """What an OpenAPI document says the chat-completions request accepts:
+    {"response_formats": [types], "tools": bool}, or None when it has no such route."""
+    paths = spec.get("paths") if isinstance(spec, dict) else None
+    route = next(
+        (
+            ops.get("post")
+            for path, ops in (paths or {}).items()
+            if path.rstrip("/").endswith("chat/completions") and isinstance(ops, dict)
+        ),
+        None,
+    )
+    try:
+        schema = route["requestBody"]["content"]["application/json"]["schema"]
+    except (KeyError, TypeError):
+        return None
+    properties: dict = {}
+    for branch in _branches(spec, schema):
+        properties.update(branch.get("properties") or {})
+    types: set[str] = set()
+    for branch in _branches(spec, properties.get("response_format")):
+        for kind in _branches(spec, (branch.get("properties") or {}).get("type")):
+            types.update(str(v) for v in kind.get("enum") or [])
+            if "const" in kind:
+                types.add(str(kind["const"]))
+    return {
+        "response_formats": sorted(types),
+        "tools": "tools" in properties,
+        "stream": "stream" in properties,
+    }
+
+
+def described_form(formats: list[str]) -> str:
+    """The richest structured-output form a server declares."""
+    return next((f for f in STRUCTURED_FORMS[:2] if f in formats), "prompt")
 
 
 @dataclass
@@ -94,11 +168,24 @@ class Dialect:
     """"native" or "json"; None until the server was asked."""
     fixed_structured: bool = False
     fixed_tools: bool = False
+    stream: bool = False
+    """Answers are streamed, so that a call abandoned at its deadline closes the
+    connection and the server stops generating (set where the description declares it;
+    servers that generate on for an answer nobody waits for delay every later call)."""
+    described: str | None = None
+    """What the server's own description said ("openapi.json: ..."), "none" when it
+    publishes none, None until asked."""
     notes: list[str] = field(default_factory=list)
     """How the dialect was found, e.g. "json_schema rejected (500): json_object"."""
 
     def to_dict(self) -> dict:
-        return {"structured": self.structured, "tools": self.tools, "notes": list(self.notes)}
+        return {
+            "structured": self.structured,
+            "tools": self.tools,
+            "stream": self.stream,
+            "described": self.described,
+            "notes": list(self.notes),
+        }
 
 
 _DIALECTS: dict[tuple[str, str], Dialect] = {}
@@ -238,6 +325,7 @@ class LLMClient:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="whyrec-llm")
         self._cache: OrderedDict[str, ChatResult] = OrderedDict()
         self._lock = threading.Lock()
+        self._describe_lock = threading.Lock()
         self._down_until = 0.0
 
     @property
@@ -298,7 +386,7 @@ class LLMClient:
         """Send one request in the dialect of the server (with retries, and simpler forms
         where the server rejects one); None, with the reason in the trace, on failure.
         `form` asks for structured output in that one form only (for probing)."""
-        dialect = self.dialect
+        dialect = self.describe(ctx)
         forms: tuple[str | None, ...] = (None,)
         if form is not None:
             forms = (form,)
@@ -349,6 +437,66 @@ class LLMClient:
                 while len(self._cache) > self.config.cache_size:
                     self._cache.popitem(last=False)
         return result
+
+    def describe(self, ctx: CallContext) -> Dialect:
+        """The dialect, after reading the server's description once (the trace's dialect
+        says what it declared): the structured-output form and tool support it declares
+        are taken as found, so no request of a form it does not accept is ever sent."""
+        dialect = self.dialect
+        if dialect.described is not None or (dialect.fixed_structured and dialect.fixed_tools):
+            return dialect
+        with self._describe_lock:
+            if dialect.described is not None:
+                return dialect
+            started = time.monotonic()
+            found, outcome = self._fetch_description(min(DESCRIPTION_SECONDS, ctx.remaining))
+            seconds = time.monotonic() - started
+            if outcome == "connection":
+                return dialect  # nothing there yet: ask again next time
+            with _DIALECTS_LOCK:
+                if found is None:
+                    dialect.described = "none"
+                    dialect.notes.append(
+                        f"no server description ({outcome}, {seconds:.2f} s): probing"
+                    )
+                    return dialect
+                formats = found["response_formats"]
+                dialect.described = (
+                    f"openapi.json: response_format {', '.join(formats) or 'absent'}; "
+                    f"tools {'accepted' if found['tools'] else 'absent'}; "
+                    f"stream {'accepted' if found['stream'] else 'absent'}"
+                )
+                if not dialect.fixed_structured:
+                    dialect.structured = described_form(formats)
+                    dialect.notes.append(f"described ({seconds:.2f} s): {dialect.structured}")
+                dialect.stream = found["stream"]
+                if not dialect.fixed_tools and not found["tools"]:
+                    dialect.tools = "json"
+                    dialect.notes.append("tools: not in the description: json")
+        return dialect
+
+    def _fetch_description(self, seconds: float) -> tuple[dict | None, str]:
+        """(what the server's OpenAPI document declares, outcome of the GET)."""
+        import httpx
+
+        if seconds < MIN_CALL_SECONDS:
+            return None, "no time left"
+        headers = {"Authorization": f"Bearer {self.config.api_key or 'none'}"}
+        try:
+            answer = httpx.get(
+                description_url(self.config.endpoint), headers=headers, timeout=seconds
+            )
+        except httpx.TimeoutException:
+            return None, "timeout"
+        except httpx.HTTPError:
+            return None, "connection"
+        if answer.status_code != 200:
+            return None, f"absent ({answer.status_code})"
+        try:
+            found = read_description(answer.json())
+        except ValueError:
+            return None, "not JSON"
+        return found, ("ok" if found is not None else "no chat route")
 
     def learn_structured(self, form: str, notes: list[str]) -> None:
         """Remember how this server takes structured output (unless the config fixed it)."""
@@ -450,7 +598,8 @@ class LLMClient:
     def _attempt(
         self, body: dict, key: str, remaining: float
     ) -> tuple[ChatResult | None, str, int | None, float | None]:
-        future = self._pool.submit(self._send, body, key, remaining)
+        send = self._stream if self.dialect.stream else self._send
+        future = self._pool.submit(send, body, key, remaining)
         try:
             return future.result(timeout=remaining), "ok", None, None
         except FutureTimeout:
@@ -476,6 +625,38 @@ class LLMClient:
             size = len(json.dumps(body["messages"])) + len(message.content or "")
             tokens = size // CHARS_PER_TOKEN
         return ChatResult(message.content, calls, tokens, key)
+
+    def _stream(self, body: dict, key: str, timeout: float) -> ChatResult:
+        """`_send`, streamed: the answer is read chunk by chunk and the connection closed
+        as soon as the deadline has passed (the caller has given up by then), which tells
+        the server to stop generating."""
+        deadline = time.monotonic() + timeout
+        stream = self._openai.chat.completions.create(**body, stream=True, timeout=timeout)
+        content: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        usage = None
+        try:
+            for chunk in stream:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("abandoned at the deadline")
+                usage = getattr(chunk, "usage", None) or usage
+                for choice in chunk.choices or []:
+                    delta = choice.delta
+                    content.append(delta.content or "")
+                    for call in delta.tool_calls or []:
+                        slot = calls.setdefault(call.index, {"id": "", "name": "", "args": ""})
+                        slot["id"] = call.id or slot["id"]
+                        if call.function is not None:
+                            slot["name"] += call.function.name or ""
+                            slot["args"] += call.function.arguments or ""
+        finally:
+            stream.close()
+        text = "".join(content) or None
+        tool_calls = tuple(ToolCall(c["id"], c["name"], c["args"]) for c in calls.values())
+        tokens = int(getattr(usage, "total_tokens", 0) or 0)
+        if not tokens:
+            tokens = (len(json.dumps(body["messages"])) + len(text or "")) // CHARS_PER_TOKEN
+        return ChatResult(text, tool_calls, tokens, key)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -57,14 +57,16 @@ def ask_structured(
     model: type[Model],
     messages: list[dict],
     check=None,
+    max_tokens: int | None = None,
 ) -> tuple[Model | None, dict]:
     """(validated answer or None, a trace record). `check(answer)` may raise ValueError
-    for problems a schema cannot express (an unknown id, a title outside the list)."""
+    for problems a schema cannot express (an unknown id, a title outside the list);
+    `max_tokens` caps an answer known to be short (else the config's limit)."""
     record: dict = {"purpose": purpose, "result": "fallback"}
     schema = (purpose, schema_of(model))
     conversation = list(messages)
     for attempt in ("first", "repair"):
-        result = client.chat(ctx, purpose, conversation, schema=schema)
+        result = client.chat(ctx, purpose, conversation, schema=schema, max_tokens=max_tokens)
         if result is None:
             record["result"] = "unavailable" if attempt == "first" else "repair unavailable"
             return None, record

@@ -11,10 +11,11 @@ Invalid output gets one repair attempt; then the embedded understanding takes th
 from __future__ import annotations
 
 import json
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from whyrec.conversation.understanding import (
     MAYBE_TITLE_SCORE,
@@ -27,12 +28,21 @@ from whyrec.conversation.understanding import (
 )
 from whyrec.data.catalog import Catalog, title_key
 from whyrec.errors import NotFoundError
-from whyrec.llm.client import CallContext, LLMClient
+from whyrec.llm.client import CHARS_PER_TOKEN, CallContext, LLMClient
 from whyrec.llm.structured import ask_structured
 
-PROMPT_VALUES = 60
-"""Values per attribute field listed in the prompt (the most frequent; any catalog value
-is accepted in answers)."""
+VOCABULARY_TOKENS = 40
+"""Estimated tokens of attribute values listed with one message: the values that may be
+written in it first, then each field's most frequent ones in turn. A short prompt keeps
+small local models fast; answers may still name any catalog value, and every value is
+checked against the catalog."""
+RELEVANT_SCORE = 90.0
+"""Partial similarity to the message at which a value counts as possibly written in it."""
+MIN_RELEVANT_CHARS = 3
+"""Shorter values match inside too many words to count as written."""
+ACTS_MAX_TOKENS = 160
+"""Completion cap of the dialogue-acts answer (a typical one is 20-80 tokens): a weak
+model rambling inside the grammar's strings stops early instead of eating the turn."""
 MIN_YEAR, MAX_YEAR = 1870, 2100
 WRITTEN_TITLE_SCORE = 80.0
 """Partial similarity to the message at which a title counts as written by the user."""
@@ -98,28 +108,78 @@ class DialogueActs(BaseModel):
 
 
 SYSTEM = """task: dialogue_acts
-You read one message a user sends to a film recommender and return its dialogue acts as
-JSON following the schema. Rules:
-- intents: recommend (wants suggestions), why (asks why an item was suggested), more_like
-  (more like a shown item), reject (one shown item is not wanted), reject_all (none of the
-  shown items), accept (takes an item), restart, yes, no (answers to the pending question).
-- titles: only films the user names, as written; never add films they did not name.
-- values: attribute values from the fields below (include=false for "no horror").
-- year_min/year_max for wanted years ("90s" -> 1990..1999); excluded_years for unwanted.
-- wishes: descriptive wishes no value covers ("mind-bending"), positive=false if unwanted.
-- reference: index into the shown list the message points at ("the second one" -> 1).
-- profile: short notes on likes, dislikes and constraints this message reveals.
-Fields and some of their values:
-{fields}"""
+Return the dialogue acts of one message a user sends to a film recommender, as JSON.
+- intents: recommend, why (why a shown item), more_like, reject (one shown item),
+  reject_all, accept, restart, yes, no (answers to pending_question).
+- titles: only films the user names, as written.
+- values: field values the message wants (include=false: "no horror").
+- year_min/year_max: wanted years ("90s": 1990, 1999); excluded_years: unwanted ones.
+- wishes: other wishes ("mind-bending"). reference: index in shown ("the second one": 1).
+- profile: short notes on likes, dislikes, constraints.
+Fields: {fields}; "values" lists some of their values."""
 
 
-def _vocabulary(catalog: Catalog) -> str:
-    lines = []
-    for name in catalog.fields:
-        counts = catalog.value_counts(name)
-        values = [v for v, _ in counts.most_common(PROMPT_VALUES)]
-        lines.append(f"- {name}: {', '.join(values)}")
-    return "\n".join(lines)
+class Vocabulary:
+    """The attribute values listed with a message, under a token estimate: values the
+    message may contain (fuzzy match), then the most frequent ones of each field."""
+
+    def __init__(self, catalog: Catalog, tokens: int = VOCABULARY_TOKENS) -> None:
+        self.chars = tokens * CHARS_PER_TOKEN
+        self.by_frequency = {
+            name: [v for v, _ in catalog.value_counts(name).most_common()]
+            for name in catalog.fields
+        }
+        self.matchable = {
+            name: [v for v in values if len(v) >= MIN_RELEVANT_CHARS]
+            for name, values in self.by_frequency.items()
+        }
+
+    def relevant(self, message: str) -> list[tuple[str, str]]:
+        """(field, value) pairs that may be written in the message, best first."""
+        text = message.lower()
+        found = []
+        for name, values in self.matchable.items():
+            for value, score, _ in process.extract(
+                text,
+                values,
+                scorer=fuzz.partial_ratio,
+                processor=str.lower,
+                score_cutoff=RELEVANT_SCORE,
+                limit=None,
+            ):
+                found.append((score, name, value))
+        found.sort(key=lambda f: -f[0])
+        return [(name, value) for _, name, value in found]
+
+    def for_message(self, message: str) -> dict[str, str]:
+        """Field → its values to list with `message` (comma-separated, fewer tokens than a
+        list), within the character budget."""
+        chosen: dict[str, list[str]] = {name: [] for name in self.by_frequency}
+        used = 0
+
+        def add(name: str, value: str) -> bool:
+            nonlocal used
+            if value in chosen[name]:
+                return True
+            cost = len(value) + 2  # comma, space
+            if used + cost > self.chars:
+                return False
+            chosen[name].append(value)
+            used += cost
+            return True
+
+        for name, value in self.relevant(message):
+            add(name, value)
+        rounds = max((len(v) for v in self.by_frequency.values()), default=0)
+        for rank in range(rounds):
+            fits = [
+                add(name, values[rank])
+                for name, values in self.by_frequency.items()
+                if rank < len(values)
+            ]
+            if not any(fits):
+                break
+        return {name: ", ".join(values) for name, values in chosen.items() if values}
 
 
 class LLMUnderstander:
@@ -130,7 +190,8 @@ class LLMUnderstander:
         self.embedded = embedded
         self.catalog = embedded.catalog
         self.popularity = embedded.popularity
-        self._system = SYSTEM.format(fields=_vocabulary(self.catalog))
+        self._system = SYSTEM.format(fields=", ".join(self.catalog.fields) or "none")
+        self.vocabulary = Vocabulary(self.catalog)
         self._values = {
             name.lower(): (name, {v.lower(): v for v in self.catalog.value_counts(name)})
             for name in self.catalog.fields
@@ -139,12 +200,12 @@ class LLMUnderstander:
     def messages(self, text: str, shown: list[int], pending: str | None, profile: dict) -> list:
         facts = {
             "message": text,
-            "shown": [
-                {"index": i, "item_id": self.catalog.item_ids[p], "title": self.catalog.titles[p]}
-                for i, p in enumerate(shown)
-            ],
+            # titles by position: the acts point at the list by index, never by id, and a
+            # short list keeps the prompt small for local models
+            "shown": [f"{i}: {self.catalog.titles[p]}" for i, p in enumerate(shown)],
             "pending_question": pending,
             "profile": profile,
+            "values": self.vocabulary.for_message(text),
         }
         return [
             {"role": "system", "content": self._system},
@@ -166,6 +227,7 @@ class LLMUnderstander:
             "dialogue_acts",
             DialogueActs,
             self.messages(text, shown, pending, profile),
+            max_tokens=min(ACTS_MAX_TOKENS, self.client.config.max_tokens),
         )
         if acts is None:
             record["source"] = "embedded"
@@ -198,8 +260,9 @@ class LLMUnderstander:
                 dropped.append(f"title {act.title!r} is not in the message")
                 continue
             self._ground_title(act.title, act.liked, said, dropped)
+        plain = self._plain_values(message, shown) if acts.values else {}
         for act in acts.values:
-            self._ground_value(act, said, dropped)
+            self._ground_value(act, said, dropped, message, plain)
         said.year_min = self._year(acts.year_min, dropped)
         said.year_max = self._year(acts.year_max, dropped)
         for span in acts.excluded_years:
@@ -242,7 +305,17 @@ class LLMUnderstander:
         mention = ItemMention(position, self.catalog.titles[position], liked, score, title)
         (said.mentions if score >= SURE_TITLE_SCORE else said.uncertain).append(mention)
 
-    def _ground_value(self, act, said: Understanding, dropped: list) -> None:
+    def _plain_values(self, message: str, shown: list[int]) -> dict[tuple[str, str], bool]:
+        """(field, value) → hard, for the values the embedded understander reads in the
+        message: one rule decides what a plain statement is, whichever understander ran."""
+        if not message:
+            return {}
+        read = self.embedded.understand(message, shown=shown)
+        return {(c.field, c.value): c.hard for c in read.constraints}
+
+    def _ground_value(
+        self, act, said: Understanding, dropped: list, message: str, plain: dict
+    ) -> None:
         from whyrec.conversation.understanding import Constraint
 
         field_name, value = act.field.strip().lower(), act.value.strip()
@@ -260,7 +333,11 @@ class LLMUnderstander:
             dropped.append(f"value {act.field}={value!r} is not in the catalog; kept as a wish")
             return
         name, values = known
-        constraint = Constraint(name, values[value.lower()], act.include, name == "genres", value)
+        canonical = values[value.lower()]
+        hard = plain.get((name, canonical))
+        if hard is None:
+            hard = _said_plainly(value, message)
+        constraint = Constraint(name, canonical, act.include, hard, value)
         if constraint not in said.constraints:
             said.constraints.append(constraint)
 
@@ -295,6 +372,15 @@ def _written_in(title: str, written_key: str) -> bool:
     if f" {key} " in f" {written_key} ":
         return True
     return fuzz.partial_ratio(key, written_key) >= WRITTEN_TITLE_SCORE
+
+
+def _said_plainly(value: str, message: str) -> bool:
+    """For a value the embedded understander did not read: hard when written in the
+    message in a clause no softening word softens (the same rule); a value the LLM
+    inferred but the user did not write only ranks (the model's reading, not the user's
+    words)."""
+    found = re.search(rf"(?<![\w']){re.escape(value.lower())}(?![\w'])", message.lower())
+    return found is not None and not Understander._is_softened(message, *found.span())
 
 
 def merge_profile(memory: dict, notes: ProfileNotes | None, said: Understanding, catalog) -> dict:
