@@ -11,7 +11,15 @@ full item text without the popularity blend or the title guard.
 
     python benchmarks/bench_understanding.py --bundle bundles/ml-latest-small-ease [--json out.json]
 
-The LLM path of the same benchmark is not run here (it needs the real local server).
+With an LLM (`--llm-base-url`/`--llm-model`/`--llm-timeout`/`--llm-config`, the options
+of `whyrec chat`, or the WHYREC_LLM_* variables with `--llm`), the requests also run
+through the LLM conversation and both paths are reported side by side on the same
+requests, with the share of turns the LLM's reading was used in. A slow local model may
+not get through all of them: `--max-requests N` takes N requests spread evenly over the
+files (every category keeps its share).
+
+    python benchmarks/bench_understanding.py --bundle B --only requests \
+        --llm-base-url http://127.0.0.1:8080/v1 --llm-model smollm2 --max-requests 60
 """
 
 from __future__ import annotations
@@ -115,15 +123,26 @@ def direction_ok(check: str, catalog, measures, before: list[int], after: list[i
     return bool(sign * (a - b) > 0)
 
 
-def run_requests(bundle_path: str) -> dict:
+def spread(requests: list[dict], limit: int | None) -> list[dict]:
+    """`limit` requests spread evenly over the list (all of them without a limit)."""
+    if not limit or limit >= len(requests):
+        return requests
+    picks = np.linspace(0, len(requests) - 1, limit).round().astype(int)
+    return [requests[i] for i in dict.fromkeys(picks.tolist())]
+
+
+def run_requests(bundle_path: str, llm=None, limit: int | None = None) -> dict:
     from whyrec.bundle import Bundle
-    from whyrec.conversation import Conversation
     from whyrec.engine import Engine
+    from whyrec.llm import open_conversation
     from whyrec.store import SQLiteStore
 
     engine = Engine(Bundle.load(bundle_path))
+    requests = spread(read_requests(), limit)
+    llm_read = llm_turns = 0
     with tempfile.TemporaryDirectory() as folder:
-        conversation = Conversation(engine, store=SQLiteStore(Path(folder) / "s.sqlite"))
+        store = SQLiteStore(Path(folder) / "s.sqlite")
+        conversation = open_conversation(engine, store=store, llm=llm)
         catalog = engine.catalog
         # warm the encoder's caches (item and value vectors are built once per process)
         conversation.start().send("something mind-bending")
@@ -138,7 +157,7 @@ def run_requests(bundle_path: str) -> dict:
         directions = direction_hits = 0
         avoided = avoid_checks = 0
         failures: list[dict] = []
-        for request in read_requests():
+        for request in requests:
             session = conversation.start()
             before: list[int] = []
             turn = None
@@ -148,6 +167,10 @@ def run_requests(bundle_path: str) -> dict:
                 turn = session.send(text)
                 latencies.append((time.perf_counter() - start) * 1000)
                 cpu_times.append((time.process_time() - cpu) * 1000)
+                if llm is not None:
+                    llm_turns += 1
+                    source = turn.trace.get("llm", {}).get("understanding", {}).get("source")
+                    llm_read += source == "llm"
             got = set(turn.understanding.get("acts", []))
             tp = len(got & request["acts"])
             counts[request["category"]][0] += tp
@@ -199,7 +222,8 @@ def run_requests(bundle_path: str) -> dict:
             "f1": round(2 * p * r / (p + r), 3) if p + r else 0.0,
         }
     return {
-        "requests": len(read_requests()),
+        "requests": len(requests),
+        **({"llm": llm.describe(), "llm_reading_used": f"{llm_read}/{llm_turns}"} if llm else {}),
         "acts": by_category,
         "lists_honouring_constraints": f"{honoured}/{lists}",
         "specific_first_requests_with_list": f"{got_first}/{wanted_first}",
@@ -261,10 +285,23 @@ def main() -> None:
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--only", choices=("requests", "queries"), default=None)
+    parser.add_argument("--max-requests", type=int, default=None)
+    parser.add_argument("--llm", action="store_true", help="Also run the LLM path.")
+    parser.add_argument("--llm-base-url")
+    parser.add_argument("--llm-model")
+    parser.add_argument("--llm-timeout", type=float)
+    parser.add_argument("--llm-config", type=Path)
     args = parser.parse_args()
+    from whyrec.commands.llm_options import llm_config_from
+
+    llm = llm_config_from(
+        args.llm, args.llm_base_url, args.llm_model, None, args.llm_timeout, args.llm_config
+    )
     result = {}
     if args.only != "queries":
-        result["requests"] = run_requests(args.bundle)
+        result["requests"] = run_requests(args.bundle, limit=args.max_requests)
+        if llm is not None:
+            result["requests_llm"] = run_requests(args.bundle, llm, args.max_requests)
     if args.only != "requests":
         result["queries"] = run_queries(args.bundle)
     short = {

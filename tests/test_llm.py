@@ -247,6 +247,53 @@ def test_invented_titles_in_acts_are_grounded_in_the_catalog(engine, llm_server,
     assert turn.state["liked"] == []
 
 
+def _llm_understander(engine, server):
+    from whyrec.llm.client import LLMClient
+    from whyrec.llm.understanding import LLMUnderstander
+
+    embedded = Conversation(engine, wish_scorer=None).understander
+    return LLMUnderstander(LLMClient(_config(server)), embedded)
+
+
+@pytest.mark.parametrize(
+    ("message", "hard"),
+    [
+        ("a comedy please", True),  # said plainly: filters
+        ("ideally a comedy", False),  # softened in its clause: ranks only
+        ("a comedy, ideally from the 90s", True),  # the softener is in another clause
+        ("something to make me laugh", True),  # the embedded understander reads it too
+        ("something for a rainy sunday", False),  # the LLM's inference, not the user's words
+    ],
+)
+def test_llm_values_are_hard_by_the_embedded_rule_not_by_field_name(
+    engine, llm_server, message, hard
+):
+    from whyrec.llm.understanding import DialogueActs
+
+    understander = _llm_understander(engine, llm_server)
+    acts = DialogueActs(
+        intents=["recommend"], values=[{"field": "genres", "value": "Comedy", "include": True}]
+    )
+    said, _ = understander.ground(acts, [], message)
+    assert [(c.field, c.value, c.hard) for c in said.constraints] == [("genres", "Comedy", hard)]
+
+
+def test_the_prompt_lists_values_written_in_the_message_under_a_token_cap(engine, llm_server):
+    from whyrec.llm.client import CHARS_PER_TOKEN
+    from whyrec.llm.understanding import VOCABULARY_TOKENS
+
+    understander = _llm_understander(engine, llm_server)
+    rare = min(engine.catalog.fields, key=lambda f: -len(engine.catalog.value_counts(f)))
+    value = engine.catalog.value_counts(rare).most_common()[-1][0]  # the least frequent
+    listed = understander.vocabulary.for_message(f"something with {value} in it")
+    assert value in listed[rare].split(", ")  # found by relevance, not frequency
+    assert len(", ".join(listed.values())) <= VOCABULARY_TOKENS * CHARS_PER_TOKEN
+    plain = understander.vocabulary.for_message("anything")
+    assert all(plain.values()) and value not in plain.get(rare, "")
+    content = understander.messages("anything", [], None, {})[1]["content"]
+    assert json.loads(content)["values"] == plain
+
+
 # ----- misbehaviour: each leaves the embedded answer, in time, traced ---------------------
 def _fake_reply(body):
     kind, data = request_kind(body), request_data(body)

@@ -20,9 +20,10 @@ from whyrec.engine import Engine
 from whyrec.llm import LLMConfig, open_conversation
 from whyrec.models import EASE
 
-TIMEOUT = 60.0
-"""Seconds of LLM time per turn: a few calls of a 135M model on 2 cores, which reads
-prompts at 40 (busy machine) to a few hundred tokens a second."""
+TIMEOUT = 20.0
+"""Seconds of LLM time per turn (the default budget): a turn ends within it whatever the
+model does, so this bounds each test; on a busy 2-core machine the model may use only
+part of the turn (the trace says which), which these tests do not judge."""
 HTTP_ERRORS = ("rejected", "server_error", "rate_limited")
 
 
@@ -37,7 +38,7 @@ def real_llm() -> LLMConfig:
         base_url=url,
         model=os.environ.get("WHYREC_TEST_LLM_MODEL", "smollm2"),
         timeout=TIMEOUT,
-        max_tokens=200,
+        max_tokens=120,
         cooldown=0,
     )
 
@@ -48,13 +49,8 @@ def engine(ml_core):
 
 
 def _http_errors(calls: list[dict]) -> list[str]:
-    """4xx/5xx answers the server gave to a request form whyrec kept using."""
-    return [
-        e
-        for c in calls
-        for e in c.get("errors", [])
-        if e.split(" ")[0] in HTTP_ERRORS and not c.get("dialect")
-    ]
+    """4xx/5xx answers of the server: none, since it describes what it accepts."""
+    return [e for c in calls for e in c.get("errors", []) if e.split(" ")[0] in HTTP_ERRORS]
 
 
 def test_check_finds_llama_cpp_dialect(real_llm):
@@ -63,7 +59,11 @@ def test_check_finds_llama_cpp_dialect(real_llm):
     report = check_server(real_llm)
     assert report.ok, report.to_dict()
     assert report.structured == "json_object", report.to_dict()  # llama.cpp: json_object + schema
-    assert report.forms["json_object"] == "works"
+    assert report.described.startswith("openapi.json"), report.to_dict()
+    assert report.forms == {  # read from its description: json_schema is never sent
+        "json_schema": "not offered by the server's description",
+        "json_object": "works",
+    }
     assert report.tools in ("native", "json") and report.latency is not None
     assert real_llm.model in (report.served_models or [])
 
@@ -83,7 +83,7 @@ def test_a_real_chat_turn_uses_the_llm_safely(engine, real_llm, tmp_path):
     assert all(engine.catalog.has(i["item_id"]) for i in turn.items)
     assert "[[" not in turn.reply
     assert _http_errors(trace["calls"]) == [], trace["calls"]
-    assert trace["dialect"]["structured"] == "json_object"
+    assert trace["dialect"]["structured"] == "json_object" and trace["dialect"]["stream"]
     # what the model contributed depends on the machine's speed; the trace says which
     assert trace["understanding"]["source"] in ("llm", "embedded")
 
@@ -128,7 +128,8 @@ def test_serve_with_a_real_llm(engine, real_llm, tmp_path):
     )
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["items"] and all(engine.catalog.has(i["item_id"]) for i in body["items"])
+    assert body["items"] or body["question"], body  # the policy may ask first
+    assert all(engine.catalog.has(i["item_id"]) for i in body["items"])
     assert _http_errors(body["trace"]["llm"]["calls"]) == []
     store.close()
 
@@ -139,7 +140,7 @@ def test_llm_recommender_on_real_users(ml_core, real_llm):
     from whyrec.llm.recommender import LLMRecommender
 
     model = LLMRecommender(titles=5, history=10).use_llm(real_llm)
-    report = evaluate_models({"llm": model}, split(ml_core, "loo", seed=0), [10], max_users=2)
+    report = evaluate_models({"llm": model}, split(ml_core, "loo", seed=0), [10], max_users=1)
     stats = report.to_dict()["models"]["llm"]["llm"]
-    assert stats["users"] == 2 and stats["calls"] >= 2 and stats["tokens"] > 0
+    assert stats["users"] == 1 and stats["calls"] >= 1 and stats["tokens"] > 0
     assert 0 <= stats["hallucinated"] <= 1 and 0 <= stats["parsed"] <= 1
