@@ -443,7 +443,7 @@ class LLMClient:
         says what it declared): the structured-output form and tool support it declares
         are taken as found, so no request of a form it does not accept is ever sent."""
         dialect = self.dialect
-        if dialect.described is not None or (dialect.fixed_structured and dialect.fixed_tools):
+        if dialect.described is not None:  # fixed forms still learn whether to stream
             return dialect
         with self._describe_lock:
             if dialect.described is not None:
@@ -476,22 +476,20 @@ class LLMClient:
         return dialect
 
     def _fetch_description(self, seconds: float) -> tuple[dict | None, str]:
-        """(what the server's OpenAPI document declares, outcome of the GET)."""
+        """(what the server's OpenAPI document declares, outcome of the GET), through the
+        SDK's own connection pool (a fresh HTTP client costs a tenth of a second)."""
         import httpx
 
         if seconds < MIN_CALL_SECONDS:
             return None, "no time left"
-        headers = {"Authorization": f"Bearer {self.config.api_key or 'none'}"}
+        url = description_url(self.config.endpoint)
         try:
-            answer = httpx.get(
-                description_url(self.config.endpoint), headers=headers, timeout=seconds
+            answer = self._openai.get(
+                url, cast_to=httpx.Response, options={"timeout": seconds, "max_retries": 0}
             )
-        except httpx.TimeoutException:
-            return None, "timeout"
-        except httpx.HTTPError:
-            return None, "connection"
-        if answer.status_code != 200:
-            return None, f"absent ({answer.status_code})"
+        except Exception as exc:  # the SDK's errors: absent (404), refused, timed out
+            outcome, status, _ = classify_error(exc)
+            return None, (f"absent ({status})" if status else outcome)
         try:
             found = read_description(answer.json())
         except ValueError:
