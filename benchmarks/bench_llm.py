@@ -193,7 +193,10 @@ def turn_sources(trace: dict) -> dict[str, str]:
         if record.get("invalid"):
             return "invalid output"
         outcomes = {c["outcome"] for c in calls if c["purpose"] == record.get("purpose")}
-        return "timeout" if "timeout" in outcomes else f"unavailable ({','.join(outcomes)})"
+        for late in ("timeout", "out_of_time"):
+            if late in outcomes:
+                return late
+        return f"unavailable ({','.join(outcomes)})"
 
     calls = trace.get("calls", [])
     plan = trace.get("plan")

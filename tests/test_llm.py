@@ -676,22 +676,27 @@ def test_a_described_server_is_never_sent_a_request_it_rejects(
 
 
 def test_a_streamed_answer_abandoned_at_the_deadline_closes_the_connection(engine, tmp_path):
+    """A slow server that is answering is stopped at the deadline and not cooled down."""
     from llm_server import trickle
 
     with _dialect_server("llama.cpp", describe=True) as server:
         slow_acts = trickle(json.dumps(FLAGSHIP_ACTS), chunk_delay=0.2)  # ~5 s of "generating"
         server.script("dialogue_acts", slow_acts)
-        session = _conversation(engine, server, tmp_path, timeout=1.0).start()
+        session = _conversation(engine, server, tmp_path, timeout=1.0, cooldown=60).start()
         started = time.monotonic()
         turn = session.send(FLAGSHIP)
         assert time.monotonic() - started < 1.0 + 1.0
         assert turn.trace["llm"]["dialect"]["stream"] is True
-        assert turn.trace["llm"]["calls"][0]["outcome"] == "timeout"
+        # the server was answering: the turn ran out of time, the server is not down
+        assert turn.trace["llm"]["calls"][0]["outcome"] == "out_of_time"
         waited = time.monotonic()
         while not server.abandoned and time.monotonic() - waited < 3:
             time.sleep(0.05)
         assert server.abandoned == 1  # the server was told to stop, long before its end
-    assert turn.items  # the embedded engine answered the turn
+        assert turn.items  # the embedded engine answered the turn
+        server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS))
+        again = session.send(FLAGSHIP).trace["llm"]  # no cool-down: the LLM is asked again
+        assert again["understanding"]["source"] == "llm", again
 
 
 def test_a_server_description_is_read_through_refs_unions_and_consts():

@@ -143,8 +143,9 @@ def check_server(config: LLMConfig, client: LLMClient | None = None) -> CheckRep
         if result is None:
             errors = record.get("errors") or [record.get("outcome", "failed")]
             report.forms[form] = f"failed: {errors[-1]}"
-            if record.get("outcome") in ("timeout", "connection"):
-                return _unreachable(report, record["outcome"], None)
+            if record.get("outcome") in ("timeout", "out_of_time", "connection"):
+                late = record["outcome"] != "connection"
+                return _unreachable(report, "timeout" if late else "connection", None)
             continue
         try:
             parse(SumAnswer, result.content)

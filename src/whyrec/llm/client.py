@@ -47,7 +47,7 @@ RETRYABLE = ("rate_limited", "server_error", "timeout", "connection")
 UNREACHABLE = ("timeout", "connection", "server_error")
 REJECTED = ("rejected", "server_error")
 """Answers that may mean "this server does not understand this form of request"."""
-NOT_REJECTED = ("timeout", "bad_response")
+NOT_REJECTED = ("timeout", "out_of_time", "bad_response")
 """Outcomes of a simpler form showing that the server took it (unlike the richer one)."""
 STRUCTURED_FORMS = ("json_schema", "json_object", "prompt")
 
@@ -555,7 +555,7 @@ class LLMClient:
         for attempt in range(self.config.max_retries + 1):
             remaining = ctx.remaining
             if remaining < MIN_CALL_SECONDS:
-                outcome = "timeout"
+                outcome = "out_of_time"  # the turn's time is spent; the server is not down
                 errors.append("deadline reached")
                 break
             record["attempts"] += 1
@@ -596,12 +596,18 @@ class LLMClient:
     def _attempt(
         self, body: dict, key: str, remaining: float
     ) -> tuple[ChatResult | None, str, int | None, float | None]:
-        send = self._stream if self.dialect.stream else self._send
-        future = self._pool.submit(send, body, key, remaining)
+        answering = threading.Event()
+        if self.dialect.stream:
+            future = self._pool.submit(self._stream, body, key, remaining, answering)
+        else:
+            future = self._pool.submit(self._send, body, key, remaining)
         try:
             return future.result(timeout=remaining), "ok", None, None
         except FutureTimeout:
-            return None, "timeout", None, None
+            # the turn ran out of time, but the server is not down when it was already
+            # answering, or when the call only had the end of the turn: no cool-down
+            late = remaining < self.config.timeout / 2
+            return None, ("out_of_time" if answering.is_set() or late else "timeout"), None, None
         except Exception as exc:  # the SDK's errors, and whatever a broken server causes
             outcome, status, retry_after = classify_error(exc)
             return None, outcome, status, retry_after
@@ -624,10 +630,12 @@ class LLMClient:
             tokens = size // CHARS_PER_TOKEN
         return ChatResult(message.content, calls, tokens, key)
 
-    def _stream(self, body: dict, key: str, timeout: float) -> ChatResult:
+    def _stream(
+        self, body: dict, key: str, timeout: float, answering: threading.Event
+    ) -> ChatResult:
         """`_send`, streamed: the answer is read chunk by chunk and the connection closed
         as soon as the deadline has passed (the caller has given up by then), which tells
-        the server to stop generating."""
+        the server to stop generating. `answering` is set at the first chunk."""
         deadline = time.monotonic() + timeout
         stream = self._openai.chat.completions.create(**body, stream=True, timeout=timeout)
         content: list[str] = []
@@ -635,6 +643,7 @@ class LLMClient:
         usage = None
         try:
             for chunk in stream:
+                answering.set()
                 if time.monotonic() > deadline:
                     raise TimeoutError("abandoned at the deadline")
                 usage = getattr(chunk, "usage", None) or usage
