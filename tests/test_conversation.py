@@ -10,6 +10,7 @@ from whyrec.conversation.policy import PolicyConfig
 from whyrec.data.splits import split
 from whyrec.engine import Engine
 from whyrec.errors import NotFoundError
+from whyrec.explain.schema import TurnExplanationData
 from whyrec.models import EASE
 
 
@@ -61,6 +62,16 @@ def test_flagship_request_is_honoured_and_explained(conversation, engine):
         assert ("Toy Story (1995)" in explanation["text"]) == bool(cited)
         assert explanation["recommended"] and explanation["rank"] <= 10
         assert explanation["confidence"]["label"] in {"high", "medium", "low"}
+    # the core item shape (ItemList.to_dicts), ranked as shown, typed as the API types it
+    assert [item["rank"] for item in turn.items] == list(range(1, len(turn.items) + 1))
+    scores = [item["score"] for item in turn.items]
+    assert scores == sorted(scores, reverse=True)
+    for item in turn.items:
+        assert item["because"] == item["explanation"]["history"]
+        assert (
+            TurnExplanationData.model_validate(item["explanation"]).model_dump()
+            == (item["explanation"])
+        )
     top = turn.items[0]["explanation"]
     assert top["history_method"] == "exact"
     assert top["history"][0]["share"] == pytest.approx(1.0)

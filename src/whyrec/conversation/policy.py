@@ -32,6 +32,7 @@ from whyrec.conversation.directions import ItemMeasures, critique_bounds, steeri
 from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.state import DialogueState
 from whyrec.core import Query
+from whyrec.data.vocabulary import Vocabulary
 from whyrec.engine import Engine
 from whyrec.filters import ItemFilter
 from whyrec.ranking import top_k
@@ -141,7 +142,7 @@ class CandidateScorer:
         self.measures = measures or ItemMeasures(engine.bundle.train, wish_scorer)
         self.space = space if space is not None else AttributeSpace(self.catalog)
         self.columns = [(c.field, c.value) for c in self.space.columns]
-        self.column_of = {col: i for i, col in enumerate(self.columns)}
+        self.column_of = Vocabulary(self.columns, "attribute value", duplicates="last")
         self._model_cache: dict[tuple[int, ...], np.ndarray] = {}
         self._pagerank_cache: dict[tuple, np.ndarray] = {}
         self._mask_cache: dict[tuple[str, str], np.ndarray] = {}
