@@ -316,14 +316,7 @@ class Service:
             position = self.catalog.position(reference)
         else:
             position = self.catalog.match_title(reference, self.engine.popularity).position
-        explanation = self.engine.explain(
-            query.history,
-            position,
-            k=query.k,
-            item_filter=query.item_filter,
-            user_id=query.user_id,
-            top_reasons=request.reasons,
-        )
+        explanation = self.engine.explain(query, position, top_reasons=request.reasons)
         return {
             "explanation": to_data(explanation),
             "item": self.card(position),
