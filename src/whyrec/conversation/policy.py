@@ -230,10 +230,12 @@ class CandidateScorer:
         )
 
     def allowed(self, state: DialogueState) -> np.ndarray:
-        """The filter's mask; the askable values (paths, ranges) the space derives,
-        which the catalog's raw labels do not hold; and the bounds of any relative
-        critique ("older")."""
-        mask = self.item_filter(state).mask(self.catalog)
+        """What the engine allows for the dialogue's query (its filter, less the profile
+        and what the user met without liking), further narrowed by the askable values
+        (paths, ranges) the space derives, which the catalog's raw labels do not hold, and
+        by the bounds of any relative critique ("older")."""
+        query = self.query(state)
+        mask = self.engine.allowed(query, self.engine.history_of(query))
         for field_name, value in state.required_values():
             if self.space.column(field_name, value) is not None:
                 mask &= self.value_mask(field_name, value)
