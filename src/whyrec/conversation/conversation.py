@@ -98,6 +98,16 @@ class Conversation:
         self.policy = Policy(self.scorer, self.config)
         self.seed = seed
 
+    def warm_up(self) -> None:
+        """Build what a first turn would otherwise pay for: the sentence encoder and the
+        catalog's vectors (the first free-text wish), the critique directions and quality
+        measures, and the explainer. A service calls this before taking requests."""
+        wishes = self.scorer.wish_scorer
+        if wishes is not None:
+            wishes([("anything", True)])
+        self.measures.warm()
+        self.engine.explainer  # noqa: B018 (built on first use)
+
     def start(self, user_id: str | None = None) -> Session:
         history = [int(p) for p in self.engine.user_history(user_id)] if user_id else []
         state = DialogueState(user_id=user_id, history=history)

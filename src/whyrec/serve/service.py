@@ -212,10 +212,7 @@ class Service:
             session = self.conversation.start()
             session.send("a funny animated film from the 90s")
             session.send("why the first one?")
-            wishes = self.conversation.scorer.wish_scorer
-            if wishes is not None:  # the first soft wish encodes the whole catalog
-                wishes([("mind-bending", True)])
-            self.conversation.measures.warm()  # critique directions, quality
+            self.conversation.warm_up()
         finally:
             self.conversation.store.close()
             self.conversation.store = real
