@@ -216,10 +216,19 @@ def run_requests(bundle_path: str) -> dict:
     }
 
 
+def _hit(scores: np.ndarray, wanted: set[int]) -> bool:
+    return bool(set(np.argsort(-scores)[:10].tolist()) & wanted)
+
+
 def run_queries(bundle_path: str) -> dict:
+    """hit@10 with the blend the bundle was calibrated with (pseudo-queries at train
+    time, so all 53 queries are held out), against plain cosine and the title guard; and,
+    as a check on that calibration, the same grid fitted on the odd-numbered queries and
+    reported on the even-numbered ones (never used by the engine)."""
     from whyrec.bundle import Bundle
-    from whyrec.engine import Engine
+    from whyrec.engine import Engine, _z
     from whyrec.text.encoder import encode_items, encode_query
+    from whyrec.text.query_blend import SMOOTHING, WEIGHTS, blend, neighbour_average
     from whyrec.text.wishes import SemanticWishes
 
     engine = Engine(Bundle.load(bundle_path))
@@ -227,30 +236,57 @@ def run_queries(bundle_path: str) -> dict:
     guarded.__dict__["text_matcher"] = SemanticWishes(engine.catalog, min_match=-1.0)
     catalog = engine.catalog
     full_text = encode_items(catalog)
+    prior = _z(np.log1p(engine.popularity.astype(np.float64)))
+    neighbours = neighbour_average(engine.bundle.train)
     ours = peer = with_guard = total = 0
-    latencies = []
+    latencies, matches, targets, hits = [], [], [], []
     misses = []
     nobody = np.zeros(0, dtype=np.int64)
     for line in (HERE / "queries.tsv").read_text(encoding="utf-8").splitlines():
-        query, targets = line.split("\t")
-        wanted = {catalog.titles.index(t) for t in targets.split("|")}
+        query, wanted_titles = line.split("\t")
+        wanted = {catalog.titles.index(t) for t in wanted_titles.split("|")}
         start = time.perf_counter()
         items = engine.recommend(nobody, k=10, explain=False, text=query)
         latencies.append((time.perf_counter() - start) * 1000)
         top = {i.position for i in items}
         ours += bool(top & wanted)
-        peer_top = set(np.argsort(-(full_text @ encode_query(query)))[:10].tolist())
-        peer += bool(peer_top & wanted)
+        hits.append(bool(top & wanted))
+        peer += _hit(full_text @ encode_query(query), wanted)
         guard_top = {i.position for i in guarded.recommend(nobody, k=10, explain=False, text=query)}
         with_guard += bool(guard_top & wanted)
+        matches.append(engine.text_matcher([(query, True)]))
+        targets.append(wanted)
         total += 1
         if not top & wanted:
             misses.append({"query": query, "got": [i.title for i in items[:3]]})
+
+    def grid_hits(rows: range) -> dict[tuple[float, float], float]:
+        return {
+            (w, s): float(
+                np.mean(
+                    [_hit(blend(matches[i], prior, w, s, neighbours), targets[i]) for i in rows]
+                )
+            )
+            for s in SMOOTHING
+            for w in WEIGHTS
+        }
+
+    odd, even = range(0, total, 2), range(1, total, 2)
+    fitted = max(grid_hits(odd).items(), key=lambda kv: kv[1])[0]  # first best: smallest
+    held_out = grid_hits(even)[fitted]
+    calibrated_on = engine.bundle.info.get("text_query", {}).get("parameters")
     return {
         "queries": total,
+        "blend_calibrated_at_train_time": calibrated_on,
         "hit@10": round(ours / total, 3),
+        "hit@10_even_half": round(float(np.mean([hits[i] for i in even])), 3),
         "peer_plain_cosine_hit@10": round(peer / total, 3),
         "with_conversation_title_guard_hit@10": round(with_guard / total, 3),
+        "split_check": {
+            "fitted_on_odd_queries": {"popularity_weight": fitted[0], "smoothing": fitted[1]},
+            "hit@10_on_even_queries": round(held_out, 3),
+            "hit@10_all": round(grid_hits(range(total))[fitted], 3),
+        },
         "query_ms_median": round(statistics.median(latencies), 1),
         "misses": misses,
     }
