@@ -8,7 +8,9 @@ popularity) next to z(text match) is the prior's strength, and it depends on the
 Pseudo-queries come from the data itself: a target item is drawn from a slice of the
 training interactions (items in proportion to how often people chose them, as the
 things people describe are), and the query is one to three of its own attribute
-values. Those values are then taken *out* of the target's text, which is encoded
+values, drawn in proportion to how specific they are (log of catalog size over the
+value's item count: a description names what sets an item apart, rarely only its
+broadest category). Those values are then taken *out* of the target's text, which is encoded
 again: a real description names what the catalog does not say word for word ("dreams
 within dreams" for a film tagged "dreamlike"), so the target must be found through the
 rest of its text and the popularity prior, exactly as with a real description.
@@ -38,7 +40,7 @@ SHRINK = 10.0
 count less."""
 DEFAULT_WEIGHT = 1.0
 """For bundles trained without calibration: popularity and match on an equal z scale."""
-PSEUDO_QUERIES = 600
+PSEUDO_QUERIES = 900
 VALUES_PER_QUERY = (1, 2, 3)
 HIT_AT = 10
 
@@ -99,22 +101,29 @@ def pseudo_queries(
     """(query, target position, target text without the query's values) triples."""
     catalog = train.catalog
     rng = np.random.default_rng(seed)
+    specificity = {
+        (name, value): np.log(len(catalog) / count)
+        for name in catalog.fields
+        for value, count in catalog.value_counts(name).items()
+    }
     frame = train.interactions
     draws = frame["item_id"].astype(str).sample(n=min(len(frame), count * 4), random_state=seed)
     queries: list[str] = []
     targets: list[int] = []
     texts: list[str] = []
     for position in catalog.positions(draws):
-        values = [
-            v
+        named = [
+            (name, v)
             for name in catalog.fields
             for v in catalog.attributes[name][position]
             if not v.replace(".", "", 1).isdigit()
         ]
         size = VALUES_PER_QUERY[len(queries) % len(VALUES_PER_QUERY)]
-        if len(values) <= size:
+        weights = np.array([specificity[n] for n in named], dtype=np.float64)
+        if len(named) <= size or np.count_nonzero(weights) < size:
             continue  # the target must keep something to be found by
-        picked = [values[i] for i in rng.choice(len(values), size, replace=False)]
+        chosen = rng.choice(len(named), size, replace=False, p=weights / weights.sum())
+        picked = [named[i][1] for i in chosen]
         queries.append(", ".join(picked))
         targets.append(int(position))
         texts.append(_text_without(train, int(position), set(picked)))
