@@ -17,6 +17,7 @@ The LLM path of the same benchmark is not run here (it needs the real local serv
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import statistics
@@ -46,6 +47,89 @@ def read_requests() -> list[dict]:
                     "turns": [t.strip() for t in turns.split(" >> ")],
                     "acts": {_act(a) for a in acts.split()},
                     "checks": checks.split(),
+                }
+            )
+    return out
+
+
+MISSING_FACETS = (
+    ("directed by Alex Moreau", "director"),
+    ("starring Sam Okafor", "actor"),
+    ("under 90 minutes", "runtime"),
+    ("in French", "language"),
+)
+"""People and facets no synthetic catalog has (names invented for the benchmark)."""
+SUPERLATIVES = (("best", "quality"), ("most popular", "popular"), ("underrated", "underrated"))
+CRITIQUES = (
+    ("less popular", "popularity-"),
+    ("more popular", "popularity+"),
+    ("better rated", "quality+"),
+)
+
+
+def generated_requests(catalog, per_kind: int, seed: int = 0) -> list[dict]:
+    """Requests built from the catalog's own fields and values, in catalog-free English:
+    constraints, boolean phrasing, superlatives, second-turn critiques and facets the
+    catalog lacks, each with its expected acts. Only values that name items (not numbers,
+    not values of nearly every item) are used; the written requests are movie-worded,
+    these run on any catalog shape."""
+    rng = np.random.default_rng(seed)
+    named = [
+        (name, value)
+        for name in catalog.fields
+        for value, count in catalog.value_counts(name).items()
+        if not value.replace(".", "", 1).isdigit() and 5 <= count <= len(catalog) // 2
+    ]
+    missing_fields = {f.lower() for f in catalog.fields}
+    multi_valued = {f: max(map(len, catalog.attributes[f]), default=0) > 1 for f in catalog.fields}
+    facets = [(p, f) for p, f in MISSING_FACETS if f not in missing_fields]
+    if len(named) < 2:
+        return []
+
+    def pick(n: int) -> list[tuple[str, str]]:
+        while True:
+            chosen = [named[i] for i in rng.choice(len(named), n, replace=False)]
+            if len({v.lower() for _, v in chosen}) == n:
+                return chosen
+
+    def one(kind: str) -> tuple[list[str], set[str], list[str]]:
+        """(turns, expected acts besides intent:recommend, checks) for one request."""
+        (f, v), (g, w) = pick(2)
+        if kind == "constraints":
+            return [f"something {v}"], {f"include:{f}={v}"}, ["list"]
+        if kind == "constraints2":
+            while f == g and not multi_valued[f]:  # one value per item: "A and B" is empty
+                (f, v), (g, w) = pick(2)
+            return [f"{v} and {w}"], {f"include:{f}={v}", f"include:{g}={w}"}, ["list"]
+        if kind == "boolean_or":
+            group = "|".join(sorted([f"{f}={v}", f"{g}={w}"]))
+            return [f"{v} or {w}"], {f"any_of:{group}"}, ["list"]
+        if kind == "boolean_not":
+            return [f"{v} but not {w}"], {f"include:{f}={v}", f"exclude:{g}={w}"}, ["list"]
+        if kind == "superlatives":
+            word, act = SUPERLATIVES[int(rng.integers(len(SUPERLATIVES)))]
+            acts = {f"include:{f}={v}", f"superlative:{act}"}
+            return [f"the {word} {v}"], acts, ["list", "noquestion"]
+        if kind == "critiques":
+            word, direction = CRITIQUES[int(rng.integers(len(CRITIQUES)))]
+            return [f"something {v}", word], {f"critique:{direction}"}, ["list", f"dir:{direction}"]
+        phrase, facet = facets[int(rng.integers(len(facets)))]
+        acts = {f"include:{f}={v}", f"missing:{facet}"}
+        return [f"something {v} {phrase}"], acts, ["list", "noquestion"]
+
+    kinds = ("constraints", "constraints2", "boolean_or", "boolean_not", "superlatives")
+    kinds += ("critiques", "facets") if facets else ("critiques",)
+    out = []
+    for kind in kinds:
+        for number in range(per_kind):
+            turns, acts, checks = one(kind)
+            out.append(
+                {
+                    "id": f"generated-{kind}:{number}",
+                    "category": f"generated-{kind}",
+                    "turns": turns,
+                    "acts": {"intent:recommend", *acts},
+                    "checks": checks,
                 }
             )
     return out
@@ -115,7 +199,10 @@ def direction_ok(check: str, catalog, measures, before: list[int], after: list[i
     return bool(sign * (a - b) > 0)
 
 
-def run_requests(bundle_path: str) -> dict:
+def run_requests(
+    bundle_path: str, requests: str = "written", per_kind: int = 20, profile: Path | None = None
+) -> dict:
+    """`profile`: cProfile the turns (only the turns) into this file."""
     from whyrec.bundle import Bundle
     from whyrec.conversation import Conversation
     from whyrec.engine import Engine
@@ -138,16 +225,24 @@ def run_requests(bundle_path: str) -> dict:
         directions = direction_hits = 0
         avoided = avoid_checks = 0
         failures: list[dict] = []
-        for request in read_requests():
+        profiler = cProfile.Profile() if profile else _NoProfile()
+        slowest: list[tuple[float, str, str]] = []
+        chosen = read_requests() if requests in ("written", "all") else []
+        if requests in ("generated", "all"):
+            chosen += generated_requests(catalog, per_kind)
+        for request in chosen:
             session = conversation.start()
             before: list[int] = []
             turn = None
             for text in request["turns"]:
                 before = list(session.state.shown) or before
                 start, cpu = time.perf_counter(), time.process_time()
+                profiler.enable()
                 turn = session.send(text)
+                profiler.disable()
                 latencies.append((time.perf_counter() - start) * 1000)
                 cpu_times.append((time.process_time() - cpu) * 1000)
+                slowest.append((cpu_times[-1], request["id"], text))
             got = set(turn.understanding.get("acts", []))
             tp = len(got & request["acts"])
             counts[request["category"]][0] += tp
@@ -189,6 +284,8 @@ def run_requests(bundle_path: str) -> dict:
                         "extra": sorted(got - request["acts"]),
                     }
                 )
+    if profile:
+        profiler.dump_stats(profile)
     by_category = {}
     for category, (tp, fp, fn) in sorted(counts.items()):
         p = tp / (tp + fp) if tp + fp else 1.0
@@ -199,7 +296,7 @@ def run_requests(bundle_path: str) -> dict:
             "f1": round(2 * p * r / (p + r), 3) if p + r else 0.0,
         }
     return {
-        "requests": len(read_requests()),
+        "requests": len(chosen),
         "acts": by_category,
         "lists_honouring_constraints": f"{honoured}/{lists}",
         "specific_first_requests_with_list": f"{got_first}/{wanted_first}",
@@ -212,8 +309,20 @@ def run_requests(bundle_path: str) -> dict:
         "turn_cpu_ms_median": round(statistics.median(cpu_times), 1),
         "turn_cpu_ms_p95": round(float(np.percentile(cpu_times, 95)), 1),
         "load_average_1min": round(os.getloadavg()[0], 1),
+        "slowest_turns_cpu_ms": [
+            {"cpu_ms": round(ms, 1), "id": rid, "text": text}
+            for ms, rid, text in sorted(slowest, reverse=True)[:10]
+        ],
         "failures": failures,
     }
+
+
+class _NoProfile:
+    def enable(self) -> None:
+        pass
+
+    def disable(self) -> None:
+        pass
 
 
 def _hit(scores: np.ndarray, wanted: set[int]) -> bool:
@@ -297,10 +406,23 @@ def main() -> None:
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--only", choices=("requests", "queries"), default=None)
+    parser.add_argument(
+        "--requests",
+        choices=("written", "generated", "all"),
+        default="written",
+        help="written: the 300 movie-worded requests; generated: requests built from the"
+        " bundle's own fields and values (any catalog shape); all: both",
+    )
+    parser.add_argument("--per-kind", type=int, default=20, help="generated requests per kind")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="cProfile the turns into this file"
+    )
     args = parser.parse_args()
     result = {}
     if args.only != "queries":
-        result["requests"] = run_requests(args.bundle)
+        result["requests"] = run_requests(args.bundle, args.requests, args.per_kind, args.profile)
+        if args.profile:
+            result["requests"]["profile"] = str(args.profile)
     if args.only != "requests":
         result["queries"] = run_queries(args.bundle)
     short = {

@@ -180,9 +180,9 @@ class SemanticWishes:
         similarity = self.item_vectors @ query
         if not self.title_guard:
             return similarity
-        shared = self.sharing_title_words(text)
-        if shared.any():
-            similarity = np.where(shared, self.untitled_vectors @ query, similarity)
+        shared = np.flatnonzero(self.sharing_title_words(text))
+        if len(shared):  # only the few items sharing a title word are compared again
+            similarity[shared] = self.untitled_vectors[shared] @ query
         return similarity
 
     def __call__(self, wishes: list[tuple[str, bool]]) -> np.ndarray | None:
