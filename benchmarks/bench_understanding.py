@@ -81,7 +81,6 @@ def generated_requests(catalog, per_kind: int, seed: int = 0) -> list[dict]:
         if not value.replace(".", "", 1).isdigit() and 5 <= count <= len(catalog) // 2
     ]
     missing_fields = {f.lower() for f in catalog.fields}
-    multi_valued = {f: max(map(len, catalog.attributes[f]), default=0) > 1 for f in catalog.fields}
     facets = [(p, f) for p, f in MISSING_FACETS if f not in missing_fields]
     if len(named) < 2:
         return []
@@ -92,14 +91,28 @@ def generated_requests(catalog, per_kind: int, seed: int = 0) -> list[dict]:
             if len({v.lower() for _, v in chosen}) == n:
                 return chosen
 
+    eligible = set(named)
+    holders = []
+    """Each item's eligible values, for items with two distinct ones."""
+    for position in range(len(catalog)):
+        have = {(f, v) for f in catalog.fields for v in catalog.values(f, position)} & eligible
+        if len({v.lower() for _, v in have}) >= 2:
+            holders.append(sorted(have))
+
+    def together() -> list[tuple[str, str]]:
+        have = holders[int(rng.integers(len(holders)))]
+        while True:
+            first, second = rng.choice(len(have), 2, replace=False)
+            if have[first][1].lower() != have[second][1].lower():
+                return [have[first], have[second]]
+
     def one(kind: str) -> tuple[list[str], set[str], list[str]]:
         """(turns, expected acts besides intent:recommend, checks) for one request."""
         (f, v), (g, w) = pick(2)
         if kind == "constraints":
             return [f"something {v}"], {f"include:{f}={v}"}, ["list"]
-        if kind == "constraints2":
-            while f == g and not multi_valued[f]:  # one value per item: "A and B" is empty
-                (f, v), (g, w) = pick(2)
+        if kind == "constraints2":  # two values one item has together: the list is not empty
+            (f, v), (g, w) = together()
             return [f"{v} and {w}"], {f"include:{f}={v}", f"include:{g}={w}"}, ["list"]
         if kind == "boolean_or":
             group = "|".join(sorted([f"{f}={v}", f"{g}={w}"]))
@@ -117,7 +130,8 @@ def generated_requests(catalog, per_kind: int, seed: int = 0) -> list[dict]:
         acts = {f"include:{f}={v}", f"missing:{facet}"}
         return [f"something {v} {phrase}"], acts, ["list", "noquestion"]
 
-    kinds = ("constraints", "constraints2", "boolean_or", "boolean_not", "superlatives")
+    kinds = ("constraints",) + (("constraints2",) if holders else ())
+    kinds += ("boolean_or", "boolean_not", "superlatives")
     kinds += ("critiques", "facets") if facets else ("critiques",)
     out = []
     for kind in kinds:
