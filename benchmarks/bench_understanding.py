@@ -5,13 +5,27 @@ sessions through `Conversation` on a trained bundle. Reported: dialogue-act prec
 recall and F1 by category (micro over acts), the share of lists that honour every hard
 constraint the system understood, the share of requests expecting a list that got one
 (first turns and all), questions where none was wanted, critique direction success,
-titles that hijacked a wish, and turn latency (median, p95). Queries (`queries.tsv`) run
-through `Engine.recommend(text=...)` against a peer in the same run: plain cosine on the
-full item text without the popularity blend or the title guard.
+titles that hijacked a wish, and turn latency: wall clock and CPU time (process_time,
+what a turn costs without the other processes of a busy machine), median and p95, plus
+the ten slowest turns. `--requests generated` builds requests from the bundle's own
+fields and values instead (constraints, "or", "but not", superlatives, critiques,
+facets the catalog lacks), so any catalog shape (`whyrec data synth --shape ...`) can
+be measured. Queries (`queries.tsv`) run through `Engine.recommend(text=...)`, with the
+blend fitted at train time, against a peer in the same run: plain cosine on the full
+item text; an odd/even split of the queries checks that calibration.
 
-    python benchmarks/bench_understanding.py --bundle bundles/ml-latest-small-ease [--json out.json]
+Everything (on the Makefile's bundle, `make run` trains it):
 
-The LLM path of the same benchmark is not run here (it needs the real local server).
+    python benchmarks/bench_understanding.py --bundle bundles/ml-latest-small-ease --json out.json
+
+Turn latency alone, on a quiet machine (one command; p95 is `turn_ms_p95`, CPU time
+`turn_cpu_ms_p95`; add --profile turns.prof for a cProfile of the turns):
+
+    python benchmarks/bench_understanding.py --bundle bundles/ml-latest-small-ease --only requests
+
+Latency excludes one-time warm-up (item and value encoding, critique directions), done
+before the first timed turn. The LLM path of the same benchmark is not run here (it
+needs the real local server).
 """
 
 from __future__ import annotations
@@ -416,7 +430,9 @@ def run_queries(bundle_path: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--only", choices=("requests", "queries"), default=None)
