@@ -30,6 +30,7 @@ from whyrec.commands.options import (
     HistoryOpt,
     KcoreOpt,
     MinRatingOpt,
+    ModelOpt,
     OnBadRowsOpt,
     ParamOpt,
     SourceOpt,
@@ -151,7 +152,7 @@ def train(
     data: Annotated[
         str, typer.Option(help="A dataset name or a data directory.")
     ] = "ml-latest-small",
-    model: Annotated[str, typer.Option(help="Model name (popularity, ease).")] = "ease",
+    model: ModelOpt = "ease",
     out_dir: Annotated[Path, typer.Option("--out", help="Bundle folder to write.")] = Path(
         "bundles/default"
     ),

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from whyrec.commands.options import KcoreOpt, MinRatingOpt, ParamOpt, SourceOpt
+from whyrec.commands.options import KcoreOpt, MinRatingOpt, ModelOpt, ParamOpt, SourceOpt
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -19,7 +19,7 @@ def explain_eval_command(
     data: Annotated[
         str, typer.Option(help="A dataset name or a data directory.")
     ] = "ml-latest-small",
-    model: Annotated[str, typer.Option(help="Model name (popularity, ease).")] = "ease",
+    model: ModelOpt = "ease",
     split_method: Annotated[
         str, typer.Option("--split", help="loo, user-temporal, temporal or random.")
     ] = "loo",

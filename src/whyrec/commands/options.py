@@ -8,6 +8,12 @@ from typing import Annotated
 
 import typer
 
+from whyrec.models.registry import MODEL_ALIASES, MODELS
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(help=f"Model name: {', '.join(MODELS)} (also {', '.join(MODEL_ALIASES)})."),
+]
 SourceOpt = Annotated[
     Path | None,
     typer.Option(help="Local folder holding NAME.zip or NAME/ (default: $WHYREC_DATA_DIR)."),
