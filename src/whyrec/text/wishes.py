@@ -68,7 +68,8 @@ def _stem(word: str) -> str:
 
 
 def content_words(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in _FILLER}
+    """Stemmed words other than fillers; two letters count ("Up" is a title and a word)."""
+    return {_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in _FILLER}
 
 
 def _zscore(values: np.ndarray) -> np.ndarray:
