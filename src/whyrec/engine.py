@@ -370,24 +370,13 @@ class Engine:
             top_reasons=top_reasons,
         )
 
-    def explain(
-        self,
-        history: np.ndarray,
-        item_position: int,
-        k: int = 10,
-        item_filter: ItemFilter | None = None,
-        exclude: Iterable[int] = (),
-        user_id: str | None = None,
-        top_reasons: int = 3,
-    ) -> Explanation:
-        """Why (or why not) one item, ranked as `recommend` with the same arguments would.
+    def explain(self, query: Query, item_position: int, top_reasons: int = 3) -> Explanation:
+        """Why (or why not) one item, ranked as `run(query)` would rank it.
 
         An item already in the history is a user mistake: it is never recommended, so
         there is nothing to explain.
         """
-        if k < 1:
-            raise WhyrecError("k must be at least 1")
-        history = unique_in_order(history)
+        history = self.history_of(query)
         position = int(item_position)
         if not 0 <= position < len(self.catalog):
             raise NotFoundError(f"no item at catalog position {position}")
@@ -396,17 +385,7 @@ class Engine:
                 f"{self.catalog.titles[position]!r} is already in the history; "
                 "only items not yet seen are recommended"
             )
-        (explanation,) = self.explainer.explain(
-            history,
-            [position],
-            k=k,
-            item_filter=item_filter,
-            exclude=np.concatenate(
-                [np.fromiter(exclude, dtype=np.int64), self.feedback.seen_of(user_id)]
-            ),
-            user_row=self.user_row(user_id),
-            top_reasons=top_reasons,
-        )
+        (explanation,) = self.explain_items(query, [position], top_reasons=top_reasons)
         return explanation
 
 
