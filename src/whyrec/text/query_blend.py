@@ -111,14 +111,14 @@ def pseudo_queries(
     queries: list[str] = []
     targets: list[int] = []
     texts: list[str] = []
-    for position in catalog.positions(draws):
+    for draw, position in enumerate(catalog.positions(draws)):
         named = [
             (name, v)
             for name in catalog.fields
             for v in catalog.attributes[name][position]
             if not v.replace(".", "", 1).isdigit()
         ]
-        size = VALUES_PER_QUERY[len(queries) % len(VALUES_PER_QUERY)]
+        size = VALUES_PER_QUERY[draw % len(VALUES_PER_QUERY)]  # per draw: never stalls
         weights = np.array([specificity[n] for n in named], dtype=np.float64)
         if len(named) <= size or np.count_nonzero(weights) < size:
             continue  # the target must keep something to be found by
