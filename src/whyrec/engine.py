@@ -28,11 +28,6 @@ MAX_INEXACT_TITLES = 20
 """Loose (typo-tolerant) title matches one history may ask for; ids and exact titles are
 unlimited (each is a dictionary look-up)."""
 
-QUERY_POPULARITY = 0.5
-"""Weight of popularity (z of log users) next to the free-text match (z of similarity) in
-a text request: among items that fit a description equally, the ones people know come
-first ("an animated film about toys" → Toy Story before an obscure cartoon)."""
-
 
 class Engine:
     """Recommend from a loaded bundle."""
@@ -315,15 +310,32 @@ class Engine:
             min_match=-1.0,
         )
 
+    @cached_property
+    def query_blend(self) -> tuple[float, float, object]:
+        """(popularity weight, smoothing weight, neighbour average) for text requests."""
+        from whyrec.text.query_blend import blend_parameters, neighbour_average
+
+        weight, smoothing = blend_parameters(self.bundle.info)
+        neighbours = neighbour_average(self.bundle.train) if smoothing else None
+        return weight, smoothing, neighbours
+
     def text_scores(self, text: str) -> np.ndarray:
-        """Popularity-aware match of a description: z(text match) + w·z(log popularity)."""
+        """Popularity-aware match of a description: z(text match) + w·z(log popularity),
+        plus s·(the same averaged over each item's co-chosen neighbours).
+
+        Among items that fit a description about equally, the ones people know come first
+        ("an animated film about toys" → Toy Story before an obscure cartoon); w and s are
+        fitted at train time on pseudo-queries (`whyrec.text.query_blend`)."""
+        from whyrec.text.query_blend import blend
+
         if not text.strip():
             raise WhyrecError("the query text is empty")
         matched = self.text_matcher([(text.strip(), True)])
-        total = QUERY_POPULARITY * _z(np.log1p(self.popularity.astype(np.float64)))
-        if matched is not None:
-            total += _z(matched)
-        return total
+        prior = _z(np.log1p(self.popularity.astype(np.float64)))
+        if matched is None:
+            return prior
+        weight, smoothing, neighbours = self.query_blend
+        return blend(matched, prior, weight, smoothing, neighbours)
 
     def with_text(self, query: Query, text: str) -> np.ndarray:
         """The scores `run` ranks for a query described in words too."""

@@ -29,7 +29,12 @@ from functools import cache
 
 import numpy as np
 
-from whyrec.conversation.directions import ItemMeasures, critique_bounds, steering
+from whyrec.conversation.directions import (
+    CRITIQUE_WEIGHT,
+    ItemMeasures,
+    critique_bounds,
+    steering,
+)
 from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.state import DialogueState
 from whyrec.core import Query
@@ -78,6 +83,8 @@ class PolicyConfig:
     wish_weight: float = 1.5
     popularity_weight: float = 0.15
     pagerank_weight: float = 0.3
+    critique_weight: float = CRITIQUE_WEIGHT
+    """Push of a relative critique ("older"), in standard deviations of its measure (fitted)."""
 
     FITTED = (
         "popularity_exponent",
@@ -85,6 +92,7 @@ class PolicyConfig:
         "success_weight",
         "max_consecutive_questions",
         "candidate_threshold",
+        "critique_weight",
     )
 
     @classmethod
@@ -301,7 +309,7 @@ class CandidateScorer:
                 # cold user (popularity only) as for one the model knows
                 spread = float(total[allowed].std()) if allowed.sum() > 1 else 1.0
                 total += config.wish_weight * (spread or 1.0) * _zscore(similarity, allowed)
-        steer = steering(state.critiques, state.rank_by, self.measures)
+        steer = steering(state.critiques, state.rank_by, self.measures, config.critique_weight)
         if steer is not None:
             total += steer
         return total, allowed
