@@ -31,6 +31,7 @@ from textwrap import shorten
 import numpy as np
 
 from whyrec.bundle import Bundle
+from whyrec.core import Query
 from whyrec.engine import Engine
 from whyrec.filters import ItemFilter
 
@@ -82,10 +83,9 @@ def outputs(engine: Engine, users: list[str], k: int) -> dict:
             continue
         unfiltered = engine.recommend(history, k=WHY_NOT_RANK, explain=False)
         why_not[user] = [
-            engine.explain(history, r.position, k=k, user_id=user).to_dict()
-            for r in unfiltered[-1:]
+            engine.explain(Query(user, history, k=k), r.position).to_dict() for r in unfiltered[-1:]
         ] + [  # an item the filter rules out, and one it keeps, ranked inside the filter
-            engine.explain(history, r.position, k=k, item_filter=FILTERED).to_dict()
+            engine.explain(Query(history=history, item_filter=FILTERED, k=k), r.position).to_dict()
             for r in (unfiltered[0], unfiltered[-1])
         ]
         kept = engine.recommend(history, k=k, item_filter=FILTERED, user_id=user)
@@ -168,7 +168,7 @@ def main() -> None:
         outside = engine.recommend(history, k=WHY_NOT_RANK, explain=False)[-1].position
         why_not.append(
             median_ms(
-                lambda h=history, i=outside, u=user: engine.explain(h, i, k=args.k, user_id=u),
+                lambda q=Query(user, history, k=args.k), i=outside: engine.explain(q, i),
                 args.repeats,
             )
         )

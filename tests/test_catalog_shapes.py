@@ -103,6 +103,8 @@ def test_calibration_fits_and_simulate_uses_it(lastfm):
     fitted = record["parameters"]
     assert set(fitted) == set(PolicyConfig.FITTED)
     assert record["validation"]["episodes"] == 25
+    assert fitted["critique_weight"] == record["critiques"]["critique_weight"]
+    assert record["critiques"]["episodes"] > 0
     assert len(record["search"]) > 5
     best = max(r["success"] for r in record["search"] if r["policy"] == "ours")
     engine.bundle.info["conversation_policy"] = record
@@ -222,8 +224,10 @@ def test_cli_synth_split_train_calibrates_and_simulate_prints_it(tmp_path, capsy
         capsys, "train", "--data", str(data), "--holdout", "cold-users", "--out", str(bundle)
     )
     assert code == 0, err
-    stored = json.loads((bundle / "bundle.json").read_text())["conversation_policy"]
+    info = json.loads((bundle / "bundle.json").read_text())
+    stored = info["conversation_policy"]
     assert set(stored["parameters"]) == set(PolicyConfig.FITTED)
+    assert set(info["text_query"]["parameters"]) == {"popularity_weight", "smoothing"}
     report = tmp_path / "sim.json"
     code, out, err = run(
         capsys,

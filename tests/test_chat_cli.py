@@ -8,28 +8,11 @@ import sys
 
 import pytest
 
-from whyrec.cli import main
-
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    path = tmp_path_factory.mktemp("chat") / "ease"
-    try:
-        main(
-            [
-                "train",
-                "--data",
-                "ml-latest-small",
-                "--kcore",
-                "20",
-                "--no-calibrate",
-                "--out",
-                str(path),
-            ]
-        )
-    except SystemExit as exc:
-        assert not exc.code
-    return path
+def bundle(served_bundle):
+    """The service tests' EASE bundle (conftest), trained once per test run."""
+    return served_bundle
 
 
 def _chat(bundle, tmp_path, lines: list[str], *extra: str) -> subprocess.CompletedProcess:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from whyrec.bundle import Bundle
@@ -10,6 +11,7 @@ from whyrec.conversation.policy import PolicyConfig
 from whyrec.data.splits import split
 from whyrec.engine import Engine
 from whyrec.errors import NotFoundError
+from whyrec.explain.schema import TurnExplanationData
 from whyrec.models import EASE
 
 
@@ -61,6 +63,16 @@ def test_flagship_request_is_honoured_and_explained(conversation, engine):
         assert ("Toy Story (1995)" in explanation["text"]) == bool(cited)
         assert explanation["recommended"] and explanation["rank"] <= 10
         assert explanation["confidence"]["label"] in {"high", "medium", "low"}
+    # the core item shape (ItemList.to_dicts), ranked as shown, typed as the API types it
+    assert [item["rank"] for item in turn.items] == list(range(1, len(turn.items) + 1))
+    scores = [item["score"] for item in turn.items]
+    assert scores == sorted(scores, reverse=True)
+    for item in turn.items:
+        assert item["because"] == item["explanation"]["history"]
+        assert (
+            TurnExplanationData.model_validate(item["explanation"]).model_dump()
+            == (item["explanation"])
+        )
     top = turn.items[0]["explanation"]
     assert top["history_method"] == "exact"
     assert top["history"][0]["share"] == pytest.approx(1.0)
@@ -147,3 +159,20 @@ def test_restart_forgets_the_dialogue(conversation):
     session.send("start over")
     assert session.state.exclude == {} and session.state.year_min is None
     assert session.state.history  # the user's own history stays
+
+
+def test_the_policy_allows_what_the_engine_allows(ml_small, tmp_path):
+    """Items the user met without liking (feedback) leave the conversation's candidates as
+    they leave the engine's lists: the policy narrows the engine's allowed set."""
+    held = split(ml_small.kcore(10), "loo", seed=0)
+    engine = Engine(Bundle(EASE(reg=200.0).fit(held.train), held.train, test=held.test))
+    conversation = Conversation(engine, store=SessionStore(tmp_path / "s.sqlite"), wish_scorer=None)
+    session = conversation.start(user_id="1")
+    scorer = conversation.scorer
+    before = scorer.allowed(session.state)
+    met = [int(p) for p in np.flatnonzero(before)[:3]]
+    engine.mark_seen("1", [engine.catalog.item_ids[p] for p in met])
+    after = scorer.allowed(session.state)
+    assert not after[met].any() and (before & ~after).sum() == len(met)
+    query = scorer.query(session.state)
+    assert not (after & ~engine.allowed(query, engine.history_of(query))).any()

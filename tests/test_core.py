@@ -101,3 +101,17 @@ def test_vocabulary_maps_ids_both_ways_and_names_what_is_unknown():
         users["nobody"]
     with pytest.raises(DataError, match="duplicate"):
         Vocabulary(["a", "b", "a"])
+    labels = Vocabulary([("genre", "a"), ("genre", "b"), ("genre", "a")], duplicates="last")
+    assert labels[("genre", "a")] == 2 and labels.id(0) == ("genre", "a")
+
+
+def test_head_and_brief_entries_keep_the_one_item_shape(engine):
+    items = engine.run(Query(user_id="1", k=5), explain=False)
+    head = items.head(2)
+    assert head.positions.tolist() == items.positions[:2].tolist()
+    assert head.to_dicts() == items.to_dicts()[:2]
+    assert head.to_dicts(brief=True) == [
+        {"item_id": i, "title": t} for i, t in zip(head.ids, head.titles, strict=True)
+    ]
+    unscored = ItemList(engine.catalog, items.positions)
+    assert [e["score"] for e in unscored.to_dicts()] == [None] * 5

@@ -14,6 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 from whyrec.bundle import Bundle
+from whyrec.core import Query
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
 from whyrec.explain.attribution import shares_of
@@ -232,7 +233,7 @@ def test_missing_values_are_catalog_shares(engine):
         history = engine.user_history(user)
         listed = engine.recommend(history, k=50, explain=False)
         top = [r.position for r in listed[:10]]
-        explanation = engine.explain(history, listed[-1].position, k=10, user_id=user)
+        explanation = engine.explain(Query(user, history), listed[-1].position)
 
         def share(items, field, value):
             return sum(value in catalog.attributes[field][p] for p in items) / len(items)

@@ -10,13 +10,15 @@ import pytest
 
 from cli_helpers import run
 from whyrec.bundle import Bundle
+from whyrec.core import Query
 from whyrec.data.dataset import Dataset
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
 from whyrec.explain.attribution import EXACT, OCCLUSION, attribute, occlusion_weights
 from whyrec.explain.explainer import HIGH_MARGIN, MEDIUM_MARGIN
 from whyrec.explain.explanation import HIGH, LOW, MEDIUM
-from whyrec.explain.render import sentences, to_json
+from whyrec.explain.render import sentences, to_data, to_json
+from whyrec.explain.schema import ExplanationData
 from whyrec.filters import ItemFilter
 from whyrec.models import EASE
 from whyrec.models.base import Histories, ModelConfig, Recommender, histories_to_csr
@@ -173,7 +175,7 @@ def test_why_not_for_a_low_ranked_item(engine, user_one):
     ranking = engine.recommend(user_one, k=60, explain=False)
     cutoff_score = ranking[9].score
     target = ranking[49]
-    explanation = engine.explain(user_one, target.position, k=10)
+    explanation = engine.explain(Query(history=user_one), target.position)
     assert not explanation.recommended
     why = explanation.why_not
     assert why.rank == 50 and explanation.rank == 50
@@ -197,7 +199,7 @@ def test_why_not_for_a_filtered_item(engine, user_one):
     item_filter = ItemFilter(exclude={"genres": {genre}})
     filtered = engine.recommend(user_one, k=10, item_filter=item_filter)
     assert top.position not in [i.position for i in filtered]
-    explanation = engine.explain(user_one, top.position, k=10, item_filter=item_filter)
+    explanation = engine.explain(Query(history=user_one, item_filter=item_filter), top.position)
     why = explanation.why_not
     assert why.rank is None and why.rank_unfiltered == 1
     assert [c.kind for c in why.filter_violations] == ["exclude"]
@@ -208,16 +210,38 @@ def test_why_not_for_a_filtered_item(engine, user_one):
     assert kept.constraints and all(c.satisfied for c in kept.constraints)
 
 
+def test_the_api_models_describe_every_serialized_field(engine, user_one):
+    """Listed, low-ranked and filtered-out items round-trip through `ExplanationData`
+    unchanged: no key of `to_dict` is missing from (or dropped by) the API's models."""
+    ranking = engine.recommend(user_one, k=60, explain=False)
+    genre = engine.catalog.values("genres", ranking[0].position)[0]
+    item_filter = ItemFilter(exclude={"genres": {genre}})
+    explanations = [e.explanation for e in engine.recommend(user_one, k=10)]
+    explanations += [e.explanation for e in engine.recommend(user_one, item_filter=item_filter)]
+    filtered = Query(history=user_one, item_filter=item_filter)
+    explanations.append(engine.explain(Query(history=user_one), ranking[49].position))
+    explanations.append(engine.explain(filtered, ranking[0].position))
+    data = [to_data(e) for e in explanations]
+    for entry in data:
+        assert ExplanationData.model_validate(entry).model_dump() == entry
+    for key in ("paths", "shared_values", "constraints", "history"):  # every part exercised
+        assert any(entry[key] for entry in data), key
+    why_not = [entry["why_not"] for entry in data if entry["why_not"]]
+    for key in ("filter_violations", "missing_values", "pushing_down"):
+        assert any(w[key] for w in why_not), key
+    assert all(entry["collaborative"] and entry["confidence"] for entry in data)
+
+
 def test_explain_agrees_with_recommend_for_a_listed_item(engine, user_one):
     listed = engine.recommend(user_one, k=10)[3]
-    explanation = engine.explain(user_one, listed.position, k=10)
+    explanation = engine.explain(Query(history=user_one), listed.position)
     assert explanation.recommended and explanation.rank == 4
     assert explanation.to_dict() == listed.explanation.to_dict()
 
 
 def test_explain_rejects_an_item_already_in_the_history(engine, user_one):
     with pytest.raises(WhyrecError, match="already in the history"):
-        engine.explain(user_one, int(user_one[0]))
+        engine.explain(Query(history=user_one), int(user_one[0]))
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +313,7 @@ def test_cli_recommend_explain_prints_sentences(bundle_dir, capsys):
 
 def test_why_not_for_an_item_the_model_cannot_score(engine, user_one, ml_core):
     never_seen = int(np.flatnonzero(ml_core.item_popularity() == 0)[0])
-    explanation = engine.explain(user_one, never_seen, k=10)
+    explanation = engine.explain(Query(history=user_one), never_seen)
     assert not explanation.why_not.scorable and explanation.rank is None
     assert explanation.to_dict()["score"] is None
     json.loads(to_json(explanation))

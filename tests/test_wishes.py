@@ -54,3 +54,40 @@ def test_conversation_uses_wishes(core_compact, wishes):
     )
     shown = [catalog.position(i["item_id"]) for i in turn.items]
     assert related[shown].mean() > related.mean() * 3
+
+
+def test_query_blend_is_fitted_on_pseudo_queries_and_read_by_the_engine(
+    core_compact, core_item_vectors
+):
+    from whyrec.text.query_blend import SMOOTHING, WEIGHTS, calibrate_query_blend, pseudo_queries
+
+    queries, targets, texts = pseudo_queries(core_compact, 30, seed=1)
+    fields = core_compact.catalog.fields
+    for query, target, text in zip(queries, targets, texts, strict=True):
+        kept = {
+            value
+            for part in text.split(". ")
+            for name in fields
+            if part.startswith(f"{name}: ")
+            for value in part.removeprefix(f"{name}: ").split(", ")
+        }
+        for value in query.split(", "):
+            assert value in core_compact.catalog.text(target)
+            assert value not in kept  # taken out of the target's fields
+    record = calibrate_query_blend(core_compact, seed=1, count=60)
+    fitted = record["parameters"]
+    assert fitted["popularity_weight"] in WEIGHTS and fitted["smoothing"] in SMOOTHING
+    best = max(r["hit@10"] for r in record["search"])
+    assert best == next(
+        r["hit@10"]
+        for r in record["search"]
+        if (r["popularity_weight"], r["smoothing"])
+        == (fitted["popularity_weight"], fitted["smoothing"])
+    )
+    bundle = Bundle(EASE().fit(core_compact), core_compact, {"text_query": record})
+    engine = Engine(bundle)
+    engine.text_matcher.item_vectors = core_item_vectors
+    weight, smoothing, _ = engine.query_blend
+    assert (weight, smoothing) == (fitted["popularity_weight"], fitted["smoothing"])
+    items = engine.recommend(np.zeros(0, dtype=np.int64), k=5, explain=False, text="pixar")
+    assert len(items) == 5

@@ -11,6 +11,8 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,16 +102,10 @@ class Bundle:
                 f"{meta.get('whyrec_version', '?')}); this whyrec {__version__} reads format "
                 f"{BUNDLE_FORMAT}: retrain it"
             )
-        try:
+        with _reading(str(directory / "catalog.json")):
             catalog = Catalog.load(directory / "catalog.json")
-        except BundleError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise BundleError(f"cannot read {directory / 'catalog.json'}: {exc}") from None
-        try:
+        with _reading("the bundle's interactions"):
             frame = pd.read_parquet(directory / "interactions.parquet")
-        except (OSError, ValueError) as exc:
-            raise BundleError(f"cannot read the bundle's interactions: {exc}") from None
         train = Dataset(
             frame,
             catalog,
@@ -126,13 +122,20 @@ class Bundle:
                 has_timestamps=train.has_timestamps,
                 user_ids=train.user_ids,
             )
-        try:
+        with _reading("the bundle's model"):
             model = Recommender.load(directory / "model")
-        except BundleError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise BundleError(f"cannot read the bundle's model: {exc}") from None
         if model.n_items_ != len(catalog):
             raise BundleError("the bundle's model and catalog disagree on the number of items")
         info = {k: v for k, v in meta.items() if k != "user_ids"}
         return cls(model=model, train=train, info=info, test=test, path=directory)
+
+
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Turn a damaged or unreadable part of a bundle into one `BundleError` naming it."""
+    try:
+        yield
+    except BundleError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BundleError(f"cannot read {what}: {exc}") from None

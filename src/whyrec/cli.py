@@ -172,7 +172,10 @@ def train(
     master: Annotated[str, typer.Option(help="Spark master URL for --engine spark.")] = "local[*]",
     calibrate: Annotated[
         bool,
-        typer.Option(help="Fit the conversation policy on simulated training users (seconds)."),
+        typer.Option(
+            help="Fit the conversation policy on simulated training users and the free-text"
+            " query blend on pseudo-queries (seconds; the blend needs the text encoder)."
+        ),
     ] = True,
 ) -> None:
     """Train a model on a dataset (all of it, or the train part of --holdout) and save a bundle."""
@@ -218,6 +221,13 @@ def train(
 
         with out.status("fitting the conversation policy on simulated training users"):
             info["conversation_policy"] = fit_policy(Engine(bundle), seed=seed)
+        from whyrec.text.wishes import encoder_available
+
+        if encoder_available():
+            from whyrec.text.query_blend import calibrate_query_blend
+
+            with out.status("fitting the free-text query blend on pseudo-queries"):
+                info["text_query"] = calibrate_query_blend(dataset, seed=seed)
     bundle.save(out_dir)
     out.print(f"trained {recommender!r} in {seconds:.1f}s → {out_dir}")
 

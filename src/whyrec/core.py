@@ -55,12 +55,17 @@ class Recommendation:
     position: int
     item_id: str
     title: str
-    score: float
+    score: float | None
     because: list[HistoryContribution] = field(default_factory=list)
     explanation: Explanation | None = None
 
-    def to_dict(self, with_explanation: bool = False) -> dict:
-        """JSON-ready fields; the full evidence under "explanation" only when asked."""
+    def to_dict(self, with_explanation: bool = False, brief: bool = False) -> dict:
+        """JSON-ready fields; the full evidence under "explanation" only when asked.
+
+        `brief` keeps only the id and the title (what a list preview shows, e.g. an LLM
+        tool's observation, where every token counts)."""
+        if brief:
+            return {"item_id": self.item_id, "title": self.title}
         data = {
             "rank": self.rank,
             "item_id": self.item_id,
@@ -85,14 +90,16 @@ class ItemList:
 
     catalog: Catalog
     positions: np.ndarray
-    scores: np.ndarray
+    scores: np.ndarray | None = None
+    """None for a list whose order is all that is known (e.g. the items already shown)."""
     explanations: Sequence[Explanation] | None = None
 
     def __post_init__(self) -> None:
         self.positions = np.asarray(self.positions, dtype=np.int64)
-        self.scores = np.asarray(self.scores, dtype=np.float64)
-        if len(self.scores) != len(self.positions):
-            raise WhyrecError("an item list needs one score per item")
+        if self.scores is not None:
+            self.scores = np.asarray(self.scores, dtype=np.float64)
+            if len(self.scores) != len(self.positions):
+                raise WhyrecError("an item list needs one score per item")
         if self.explanations is not None and len(self.explanations) != len(self.positions):
             raise WhyrecError("an item list needs one explanation per item")
 
@@ -132,7 +139,7 @@ class ItemList:
             position=position,
             item_id=self.catalog.item_ids[position],
             title=self.catalog.titles[position],
-            score=float(self.scores[index]),
+            score=float(self.scores[index]) if self.scores is not None else None,
             because=list(explanation.history) if explanation is not None else [],
             explanation=explanation,
         )
@@ -140,6 +147,12 @@ class ItemList:
     def __iter__(self) -> Iterator[Recommendation]:
         return (self[i] for i in range(len(self)))
 
-    def to_dicts(self, with_explanation: bool = False) -> list[dict]:
+    def head(self, n: int) -> ItemList:
+        """The first `n` entries as an item list."""
+        explanations = self.explanations[:n] if self.explanations is not None else None
+        scores = self.scores[:n] if self.scores is not None else None
+        return ItemList(self.catalog, self.positions[:n], scores, explanations)
+
+    def to_dicts(self, with_explanation: bool = False, brief: bool = False) -> list[dict]:
         """Each entry as JSON-ready data (see `Recommendation.to_dict`)."""
-        return [entry.to_dict(with_explanation) for entry in self]
+        return [entry.to_dict(with_explanation, brief) for entry in self]

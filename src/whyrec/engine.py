@@ -28,11 +28,6 @@ MAX_INEXACT_TITLES = 20
 """Loose (typo-tolerant) title matches one history may ask for; ids and exact titles are
 unlimited (each is a dictionary look-up)."""
 
-QUERY_POPULARITY = 0.5
-"""Weight of popularity (z of log users) next to the free-text match (z of similarity) in
-a text request: among items that fit a description equally, the ones people know come
-first ("an animated film about toys" → Toy Story before an obscure cartoon)."""
-
 
 class Engine:
     """Recommend from a loaded bundle."""
@@ -315,15 +310,32 @@ class Engine:
             min_match=-1.0,
         )
 
+    @cached_property
+    def query_blend(self) -> tuple[float, float, object]:
+        """(popularity weight, smoothing weight, neighbour average) for text requests."""
+        from whyrec.text.query_blend import blend_parameters, neighbour_average
+
+        weight, smoothing = blend_parameters(self.bundle.info)
+        neighbours = neighbour_average(self.bundle.train) if smoothing else None
+        return weight, smoothing, neighbours
+
     def text_scores(self, text: str) -> np.ndarray:
-        """Popularity-aware match of a description: z(text match) + w·z(log popularity)."""
+        """Popularity-aware match of a description: z(text match) + w·z(log popularity),
+        plus s·(the same averaged over each item's co-chosen neighbours).
+
+        Among items that fit a description about equally, the ones people know come first
+        ("an animated film about toys" → Toy Story before an obscure cartoon); w and s are
+        fitted at train time on pseudo-queries (`whyrec.text.query_blend`)."""
+        from whyrec.text.query_blend import blend
+
         if not text.strip():
             raise WhyrecError("the query text is empty")
         matched = self.text_matcher([(text.strip(), True)])
-        total = QUERY_POPULARITY * _z(np.log1p(self.popularity.astype(np.float64)))
-        if matched is not None:
-            total += _z(matched)
-        return total
+        prior = _z(np.log1p(self.popularity.astype(np.float64)))
+        if matched is None:
+            return prior
+        weight, smoothing, neighbours = self.query_blend
+        return blend(matched, prior, weight, smoothing, neighbours)
 
     def with_text(self, query: Query, text: str) -> np.ndarray:
         """The scores `run` ranks for a query described in words too."""
@@ -358,24 +370,13 @@ class Engine:
             top_reasons=top_reasons,
         )
 
-    def explain(
-        self,
-        history: np.ndarray,
-        item_position: int,
-        k: int = 10,
-        item_filter: ItemFilter | None = None,
-        exclude: Iterable[int] = (),
-        user_id: str | None = None,
-        top_reasons: int = 3,
-    ) -> Explanation:
-        """Why (or why not) one item, ranked as `recommend` with the same arguments would.
+    def explain(self, query: Query, item_position: int, top_reasons: int = 3) -> Explanation:
+        """Why (or why not) one item, ranked as `run(query)` would rank it.
 
         An item already in the history is a user mistake: it is never recommended, so
         there is nothing to explain.
         """
-        if k < 1:
-            raise WhyrecError("k must be at least 1")
-        history = unique_in_order(history)
+        history = self.history_of(query)
         position = int(item_position)
         if not 0 <= position < len(self.catalog):
             raise NotFoundError(f"no item at catalog position {position}")
@@ -384,17 +385,7 @@ class Engine:
                 f"{self.catalog.titles[position]!r} is already in the history; "
                 "only items not yet seen are recommended"
             )
-        (explanation,) = self.explainer.explain(
-            history,
-            [position],
-            k=k,
-            item_filter=item_filter,
-            exclude=np.concatenate(
-                [np.fromiter(exclude, dtype=np.int64), self.feedback.seen_of(user_id)]
-            ),
-            user_row=self.user_row(user_id),
-            top_reasons=top_reasons,
-        )
+        (explanation,) = self.explain_items(query, [position], top_reasons=top_reasons)
         return explanation
 
 

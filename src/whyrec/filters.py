@@ -132,7 +132,11 @@ class ItemFilter:
             have = tuple(
                 f"{f}={v}" for f in {f for f, _ in group} for v in catalog.values(f, position)
             )
-            ok = bool(any_of_mask(catalog, group)[position])
+            ok = any(
+                _has_any(catalog.values(f, position), [v])
+                for f, v in group
+                if f in catalog.attributes
+            )
             checks.append(ConstraintCheck("any_of", "", pairs, have, ok))
         year = catalog.year(position)
         year_values = () if year is None else (str(year),)

@@ -65,3 +65,33 @@ def load_arrays_into(module: torch.nn.Module, arrays: dict[str, np.ndarray], pre
         if key.startswith(prefix)
     }
     module.load_state_dict(state, strict=True)
+
+
+class EarlyStopping:
+    """Keeps the weights of the best validation epoch and says when patience runs out.
+
+    Each epoch, `should_stop(network, score)` records the score; a better one stores a
+    CPU copy of the weights, `patience` epochs in a row without one end training.
+    `restore(network)` then moves the network to the CPU with the best weights, in eval
+    mode (the neural sequence models train this way).
+    """
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best_score = -1.0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.stale = 0
+
+    def should_stop(self, network: torch.nn.Module, score: float) -> bool:
+        if score > self.best_score:
+            self.best_score, self.stale = score, 0
+            self.best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+            return False
+        self.stale += 1
+        return self.stale >= self.patience
+
+    def restore(self, network: torch.nn.Module) -> None:
+        network.to("cpu")
+        if self.best_state is not None:
+            network.load_state_dict(self.best_state)
+        network.eval()

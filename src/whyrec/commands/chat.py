@@ -12,15 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from whyrec.commands.llm_options import (
-    LLMApiKey,
-    LLMBaseURL,
-    LLMConfigFile,
-    LLMFlag,
-    LLMModel,
-    LLMTimeout,
-    llm_config_from,
-)
+from whyrec.commands.llm_options import NO_LLM_OPTIONS, LLMFlag, LLMOptions, with_llm_options
 from whyrec.errors import WhyrecError
 
 console = Console(highlight=False, soft_wrap=True)
@@ -32,6 +24,7 @@ def default_session_db() -> Path:
     return Path(configured) if configured else Path.home() / ".local/share/whyrec/sessions.sqlite"
 
 
+@with_llm_options
 def chat(
     bundle: Annotated[Path, typer.Option(help="A bundle folder written by `whyrec train`.")],
     user: Annotated[
@@ -43,11 +36,7 @@ def chat(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
     llm: LLMFlag = False,
-    llm_base_url: LLMBaseURL = None,
-    llm_model: LLMModel = None,
-    llm_api_key: LLMApiKey = None,
-    llm_timeout: LLMTimeout = None,
-    llm_config: LLMConfigFile = None,
+    llm_options: LLMOptions = NO_LLM_OPTIONS,
 ) -> None:
     """Conversational recommendations. Reads one message per line when stdin is not a terminal."""
     from whyrec.bundle import Bundle
@@ -60,7 +49,7 @@ def chat(
     if user is not None and session is not None:
         raise WhyrecError("give --user to start a session or --session to resume one, not both")
     target = check_store(db or str(default_session_db()))
-    config = llm_config_from(llm, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config)
+    config = llm_options.config(llm)
     conversation = open_conversation(
         Engine(Bundle.load(bundle)), store=open_store(target), llm=config
     )

@@ -23,14 +23,7 @@ from whyrec.commands.checks import (
     check_k,
     check_output_file,
 )
-from whyrec.commands.llm_options import (
-    LLMApiKey,
-    LLMBaseURL,
-    LLMConfigFile,
-    LLMModel,
-    LLMTimeout,
-    llm_config_from,
-)
+from whyrec.commands.llm_options import NO_LLM_OPTIONS, LLMOptions, with_llm_options
 from whyrec.commands.options import KcoreOpt, MinRatingOpt, SourceOpt, check_data_options
 from whyrec.console import count_progress
 from whyrec.errors import WhyrecError
@@ -293,6 +286,7 @@ def measure_explanations(
 
 
 # ----- the command --------------------------------------------------------------------------
+@with_llm_options
 def evaluate(
     data: Annotated[
         str, typer.Option(help="A dataset name or a data directory.")
@@ -349,11 +343,7 @@ def evaluate(
             "(LLM models make one call per user).",
         ),
     ] = None,
-    llm_base_url: LLMBaseURL = None,
-    llm_model: LLMModel = None,
-    llm_api_key: LLMApiKey = None,
-    llm_timeout: LLMTimeout = None,
-    llm_config: LLMConfigFile = None,
+    llm_options: LLMOptions = NO_LLM_OPTIONS,
 ) -> None:
     """Fit models on a split and rank every test user against the full catalog."""
     from whyrec.evaluation.protocol import evaluate_models, parse_ks
@@ -368,9 +358,7 @@ def evaluate(
     check_input_file(test_file, "--test-file")
     asking = [name for name in names if name in LLM_MODELS]
     if asking:
-        config = llm_config_from(
-            True, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config
-        )
+        config = llm_options.config(True)
         for name in asking:
             instances[name].use_llm(config)
 

@@ -50,14 +50,7 @@ def explain_command(
     engine = Engine(Bundle.load(bundle))
     query = resolve_request(engine, user, history, with_value, without_value, years, k)
     position = resolve_item(engine, item)
-    explanation = engine.explain(
-        query.history,
-        position,
-        k=k,
-        item_filter=query.item_filter,
-        user_id=user,
-        top_reasons=reasons,
-    )
+    explanation = engine.explain(query, position, top_reasons=reasons)
     if as_json:
         print(to_json(explanation))
         return

@@ -9,14 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from whyrec.commands.llm_options import (
-    LLMApiKey,
-    LLMBaseURL,
-    LLMConfigFile,
-    LLMModel,
-    LLMTimeout,
-    llm_config_from,
-)
+from whyrec.commands.llm_options import NO_LLM_OPTIONS, LLMOptions, with_llm_options
 
 llm_app = typer.Typer(help="The optional LLM server.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -24,12 +17,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @llm_app.command("check")
+@with_llm_options
 def check(
-    llm_base_url: LLMBaseURL = None,
-    llm_model: LLMModel = None,
-    llm_api_key: LLMApiKey = None,
-    llm_timeout: LLMTimeout = None,
-    llm_config: LLMConfigFile = None,
+    llm_options: LLMOptions = NO_LLM_OPTIONS,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """What the server supports, the dialect whyrec will use, a test call's latency.
@@ -40,9 +30,7 @@ def check(
     from whyrec.llm.check import check_server
 
     try:
-        config = llm_config_from(
-            True, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config
-        )
+        config = llm_options.config(True)
     except LLMError as exc:
         err.print(f"[red]LLM not configured: {exc}[/red]")
         raise typer.Exit(2) from None

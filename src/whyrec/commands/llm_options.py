@@ -1,9 +1,18 @@
-"""The `--llm` options that `chat` and `simulate` share, and how they become a config."""
+"""The `--llm-*` options every LLM-using command shares, and how they become a config.
+
+A command decorated with `with_llm_options` takes one `llm_options: LLMOptions` argument;
+the decorator shows typer the five options instead, so they are declared (and their help
+written) once.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -56,3 +65,53 @@ def llm_config_from(
             "and WHYREC_LLM_MODEL, or write ~/.config/whyrec/llm.toml"
         )
     return config
+
+
+@dataclass(frozen=True)
+class LLMOptions:
+    """The values of the `--llm-*` options as given (None where absent)."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+    timeout: float | None = None
+    config_file: Path | None = None
+
+    def config(self, enabled: bool):
+        """`llm_config_from` with these values."""
+        return llm_config_from(
+            enabled, self.base_url, self.model, self.api_key, self.timeout, self.config_file
+        )
+
+
+NO_LLM_OPTIONS = LLMOptions()
+"""The default a decorated command declares (the decorator always passes the real ones)."""
+
+_OPTIONS: dict[str, tuple[Any, str]] = {
+    "llm_base_url": (LLMBaseURL, "base_url"),
+    "llm_model": (LLMModel, "model"),
+    "llm_api_key": (LLMApiKey, "api_key"),
+    "llm_timeout": (LLMTimeout, "timeout"),
+    "llm_config": (LLMConfigFile, "config_file"),
+}
+
+
+def with_llm_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the `--llm-*` options, passed to it as `llm_options: LLMOptions`.
+
+    Typer reads the signature: this one has the command's own parameters (annotations
+    evaluated) less `llm_options`, then the five options."""
+    own = inspect.signature(command, eval_str=True).parameters.values()
+    parameters = [p for p in own if p.name != "llm_options"] + [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
+        for name, (hint, _) in _OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {field: kwargs.pop(name, None) for name, (_, field) in _OPTIONS.items()}
+        return command(*args, llm_options=LLMOptions(**values), **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper

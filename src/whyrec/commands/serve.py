@@ -9,15 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from whyrec.commands.llm_options import (
-    LLMApiKey,
-    LLMBaseURL,
-    LLMConfigFile,
-    LLMFlag,
-    LLMModel,
-    LLMTimeout,
-    llm_config_from,
-)
+from whyrec.commands.llm_options import NO_LLM_OPTIONS, LLMFlag, LLMOptions, with_llm_options
 from whyrec.commands.options import BundleOpt
 from whyrec.errors import WhyrecError
 
@@ -27,6 +19,7 @@ if TYPE_CHECKING:
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+@with_llm_options
 def serve(
     bundle: BundleOpt,
     db: Annotated[
@@ -70,11 +63,7 @@ def serve(
         ),
     ] = 1,
     llm: LLMFlag = False,
-    llm_base_url: LLMBaseURL = None,
-    llm_model: LLMModel = None,
-    llm_api_key: LLMApiKey = None,
-    llm_timeout: LLMTimeout = None,
-    llm_config: LLMConfigFile = None,
+    llm_options: LLMOptions = NO_LLM_OPTIONS,
 ) -> None:
     """Serve the API (OpenAPI at /docs) and the chat page at / until interrupted."""
     import uvicorn
@@ -96,7 +85,7 @@ def serve(
         cache_size=cache_size,
         worker_threads=threads,
         workers=workers,
-        llm=llm_config_from(llm, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config),
+        llm=llm_options.config(llm),
     )
     if workers > 1:
         serve_workers(config, host, port, log_level)

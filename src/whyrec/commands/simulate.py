@@ -12,14 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from whyrec.commands.checks import check_count
-from whyrec.commands.llm_options import (
-    LLMApiKey,
-    LLMBaseURL,
-    LLMConfigFile,
-    LLMModel,
-    LLMTimeout,
-    llm_config_from,
-)
+from whyrec.commands.llm_options import NO_LLM_OPTIONS, LLMOptions, with_llm_options
 from whyrec.console import count_progress
 from whyrec.errors import WhyrecError
 from whyrec.jsonout import dumps
@@ -27,6 +20,7 @@ from whyrec.jsonout import dumps
 console = Console(highlight=False)
 
 
+@with_llm_options
 def simulate(
     bundle: Annotated[
         Path, typer.Option(help="A bundle trained with --holdout, or use --targets.")
@@ -48,11 +42,7 @@ def simulate(
     llm: Annotated[
         bool, typer.Option("--llm", help="The conversation under test uses the LLM too.")
     ] = False,
-    llm_base_url: LLMBaseURL = None,
-    llm_model: LLMModel = None,
-    llm_api_key: LLMApiKey = None,
-    llm_timeout: LLMTimeout = None,
-    llm_config: LLMConfigFile = None,
+    llm_options: LLMOptions = NO_LLM_OPTIONS,
 ) -> None:
     """Success rate, average turns and hDCG of each policy on the same episodes."""
     import numpy as np
@@ -76,9 +66,7 @@ def simulate(
     check_count(rec_size, "--rec-size", 1000)
     check_output_file(json_out, "--json")
     check_input_file(targets, "--targets")
-    config = llm_config_from(
-        llm or user_mode == "llm", llm_base_url, llm_model, llm_api_key, llm_timeout, llm_config
-    )
+    config = llm_options.config(llm or user_mode == "llm")
     engine = Engine(Bundle.load(bundle))
     if targets is not None:
         try:

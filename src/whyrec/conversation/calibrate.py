@@ -6,7 +6,9 @@ taken out of the popularity the belief is built on, so the fit never sees its ow
 targets. A coordinate search then picks, in turn, the belief's sharpness (the
 popularity exponent), the objective the lookahead plans for, the margin a question must
 win by and how many questions may come in a row; max-entropy's "few candidates"
-threshold is fitted the same way, so that baseline is compared at its best too. The
+threshold is fitted the same way, so that baseline is compared at its best too.
+A relative critique's weight ("older", "less known", "better rated") is fitted on the
+same targets by simulated critiques (`fit_critique_weight`). The
 winner has the highest success rate at the turn limit, less a penalty for average turns
 beyond those of recommend-only on the same episodes: a conversation should find more,
 and never take longer than a plain list. Everything is stored in the bundle and printed
@@ -22,6 +24,7 @@ import numpy as np
 
 from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.policy import CandidateScorer, Policy, PolicyConfig
+from whyrec.conversation.state import DialogueState
 from whyrec.data.splits import well_rated
 from whyrec.engine import Engine
 from whyrec.evaluation.simulated_users import AttributeUser, Episode, run_attribute_episode
@@ -32,6 +35,8 @@ MARGINS = (-0.03, -0.01, 0.0, 0.01, 0.03, 0.1)
 see the questions after the next one."""
 SUCCESS_WEIGHTS = (1.0, 0.5, 0.25, 0.0)
 THRESHOLD_LISTS = (1, 2, 5, 10, 30)
+CRITIQUE_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+CRITIQUE_MEASURES = ("year", "popularity", "quality")
 """max-entropy thresholds, in recommendation lists."""
 
 
@@ -71,6 +76,69 @@ def _score(
     success = np.mean([o.success_turn is not None for o in outcomes])
     turns = np.mean([o.turns for o in outcomes])
     return {"success": float(success), "average_turns": float(turns)}
+
+
+def fit_critique_weight(
+    engine: Engine,
+    space: AttributeSpace,
+    popularity: np.ndarray,
+    episodes: list[Episode],
+    config: PolicyConfig,
+) -> dict:
+    """The critique weight that brings simulated targets closest, and the search.
+
+    A cold user is shown the first list; the simulated user then critiques it along the
+    measure on which their target differs most from that list (in standard deviations),
+    in the target's direction, and the list is recomputed as the conversation does:
+    items past the shown list's mean on that measure, scored by the belief plus
+    weight × the measure. The weight with the best mean reciprocal rank of the target
+    wins: too small and the list barely moves past the bound, too large and it runs to
+    the extreme of the measure (the oldest, the most obscure) instead of to what the user
+    was after."""
+    scorer = CandidateScorer(engine, config, None, space=space, popularity=popularity)
+    measures = scorer.measures
+    scores, allowed = scorer.scores(DialogueState())
+    order = np.argsort(-np.where(allowed, scores, -np.inf))
+    shown = order[: config.rec_size]
+    reciprocal = {w: [] for w in CRITIQUE_WEIGHTS}
+    used = 0
+    for episode in episodes:
+        target = episode.target
+        if target in set(shown.tolist()):
+            continue
+        best_kind, best_gap = None, 0.0
+        for kind in CRITIQUE_MEASURES:
+            raw = measures.values(kind)
+            if raw is None or not np.isfinite(raw[target]):
+                continue
+            z = measures.direction(kind)
+            gap = float(z[target] - np.nanmean(z[shown]))
+            if abs(gap) > abs(best_gap):
+                best_kind, best_gap = kind, gap
+        if best_kind is None:
+            continue
+        sign = 1.0 if best_gap > 0 else -1.0
+        raw = measures.values(best_kind)
+        with np.errstate(invalid="ignore"):
+            passed = allowed & (sign * (raw - np.nanmean(raw[shown])) > 0)
+        passed[shown] = False
+        if not passed[target]:
+            continue
+        used += 1
+        direction = np.nan_to_num(measures.direction(best_kind))
+        for weight in CRITIQUE_WEIGHTS:
+            moved = np.where(passed, scores + weight * sign * direction, -np.inf)
+            rank = int((moved > moved[target]).sum())
+            reciprocal[weight].append(1.0 / (1.0 + rank))
+    if not used:
+        return {"critique_weight": config.critique_weight, "episodes": 0}
+    merit = {w: float(np.mean(r)) for w, r in reciprocal.items()}
+    best = max(CRITIQUE_WEIGHTS, key=lambda w: merit[w])  # first best: the smallest
+    return {
+        "critique_weight": best,
+        "episodes": used,
+        "search": [{"critique_weight": w, "mrr": round(m, 5)} for w, m in merit.items()],
+    }
 
 
 def _merit(result: dict, reference_turns: float, max_turns: int) -> float:
@@ -131,6 +199,9 @@ def calibrate(
     ours = search(ours, "success_weight", SUCCESS_WEIGHTS)
     ours = search(ours, "ask_margin", MARGINS)
     ours = search(ours, "max_consecutive_questions", (3, 5, 0))
+    critiques = fit_critique_weight(engine, space, popularity, chosen, ours)
+    record["critiques"] = critiques
+    ours = replace(ours, critique_weight=critiques["critique_weight"])
     entropy = replace(ours, kind="max-entropy")
     entropy = search(entropy, "candidate_threshold", tuple(n * rec_size for n in THRESHOLD_LISTS))
     record["parameters"] = {

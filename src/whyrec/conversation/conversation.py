@@ -24,10 +24,10 @@ from whyrec.conversation.lexicon import LEXICON_FILE, load_lexicon
 from whyrec.conversation.policy import Action, CandidateScorer, Policy, PolicyConfig, WishScorer
 from whyrec.conversation.state import DialogueState, Question
 from whyrec.conversation.understanding import Intent, Understander, Understanding
-from whyrec.core import Query
+from whyrec.core import ItemList, Query
 from whyrec.engine import Engine
 from whyrec.errors import WhyrecError
-from whyrec.explain.render import describe_values, sentences
+from whyrec.explain.render import describe_values
 from whyrec.store import FeedbackEvent, SQLiteStore, Store
 from whyrec.text.wishes import SemanticWishes, encoder_available
 
@@ -97,6 +97,16 @@ class Conversation:
         )
         self.policy = Policy(self.scorer, self.config)
         self.seed = seed
+
+    def warm_up(self) -> None:
+        """Build what a first turn would otherwise pay for: the sentence encoder and the
+        catalog's vectors (the first free-text wish), the critique directions and quality
+        measures, and the explainer. A service calls this before taking requests."""
+        wishes = self.scorer.wish_scorer
+        if wishes is not None:
+            wishes([("anything", True)])
+        self.measures.warm()
+        self.engine.explainer  # noqa: B018 (built on first use)
 
     def start(self, user_id: str | None = None) -> Session:
         history = [int(p) for p in self.engine.user_history(user_id)] if user_id else []
@@ -468,6 +478,11 @@ class Session:
     def describe_items(self, state: DialogueState, positions: list[int]) -> list[dict]:
         """Items with their explanation, ranked as this conversation ranks them.
 
+        Each item is the core `ItemList` entry (`to_dicts(with_explanation=True)`: rank,
+        id, title, the conversation's score, cited history, evidence and its text), plus
+        the item's year and the wanted values it has (`explanation.matches`, also named
+        at the end of the text).
+
         The explainer gets the conversation's own scores and allowed set, so ranks,
         confidence and "why not" refer to the list the user actually sees; the history
         evidence is the collaborative model's exact (or occlusion) attribution.
@@ -484,21 +499,16 @@ class Session:
         explanations = conv.engine.explain_items(
             query, positions, scores=scores, top_reasons=REASON_TITLES
         )
-        out = []
-        for position, explanation in zip(positions, explanations, strict=True):
+        items = ItemList(catalog, positions, scores[positions], explanations)
+        out = items.to_dicts(with_explanation=True)
+        for entry, position, explanation in zip(out, positions, explanations, strict=True):
             matches = self._matching_values(state, position)
-            text = sentences(explanation)
+            evidence = entry["explanation"]
             if matches and explanation.recommended:
                 pairs = [(m["field"], m["value"]) for m in matches]
-                text += f" It has what you asked for: {describe_values(pairs)}."
-            out.append(
-                {
-                    "item_id": catalog.item_ids[position],
-                    "title": catalog.titles[position],
-                    "year": catalog.year(position),
-                    "explanation": {**explanation.to_dict(), "text": text, "matches": matches},
-                }
-            )
+                evidence["text"] += f" It has what you asked for: {describe_values(pairs)}."
+            evidence["matches"] = matches
+            entry["year"] = catalog.year(position)
         return out
 
     def _matching_values(self, state: DialogueState, position: int) -> list[dict]:

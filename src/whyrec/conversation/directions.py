@@ -185,11 +185,15 @@ def describe_numeric_shift(
 
 
 CRITIQUE_WEIGHT = 2.0
-"""Push of one critique, in standard deviations of its direction (the other parts of a
-conversation's score are z-scores of about unit weight, so a critique outweighs them
-without erasing the taste they carry)."""
+"""Push of one critique, in standard deviations of its direction, for bundles trained
+without calibration; `whyrec train` fits it per bundle on simulated critiques
+(`PolicyConfig.critique_weight`, see `conversation.calibrate.fit_critique_weight`)."""
 RANK_WEIGHT = 3.0
-"""Push of a superlative's measure: "best documentaries" should rank by quality first."""
+"""Push of a superlative's measure, in standard deviations of it. Not fitted: nothing in
+the data says which item a person asking for "the best" wanted, so there is no target to
+fit to. It is set above any calibrated critique weight on the grid's scale (a
+superlative asks to *rank by* the measure, a critique only to move along it), so
+"best documentaries" ranks by quality first and the belief breaks ties."""
 RANKINGS: dict[str, tuple[tuple[str, float], ...]] = {
     "quality": (("quality", 1.0),),
     "underrated": (("underrated", 1.0),),
@@ -200,7 +204,10 @@ RANKINGS: dict[str, tuple[tuple[str, float], ...]] = {
 
 
 def steering(
-    critiques: list[dict], rank_by: str | None, measures: ItemMeasures
+    critiques: list[dict],
+    rank_by: str | None,
+    measures: ItemMeasures,
+    critique_weight: float = CRITIQUE_WEIGHT,
 ) -> np.ndarray | None:
     """The score added for a conversation's critiques and superlative (None: nothing)."""
     total: np.ndarray | None = None
@@ -213,7 +220,7 @@ def steering(
     for critique in critiques:
         add(
             measures.direction(critique["kind"], critique.get("concept", "")),
-            CRITIQUE_WEIGHT * critique["sign"],
+            critique_weight * critique["sign"],
         )
     for kind, weight in RANKINGS.get(rank_by or "", ()):
         add(measures.direction(kind), RANK_WEIGHT * weight)

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from whyrec.data.catalog import Catalog
+from whyrec.data.vocabulary import Vocabulary
 
 PATH_SEPARATOR = ">"
 YEAR_FIELD = "year"
@@ -111,7 +112,9 @@ class AttributeSpace:
         self.by_column = matrix.T.tocsr()
         """Columns × items (CSR): the items of one column, and counts over a candidate mask."""
         self.frequency = np.diff(self.by_column.indptr)
-        self._index = {(c.field, c.value.lower()): i for i, c in enumerate(columns)}
+        self._index = Vocabulary(
+            [(c.field, c.value.lower()) for c in columns], "attribute value", duplicates="last"
+        )
 
     # ----- building --------------------------------------------------------------------
     @staticmethod

@@ -25,13 +25,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cache
 
 import numpy as np
 
-from whyrec.conversation.directions import ItemMeasures, critique_bounds, steering
+from whyrec.conversation.directions import (
+    CRITIQUE_WEIGHT,
+    ItemMeasures,
+    critique_bounds,
+    steering,
+)
 from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.state import DialogueState
 from whyrec.core import Query
+from whyrec.data.vocabulary import Vocabulary
 from whyrec.engine import Engine
 from whyrec.filters import ItemFilter
 from whyrec.ranking import top_k
@@ -76,6 +83,8 @@ class PolicyConfig:
     wish_weight: float = 1.5
     popularity_weight: float = 0.15
     pagerank_weight: float = 0.3
+    critique_weight: float = CRITIQUE_WEIGHT
+    """Push of a relative critique ("older"), in standard deviations of its measure (fitted)."""
 
     FITTED = (
         "popularity_exponent",
@@ -83,6 +92,7 @@ class PolicyConfig:
         "success_weight",
         "max_consecutive_questions",
         "candidate_threshold",
+        "critique_weight",
     )
 
     @classmethod
@@ -141,7 +151,7 @@ class CandidateScorer:
         self.measures = measures or ItemMeasures(engine.bundle.train, wish_scorer)
         self.space = space if space is not None else AttributeSpace(self.catalog)
         self.columns = [(c.field, c.value) for c in self.space.columns]
-        self.column_of = {col: i for i, col in enumerate(self.columns)}
+        self.column_of = Vocabulary(self.columns, "attribute value", duplicates="last")
         self._model_cache: dict[tuple[int, ...], np.ndarray] = {}
         self._pagerank_cache: dict[tuple, np.ndarray] = {}
         self._mask_cache: dict[tuple[str, str], np.ndarray] = {}
@@ -229,10 +239,12 @@ class CandidateScorer:
         )
 
     def allowed(self, state: DialogueState) -> np.ndarray:
-        """The filter's mask; the askable values (paths, ranges) the space derives,
-        which the catalog's raw labels do not hold; and the bounds of any relative
-        critique ("older")."""
-        mask = self.item_filter(state).mask(self.catalog)
+        """What the engine allows for the dialogue's query (its filter, less the profile
+        and what the user met without liking), further narrowed by the askable values
+        (paths, ranges) the space derives, which the catalog's raw labels do not hold, and
+        by the bounds of any relative critique ("older")."""
+        query = self.query(state)
+        mask = self.engine.allowed(query, self.engine.history_of(query))
         for field_name, value in state.required_values():
             if self.space.column(field_name, value) is not None:
                 mask &= self.value_mask(field_name, value)
@@ -297,7 +309,7 @@ class CandidateScorer:
                 # cold user (popularity only) as for one the model knows
                 spread = float(total[allowed].std()) if allowed.sum() > 1 else 1.0
                 total += config.wish_weight * (spread or 1.0) * _zscore(similarity, allowed)
-        steer = steering(state.critiques, state.rank_by, self.measures)
+        steer = steering(state.critiques, state.rank_by, self.measures, config.critique_weight)
         if steer is not None:
             total += steer
         return total, allowed
@@ -340,6 +352,14 @@ class Policy:
 
     def decide(
         self, state: DialogueState, rng: np.random.Generator, force_recommend: bool = False
+    ) -> Action:
+        # a decision multiplies small matrices: BLAS threads only cost here (a 4000×25 by
+        # 4000×48 product took 58 ms with 2 threads on a busy machine, 2.4 ms with one)
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            return self._decide(state, rng, force_recommend)
+
+    def _decide(
+        self, state: DialogueState, rng: np.random.Generator, force_recommend: bool
     ) -> Action:
         scores, allowed = self.scorer.scores(state)
         items = self.top_items(state, scores, allowed)
@@ -423,7 +443,9 @@ class Policy:
         follow = self._found(p_top, branches, 2, weights)
         if left >= 3:  # a second question can still be followed by a recommendation
             mass = p_top @ branches
-            yes = (p_top[:, None] * branches).T @ has
+            # float operands: numpy multiplies a float by a bool matrix in a slow generic
+            # loop, not in BLAS
+            yes = (p_top[:, None] * branches).T @ has.astype(np.float64)
             entropy = _binary_entropy(yes / np.maximum(mass, 1e-300)[:, None])
             second = has[:, np.argmax(entropy, axis=1)]
             split = self._found(p_top, branches & second, 3, weights)
@@ -443,12 +465,17 @@ class Policy:
         """For each column of `masks` (a set of candidates, in belief order): the weighted
         mass found by recommending its top items at every turn from `start` on."""
         k = self.config.rec_size
-        counts = np.cumsum(masks, axis=0)
-        found = np.zeros(masks.shape[1])
+        last = max(weights)
+        # an item found at turn τ counts for every weighted turn from τ on: tail[τ]
+        tail = np.zeros(last + 2)
         for t, weight in weights.items():
             if t >= start:
-                found += weight * (p_top @ (masks & (counts <= (t - start + 1) * k)))
-        return found
+                tail[t] += weight
+        tail = np.cumsum(tail[::-1])[::-1]
+        # the c-th candidate of a set is listed at turn start + (c - 1) // k
+        counts = np.cumsum(masks, axis=0, dtype=np.int64)
+        turn = np.minimum(start + (counts - 1) // k, last + 1)
+        return p_top @ np.where(masks, tail[turn], 0.0)
 
     def _turn_weights(self, left: int) -> dict[int, float]:
         """How much success by each turn from now counts: `success_weight` on the last
@@ -457,6 +484,15 @@ class Policy:
         weights = {t: spread for t in range(1, left + 1)}
         weights[left] += self.config.success_weight
         return weights
+
+
+@cache
+def _blas_controller():
+    """The process's BLAS libraries, found once (a lookup costs milliseconds; a limit
+    through a known controller a tenth of one)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def opening(state: DialogueState) -> bool:

@@ -413,7 +413,7 @@ _STOP = set(
 )
 
 
-def _unique_mentions(mentions: list[ItemMention]) -> list[ItemMention]:
+def unique_mentions(mentions: list[ItemMention]) -> list[ItemMention]:
     """One mention per item; a dislike wins over a like of the same item in one message."""
     by_item: dict[int, ItemMention] = {}
     for mention in mentions:
@@ -560,10 +560,10 @@ class Understander:
             remaining = pattern.sub(lambda m: " " * len(m.group(0)), remaining)
         self._find_soft_wishes(remaining, result)
         self._find_contradictions(result)
-        result.mentions = _unique_mentions(result.mentions)
+        result.mentions = unique_mentions(result.mentions)
         result.uncertain = [
             m
-            for m in _unique_mentions(result.uncertain)
+            for m in unique_mentions(result.uncertain)
             if m.position not in {k.position for k in result.mentions}
         ]
         return result

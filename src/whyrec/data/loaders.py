@@ -215,7 +215,9 @@ def _movielens_catalog(
     titles: list[str],
     genres: list[tuple[str, ...]],
     tags: dict[str, tuple[str, ...]] | None,
+    described: dict[str, str] | None = None,
 ) -> Catalog:
+    """`described`: item id → a description (every tag users gave it, see `_tag_descriptions`)."""
     years = np.array([year_from_title(t) for t in titles])
     attributes = {
         "genres": [tuple(g for g in gs if g != _NO_GENRE) for gs in genres],
@@ -223,7 +225,35 @@ def _movielens_catalog(
     }
     if tags is not None:
         attributes["tags"] = [tags.get(i, ()) for i in item_ids]
-    return Catalog(item_ids=item_ids, titles=titles, years=years, attributes=attributes)
+    descriptions = [described.get(i, "") for i in item_ids] if described else None
+    return Catalog(
+        item_ids=item_ids,
+        titles=titles,
+        years=years,
+        attributes=attributes,
+        descriptions=descriptions,
+    )
+
+
+def _tag_descriptions(tags: pd.DataFrame, keep: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """Every tag users gave an item, most applied first, as its description text, less the
+    frequent ones already in its `tags` field.
+
+    MovieLens has no plot text; what people wrote about an item ("dead wife", "heist",
+    "bubba gump shrimp") is the nearest thing, and a free-text query ("dreams within
+    dreams heist") is matched against it. Rare tags are not attribute values (nobody is
+    asked about "dead wife"), but as words they describe the item."""
+    tags = tags.assign(tag=tags["tag"].map(normalize_tag), movieId=tags["movieId"].astype(str))
+    tags = tags[tags["tag"] != ""]
+    uses = tags.groupby(["movieId", "tag"]).size().rename("uses").reset_index()
+    ordered = uses.sort_values(["movieId", "uses", "tag"], ascending=[True, False, True])
+    out: dict[str, str] = {}
+    for mid, group in ordered.groupby("movieId", sort=False):
+        listed = set(keep.get(mid, ()))
+        words = [t for t in group["tag"] if t not in listed]
+        if words:
+            out[mid] = "described as: " + ", ".join(words)
+    return out
 
 
 def _frequent_tags(
@@ -255,16 +285,18 @@ def _load_movielens_csv(directory: Path, name: str) -> Dataset:
     )
     movies = read_table(directory / "movies.csv", dtype=str, keep_default_na=False)
     _require_columns(movies, ["movieId", "title", "genres"], directory / "movies.csv")
-    tags = None
+    tags = described = None
     if (directory / "tags.csv").exists():
         tag_frame = read_table(directory / "tags.csv", dtype={"tag": str}, keep_default_na=False)
         _require_columns(tag_frame, ["movieId", "tag"], directory / "tags.csv")
         tags = _frequent_tags(tag_frame)
+        described = _tag_descriptions(tag_frame, tags)
     catalog = _movielens_catalog(
         movies["movieId"].str.strip().tolist(),
         movies["title"].str.strip().tolist(),
         [_split_values(g) for g in movies["genres"]],
         tags,
+        described,
     )
     frame, _ = interactions_frame(
         ratings["userId"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -15,16 +16,23 @@ from whyrec.errors import DataError, NotFoundError
 class Vocabulary(Mapping[Hashable, int]):
     """Ids in a fixed order and the position of each; a read-only mapping id → position.
 
-    Built once from the ids in their order; duplicates are a data error. Look-ups are
-    dict speed (`get` is the dict's own method), an unknown id is a `NotFoundError` that
-    names the id, and `numbers` maps many ids at once with -1 for the unknown ones.
+    Built once from the ids in their order; duplicates are a data error, unless
+    `duplicates="last"` says that a repeated id means its last position (for keys derived
+    from labels, such as a value and a path prefix spelled alike). Look-ups are dict speed
+    (`get` is the dict's own method), an unknown id is a `NotFoundError` that names the id,
+    and `numbers` maps many ids at once with -1 for the unknown ones.
     """
 
-    def __init__(self, ids: Sequence[Hashable] | np.ndarray, what: str = "id") -> None:
+    def __init__(
+        self,
+        ids: Sequence[Hashable] | np.ndarray,
+        what: str = "id",
+        duplicates: Literal["error", "last"] = "error",
+    ) -> None:
         self.what = what
         self.ids = list(ids)
         self._index: dict[Hashable, int] = {key: pos for pos, key in enumerate(self.ids)}
-        if len(self._index) != len(self.ids):
+        if len(self._index) != len(self.ids) and duplicates == "error":
             dupes = [str(i) for i, c in Counter(self.ids).items() if c > 1][:5]
             raise DataError(f"duplicate {what}s, e.g. {', '.join(dupes)}")
         self.get = self._index.get  # C-speed look-up on hot paths

@@ -287,8 +287,10 @@ class Agent:
 
 
 def reorder(items: list[dict], order: list[str] | None) -> list[dict]:
-    """Items in the LLM's order; ids it left out keep their place after the others."""
+    """Items in the LLM's order (ranks renumbered); ids it left out keep their place after
+    the others."""
     if not order:
         return items
     rank = {item_id: i for i, item_id in enumerate(order)}
-    return sorted(items, key=lambda item: rank.get(item["item_id"], len(rank)))
+    ordered = sorted(items, key=lambda item: rank.get(item["item_id"], len(rank)))
+    return [{**item, "rank": number} for number, item in enumerate(ordered, 1)]

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from whyrec.conversation.state import DialogueState
+from whyrec.core import ItemList
 from whyrec.filters import ItemFilter
 from whyrec.ranking import top_k
 
@@ -161,10 +162,8 @@ class Toolbox:
         return {"handle": handle, "count": len(positions), "top": self.preview(positions)}
 
     def preview(self, positions: list[int]) -> list[dict]:
-        return [
-            {"item_id": self.catalog.item_ids[p], "title": self.catalog.titles[p]}
-            for p in positions[:PREVIEW_ITEMS]
-        ]
+        """The head of a list in the core item shape, brief (id and title)."""
+        return ItemList(self.catalog, positions[:PREVIEW_ITEMS]).to_dicts(brief=True)
 
     def _field(self, name: str) -> str:
         for known in self.catalog.fields:

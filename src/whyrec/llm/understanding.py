@@ -24,7 +24,7 @@ from whyrec.conversation.understanding import (
     ItemMention,
     Understander,
     Understanding,
-    _unique_mentions,
+    unique_mentions,
 )
 from whyrec.data.catalog import Catalog, title_key
 from whyrec.errors import NotFoundError
@@ -282,7 +282,7 @@ class LLMUnderstander:
         elif acts.subject_title:
             self._ground_subject(acts.subject_title, shown, said, dropped)
         said.answer = acts.answer
-        said.mentions = _unique_mentions(said.mentions)
+        said.mentions = unique_mentions(said.mentions)
         if not said.intents and (said.mentions or said.constraints or said.soft_wishes):
             said.intents.append(Intent.RECOMMEND)
         Understander._find_contradictions(said)

@@ -4,8 +4,8 @@ Every input has bounds, so a malformed or oversized request is a clear 422, neve
 crash or a slow request. The OpenAPI document says exactly what is accepted: "exactly
 one of" rules are `oneOf`s, blank strings are excluded by a pattern, and the filter
 fields and values are the served catalog's (`catalog_filter_schema`, added by the app).
-Explanations are documented as objects: their fields are the `Explanation.to_dict()`
-evidence plus the rendered `text`.
+Explanations are typed by `whyrec.explain.schema`: the `Explanation.to_dict()` evidence
+plus the rendered `text`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from whyrec.engine import MAX_INEXACT_TITLES
+from whyrec.explain.schema import (
+    ExplanationData,
+    HistoryContributionData,
+    TurnExplanationData,
+)
 
 MAX_K = 100
 MAX_HISTORY = 500
@@ -140,10 +145,12 @@ class Card(BaseModel):
 
 
 class RecommendedItem(Card):
+    """An item of a ranked list (the core `ItemList` entry) with its card fields."""
+
     rank: int
     score: float
-    because: list[dict[str, Any]] = Field(default_factory=list)
-    explanation: dict[str, Any] | None = None
+    because: list[HistoryContributionData] = Field(default_factory=list)
+    explanation: ExplanationData | None = None
 
 
 class RecommendResponse(BaseModel):
@@ -152,7 +159,7 @@ class RecommendResponse(BaseModel):
 
 
 class ExplainResponse(BaseModel):
-    explanation: dict[str, Any]
+    explanation: ExplanationData
     item: Card
 
 
@@ -188,7 +195,13 @@ class MessageRequest(Strict):
 
 
 class TurnItem(Card):
-    explanation: dict[str, Any] | None = None
+    """A conversation's item: the same entry as a recommended item's (rank and score are
+    absent from turns stored before they were added)."""
+
+    rank: int | None = None
+    score: float | None = None
+    because: list[HistoryContributionData] = Field(default_factory=list)
+    explanation: TurnExplanationData | None = None
 
 
 class TurnResponse(BaseModel):

@@ -212,10 +212,7 @@ class Service:
             session = self.conversation.start()
             session.send("a funny animated film from the 90s")
             session.send("why the first one?")
-            wishes = self.conversation.scorer.wish_scorer
-            if wishes is not None:  # the first soft wish encodes the whole catalog
-                wishes([("mind-bending", True)])
-            self.conversation.measures.warm()  # critique directions, quality
+            self.conversation.warm_up()
         finally:
             self.conversation.store.close()
             self.conversation.store = real
@@ -316,14 +313,7 @@ class Service:
             position = self.catalog.position(reference)
         else:
             position = self.catalog.match_title(reference, self.engine.popularity).position
-        explanation = self.engine.explain(
-            query.history,
-            position,
-            k=query.k,
-            item_filter=query.item_filter,
-            user_id=query.user_id,
-            top_reasons=request.reasons,
-        )
+        explanation = self.engine.explain(query, position, top_reasons=request.reasons)
         return {
             "explanation": to_data(explanation),
             "item": self.card(position),

@@ -68,7 +68,8 @@ def _stem(word: str) -> str:
 
 
 def content_words(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in _FILLER}
+    """Stemmed words other than fillers; two letters count ("Up" is a title and a word)."""
+    return {_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in _FILLER}
 
 
 def _zscore(values: np.ndarray) -> np.ndarray:
@@ -180,9 +181,9 @@ class SemanticWishes:
         similarity = self.item_vectors @ query
         if not self.title_guard:
             return similarity
-        shared = self.sharing_title_words(text)
-        if shared.any():
-            similarity = np.where(shared, self.untitled_vectors @ query, similarity)
+        shared = np.flatnonzero(self.sharing_title_words(text))
+        if len(shared):  # only the few items sharing a title word are compared again
+            similarity[shared] = self.untitled_vectors[shared] @ query
         return similarity
 
     def __call__(self, wishes: list[tuple[str, bool]]) -> np.ndarray | None:

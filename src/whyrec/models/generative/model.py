@@ -41,6 +41,7 @@ from whyrec.models.generative.network import GenerativeNetwork
 from whyrec.models.generative.trie import Trie
 from whyrec.models.sasrec import PAD, SASRec, left_pad
 from whyrec.torch_utils import (
+    EarlyStopping,
     limit_threads,
     load_arrays_into,
     resolve_device,
@@ -178,7 +179,7 @@ class Generative(Recommender):
         children_t = [c.to(device) for c in self._children]
         trained_t = [t.to(device) for t in self._trained]
         optimizer = torch.optim.Adam(self.network_.parameters(), lr=self.config.lr)
-        best_score, best_state, stale = -1.0, None, 0
+        stopping = EarlyStopping(self.config.patience)
         self.history_: list[dict[str, float]] = []
         for epoch in range(self.config.epochs):
             self.network_.train()
@@ -203,19 +204,9 @@ class Generative(Recommender):
             val_ndcg = self._validation_ndcg(holdout) if holdout else 0.0
             self.network_.to(device)
             self.history_.append({"epoch": epoch + 1, "loss": total / steps, "val_ndcg": val_ndcg})
-            if val_ndcg > best_score:
-                best_score, stale = val_ndcg, 0
-                best_state = {
-                    k: v.detach().cpu().clone() for k, v in self.network_.state_dict().items()
-                }
-            else:
-                stale += 1
-                if stale >= self.config.patience:
-                    break
-        self.network_.to("cpu")
-        if best_state is not None:
-            self.network_.load_state_dict(best_state)
-        self.network_.eval()
+            if stopping.should_stop(self.network_, val_ndcg):
+                break
+        stopping.restore(self.network_)
         self._cache_item_vectors()
         self.best_epoch_ = int(np.argmax([h["val_ndcg"] for h in self.history_])) + 1
         self.fit_seconds_ = time.perf_counter() - started
