@@ -109,7 +109,9 @@ class GenerativeNetwork(nn.Module):
         """
         allowed = children >= 0
         safe = children.clamp(min=0)
-        own = self.nodes[level](safe) * trained[safe][..., None]
+        # mask the (nodes × dim) table, then gather: far cheaper than masking the gathered
+        # (rows × K × dim) tensor in training
+        own = (self.nodes[level].weight * trained[:, None].to(output.dtype))[safe]
         logits = self.heads[level](output) + torch.einsum("...cd,ckd->...ck", output, own)
         return functional.log_softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
 
