@@ -244,3 +244,19 @@ def test_a_gpu_asked_for_without_one_is_refused_in_training_and_falls_back_when_
     assert "not available; using cpu" in capsys.readouterr().err
     history = dataset.histories()[1]
     np.testing.assert_allclose(on_gpu.score([history]), model.score([history]), rtol=1e-5)
+
+
+def test_interpret_probes_the_encoder_state_and_scores_through_the_decoder(generative, core_loo):
+    from whyrec.interpret import probe_for
+
+    probe = probe_for(generative)
+    histories = [*core_loo.train.histories()[:3], np.zeros(0, dtype=np.int64)]
+    vectors = probe.vectors(histories)
+    assert vectors.shape == (4, generative.config.dim) and not vectors[3].any()
+    np.testing.assert_allclose(
+        probe.scores(vectors, histories)[:3], generative.score(histories[:3]), rtol=1e-5
+    )
+    assert np.isneginf(probe.scores(vectors, histories)[3]).all()
+    # an edited state changes the ranking (the scores are read from the vector given)
+    edited = probe.scores(vectors[:1] + 3.0 * vectors[1:2], histories[:1])
+    assert not np.allclose(edited, generative.score(histories[:1]))

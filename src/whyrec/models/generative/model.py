@@ -350,12 +350,33 @@ class Generative(Recommender):
 
     def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
         sequences = self._as_sequences(histories)
-        scores = np.full((len(sequences), self.n_items_), -np.inf, dtype=np.float32)
+        empty = np.array([len(s) == 0 for s in sequences], dtype=bool)
+        scores = self.scores_from_hidden(self._hidden_of(sequences), empty)
+        return scores if items is None else scores[:, np.asarray(items)]
+
+    def hidden(self, histories: Histories) -> np.ndarray:
+        """(n, dim) encoder state of each history, the vector the index decoder reads
+        (zeros for an empty history): `interpret`'s probe point."""
+        return self._hidden_of(self._as_sequences(histories))
+
+    def _hidden_of(self, sequences: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(sequences), self.config.dim), dtype=np.float32)
         filled = [i for i, s in enumerate(sequences) if len(s)]
         for start in range(0, len(filled), 64):
             rows = filled[start : start + 64]
-            scores[rows] = self._score_slots([sequences[r] for r in rows])
-        return scores if items is None else scores[:, np.asarray(items)]
+            out[rows] = self._states([sequences[r] for r in rows]).cpu().numpy()
+        return out
+
+    def scores_from_hidden(self, vectors: np.ndarray, empty: np.ndarray) -> np.ndarray:
+        """Exhaustive log-probabilities of every item's index read from given encoder
+        states (-inf for rows of empty histories): `score` for an edited state."""
+        scores = np.full((len(vectors), self.n_items_), -np.inf, dtype=np.float32)
+        rows = np.flatnonzero(~np.asarray(empty, dtype=bool))
+        for start in range(0, len(rows), 64):
+            chunk = rows[start : start + 64]
+            states = np.ascontiguousarray(vectors[chunk], dtype=np.float32)
+            scores[chunk] = self.log_likelihoods(self._tensor(states))
+        return scores
 
     # ----- generation ---------------------------------------------------------------------
     def check_history(self, history: np.ndarray) -> np.ndarray:
