@@ -3,6 +3,7 @@ accuracy against EASE on several catalog shapes, and refusals that come before t
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,25 @@ def test_tune_covers_sansa_parameters(tmp_path, capsys):
 
     rows = json.loads((tmp_path / "tune.json").read_text())
     assert len(rows["grid"]) == 2
+
+
+def test_the_packages_collections_skip_the_objects_the_process_already_held(loo):
+    """The package collects garbage ~25 times a fit; in a large process (a test session, a
+    server) walking every old object each time made the fit minutes long."""
+    held = len(gc.get_objects())
+    frozen: list[int] = []
+
+    def note(phase: str, _info: dict) -> None:
+        if phase == "start":
+            frozen.append(gc.get_freeze_count())
+
+    gc.callbacks.append(note)
+    try:
+        SANSA(weights_per_item=10, inverse_steps=2).fit(loo.train)
+    finally:
+        gc.callbacks.remove(note)
+    assert frozen and min(frozen) >= 0.9 * held  # every collection in the fit skipped them
+    assert gc.get_freeze_count() == 0  # and they are collectable again afterwards
 
 
 # ----- memory: measured before the work, refused in one line ---------------------------------

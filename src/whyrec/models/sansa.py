@@ -19,8 +19,11 @@ built in bands under a memory check, the zero diagonal, saving, scoring and expl
 
 from __future__ import annotations
 
+import gc
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -194,14 +197,32 @@ def sansa_factors(
     # it and scipy narrows the int64 indices it just set to int32, which the compiled
     # kernel rejects. The Gram is symmetric, so its CSR arrays are its CSC arrays.
     gram = sp.csc_matrix((gram.data, gram.indices, gram.indptr), shape=gram.shape)
-    with warnings.catch_warnings():  # CHOLMOD notes each CSR → CSC view it takes
-        warnings.filterwarnings("ignore", message=".*to CSC format")
+    with warnings.catch_warnings(), _collector_sees_only_new_objects():
+        warnings.filterwarnings("ignore", message=".*to CSC format")  # CHOLMOD's CSR → CSC notes
         model.fit(gram, compute_gramian=False)
     del gram
     encoder, decoder = (_compact(w) for w in model.weights)
     model.weights = (None, None)
     self_weights = np.asarray(encoder.multiply(decoder.T.tocsr()).sum(axis=1)).ravel()
     return encoder, decoder, self_weights.astype(np.float32)
+
+
+@contextmanager
+def _collector_sees_only_new_objects() -> Iterator[None]:
+    """Let the package's own `gc.collect()` calls skip every object that existed before.
+
+    The package runs a full collection after each squared-norm and factorisation step
+    (about 25 a fit). Each one walks every object the process holds, so inside a large
+    process (a test session, a server with torch and an encoder loaded) they took most of
+    the fit: `whyrec tune` on a 20-core of ml-latest-small spent half its time in them, and
+    a CI run several minutes. Frozen objects are skipped; what the fit creates is still
+    collected, and the old objects go back to the collector afterwards.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _compact(matrix: sp.spmatrix) -> sp.csr_matrix:
