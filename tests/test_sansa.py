@@ -93,6 +93,26 @@ def test_save_load_gives_identical_scores(tmp_path, loo, fitted):
     )
 
 
+@pytest.mark.parametrize("factorizer", ["icf", "cholmod"])
+def test_full_density_with_the_ease_objective_is_ease(factorizer):
+    """objective=ease undoes the package's norm scaling: at full density B is EASE's."""
+    rng = np.random.default_rng(0)
+    matrix = sp.random(2000, 300, density=0.05, format="csr", random_state=rng, dtype=np.float32)
+    matrix.data[:] = 1
+    config = SANSA(reg=50.0, weights_per_item=300, factorizer=factorizer, objective="ease").config
+    encoder, decoder, _ = sansa_module.sansa_factors(matrix, config)
+    weights = (encoder @ decoder).toarray()
+    np.fill_diagonal(weights, 0.0)
+    exact = np.asarray(ease_module.ease_weights(matrix, 50.0))
+    np.testing.assert_allclose(weights, exact, atol=5e-5)
+    if factorizer == "icf":  # the package's own model keeps its scaling: not EASE's weights
+        package = SANSA(reg=50.0, weights_per_item=300, objective="package").config
+        encoder, decoder, _ = sansa_module.sansa_factors(matrix, package)
+        scaled = (encoder @ decoder).toarray()
+        np.fill_diagonal(scaled, 0.0)
+        assert np.abs(scaled - exact).max() > 1e-2
+
+
 @pytest.mark.parametrize(
     ("users", "items", "interactions"),
     [(1500, 300, 45_000), (3000, 2000, 60_000)],  # a dense and a sparse catalog shape

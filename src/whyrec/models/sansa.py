@@ -34,6 +34,9 @@ from whyrec.models import memory
 from whyrec.models.base import ModelConfig
 from whyrec.models.item_item import ItemItemModel
 
+PACKAGE_SHIFT = 1e-4
+"""With `objective="ease"` λ is already on the Gram; the package adds this to the scaled
+diagonal (≤ 1) only to keep its incomplete Cholesky clear of breakdown."""
 GRAM_BAND_ENTRIES = 2**24
 """Items × band rows of the Gram computed at once (bounds the band's own product)."""
 GRAM_BYTES_PER_ENTRY = 48
@@ -68,6 +71,12 @@ class SANSAConfig(ModelConfig):
     )
     inverse_steps: int = Field(
         10, ge=0, description="Fine-tuning steps of the approximate inverse (UMR)."
+    )
+    objective: Literal["package", "ease"] = Field(
+        "package",
+        description="ease: EASE's loss (λ on the Gram's diagonal, as `--model ease`); the "
+        "package's norm scaling only preconditions the factorisation and is undone. package: "
+        "the package's model as published (λ on the norm-scaled Gram, scaling kept).",
     )
 
 
@@ -190,9 +199,10 @@ def sansa_factors(
         if config.factorizer == "icf"
         else sansa.CHOLMODGramianFactorizerConfig()
     )
+    ease = config.objective == "ease"
     model = sansa.SANSA(
         sansa.SANSAConfig(
-            l2=config.reg,
+            l2=PACKAGE_SHIFT if ease else config.reg,
             weight_matrix_density=min(1.0, config.weights_per_item / max(n_items, 1)),
             gramian_factorizer_config=factorizer,
             lower_triangle_inverter_config=sansa.UMRUnitLowerTriangleInverterConfig(
@@ -201,6 +211,9 @@ def sansa_factors(
         )
     )
     gram = sparse_gram(matrix, config)
+    if ease:  # λ on the raw Gram's diagonal, which is there for every active item
+        gram.setdiag(gram.diagonal() + np.float32(config.reg))
+        scale = _package_scaling(gram) if config.factorizer == "icf" else None
     # The package needs its Gram column-major: handed a CSR matrix, its ICF step transposes
     # it and scipy narrows the int64 indices it just set to int32, which the compiled
     # kernel rejects. The Gram is symmetric, so its CSR arrays are its CSC arrays.
@@ -209,10 +222,28 @@ def sansa_factors(
         warnings.filterwarnings("ignore", message=".*to CSC format")  # CHOLMOD's CSR → CSC notes
         model.fit(gram, compute_gramian=False)
     del gram
-    encoder, decoder = (_compact(w) for w in model.weights)
+    encoder, decoder = model.weights
     model.weights = (None, None)
+    if ease and scale is not None:  # B' = S·B·S⁻¹ back to B: E ← S⁻¹·E, F ← F·S
+        encoder = sp.diags(1 / scale).dot(encoder)
+        decoder = sp.csr_matrix(decoder).dot(sp.diags(scale))
+    encoder, decoder = _compact(encoder), _compact(decoder)
     self_weights = np.asarray(encoder.multiply(decoder.T.tocsr()).sum(axis=1)).ravel()
     return encoder, decoder, self_weights.astype(np.float32)
+
+
+def _package_scaling(gram: sp.csr_matrix) -> np.ndarray:
+    """√‖G_i‖ for each row: the package factors S⁻¹·G·S⁻¹ + shift·I with S this diagonal.
+
+    It does so to keep the incomplete Cholesky stable, but keeps the scaling in its
+    weights: its B is S·B_G·S⁻¹, which divides every score of item j by √‖G_j‖ (a
+    popularity penalty EASE does not have) and turns λ into λ·‖G_i‖ per item. Undoing it
+    gives EASE's model at whatever density the factors are kept.
+    """
+    squares = gram.multiply(gram).sum(axis=1)
+    scale = np.sqrt(np.sqrt(np.asarray(squares, dtype=np.float64).ravel()))
+    scale[scale == 0] = 1.0
+    return scale
 
 
 @contextmanager
