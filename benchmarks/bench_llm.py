@@ -179,6 +179,9 @@ def usage(traces: list[dict]) -> str:
 HTTP_ERRORS = ("rejected", "server_error", "rate_limited")
 
 
+SPEED_SKIPPED = "not asked (the server's speed left time for the reply only)"
+
+
 def turn_sources(trace: dict) -> dict[str, str]:
     """Where each step of one turn came from: "llm" (ok/repaired) or the fallback cause."""
 
@@ -201,7 +204,9 @@ def turn_sources(trace: dict) -> dict[str, str]:
     calls = trace.get("calls", [])
     plan = trace.get("plan")
     plan_source = "not asked"
-    if plan is not None:
+    if plan is not None and plan.get("not_asked"):
+        plan_source = SPEED_SKIPPED
+    elif plan is not None:
         plan_source = "llm" if not str(plan.get("result", "")).startswith("no plan") else "no plan"
         if plan_source == "no plan":
             structured = (plan.get("structured") or [None])[-1]
@@ -223,7 +228,8 @@ def real_chat(engine, config, turns: int, seed: int) -> dict:
     conversation = open_conversation(engine, llm=config, wish_scorer=None)
     traces, seconds = run_episodes(conversation, engine, turns, checker, seed)
     sources = [turn_sources(t) for t in traces]
-    used = sum(all(v in ("llm", "not asked") for v in s.values()) for s in sources)
+    used = sum(all(v in ("llm", "not asked", SPEED_SKIPPED) for v in s.values()) for s in sources)
+    strict = sum(all(v in ("llm", "not asked") for v in s.values()) for s in sources)
     any_used = sum(any(v == "llm" for v in s.values()) for s in sources)
     causes = Counter(f"{step}: {v}" for s in sources for step, v in s.items() if v != "llm")
     errors = Counter(
@@ -248,6 +254,7 @@ def real_chat(engine, config, turns: int, seed: int) -> dict:
         "turns": len(traces),
         "dialect": traces[-1].get("dialect"),
         "llm_used_every_step": used,
+        "llm_used_every_step_counting_speed_skips_as_fallbacks": strict,
         "llm_used_any_step": any_used,
         "steps": steps,
         "fallbacks": dict(causes.most_common()),
@@ -274,10 +281,13 @@ def real_chat(engine, config, turns: int, seed: int) -> dict:
     )
     print(
         f"  LLM output used in every step asked: {used}/{len(traces)} "
-        f"({used / len(traces):.0%}); in at least one step: {any_used}/{len(traces)}"
+        f"({used / len(traces):.0%}); the same with a plan skipped for speed counted as a "
+        f"fallback: {strict}/{len(traces)} ({strict / len(traces):.0%}); in at least one "
+        f"step: {any_used}/{len(traces)} ({any_used / len(traces):.0%})"
     )
     for step, counts in steps.items():
         print(f"  {step}: from the LLM in {counts['from_llm']}/{counts['asked']} turns asked")
+    print(f"  server speed learned: {traces[-1].get('dialect', {}).get('speed')}")
     print("  fallbacks by cause: " + ", ".join(f"{k} {v}" for k, v in causes.most_common()))
     print(
         f"  4xx/5xx answers: {sum(errors.values())} {dict(errors)} "

@@ -51,13 +51,18 @@ class LLMSession(Session):
 
     conversation: LLMConversation
 
-    def _understand(self, text: str) -> Understanding:
-        conv = self.conversation
-        config = conv.llm_config
+    def send(self, text: str) -> Turn:
+        """A turn whose LLM time is counted from its very start, so that nothing the turn
+        does before its calls (or after them, see `Agent`) pushes it past the budget."""
+        config = self.conversation.llm_config
         self._started = time.monotonic()
         self._ctx = CallContext.for_turn(
             config, TokenBudget(config.token_budget, used=self.state.llm_tokens)
         )
+        return super().send(text)
+
+    def _understand(self, text: str) -> Understanding:
+        conv = self.conversation
         self._trace: dict = {}
         pending = self.state.pending.text if self.state.pending else None
         said, notes, record = conv.llm_understander.understand(
@@ -103,7 +108,9 @@ class LLMSession(Session):
             self._trace["plan"] = outcome.trace
             facts = outcome.facts
             if outcome.items is not None and outcome.items != policy_items:
+                started = time.monotonic()
                 items = self.describe_items(state, outcome.items)
+                conv.agent.work.described(time.monotonic() - started)
                 constraints = replies.describe_constraints(
                     state.include, state.exclude, state.year_min, state.year_max
                 )
@@ -125,6 +132,7 @@ class LLMSession(Session):
         if items and not explaining:
             turn.items = reorder(items, order)
             state.shown = [catalog.position(i["item_id"]) for i in turn.items]
+            turn.reply = "\n".join([reply, *replies.item_lines(turn.items)])
         return turn
 
     def _permitted(
