@@ -129,7 +129,9 @@ class Checker:
             self.bad.append(text[:200])
 
 
-def run_episodes(conversation, engine, turns: int, checker: Checker | None, seed: int):
+def run_episodes(
+    conversation, engine, turns: int, checker: Checker | None, seed: int, progress: int = 0
+):
     """Language-user episodes until `turns` turns; returns the turns' traces and seconds."""
     from whyrec.evaluation.simulated_users import LanguageUser, run_language_episode
 
@@ -143,6 +145,14 @@ def run_episodes(conversation, engine, turns: int, checker: Checker | None, seed
         turn = original_send(session, text)
         seconds.append(time.perf_counter() - started)
         traces.append(turn.trace.get("llm", {}))
+        if progress and len(seconds) % progress == 0:
+            print(
+                f"  ... {len(seconds)} turns, last {progress}: median "
+                f"{statistics.median(seconds[-progress:]):.2f} s, max "
+                f"{max(seconds[-progress:]):.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         if checker is not None:
             checker.check(turn.reply)
         return turn
@@ -226,7 +236,7 @@ def real_chat(engine, config, turns: int, seed: int) -> dict:
 
     checker = Checker(engine.catalog)
     conversation = open_conversation(engine, llm=config, wish_scorer=None)
-    traces, seconds = run_episodes(conversation, engine, turns, checker, seed)
+    traces, seconds = run_episodes(conversation, engine, turns, checker, seed, progress=10)
     sources = [turn_sources(t) for t in traces]
     used = sum(all(v in ("llm", "not asked", SPEED_SKIPPED) for v in s.values()) for s in sources)
     strict = sum(all(v in ("llm", "not asked") for v in s.values()) for s in sources)
@@ -380,6 +390,12 @@ def main() -> None:
     parser.add_argument("--real-turns", type=int, default=200)
     parser.add_argument("--real-timeout", type=float, default=20.0)
     parser.add_argument("--eval-users", type=int, default=40)
+    parser.add_argument(
+        "--eval-timeout",
+        type=float,
+        default=60.0,
+        help="Seconds per LLM recommender call (offline scoring, not a chat turn).",
+    )
     parser.add_argument("--json", type=Path, help="Also write part 3's figures here.")
     args = parser.parse_args()
 
@@ -406,7 +422,8 @@ def main() -> None:
         if args.real_turns:
             result["chat"] = real_chat(engine, real, args.real_turns, args.seed)
         if args.eval_users:
-            result["recommenders"] = real_recommenders(real, args.eval_users, args.seed)
+            offline = real.model_copy(update={"timeout": args.eval_timeout})
+            result["recommenders"] = real_recommenders(offline, args.eval_users, args.seed)
         if args.json:
             args.json.write_text(json.dumps(result, indent=1, default=str) + "\n")
         return

@@ -85,24 +85,29 @@ class GroundedReply(BaseModel):
 
 
 @dataclass
-class WorkTimes:
-    """How long whyrec's own work on an LLM answer takes here (one plan step; describing
-    a new list), as a slowly forgotten maximum: a plan is asked early enough for its
-    execution to end within the turn, and a step only starts when it can."""
+class DecayingMax:
+    """The longest recent duration of some work, slowly forgotten (a tenth per sample):
+    what to keep free for it, on a machine whose speed changes."""
 
-    step: float = 0.0
-    describe: float = 0.0
+    seconds: float = 0.0
     DECAY = 0.9
 
-    def stepped(self, seconds: float) -> None:
-        self.step = max(seconds, self.step * self.DECAY)
+    def took(self, seconds: float) -> None:
+        self.seconds = max(seconds, self.seconds * self.DECAY)
 
-    def described(self, seconds: float) -> None:
-        self.describe = max(seconds, self.describe * self.DECAY)
+
+@dataclass
+class WorkTimes:
+    """How long whyrec's own work on a plan takes here (one step; describing a new list):
+    a plan is asked early enough for its execution to end within the turn, and a step
+    only starts when it can."""
+
+    step: DecayingMax = field(default_factory=DecayingMax)
+    describe: DecayingMax = field(default_factory=DecayingMax)
 
     def reserve(self) -> float:
         """Seconds kept after a plan's answer: a typical plan's steps and the new list."""
-        return TYPICAL_PLAN_STEPS * self.step + self.describe
+        return TYPICAL_PLAN_STEPS * self.step.seconds + self.describe.seconds
 
 
 TYPICAL_PLAN_STEPS = 2
@@ -240,12 +245,12 @@ class Agent:
         long as the slowest one lately); `trace["cut"]` says when it had not."""
         observations = []
         for done, (_, name, arguments) in enumerate(calls):
-            if ctx.remaining < self.work.step:
+            if ctx.remaining < self.work.step.seconds:
                 trace["cut"] = f"out of time after {done} of {len(calls)} steps"
                 break
             started = time.monotonic()
             observation = toolbox.run(name, arguments)
-            self.work.stepped(time.monotonic() - started)
+            self.work.step.took(time.monotonic() - started)
             observations.append(observation)
             step = {"tool": name, "arguments": arguments[:500]}
             step |= {k: observation[k] for k in ("handle", "count", "error") if k in observation}

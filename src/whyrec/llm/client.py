@@ -58,12 +58,21 @@ REPETITION_BOUNDS = frozenset(
 a 1,000-character limit is a thousand nested optionals, which it refuses ("exceeds sane
 defaults"), and llama-cpp-python then generated without a grammar and crashed on this
 machine. The answer is still validated against the full schema by pydantic."""
+KEPT_BOUNDS = {"minItems": 32, "maxLength": 80}
+"""Bounds kept in the grammar up to these sizes: a few repetitions are cheap, and without
+them a weak model answers a request for ten titles with an empty list, or writes one
+"title" until its tokens run out."""
 
 
 def grammar_schema(schema: Any) -> Any:
-    """`schema` without repetition bounds, for servers that compile it into a grammar."""
+    """`schema` without large repetition bounds, for servers that compile it into a
+    grammar."""
     if isinstance(schema, dict):
-        return {k: grammar_schema(v) for k, v in schema.items() if k not in REPETITION_BOUNDS}
+        return {
+            k: grammar_schema(v)
+            for k, v in schema.items()
+            if k not in REPETITION_BOUNDS or (isinstance(v, int) and v <= KEPT_BOUNDS.get(k, -1))
+        }
     if isinstance(schema, list):
         return [grammar_schema(v) for v in schema]
     return schema
@@ -377,15 +386,27 @@ class CallContext:
     calls: list[dict] = field(default_factory=list)
     unreachable: bool = False
     """Set once a call failed for good: later calls of the turn are skipped at once."""
+    own_work: float = 0.0
+    """Seconds whyrec's own work of a turn takes here lately (everything but waiting for
+    the LLM): kept free at the end of the turn, so a late answer leaves time for it."""
+    started: float = field(default_factory=time.monotonic)
+    waited: float = 0.0
+    """Seconds this turn has waited for the LLM so far."""
 
     @classmethod
-    def for_turn(cls, config: LLMConfig, budget: TokenBudget) -> CallContext:
+    def for_turn(cls, config: LLMConfig, budget: TokenBudget, own_work: float = 0.0) -> CallContext:
         reserve = min(RESERVE_MAX, RESERVE_SHARE * config.timeout)
-        return cls(time.monotonic() + config.timeout - reserve, budget)
+        return cls(time.monotonic() + config.timeout - reserve, budget, own_work=own_work)
 
     @property
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    def work_left(self) -> float:
+        """Seconds of the turn's own work still to come (its usual total less what it has
+        done so far): no call may run into them."""
+        done = time.monotonic() - self.started - self.waited
+        return max(0.0, self.own_work - done)
 
     @property
     def tokens(self) -> int:
@@ -530,6 +551,7 @@ class LLMClient:
         record: dict[str, Any] = {"purpose": purpose, "attempts": 0, "tokens": 0}
         ctx.calls.append(record)
         started = time.monotonic()
+        reserve = max(reserve, ctx.work_left())
         result, outcome = None, "failed"
         for index, trying in enumerate(forms):
             body = self.body(messages, schema, tools, tool_choice, trying, max_tokens)
@@ -543,6 +565,7 @@ class LLMClient:
             note = f"{trying} rejected ({status}): {forms[index + 1]}"
             record.setdefault("dialect", []).append(note)
         record["seconds"] = round(time.monotonic() - started, 3)
+        ctx.waited += time.monotonic() - started
         if not record.get("errors"):
             record.pop("errors", None)
         if result is None and form is None and record.get("dialect") and outcome in NOT_REJECTED:

@@ -18,7 +18,7 @@ from whyrec.conversation.state import DialogueState
 from whyrec.conversation.store import SessionStore
 from whyrec.conversation.understanding import Intent, Understanding
 from whyrec.engine import Engine
-from whyrec.llm.agent import Agent, reorder
+from whyrec.llm.agent import Agent, DecayingMax, reorder
 from whyrec.llm.client import CallContext, LLMClient, TokenBudget
 from whyrec.llm.config import LLMConfig
 from whyrec.llm.understanding import LLMUnderstander, ProfileNotes, merge_profile
@@ -44,6 +44,7 @@ class LLMConversation(Conversation):
         self.client = client or LLMClient(config)
         self.llm_understander = LLMUnderstander(self.client, self.understander)
         self.agent = Agent(self.client, self.catalog, self.config.rec_size)
+        self.own_work = DecayingMax()
 
 
 class LLMSession(Session):
@@ -52,14 +53,20 @@ class LLMSession(Session):
     conversation: LLMConversation
 
     def send(self, text: str) -> Turn:
-        """A turn whose LLM time is counted from its very start, so that nothing the turn
-        does before its calls (or after them, see `Agent`) pushes it past the budget."""
-        config = self.conversation.llm_config
+        """A turn that ends within the LLM budget: its time counts from its very start,
+        and the calls leave free the time whyrec's own work took in recent turns (on a
+        loaded machine that is seconds, not milliseconds)."""
+        conv = self.conversation
+        config = conv.llm_config
         self._started = time.monotonic()
         self._ctx = CallContext.for_turn(
-            config, TokenBudget(config.token_budget, used=self.state.llm_tokens)
+            config,
+            TokenBudget(config.token_budget, used=self.state.llm_tokens),
+            own_work=conv.own_work.seconds,
         )
-        return super().send(text)
+        turn = super().send(text)
+        conv.own_work.took(time.monotonic() - self._started - self._ctx.waited)
+        return turn
 
     def _understand(self, text: str) -> Understanding:
         conv = self.conversation
@@ -90,6 +97,7 @@ class LLMSession(Session):
             fallbacks=fallbacks,
             dialect=conv.client.dialect.to_dict(),
             seconds=round(time.monotonic() - self._started, 3),
+            own_work_kept=round(ctx.own_work, 3),
         )
         turn.trace = {"llm": self._trace}
         return turn
@@ -110,7 +118,7 @@ class LLMSession(Session):
             if outcome.items is not None and outcome.items != policy_items:
                 started = time.monotonic()
                 items = self.describe_items(state, outcome.items)
-                conv.agent.work.described(time.monotonic() - started)
+                conv.agent.work.describe.took(time.monotonic() - started)
                 constraints = replies.describe_constraints(
                     state.include, state.exclude, state.year_min, state.year_max
                 )
