@@ -741,6 +741,35 @@ def test_a_late_plan_on_a_slow_machine_still_ends_the_turn_in_time(engine, monke
         assert plan["result"].startswith(("policy list kept", "no plan")), plan
 
 
+def test_turns_keep_time_free_for_whyrecs_own_work_on_a_loaded_machine(
+    engine, monkeypatch, llm_server, tmp_path
+):
+    """An answer that comes at the last moment leaves whyrec's own work (the policy, the
+    lists, the store: seconds on a loaded machine) past the budget; once that work was
+    measured, later turns end their calls early enough for it."""
+    from llm_server import slow
+    from whyrec.conversation.conversation import Session
+    from whyrec.llm.session import LLMSession
+
+    budget, own_work = 2.0, 0.8
+
+    def loaded_machine(self, state, said, text):
+        time.sleep(own_work)
+        return Session._respond(self, state, said, text)
+
+    monkeypatch.setattr(LLMSession, "_respond", loaded_machine)
+    session = _conversation(engine, llm_server, tmp_path, timeout=budget, cooldown=0).start()
+    seconds = []
+    for _ in range(2):
+        llm_server.script("dialogue_acts", slow(0.95 * budget, json_reply(FLAGSHIP_ACTS)))
+        started = time.monotonic()
+        turn = session.send(FLAGSHIP)
+        seconds.append(time.monotonic() - started)
+    assert seconds[0] > budget  # the first turn shows the work (and is still within + 1 s)
+    assert seconds[1] <= budget + 0.3, (seconds, turn.trace["llm"]["own_work_kept"])
+    assert turn.trace["llm"]["own_work_kept"] >= own_work
+
+
 def test_a_call_that_cannot_finish_in_time_is_not_started(engine, tmp_path):
     """A server reads a whole prompt even for a client that has gone: whyrec learns the
     server's speed from its streamed answers and never sends what cannot end in time."""

@@ -389,14 +389,22 @@ class CallContext:
     own_work: float = 0.0
     """Seconds whyrec's own work of a turn takes here lately (everything but waiting for
     the LLM): kept free at the end of the turn, so a late answer leaves time for it."""
+    tail: float = 0.0
+    """Seconds whyrec's work after a turn's last answer takes here lately: kept free
+    after every call, however much of the turn's own work is done already."""
     started: float = field(default_factory=time.monotonic)
     waited: float = 0.0
     """Seconds this turn has waited for the LLM so far."""
+    answered: float | None = None
+    """When the turn's last call ended."""
 
     @classmethod
-    def for_turn(cls, config: LLMConfig, budget: TokenBudget, own_work: float = 0.0) -> CallContext:
+    def for_turn(
+        cls, config: LLMConfig, budget: TokenBudget, own_work: float = 0.0, tail: float = 0.0
+    ) -> CallContext:
         reserve = min(RESERVE_MAX, RESERVE_SHARE * config.timeout)
-        return cls(time.monotonic() + config.timeout - reserve, budget, own_work=own_work)
+        deadline = time.monotonic() + config.timeout - reserve
+        return cls(deadline, budget, own_work=own_work, tail=tail)
 
     @property
     def remaining(self) -> float:
@@ -406,7 +414,7 @@ class CallContext:
         """Seconds of the turn's own work still to come (its usual total less what it has
         done so far): no call may run into them."""
         done = time.monotonic() - self.started - self.waited
-        return max(0.0, self.own_work - done)
+        return max(0.0, self.own_work - done, self.tail)
 
     @property
     def tokens(self) -> int:
@@ -565,7 +573,8 @@ class LLMClient:
             note = f"{trying} rejected ({status}): {forms[index + 1]}"
             record.setdefault("dialect", []).append(note)
         record["seconds"] = round(time.monotonic() - started, 3)
-        ctx.waited += time.monotonic() - started
+        ctx.answered = time.monotonic()
+        ctx.waited += ctx.answered - started
         if not record.get("errors"):
             record.pop("errors", None)
         if result is None and form is None and record.get("dialect") and outcome in NOT_REJECTED:

@@ -24,6 +24,9 @@ from whyrec.llm.config import LLMConfig
 from whyrec.llm.understanding import LLMUnderstander, ProfileNotes, merge_profile
 
 _NO_AGENT = {Intent.RESTART, Intent.ACCEPT}
+OWN_WORK_SHARE = 0.05
+"""Part of the budget kept free for whyrec's own work before any turn has measured it (a
+first turn also loads what later turns reuse)."""
 
 
 class LLMConversation(Conversation):
@@ -44,7 +47,8 @@ class LLMConversation(Conversation):
         self.client = client or LLMClient(config)
         self.llm_understander = LLMUnderstander(self.client, self.understander)
         self.agent = Agent(self.client, self.catalog, self.config.rec_size)
-        self.own_work = DecayingMax()
+        self.own_work = DecayingMax(OWN_WORK_SHARE * config.timeout)
+        self.tail_work = DecayingMax()
 
 
 class LLMSession(Session):
@@ -63,9 +67,13 @@ class LLMSession(Session):
             config,
             TokenBudget(config.token_budget, used=self.state.llm_tokens),
             own_work=conv.own_work.seconds,
+            tail=conv.tail_work.seconds,
         )
         turn = super().send(text)
-        conv.own_work.took(time.monotonic() - self._started - self._ctx.waited)
+        ended = time.monotonic()
+        conv.own_work.took(ended - self._started - self._ctx.waited)
+        if self._ctx.answered is not None:
+            conv.tail_work.took(ended - self._ctx.answered)
         return turn
 
     def _understand(self, text: str) -> Understanding:
@@ -98,6 +106,7 @@ class LLMSession(Session):
             dialect=conv.client.dialect.to_dict(),
             seconds=round(time.monotonic() - self._started, 3),
             own_work_kept=round(ctx.own_work, 3),
+            tail_kept=round(ctx.tail, 3),
         )
         turn.trace = {"llm": self._trace}
         return turn
