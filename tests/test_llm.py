@@ -776,7 +776,7 @@ def test_a_call_that_cannot_finish_in_time_is_not_started(engine, tmp_path):
     from llm_server import slow
 
     with _dialect_server("llama.cpp", describe=True) as server:
-        budget = 3.0
+        budget = 6.0  # room for the description and the probe on a loaded machine
         session = _conversation(engine, server, tmp_path, timeout=budget).start()
         # the first answer shows a slow reader: 45% of the turn for the understanding prompt
         server.script("dialogue_acts", slow(0.45 * budget, json_reply(FLAGSHIP_ACTS)))
@@ -786,7 +786,7 @@ def test_a_call_that_cannot_finish_in_time_is_not_started(engine, tmp_path):
         assert trace["dialect"]["speed"]["prompt_ms_per_char"] > 0
         # the plan's prompt is larger than the understanding's and would not end in time
         plan_calls = [c for c in trace["calls"] if c["purpose"] == "plan"]
-        assert plan_calls and plan_calls[0]["outcome"] == "out_of_time", trace["calls"]
+        assert plan_calls and plan_calls[0]["outcome"] == "out_of_time", json.dumps(trace)
         assert "would not finish" in plan_calls[0]["errors"][-1]
         assert "plan" not in server.kinds()  # never sent: the server did no work for nobody
         assert turn.items  # the policy's list stands
@@ -1076,3 +1076,23 @@ def test_json_object_schemas_carry_no_repetition_bounds_for_grammar_compilers():
     assert "minItems" not in grammar["schema"]["properties"]["many"]
     full = client.body(messages, ("reply", schema), form="json_schema")["response_format"]
     assert full["json_schema"]["schema"]["properties"]["text"]["maxLength"] == 1000
+
+
+def test_server_speed_is_learned_only_from_calls_nothing_of_ours_was_ahead_of():
+    """A call sent while a given-up call is still being read waits for it: its first
+    chunk says nothing about reading speed (a short probe behind a long prompt would teach
+    a rate a hundred times too slow, and no call would start again)."""
+    from whyrec.llm.client import ServerSpeed, StreamedCall
+
+    speed = ServerSpeed()
+    alone = StreamedCall("dialogue_acts", 1000, started=0.0, busy_until=0.0, first=2.0, end=3.0)
+    alone.chunks, alone.complete = 11, True
+    speed.learn(alone)
+    assert speed.prompt_seconds_per_char == pytest.approx(0.002)
+    assert speed.seconds_per_token == pytest.approx(0.1)
+    behind = StreamedCall("probe_tools", 100, started=3.0, busy_until=0.0, first=20.0, end=20.1)
+    behind.queued, behind.chunks = True, 2
+    speed.learn(behind)
+    assert speed.prompt_seconds_per_char == pytest.approx(0.002)  # unchanged
+    estimate = speed.estimate("dialogue_acts", 1000, max_tokens=100)
+    assert estimate == pytest.approx((2.0 + 11 * speed.seconds_per_token) * 1.2)

@@ -124,6 +124,9 @@ class StreamedCall:
     end: float = 0.0
     chunks: int = 0
     complete: bool = False
+    queued: bool = False
+    """Sent while an earlier call of ours was still at the server (one given up on): its
+    wait for the first chunk includes that call's rest, so it teaches no reading speed."""
 
 
 def _blend(old: float | None, new: float) -> float:
@@ -147,24 +150,26 @@ class ServerSpeed:
     prompt_chars: dict[str, int] = field(default_factory=dict)
     """Characters of the last prompt of each purpose (to plan a call before writing it)."""
     busy_until: float = 0.0
+    in_flight: int = 0
+    """Calls at the server whose streams are still open (given up on or not)."""
     calls: int = 0
     skipped_in_a_row: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def learn(self, call: StreamedCall) -> None:
-        """What one streamed call showed: how long the prompt took to read (less any
-        wait for earlier abandoned work) and how fast the answer came."""
+        """What one streamed call showed: how long the prompt took to read (when nothing
+        of ours was ahead of it at the server) and how fast the answer came."""
         with self.lock:
             self.calls += 1
             self.skipped_in_a_row = 0
             self.prompt_chars[call.purpose] = call.chars
             if call.first is None:
                 return
-            queued = max(0.0, min(call.busy_until, call.first) - call.started)
-            reading = max(call.first - call.started - queued, 1e-3)
-            self.prompt_seconds_per_char = _blend(
-                self.prompt_seconds_per_char, reading / max(call.chars, 1)
-            )
+            if not call.queued:
+                reading = max(call.first - call.started, 1e-3)
+                self.prompt_seconds_per_char = _blend(
+                    self.prompt_seconds_per_char, reading / max(call.chars, 1)
+                )
             self.busy_until = min(self.busy_until, call.first)
             if call.chunks > 1:
                 per_token = (call.end - call.first) / (call.chunks - 1)
@@ -840,10 +845,16 @@ class LLMClient:
         content: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         usage = None
+        speed = self.dialect.speed
+        with speed.lock:
+            timing.queued = speed.in_flight > 0
+            speed.in_flight += 1
         try:
             stream = self._openai.chat.completions.create(**body, stream=True, timeout=timeout)
         except Exception:
             timing.end = time.monotonic()
+            with speed.lock:
+                speed.in_flight -= 1
             raise
         try:
             for chunk in stream:
@@ -866,7 +877,9 @@ class LLMClient:
             timing.complete = True
         finally:
             stream.close()
-            self.dialect.speed.learn(timing)
+            with speed.lock:
+                speed.in_flight -= 1
+            speed.learn(timing)
         text = "".join(content) or None
         tool_calls = tuple(ToolCall(c["id"], c["name"], c["args"]) for c in calls.values())
         tokens = int(getattr(usage, "total_tokens", 0) or 0)
