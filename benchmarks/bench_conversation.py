@@ -74,14 +74,11 @@ def build(shape: str, data: str, model_name: str):
 def latency(engine, rounds: int = 20) -> dict:
     """Full turns with the shape's own words, the encoder loaded (wishes on)."""
     from whyrec.conversation import Conversation
-    from whyrec.conversation.fields import AttributeSpace
 
     conversation = Conversation(engine)
-    space = AttributeSpace(engine.catalog)
-    named = [c for c in space.columns if c.kind != "range"]
+    named = [c for c in conversation.space.columns if c.kind != "range"]
     rng = np.random.default_rng(0)
-    conversation.warm_up()  # the encoder, item vectors and critique directions, once
-    conversation.start(None).send(f"something {named[0].words if named else 'nice'}")
+    conversation.warm_up()  # the encoder, item vectors, critique directions, a scratch turn
     times, cpu = [], []
     for _ in range(rounds):
         session = conversation.start(None)
@@ -151,6 +148,20 @@ def run_shape(shape: str, args) -> dict:
             "policies": report["policies"],
             "paired_vs_ours": report["paired_vs_ours"],
         }
+        if mode == "language":
+            # the same episodes spoken as structured acts: the language loss is paired (both
+            # modes open each episode with the same value; they differ only in words)
+            same = simulate(
+                engine,
+                episodes,
+                ["ours"],
+                user_mode="attribute",
+                max_turns=MAX_TURNS,
+                rec_size=REC_SIZE,
+            )
+            out[mode]["attribute_same_episodes"] = {
+                k: same[k] for k in ("episodes", "success_rate_at", "average_turns")
+            }
         _print(mode, out[mode])
     out["latency"] = latency(engine)
     print(f"turn latency: {out['latency']}")
@@ -193,13 +204,18 @@ def verdicts(results: list[dict]) -> list[str]:
                 )
             language = r.get("language")
             if language:
-                gap = (
-                    ours["success_rate_at"]["10"]
-                    - language["policies"]["ours"]["success_rate_at"]["10"]
-                )
+                spoken = language["policies"]["ours"]["success_rate_at"]["10"]
+                gap = ours["success_rate_at"]["10"] - spoken
                 lines.append(
                     f"{r['shape']}: language loses {gap * 100:+.1f} points (≤ 5): {gap <= 0.05}"
                 )
+                same = language.get("attribute_same_episodes")
+                if same:
+                    paired = same["success_rate_at"]["10"] - spoken
+                    lines.append(
+                        f"{r['shape']}: on the same {same['episodes']} episodes, language loses "
+                        f"{paired * 100:+.1f} points (≤ 5): {paired <= 0.05}"
+                    )
         lines.append(
             f"{r['shape']}: turn p95 {r['latency']['p95_ms']} ms < 100: "
             f"{r['latency']['p95_ms'] < 100}"

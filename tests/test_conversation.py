@@ -121,6 +121,33 @@ def test_questions_are_answered_with_yes_and_no(engine, tmp_path):
         assert (included, excluded) == (wanted, not wanted), (answer, pending)
 
 
+def test_a_first_list_carries_the_question_and_one_reply_answers_both(engine, tmp_path):
+    """A specific first request gets its list at once; the question the policy would ask
+    if the list misses rides along, and "yes, none of these" both answers it and rejects
+    the list, so the user's turn is not spent on a list alone."""
+    eager = Conversation(
+        engine,
+        store=SessionStore(tmp_path / "eager.sqlite"),
+        policy=PolicyConfig(ask_margin=-1.0),
+        wish_scorer=None,
+    )
+    session = eager.start()
+    first = session.send("something with comedy")
+    assert first.items and first.question
+    assert first.reply.endswith(first.question)
+    asked = session.state.pending
+    assert asked.kind == "attribute" and (asked.field, asked.value) != ("genres", "Comedy")
+    shown = {int(p) for p in first.state["shown"]}
+    second = session.send("yes, none of these")
+    state = session.state
+    assert asked.value in state.include.get(asked.field, [])
+    assert shown <= set(state.rejected)
+    assert not shown & {engine_position(session, i["item_id"]) for i in second.items}
+    for item in second.items:  # the answer is a hard constraint on what follows
+        position = engine_position(session, item["item_id"])
+        assert eager.space.has(position, asked.field, asked.value)
+
+
 def test_session_survives_a_restart(engine, tmp_path):
     path = tmp_path / "sessions.sqlite"
     first = Conversation(engine, store=SessionStore(path), wish_scorer=None)

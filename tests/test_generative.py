@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from cli_helpers import run
 from ranking_helpers import hit_rate, loo_ranks, ndcg
@@ -212,3 +213,50 @@ def test_train_command_writes_a_bundle_that_recommends(tmp_path, capsys):
     )
     assert code == 0, err
     assert len(json.loads(stdout)["items"]) == 10
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_device_option_trains_and_generates_where_asked(device):
+    dataset = tiny_dataset(with_text=True)
+    model = Generative(**{**SMALL, "epochs": 2, "device": device}).fit(dataset)
+    expected = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"
+    assert next(model.network_.parameters()).device.type == expected
+    history = dataset.histories()[0]
+    generated = model.generate(history, k=5, beam=10)
+    assert len(generated.positions) == 5 and not np.isin(generated.positions, history).any()
+    exact = model.score([history])[0][generated.positions]
+    np.testing.assert_allclose(generated.log_probs, exact, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_a_gpu_asked_for_without_one_is_refused_in_training_and_falls_back_when_loading(
+    tmp_path, capsys
+):
+    dataset = tiny_dataset(with_text=True)
+    with pytest.raises(WhyrecError, match="no GPU") as caught:
+        Generative(**{**SMALL, "epochs": 1, "device": "cuda"}).fit(dataset)
+    assert "\n" not in str(caught.value)
+    model = Generative(**{**SMALL, "epochs": 1}).fit(dataset)
+    # a bundle trained on a GPU machine: same arrays, config asking for cuda
+    on_gpu = Generative(**{**SMALL, "epochs": 1, "device": "cuda"})
+    on_gpu.n_items_ = model.n_items_
+    on_gpu.set_state(model.state())
+    assert "not available; using cpu" in capsys.readouterr().err
+    history = dataset.histories()[1]
+    np.testing.assert_allclose(on_gpu.score([history]), model.score([history]), rtol=1e-5)
+
+
+def test_interpret_probes_the_encoder_state_and_scores_through_the_decoder(generative, core_loo):
+    from whyrec.interpret import probe_for
+
+    probe = probe_for(generative)
+    histories = [*core_loo.train.histories()[:3], np.zeros(0, dtype=np.int64)]
+    vectors = probe.vectors(histories)
+    assert vectors.shape == (4, generative.config.dim) and not vectors[3].any()
+    np.testing.assert_allclose(
+        probe.scores(vectors, histories)[:3], generative.score(histories[:3]), rtol=1e-5
+    )
+    assert np.isneginf(probe.scores(vectors, histories)[3]).all()
+    # an edited state changes the ranking (the scores are read from the vector given)
+    edited = probe.scores(vectors[:1] + 3.0 * vectors[1:2], histories[:1])
+    assert not np.allclose(edited, generative.score(histories[:1]))

@@ -251,7 +251,7 @@ def test_invented_titles_in_acts_are_grounded_in_the_catalog(engine, llm_server,
     acts = {"intents": ["recommend"], "titles": [{"title": "The Quantum Heist", "liked": True}]}
     llm_server.script("dialogue_acts", json_reply(acts))
     turn = _conversation(engine, llm_server, tmp_path).start().send("I loved The Quantum Heist")
-    assert "don't know a film called 'The Quantum Heist'" in turn.reply
+    assert "don't know a title called 'The Quantum Heist'" in turn.reply
     assert turn.trace["llm"]["understanding"]["grounding"]
     assert turn.state["liked"] == []
 

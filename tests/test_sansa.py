@@ -3,6 +3,7 @@ accuracy against EASE on several catalog shapes, and refusals that come before t
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,26 @@ def test_save_load_gives_identical_scores(tmp_path, loo, fitted):
     )
 
 
+@pytest.mark.parametrize("factorizer", ["icf", "cholmod"])
+def test_full_density_with_the_ease_objective_is_ease(factorizer):
+    """objective=ease undoes the package's norm scaling: at full density B is EASE's."""
+    rng = np.random.default_rng(0)
+    matrix = sp.random(2000, 300, density=0.05, format="csr", random_state=rng, dtype=np.float32)
+    matrix.data[:] = 1
+    config = SANSA(reg=50.0, weights_per_item=300, factorizer=factorizer, objective="ease").config
+    encoder, decoder, _ = sansa_module.sansa_factors(matrix, config)
+    weights = (encoder @ decoder).toarray()
+    np.fill_diagonal(weights, 0.0)
+    exact = np.asarray(ease_module.ease_weights(matrix, 50.0))
+    np.testing.assert_allclose(weights, exact, atol=5e-5)
+    if factorizer == "icf":  # the package's own model keeps its scaling: not EASE's weights
+        package = SANSA(reg=50.0, weights_per_item=300, objective="package").config
+        encoder, decoder, _ = sansa_module.sansa_factors(matrix, package)
+        scaled = (encoder @ decoder).toarray()
+        np.fill_diagonal(scaled, 0.0)
+        assert np.abs(scaled - exact).max() > 1e-2
+
+
 @pytest.mark.parametrize(
     ("users", "items", "interactions"),
     [(1500, 300, 45_000), (3000, 2000, 60_000)],  # a dense and a sparse catalog shape
@@ -137,6 +158,25 @@ def test_tune_covers_sansa_parameters(tmp_path, capsys):
 
     rows = json.loads((tmp_path / "tune.json").read_text())
     assert len(rows["grid"]) == 2
+
+
+def test_the_packages_collections_skip_the_objects_the_process_already_held(loo):
+    """The package collects garbage ~25 times a fit; in a large process (a test session, a
+    server) walking every old object each time made the fit minutes long."""
+    held = len(gc.get_objects())
+    frozen: list[int] = []
+
+    def note(phase: str, _info: dict) -> None:
+        if phase == "start":
+            frozen.append(gc.get_freeze_count())
+
+    gc.callbacks.append(note)
+    try:
+        SANSA(weights_per_item=10, inverse_steps=2).fit(loo.train)
+    finally:
+        gc.callbacks.remove(note)
+    assert frozen and min(frozen) >= 0.9 * held  # every collection in the fit skipped them
+    assert gc.get_freeze_count() == 0  # and they are collectable again afterwards
 
 
 # ----- memory: measured before the work, refused in one line ---------------------------------
@@ -227,15 +267,17 @@ def test_available_memory_reads_meminfo(monkeypatch, tmp_path):
 
 def test_pruned_gram_keeps_each_items_strongest_pairs_and_stays_symmetric(ml_core):
     matrix = ml_core.matrix
-    full = (matrix.T @ matrix).toarray()
-    pruned = sansa_module.sparse_gram(matrix, SANSA(gram_per_item=5).config).toarray()
-    np.testing.assert_array_equal(pruned, pruned.T)
-    np.testing.assert_array_equal(np.diag(pruned), np.diag(full))
-    kept = pruned != 0
-    assert (pruned[kept] == full[kept]).all()  # kept entries are exact counts
-    off = full.copy()
-    np.fill_diagonal(off, 0)
+    full = (matrix.T @ matrix).tocsr()  # sparse throughout: 9,700 items² dense is 380 MB
+    pruned = sansa_module.sparse_gram(matrix, SANSA(gram_per_item=5).config)
+    assert abs(pruned - pruned.T).max() == 0
+    np.testing.assert_array_equal(pruned.diagonal(), full.diagonal())
+    rows, cols = pruned.nonzero()
+    kept = np.asarray(full[rows, cols]).ravel()
+    np.testing.assert_array_equal(np.asarray(pruned[rows, cols]).ravel(), kept)  # exact counts
+    assert (kept != 0).all()
     for item in range(0, full.shape[0], 97):  # each row keeps at least its 5 strongest
-        fifth = np.sort(off[item])[-5]
-        assert (pruned[item][off[item] > fifth] != 0).all()
-    assert kept.sum() <= (1 + 2 * 5) * full.shape[0]
+        off = full[item].toarray().ravel()
+        off[item] = 0
+        fifth = np.sort(off)[-5]
+        assert (pruned[item].toarray().ravel()[off > fifth] != 0).all()
+    assert pruned.nnz <= (1 + 2 * 5) * full.shape[0]

@@ -167,9 +167,17 @@ def test_a_conversation_with_a_reaction(client, service):
     assert [(e.item_id, e.kind) for e in stored] == [(liked, "like")]
 
 
-def test_session_for_a_known_user(client):
+def test_session_for_a_known_user(client, service):
     created = client.post("/v1/sessions", json={"user_id": "1"})
     assert created.status_code == 201
+    # the greeting's example is worded from this catalog's own values, and understood
+    body = created.json()
+    example = body["greeting"].split("'")[1]
+    named = {c.words for c in service.conversation.space.columns if c.kind != "range"}
+    assert example.removeprefix("something ") in named
+    auth = {"Authorization": f"Bearer {body['token']}"}
+    url = f"/v1/sessions/{body['session_id']}/messages"
+    assert client.post(url, json={"text": example}, headers=auth).json()["items"]
     _error(client.post("/v1/sessions", json={"user_id": "nobody"}), 404, "unknown user")
 
 

@@ -57,8 +57,8 @@ def chat(
     interactive = sys.stdin.isatty() and not as_json
     if interactive:
         console.print(
-            f"[dim]session {current.id} — say what you'd like to watch; 'why the first one?', "
-            "'none of these', 'start over'; Ctrl-D to quit[/dim]"
+            f"[dim]session {current.id} — e.g. '{conversation.example_request()}'; "
+            "'why the first one?', 'none of these', 'start over'; Ctrl-D to quit[/dim]"
         )
         if config is not None:
             console.print(f"[dim]LLM: {config.describe()}[/dim]")

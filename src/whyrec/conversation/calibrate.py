@@ -71,7 +71,7 @@ def _score(
     scorer = CandidateScorer(engine, config, None, space=space, popularity=popularity)
     policy = Policy(scorer, config)
     rng = np.random.default_rng(seed)
-    user = AttributeUser(space, engine.catalog, rng)
+    user = AttributeUser(space, engine.catalog, rng, seed)
     outcomes = [run_attribute_episode(policy, user, e, config.horizon, rng) for e in episodes]
     success = np.mean([o.success_turn is not None for o in outcomes])
     turns = np.mean([o.turns for o in outcomes])

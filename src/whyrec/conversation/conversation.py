@@ -107,6 +107,38 @@ class Conversation:
             wishes([("anything", True)])
         self.measures.warm()
         self.engine.explainer  # noqa: B018 (built on first use)
+        self._scratch_turns()
+
+    def _scratch_turns(self) -> None:
+        """A request in the catalog's own words and a "why?", in a session kept in memory
+        and on the embedded path (no LLM call, nothing in the real store): what is left
+        to build lazily is built by the code a first real turn runs."""
+        real = self.store
+        self.store = SQLiteStore(":memory:")
+        try:
+            state = DialogueState()
+            session_id, token = self.store.create(state.to_dict(), None)
+            session = Session(self, session_id, token, state)
+            session.send(self.example_request())
+            session.send("why the first one?")
+        finally:
+            self.store.close()
+            self.store = real
+
+    def greeting(self) -> str:
+        """The first words of a chat page, in this catalog's terms."""
+        return (
+            "Hi! Tell me a title you like or what it should be like, e.g. "
+            f"'{self.example_request()}'. Press “why?” on any suggestion to see the reasons."
+        )
+
+    def example_request(self) -> str:
+        """A request worded from this catalog: one of its most common attribute values, or
+        a title when it has no attributes."""
+        named = [c for c in self.space.columns if c.kind != "range"]
+        if named:
+            return f"something {named[0].words}"
+        return f"more like {self.catalog.titles[0]}" if len(self.catalog) else "anything"
 
     def start(self, user_id: str | None = None) -> Session:
         history = [int(p) for p in self.engine.user_history(user_id)] if user_id else []
@@ -244,14 +276,14 @@ class Session:
             return Turn(
                 self._with(
                     prefix,
-                    "I didn't catch that. Tell me a film you like, a genre "
-                    "or a mood, e.g. 'a funny animated film from the 90s'.",
+                    "I didn't catch that. Tell me a title you like or what it should be "
+                    f"like, e.g. '{self.conversation.example_request()}'.",
                 )
             )
         intents = set(said.intents)
         if Intent.RESTART in intents:
             state.restart()
-            return Turn("Starting over. What would you like to watch?")
+            return Turn("Starting over. What are you looking for?")
         if Intent.WHY in intents:
             return self._explain_turn(state, said)
         answered = self._apply_answer(state, said)
@@ -286,7 +318,7 @@ class Session:
         notes = [prefix] if prefix else []
         for raw, suggestions in said.unknown_titles:
             hint = f" Did you mean {', '.join(suggestions)}?" if suggestions else ""
-            notes.append(f"I don't know a film called '{raw}'.{hint}")
+            notes.append(f"I don't know a title called '{raw}'.{hint}")
         if said.unknown_titles and not (said.mentions or said.constraints or answered):
             return Turn(" ".join(notes))
         if said.missing_facets:
@@ -473,7 +505,13 @@ class Session:
         state.shown = list(action.items)
         state.focus = None
         text = replies.recommendation_text(self.conversation.catalog, items, constraints, first)
-        return Turn(self._with(note, text), items=items)
+        if action.follow_up is None:
+            return Turn(self._with(note, text), items=items)
+        field_name, value = action.follow_up
+        kind = self._kind(Action("ask", field=field_name, value=value))
+        question = replies.follow_up_text(field_name, value, kind)
+        state.pending = Question("attribute", field=field_name, value=value, text=question)
+        return Turn(self._with(note, f"{text}\n{question}"), items=items, question=question)
 
     def describe_items(self, state: DialogueState, positions: list[int]) -> list[dict]:
         """Items with their explanation, ranked as this conversation ranks them.
@@ -528,7 +566,7 @@ class Session:
         state.focus = position
         if position in state.profile():
             title = self.conversation.catalog.titles[position]
-            return Turn(f"{title} is one of the films you like, so I use it to find others.")
+            return Turn(f"{title} is one of the titles you like, so I use it to find others.")
         item = self.describe_items(state, [position])[0]
         return Turn(f"{item['title']}: {item['explanation']['text']}", items=[item])
 

@@ -115,6 +115,8 @@ class Action:
     value: str | None = None
     items: tuple[int, ...] = ()
     expected_success: float = 0.0
+    # a list can carry the question the policy would ask if it misses: (field, value)
+    follow_up: tuple[str, str] | None = None
 
 
 def _zscore(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -368,9 +370,10 @@ class Policy:
         recommend = Action("recommend", items=tuple(int(i) for i in items), expected_success=now)
         config, kind = self.config, self.config.kind
         left = self.turns_left(state)
+        if opening(state) and is_specific(state) and not force_recommend:
+            return self._list_then_ask(state, recommend, rng)
         if (
             force_recommend
-            or (opening(state) and is_specific(state))
             or kind == "recommend-only"
             or left <= 1
             or allowed.sum() <= config.rec_size
@@ -401,6 +404,25 @@ class Policy:
         field_name, value = self.scorer.columns[column]
         return Action("ask", field=field_name, value=value, expected_success=expected)
 
+    def _list_then_ask(
+        self, state: DialogueState, recommend: Action, rng: np.random.Generator
+    ) -> Action:
+        """A specific first request gets its list at once; the question the policy would ask
+        were the list to miss rides along with it, so that the turn the user spent saying
+        what they want is not also spent on a list alone (a user who finds nothing answers
+        it and rejects the list in one reply)."""
+        if not recommend.items:
+            return recommend
+        missed = DialogueState.from_dict(state.to_dict())
+        for position in recommend.items:
+            missed.reject(position)
+        missed.shown = list(recommend.items)
+        missed.turn = state.turn + 1
+        then = self._decide(missed, rng, force_recommend=False)
+        if then.kind != "ask" or then.field is None or then.value is None:
+            return recommend
+        return replace(recommend, follow_up=(then.field, then.value))
+
     def askable_columns(self, state: DialogueState, allowed: np.ndarray) -> np.ndarray:
         """Values not yet discussed that split the allowed candidates (some have it, some not)."""
         counts = self.scorer.space.counts(allowed)
@@ -414,6 +436,8 @@ class Policy:
         known = [(f, v) for f, v in state.asked]
         for group in (state.include, state.exclude, state.soft_include, state.soft_exclude):
             known += [(f, v) for f, values in group.items() for v in values]
+        # "crime or film-noir" said either will do: asking which one would ask it again
+        known += [(f, v) for group in state.any_of for f, v in group]
         return known
 
     def _plan(self, probs: np.ndarray, askable: np.ndarray, left: int) -> tuple[int | None, float]:

@@ -18,6 +18,12 @@ def question_text(field_name: str, value: str, kind: str = "value") -> str:
     return f"Should it have {field_name} '{value}'?"
 
 
+def follow_up_text(field_name: str, value: str, kind: str = "value") -> str:
+    """The question that rides along with a first list: for a user it finds nothing for."""
+    question = question_text(field_name, value, kind)
+    return f"If none of these fits, tell me: {question[0].lower()}{question[1:]}"
+
+
 def confirm_title_text(title: str) -> str:
     return f"Did you mean {title}?"
 

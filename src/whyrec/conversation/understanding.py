@@ -206,8 +206,11 @@ _DISLIKE_CUES = (
 _SPAN_END = (
     r"(?=$|[,.;!?]|\s+but\s|\s+and\s+(?:i|not|no|nothing|something|anything|maybe)\b|\s+or\s)"
 )
+_WANTING = r"(?<!'d )(?<!’d )(?<!would )"
+"""Not after "I'd" or "would": "I'd like a comedy" wants, it names no title."""
 _MENTION = re.compile(
-    rf"(?P<cue>{_DISLIKE_CUES}|{_LIKE_CUES})\s+(?P<span>[^,.;!?]+?){_SPAN_END}", re.IGNORECASE
+    rf"{_WANTING}(?P<cue>{_DISLIKE_CUES}|{_LIKE_CUES})\s+(?P<span>[^,.;!?]+?){_SPAN_END}",
+    re.IGNORECASE,
 )
 _QUOTED = re.compile(r"[\"“”«»]([^\"“”«»]{2,80})[\"“”«»]|(?<![\w])'([^']{2,80})'(?![\w])")
 _WHY_ABOUT = re.compile(

@@ -107,15 +107,17 @@ def simulate(
         if user_mode == "llm":
             from whyrec.evaluation.llm_user import LLMUser
 
-            llm_user = LLMUser(conversation.scorer.space, engine.catalog, rng, llm)
+            llm_user = LLMUser(conversation.scorer.space, engine.catalog, rng, llm, seed=seed)
         for episode in episodes:
             if user_mode == "attribute":
-                user = AttributeUser(conversation.scorer.space, engine.catalog, rng)
+                user = AttributeUser(conversation.scorer.space, engine.catalog, rng, seed)
                 outcomes.append(
                     run_attribute_episode(conversation.policy, user, episode, max_turns, rng)
                 )
             else:
-                user = llm_user or LanguageUser(conversation.scorer.space, engine.catalog, rng)
+                user = llm_user or LanguageUser(
+                    conversation.scorer.space, engine.catalog, rng, seed
+                )
                 outcomes.append(run_language_episode(conversation, user, episode, max_turns))
             if progress:
                 progress(name, 1)

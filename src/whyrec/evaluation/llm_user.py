@@ -40,8 +40,8 @@ class UserMessage(BaseModel):
 class LLMUser(LanguageUser):
     """A `LanguageUser` whose words come from the LLM, with the template as fallback."""
 
-    def __init__(self, space, catalog, rng, config: LLMConfig, client=None) -> None:
-        super().__init__(space, catalog, rng)
+    def __init__(self, space, catalog, rng, config: LLMConfig, client=None, seed: int = 0) -> None:
+        super().__init__(space, catalog, rng, seed)
         self.config = config
         self.client = client or LLMClient(config)
         self.budget = TokenBudget(config.token_budget)

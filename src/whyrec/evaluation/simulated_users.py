@@ -76,19 +76,27 @@ def episodes_from_targets(
 class AttributeUser:
     """Answers in structured acts, truthfully, from the target's attributes."""
 
-    def __init__(self, space: AttributeSpace, catalog, rng: np.random.Generator):
+    def __init__(
+        self, space: AttributeSpace, catalog, rng: np.random.Generator, seed: int = 0
+    ) -> None:
         self.space = space
         self.catalog = catalog
         self.rng = rng
+        self.seed = seed
 
     def opening_value(self, target: int) -> tuple[str, str] | None:
         """One random askable value of the target, as EAR's user opens with one attribute;
-        a named value (not a number range) when the target has one."""
+        a named value (not a number range) when the target has one.
+
+        Drawn from the seed and the target alone, not from the shared stream: every policy
+        and both user modes open an episode with the same value, so their differences
+        are paired (the speaking user differs from the structured one only in words)."""
         columns = [self.space.columns[c] for c in self.space.columns_of(target)]
         named = [c for c in columns if c.kind != "range"] or columns
         if not named:
             return None
-        chosen = named[int(self.rng.integers(len(named)))]
+        draw = np.random.default_rng([self.seed, int(target)])
+        chosen = named[int(draw.integers(len(named)))]
         return chosen.field, chosen.value
 
     def has(self, target: int, field_name: str, value: str) -> bool:
@@ -195,6 +203,12 @@ def run_attribute_episode(
             return Outcome(turn, action.items.index(episode.target) + 1, turn)
         for position in action.items:
             state.reject(position)
+        if action.follow_up is not None:  # a list with a question: rejected and answered
+            field_name, value = action.follow_up
+            state.asked.append([field_name, value])
+            state.add_value(
+                field_name, value, include=user.has(episode.target, *action.follow_up), hard=True
+            )
     return Outcome(None, None, max_turns)
 
 
@@ -216,8 +230,13 @@ def run_language_episode(
             if episode.target in shown:
                 return Outcome(turn, shown.index(episode.target) + 1, turn)
             message = user.reject_text()
+            if pending is not None and pending.kind == "attribute":  # a list with a question
+                yes = user.has(episode.target, pending.field, pending.value)
+                message = f"{user.answer_text(yes)}, {message}"
         elif pending is not None and pending.kind == "attribute":
             message = user.answer_text(user.has(episode.target, pending.field, pending.value))
+        elif pending is not None and pending.kind == "confirm_title":  # "did you mean X?"
+            message = user.answer_text(pending.position == episode.target)
         elif pending is not None:
             message = user.answer_text(True)
         else:

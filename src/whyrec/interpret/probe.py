@@ -2,9 +2,10 @@
 
 A sparse autoencoder can only explain a model through one vector per history from which
 the scores are read by a fixed product with item vectors: SASRec's last hidden state, an
-MF model's user factors, the text model's user vector. A probe reads that vector
-(`vectors`), and scores items from a *given* vector through the model's own scoring path
-(`scores`), so a steered vector is ranked exactly as the model ranks its own.
+MF model's user factors, the text model's user vector; or by a fixed decoder: the
+generative model's encoder state, from which its index decoder scores every item. A probe
+reads that vector (`vectors`), and scores items from a *given* vector through the model's
+own scoring path (`scores`), so a steered vector is ranked exactly as the model ranks its own.
 
 Histories for analysis are time-ordered prefixes of the users' training histories: a
 prefix is what the model saw at that moment, so each user contributes many sequences
@@ -22,7 +23,7 @@ import numpy as np
 from whyrec.errors import WhyrecError
 from whyrec.models.base import Recommender
 
-PROBED_MODELS = ("sasrec", "sasrec-text", "ials", "bpr", "relmf", "text")
+PROBED_MODELS = ("sasrec", "sasrec-text", "ials", "bpr", "relmf", "text", "generative")
 """Registered models that expose a vector before their scoring layer."""
 
 
@@ -156,9 +157,29 @@ class TextProbe(ProbePoint):
         return self.model.scores_from_user_vectors(vectors, _empty(histories))
 
 
+class GenerativeProbe(ProbePoint):
+    """The generative model: the encoder's last state, from which the constrained decoder
+    writes the next item's index. Scores read from a vector are the exact
+    log-probabilities of every item's index (the decoder, not a dot product), so a steered
+    state ranks items as the model would generate them."""
+
+    description = "encoder state before the index decoder"
+
+    def __init__(self, model: Recommender) -> None:
+        super().__init__(model)
+        self.context_length = int(model.config.max_len)
+
+    def vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        return self.model.hidden(list(histories))
+
+    def scores(self, vectors: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        return self.model.scores_from_hidden(vectors, _empty(histories))
+
+
 def probe_for(model: Recommender) -> ProbePoint:
     """The probe point of a model, or a clear error naming the models that have one."""
     from whyrec.models.factors import FactorModel
+    from whyrec.models.generative import Generative
     from whyrec.models.sasrec import SASRec
     from whyrec.models.text import TextRecommender
 
@@ -168,6 +189,8 @@ def probe_for(model: Recommender) -> ProbePoint:
         return TextProbe(model)
     if isinstance(model, FactorModel):
         return FactorProbe(model)
+    if isinstance(model, Generative):
+        return GenerativeProbe(model)
     raise NoProbePointError(
         f"model {model.name!r} has no probe point (no single vector before its scoring "
         f"layer); models that have one: {', '.join(PROBED_MODELS)}"

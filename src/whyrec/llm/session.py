@@ -93,7 +93,8 @@ class LLMSession(Session):
         fallbacks = []
         if self._trace["understanding"].get("source") != "llm":
             fallbacks.append("understanding")
-        if turn.question is None and not (_NO_AGENT & set(said.intents)):
+        # a list that carries a follow-up question is still a list the LLM may plan and phrase
+        if (turn.question is None or turn.items) and not (_NO_AGENT & set(said.intents)):
             turn = self._agent_turn(state, said, text, turn, fallbacks)
         ctx = self._ctx
         state.llm_tokens = ctx.budget.used
@@ -132,6 +133,7 @@ class LLMSession(Session):
                     state.include, state.exclude, state.year_min, state.year_max
                 )
                 first = not state.shown and not state.rejected
+                # the follow-up question was about the policy's list, not this one
                 turn = Turn(
                     replies.recommendation_text(catalog, items, constraints, first), items=items
                 )
@@ -145,7 +147,7 @@ class LLMSession(Session):
         if not reply:
             fallbacks.append("reply")
             return turn
-        turn.reply = reply
+        turn.reply = f"{reply}\n{turn.question}" if turn.question else reply
         if items and not explaining:
             turn.items = reorder(items, order)
             state.shown = [catalog.position(i["item_id"]) for i in turn.items]

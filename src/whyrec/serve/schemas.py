@@ -170,6 +170,9 @@ class SessionRequest(Strict):
 class SessionCreated(BaseModel):
     session_id: str
     token: str = Field(description="Send as `Authorization: Bearer TOKEN` for this session.")
+    greeting: str = Field(
+        default="", description="An opening line worded from this catalog, for a chat page."
+    )
 
 
 class Reaction(Strict):

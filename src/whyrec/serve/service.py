@@ -28,7 +28,7 @@ from whyrec.feedback import is_positive
 from whyrec.filters import ItemFilter
 from whyrec.llm import LLMConfig, open_conversation
 from whyrec.serve import schemas
-from whyrec.store import FeedbackEvent, SQLiteStore, Store, open_store, read_feedback
+from whyrec.store import FeedbackEvent, Store, open_store, read_feedback
 
 CARD_VALUES = 8
 """At most this many values per attribute field on a card (tags can run long)."""
@@ -202,20 +202,12 @@ class Service:
             return self.fold_in(fresh) if fresh else 0
 
     def warm_up(self) -> None:
-        """Build the lazy pieces (explainer, encoder, caches) before the first request,
-        with a scratch session in memory so the real store gets nothing."""
-        real = self.conversation.store
-        self.conversation.store = SQLiteStore(":memory:")
-        try:
-            user = str(self.engine.bundle.train.user_ids[0])
-            self.engine.recommend(self.engine.user_history(user), k=10, user_id=user)
-            session = self.conversation.start()
-            session.send("a funny animated film from the 90s")
-            session.send("why the first one?")
-            self.conversation.warm_up()
-        finally:
-            self.conversation.store.close()
-            self.conversation.store = real
+        """Build the lazy pieces (explainer, encoder, caches) before the first request:
+        one recommendation, then the conversation's own warm-up (its scratch turns go to
+        a store in memory, so the real store gets nothing)."""
+        user = str(self.engine.bundle.train.user_ids[0])
+        self.engine.recommend(self.engine.user_history(user), k=10, user_id=user)
+        self.conversation.warm_up()
 
     # ----- items ---------------------------------------------------------------------
     def card(self, position: int) -> dict:
@@ -322,7 +314,11 @@ class Service:
     # ----- sessions ----------------------------------------------------------------------
     def start_session(self, user_id: str | None) -> dict:
         session = self.conversation.start(user_id)
-        return {"session_id": session.id, "token": session.token}
+        return {
+            "session_id": session.id,
+            "token": session.token,
+            "greeting": self.conversation.greeting(),
+        }
 
     def _lock_for(self, session_id: str) -> threading.Lock:
         with self._locks_guard:

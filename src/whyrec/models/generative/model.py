@@ -92,7 +92,8 @@ class GenerativeConfig(ModelConfig):
     device: str = Field(
         "cpu",
         pattern=r"^(cpu|auto|cuda(:\d+)?)$",
-        description="Where to train (cpu, cuda[:N], auto); the model always serves on CPU.",
+        description="Where to train, score and generate (cpu, cuda[:N], auto). A bundle "
+        "trained on a GPU loads on the CPU where there is none, with a warning.",
     )
 
 
@@ -162,7 +163,7 @@ class Generative(Recommender):
         self.labels_ = cluster_labels(self.trie_, dataset.catalog, popularity)
         self.network_ = self._new_network()
         device = resolve_device(self.config.device)
-        self.network_.to(device)
+        self._place(device)
 
         sequences = [h + 1 for h in dataset.histories()]  # catalog position → slot
         holdout = [s for s in sequences if len(s) >= 3]
@@ -176,8 +177,7 @@ class Generative(Recommender):
         targets_t = torch.from_numpy(targets).to(device)
         codes_t = torch.from_numpy(self.codes_).to(device)
         nodes_t = torch.from_numpy(self.trie_.item_nodes).to(device)
-        children_t = [c.to(device) for c in self._children]
-        trained_t = [t.to(device) for t in self._trained]
+        children_t, trained_t = self._children, self._trained
         optimizer = torch.optim.Adam(self.network_.parameters(), lr=self.config.lr)
         stopping = EarlyStopping(self.config.patience)
         self.history_: list[dict[str, float]] = []
@@ -200,14 +200,12 @@ class Generative(Recommender):
                 optimizer.step()
                 total += loss.item()
                 steps += 1
-            self.network_.to("cpu").eval()
             val_ndcg = self._validation_ndcg(holdout) if holdout else 0.0
-            self.network_.to(device)
             self.history_.append({"epoch": epoch + 1, "loss": total / steps, "val_ndcg": val_ndcg})
             if stopping.should_stop(self.network_, val_ndcg):
                 break
-        stopping.restore(self.network_)
-        self._cache_item_vectors()
+        stopping.restore(self.network_)  # best weights, on the CPU, in eval mode
+        self._place(device)
         self.best_epoch_ = int(np.argmax([h["val_ndcg"] for h in self.history_])) + 1
         self.fit_seconds_ = time.perf_counter() - started
         return self
@@ -259,9 +257,31 @@ class Generative(Recommender):
             torch.from_numpy(mask) for mask in self.trie_.alive(np.flatnonzero(~self.trained_))
         ][1:]
 
+    def _place(self, device: torch.device) -> None:
+        """Network and trie tables on `device`, item vectors cached there."""
+        self.network_.to(device)
+        self._children = [c.to(device) for c in self._children]
+        self._trained = [t.to(device) for t in self._trained]
+        self._cache_item_vectors()
+
+    def _device(self) -> torch.device:
+        return next(self.network_.parameters()).device
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        """A numpy array as a tensor on the network's device."""
+        return torch.from_numpy(array).to(self._device())
+
+    def _serving_device(self) -> torch.device:
+        """The configured device, except that a bundle asking for a GPU on a machine
+        without one serves from the CPU (and says so) rather than not loading."""
+        if self.config.device.startswith("cuda") and not torch.cuda.is_available():
+            warn(f"generative: device {self.config.device!r} is not available; using cpu")
+            return torch.device("cpu")
+        return resolve_device(self.config.device)
+
     @torch.no_grad()
     def _cache_item_vectors(self) -> None:
-        self._table = self.network_.item_table(torch.from_numpy(np.asarray(self.codes_)))
+        self._table = self.network_.item_table(self._tensor(np.asarray(self.codes_)))
 
     # ----- scoring ------------------------------------------------------------------------
     def _as_sequences(self, histories: Histories) -> list[np.ndarray]:
@@ -270,7 +290,7 @@ class Generative(Recommender):
     @torch.no_grad()
     def _states(self, sequences: list[np.ndarray]) -> torch.Tensor:
         batch = np.stack([left_pad(s, self.config.max_len) for s in sequences])
-        return self.network_.states(torch.from_numpy(batch), self._table)[:, -1]
+        return self.network_.states(self._tensor(batch), self._table)[:, -1]
 
     def _score_slots(self, sequences: list[np.ndarray]) -> np.ndarray:
         return self.log_likelihoods(self._states(sequences))
@@ -283,22 +303,25 @@ class Generative(Recommender):
         decoder (a single child has probability one), in chunks of nodes × users.
         """
         trie, n_users = self.trie_, len(states)
-        node_scores = torch.zeros(n_users, 1)
+        device = states.device
+        node_scores = torch.zeros(n_users, 1, device=device)
         for depth in range(trie.length):
             children = trie.children[depth]
-            next_scores = torch.full((n_users, int(children.max()) + 1), float("-inf"))
+            next_scores = torch.full(
+                (n_users, int(children.max()) + 1), float("-inf"), device=device
+            )
             single = np.flatnonzero(self._branching[depth] == 1)
             if len(single):
-                only_child = torch.from_numpy(children[single].max(axis=1))
-                next_scores[:, only_child] = node_scores[:, torch.from_numpy(single)]
+                only_child = self._tensor(children[single].max(axis=1))
+                next_scores[:, only_child] = node_scores[:, self._tensor(single)]
             several = np.flatnonzero(self._branching[depth] > 1)
             step = max(1, PAIRS_PER_CALL // n_users)
             for start in range(0, len(several), step):
                 nodes = several[start : start + step]
                 self._expand(states, depth, nodes, node_scores, next_scores)
             node_scores = next_scores
-        leaves = torch.from_numpy(trie.item_nodes[:, trie.length])
-        return node_scores[:, leaves].numpy().astype(np.float32)
+        leaves = self._tensor(trie.item_nodes[:, trie.length])
+        return node_scores[:, leaves].cpu().numpy().astype(np.float32)
 
     def _expand(
         self,
@@ -311,28 +334,49 @@ class Generative(Recommender):
         """Children's scores = parent's score + log p(token | user, parent prefix)."""
         n_users, n_nodes = len(states), len(nodes)
         children = self.trie_.children[depth][nodes]
-        prefix = torch.from_numpy(self.trie_.prefixes[depth][nodes]).repeat(n_users, 1)
+        prefix = self._tensor(self.trie_.prefixes[depth][nodes]).repeat(n_users, 1)
         output = self.network_.decode(states.repeat_interleave(n_nodes, dim=0), prefix)
         log_probs = self.network_.log_probs(
             output.view(n_users, n_nodes, -1),
             depth,
-            torch.from_numpy(children),
+            self._tensor(children),
             self._trained[depth],
         )
         rows, tokens = np.nonzero(children >= 0)
-        rows_t, tokens_t = torch.from_numpy(rows), torch.from_numpy(tokens)
-        next_scores[:, torch.from_numpy(children[rows, tokens])] = (
-            node_scores[:, torch.from_numpy(nodes[rows])] + log_probs[:, rows_t, tokens_t]
+        rows_t, tokens_t = self._tensor(rows), self._tensor(tokens)
+        next_scores[:, self._tensor(children[rows, tokens])] = (
+            node_scores[:, self._tensor(nodes[rows])] + log_probs[:, rows_t, tokens_t]
         )
 
     def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
         sequences = self._as_sequences(histories)
-        scores = np.full((len(sequences), self.n_items_), -np.inf, dtype=np.float32)
+        empty = np.array([len(s) == 0 for s in sequences], dtype=bool)
+        scores = self.scores_from_hidden(self._hidden_of(sequences), empty)
+        return scores if items is None else scores[:, np.asarray(items)]
+
+    def hidden(self, histories: Histories) -> np.ndarray:
+        """(n, dim) encoder state of each history, the vector the index decoder reads
+        (zeros for an empty history): `interpret`'s probe point."""
+        return self._hidden_of(self._as_sequences(histories))
+
+    def _hidden_of(self, sequences: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(sequences), self.config.dim), dtype=np.float32)
         filled = [i for i, s in enumerate(sequences) if len(s)]
         for start in range(0, len(filled), 64):
             rows = filled[start : start + 64]
-            scores[rows] = self._score_slots([sequences[r] for r in rows])
-        return scores if items is None else scores[:, np.asarray(items)]
+            out[rows] = self._states([sequences[r] for r in rows]).cpu().numpy()
+        return out
+
+    def scores_from_hidden(self, vectors: np.ndarray, empty: np.ndarray) -> np.ndarray:
+        """Exhaustive log-probabilities of every item's index read from given encoder
+        states (-inf for rows of empty histories): `score` for an edited state."""
+        scores = np.full((len(vectors), self.n_items_), -np.inf, dtype=np.float32)
+        rows = np.flatnonzero(~np.asarray(empty, dtype=bool))
+        for start in range(0, len(rows), 64):
+            chunk = rows[start : start + 64]
+            states = np.ascontiguousarray(vectors[chunk], dtype=np.float32)
+            scores[chunk] = self.log_likelihoods(self._tensor(states))
+        return scores
 
     # ----- generation ---------------------------------------------------------------------
     def check_history(self, history: np.ndarray) -> np.ndarray:
@@ -343,7 +387,7 @@ class Generative(Recommender):
             raise WhyrecError("generative: the history is empty; nothing to generate from")
         return history
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, history: np.ndarray, k: int = 10, beam: int | None = None) -> Generated:
         """The k best unseen items by constrained beam search (beam ≥ k)."""
         history = self.check_history(history)
@@ -359,11 +403,11 @@ class Generative(Recommender):
             if (valid.sum(axis=1) == 1).all():
                 log_probs = np.where(valid, 0.0, -np.inf)
             else:
-                prefix = torch.from_numpy(trie.prefixes[depth][nodes])
+                prefix = self._tensor(trie.prefixes[depth][nodes])
                 output = self.network_.decode(state.expand(len(nodes), -1), prefix)
-                rows = torch.from_numpy(children)
+                rows = self._tensor(children)
                 log_probs = self.network_.log_probs(output, depth, rows, self._trained[depth])
-                log_probs = log_probs.numpy()
+                log_probs = log_probs.cpu().numpy()
             total = np.where(open_, scores[:, None] + log_probs, -np.inf)
             flat = total.ravel()
             n = min(width, int(np.isfinite(flat).sum()))
@@ -458,4 +502,4 @@ class Generative(Recommender):
         self.network_ = self._new_network()
         load_arrays_into(self.network_, arrays, "net__")
         self.network_.eval()
-        self._cache_item_vectors()
+        self._place(self._serving_device())

@@ -109,7 +109,11 @@ class GenerativeNetwork(nn.Module):
         """
         allowed = children >= 0
         safe = children.clamp(min=0)
-        own = self.nodes[level](safe) * trained[safe][..., None]
+        table = self.nodes[level].weight
+        if safe.numel() < len(table):  # a few rows (beam search): gather, then mask
+            own = table[safe] * trained[safe][..., None]
+        else:  # many rows (training, exhaustive scoring): mask the table once, then gather
+            own = (table * trained[:, None].to(table.dtype))[safe]
         logits = self.heads[level](output) + torch.einsum("...cd,ckd->...ck", output, own)
         return functional.log_softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
 

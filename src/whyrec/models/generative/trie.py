@@ -19,7 +19,7 @@ class Trie:
     `children[d][node, token]` is the child node at depth d + 1, or -1 when no item's
     index continues that way; `item_nodes[p, d]` is item p's node at depth d;
     `leaf_items[node]` is the item at a leaf; `prefixes[d]` holds every depth-d node's
-    tokens (nodes × d).
+    tokens (nodes × d); `item_counts[d][node]` is how many items lie below a node.
     """
 
     sizes: list[int]
@@ -27,6 +27,7 @@ class Trie:
     item_nodes: np.ndarray
     leaf_items: np.ndarray
     prefixes: list[np.ndarray]
+    item_counts: list[np.ndarray]
 
     @classmethod
     def build(cls, codes: np.ndarray, sizes: list[int]) -> Trie:
@@ -46,7 +47,11 @@ class Trie:
             n_parents = len(unique)
         leaf_items = np.empty(n_parents, dtype=np.int64)
         leaf_items[item_nodes[:, length]] = np.arange(n_items)
-        return cls(list(sizes), children, item_nodes, leaf_items, prefixes)
+        counts = [
+            np.bincount(item_nodes[:, depth], minlength=len(prefixes[depth]))
+            for depth in range(length + 1)
+        ]
+        return cls(list(sizes), children, item_nodes, leaf_items, prefixes, counts)
 
     @property
     def length(self) -> int:
@@ -57,13 +62,13 @@ class Trie:
         return (self.children[depth] >= 0).sum(axis=1)
 
     def alive(self, excluded: np.ndarray) -> list[np.ndarray]:
-        """Per depth, which nodes still lead to at least one item outside `excluded`."""
-        keep = np.ones(len(self.item_nodes), dtype=bool)
-        keep[np.asarray(excluded, dtype=np.int64)] = False
-        nodes = self.item_nodes[keep]
-        out = []
-        for depth in range(self.length + 1):
-            mask = np.zeros(len(self.prefixes[depth]), dtype=bool)
-            mask[nodes[:, depth]] = True
-            out.append(mask)
-        return out
+        """Per depth, which nodes still lead to at least one item outside `excluded`.
+
+        Counts the excluded items below each node (work in the size of `excluded`, not of
+        the catalog: this runs once per generated list)."""
+        excluded = np.unique(np.asarray(excluded, dtype=np.int64))
+        nodes = self.item_nodes[excluded]
+        return [
+            counts > np.bincount(nodes[:, depth], minlength=len(counts))
+            for depth, counts in enumerate(self.item_counts)
+        ]

@@ -223,7 +223,7 @@ async function startSession() {
     const created = await api("POST", "/v1/sessions", {});
     store.session = created;
     $("conversation").replaceChildren();
-    bubble("assistant", "Hi! Tell me a film you like, a genre or a mood — e.g. 'a funny animated film from the 90s, like Toy Story'. Press “why?” on any suggestion to see the reasons.");
+    bubble("assistant", created.greeting || "Hi! Tell me a title you like or what it should be like.");
     setStatus(`session ${created.session_id}`);
   } catch (error) {
     if (error.status === 401) { $("key-form").hidden = false; $("api-key").focus(); }
