@@ -147,11 +147,12 @@ class LLMSession(Session):
         if not reply:
             fallbacks.append("reply")
             return turn
-        turn.reply = f"{reply}\n{turn.question}" if turn.question else reply
+        lines = [reply]
         if items and not explaining:
             turn.items = reorder(items, order)
             state.shown = [catalog.position(i["item_id"]) for i in turn.items]
-            turn.reply = "\n".join([reply, *replies.item_lines(turn.items)])
+            lines += replies.item_lines(turn.items)
+        turn.reply = "\n".join([*lines, turn.question] if turn.question else lines)
         return turn
 
     def _permitted(
