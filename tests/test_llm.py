@@ -224,7 +224,8 @@ def test_grounded_turn_uses_llm_acts_rerank_and_profile(engine, llm_server, tmp_
 
 def test_why_is_phrased_from_the_explanation_evidence(engine, llm_server, tmp_path):
     llm_server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS))
-    session = _conversation(engine, llm_server, tmp_path).start()
+    # about what is sent: a 1 s budget keeps the measured own work of a loaded machine free
+    session = _conversation(engine, llm_server, tmp_path, timeout=ROOMY).start()
     first = session.send(FLAGSHIP)
     llm_server.script("dialogue_acts", json_reply({"intents": ["why"], "reference": 0}))
     turn = session.send("why the first one?")
