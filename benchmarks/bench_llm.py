@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -129,7 +130,15 @@ class Checker:
             self.bad.append(text[:200])
 
 
-def run_episodes(conversation, engine, turns: int, checker: Checker | None, seed: int):
+def run_episodes(
+    conversation,
+    engine,
+    turns: int,
+    checker: Checker | None,
+    seed: int,
+    progress: int = 0,
+    on_progress=None,
+):
     """Language-user episodes until `turns` turns; returns the turns' traces and seconds."""
     from whyrec.evaluation.simulated_users import LanguageUser, run_language_episode
 
@@ -143,6 +152,16 @@ def run_episodes(conversation, engine, turns: int, checker: Checker | None, seed
         turn = original_send(session, text)
         seconds.append(time.perf_counter() - started)
         traces.append(turn.trace.get("llm", {}))
+        if progress and len(seconds) % progress == 0:
+            print(
+                f"  ... {len(seconds)} turns, last {progress}: median "
+                f"{statistics.median(seconds[-progress:]):.2f} s, max "
+                f"{max(seconds[-progress:]):.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            if on_progress is not None:
+                on_progress(traces, seconds)
         if checker is not None:
             checker.check(turn.reply)
         return turn
@@ -179,6 +198,10 @@ def usage(traces: list[dict]) -> str:
 HTTP_ERRORS = ("rejected", "server_error", "rate_limited")
 
 
+STRICT = "llm_used_every_step_counting_speed_skips_as_fallbacks"
+SPEED_SKIPPED = "not asked (the server's speed left time for the reply only)"
+
+
 def turn_sources(trace: dict) -> dict[str, str]:
     """Where each step of one turn came from: "llm" (ok/repaired) or the fallback cause."""
 
@@ -201,7 +224,9 @@ def turn_sources(trace: dict) -> dict[str, str]:
     calls = trace.get("calls", [])
     plan = trace.get("plan")
     plan_source = "not asked"
-    if plan is not None:
+    if plan is not None and plan.get("not_asked"):
+        plan_source = SPEED_SKIPPED
+    elif plan is not None:
         plan_source = "llm" if not str(plan.get("result", "")).startswith("no plan") else "no plan"
         if plan_source == "no plan":
             structured = (plan.get("structured") or [None])[-1]
@@ -213,17 +238,34 @@ def turn_sources(trace: dict) -> dict[str, str]:
     }
 
 
-def real_chat(engine, config, turns: int, seed: int) -> dict:
-    """Simulated users talking to the real server; prints the figures of the issue."""
-    from collections import Counter
-
+def real_chat(engine, config, turns: int, seed: int, partial: Path | None = None) -> dict:
+    """Simulated users talking to the real server; prints the figures of the issue (and
+    writes them to `partial` every ten turns, so a long run's figures so far are kept)."""
     from whyrec.llm import open_conversation
 
     checker = Checker(engine.catalog)
     conversation = open_conversation(engine, llm=config, wish_scorer=None)
-    traces, seconds = run_episodes(conversation, engine, turns, checker, seed)
+
+    def keep(traces, seconds):
+        if partial is not None:
+            figures = chat_figures(traces, seconds, checker, config)
+            partial.write_text(json.dumps({"partial": figures}, indent=1, default=str) + "\n")
+
+    traces, seconds = run_episodes(
+        conversation, engine, turns, checker, seed, progress=10, on_progress=keep
+    )
+    figures = chat_figures(traces, seconds, checker, config)
+    print_chat(figures, config, checker)
+    return figures
+
+
+def chat_figures(traces: list[dict], seconds: list[float], checker: Checker, config) -> dict:
+    """The issue's figures for real chat turns, with the traces of turns over budget."""
+    from collections import Counter
+
     sources = [turn_sources(t) for t in traces]
-    used = sum(all(v in ("llm", "not asked") for v in s.values()) for s in sources)
+    used = sum(all(v in ("llm", "not asked", SPEED_SKIPPED) for v in s.values()) for s in sources)
+    strict = sum(all(v in ("llm", "not asked") for v in s.values()) for s in sources)
     any_used = sum(any(v == "llm" for v in s.values()) for s in sources)
     causes = Counter(f"{step}: {v}" for s in sources for step, v in s.items() if v != "llm")
     errors = Counter(
@@ -248,6 +290,7 @@ def real_chat(engine, config, turns: int, seed: int) -> dict:
         "turns": len(traces),
         "dialect": traces[-1].get("dialect"),
         "llm_used_every_step": used,
+        STRICT: strict,
         "llm_used_any_step": any_used,
         "steps": steps,
         "fallbacks": dict(causes.most_common()),
@@ -267,38 +310,57 @@ def real_chat(engine, config, turns: int, seed: int) -> dict:
         "replies": checker.replies,
         "replies_outside_catalog": len(checker.bad),
         "unknown_ids": unknown_ids,
+        "load_average": list(os.getloadavg()),
+        "over_budget_traces": [
+            {"seconds": round(s, 3), **{k: t.get(k) for k in OVER_BUDGET_KEYS}}
+            for s, t in zip(seconds, traces, strict=True)
+            if s > config.timeout + 1.0
+        ],
     }
+    return figures
+
+
+OVER_BUDGET_KEYS = ("seconds", "own_work_kept", "tail_kept", "calls", "fallbacks", "plan")
+
+
+def print_chat(figures: dict, config, checker: Checker) -> None:
+    f = figures
+    turns = f["turns"]
+
+    def share(n: int) -> str:
+        return f"{n}/{turns} ({n / turns:.0%})"
+
+    seconds, tokens, calls = f["turn_seconds"], f["tokens_per_turn"], f["calls_per_turn"]
     print(
-        f"real LLM {config.model} at {config.endpoint}: {len(traces)} turns, "
-        f"timeout {config.timeout:g}s, dialect {traces[-1].get('dialect')}"
+        f"real LLM {config.model} at {config.endpoint}: {turns} turns, timeout "
+        f"{config.timeout:g}s, dialect {f['dialect']}, load average {f['load_average']}"
     )
     print(
-        f"  LLM output used in every step asked: {used}/{len(traces)} "
-        f"({used / len(traces):.0%}); in at least one step: {any_used}/{len(traces)}"
+        f"  LLM output used in every step asked: {share(f['llm_used_every_step'])}; the "
+        f"same with a plan skipped for speed counted as a fallback: {share(f[STRICT])}; in "
+        f"at least one step: {share(f['llm_used_any_step'])}"
     )
-    for step, counts in steps.items():
+    for step, counts in f["steps"].items():
         print(f"  {step}: from the LLM in {counts['from_llm']}/{counts['asked']} turns asked")
-    print("  fallbacks by cause: " + ", ".join(f"{k} {v}" for k, v in causes.most_common()))
+    print("  fallbacks by cause: " + ", ".join(f"{k} {v}" for k, v in f["fallbacks"].items()))
     print(
-        f"  4xx/5xx answers: {sum(errors.values())} {dict(errors)} "
-        f"(of which in calls that negotiated the dialect: {negotiated} calls)"
+        f"  4xx/5xx answers: {sum(f['http_errors'].values())} {f['http_errors']} (calls that "
+        f"negotiated the dialect: {f['negotiating_calls']})"
     )
     print(
-        f"  calls/turn mean {np.mean(calls):.2f} (max {max(calls)}), tokens/turn mean "
-        f"{np.mean(tokens):.0f} (p95 {np.percentile(tokens, 95):.0f})"
+        f"  calls/turn mean {calls['mean']:.2f} (max {calls['max']}), tokens/turn mean "
+        f"{tokens['mean']:.0f} (p95 {tokens['p95']:.0f})"
     )
     print(
-        f"  turn seconds p50 {np.percentile(seconds, 50):.2f}, p95 "
-        f"{np.percentile(seconds, 95):.2f}, max {max(seconds):.2f}; over timeout + 1 s: "
-        f"{len(over)}"
+        f"  turn seconds p50 {seconds['p50']:.2f}, p95 {seconds['p95']:.2f}, max "
+        f"{seconds['max']:.2f}; over timeout + 1 s: {seconds['over_timeout_plus_1s']}"
     )
     print(
-        f"  replies naming something outside the catalog: {len(checker.bad)} of "
-        f"{checker.replies} (unknown [[ids]] left: {unknown_ids})"
+        f"  replies naming something outside the catalog: {f['replies_outside_catalog']} of "
+        f"{f['replies']} (unknown [[ids]] left: {f['unknown_ids']})"
     )
     for text in checker.bad[:5]:
         print(f"    e.g. {text!r}")
-    return figures
 
 
 def real_recommenders(config, users: int, seed: int) -> dict:
@@ -370,6 +432,12 @@ def main() -> None:
     parser.add_argument("--real-turns", type=int, default=200)
     parser.add_argument("--real-timeout", type=float, default=20.0)
     parser.add_argument("--eval-users", type=int, default=40)
+    parser.add_argument(
+        "--eval-timeout",
+        type=float,
+        default=60.0,
+        help="Seconds per LLM recommender call (offline scoring, not a chat turn).",
+    )
     parser.add_argument("--json", type=Path, help="Also write part 3's figures here.")
     args = parser.parse_args()
 
@@ -394,9 +462,11 @@ def main() -> None:
         )
         result: dict = {"command": " ".join(sys.argv[1:])}
         if args.real_turns:
-            result["chat"] = real_chat(engine, real, args.real_turns, args.seed)
+            partial = args.json.with_suffix(".partial.json") if args.json else None
+            result["chat"] = real_chat(engine, real, args.real_turns, args.seed, partial)
         if args.eval_users:
-            result["recommenders"] = real_recommenders(real, args.eval_users, args.seed)
+            offline = real.model_copy(update={"timeout": args.eval_timeout})
+            result["recommenders"] = real_recommenders(offline, args.eval_users, args.seed)
         if args.json:
             args.json.write_text(json.dumps(result, indent=1, default=str) + "\n")
         return

@@ -403,7 +403,7 @@ class ScriptedLLM:
 
 def helpful(body: dict) -> Behavior:
     """A well-behaved stand-in for whyrec's requests: no plan (the policy's list stands),
-    replies that re-rank the candidates (reversed) and cite each one's evidence, and
+    replies that re-rank the candidates (reversed) and cite each one's shared values, and
     dialogue acts that only say "recommend". Tests script anything more specific."""
     kind = request_kind(body)
     data = request_data(body)
@@ -414,7 +414,10 @@ def helpful(body: dict) -> Behavior:
     if kind == "grounded_reply" and isinstance(data, dict):
         candidates = data.get("candidates") or []
         ids = [c["item_id"] for c in candidates][::-1]
-        lines = [f"[[{c['item_id']}]]: {c['evidence']}" for c in candidates[::-1]]
+        lines = [
+            f"[[{c['item_id']}]]: like what you liked, {', '.join(c['shares']) or 'a good fit'}."
+            for c in candidates[::-1]
+        ]
         facts = data.get("facts") or []
         if not lines and facts:
             lines = [json.dumps(facts)[:0] + "Here is what I found."]

@@ -59,10 +59,15 @@ def describe_constraints(
 def recommendation_text(catalog: Catalog, items: list[dict], constraints: str, first: bool) -> str:
     intro = "Here are some picks" if first else "How about these"
     intro += f" ({constraints})" if constraints else ""
-    lines = [f"{intro}:"]
-    for rank, item in enumerate(items, start=1):
-        lines.append(f"{rank}. {item['title']} — {item['explanation']['text']}")
-    return "\n".join(lines)
+    return "\n".join([f"{intro}:", *item_lines(items)])
+
+
+def item_lines(items: list[dict]) -> list[str]:
+    """One line per recommended item: rank, title and why (its explanation's text)."""
+    return [
+        f"{rank}. {item['title']} — {item['explanation']['text']}"
+        for rank, item in enumerate(items, start=1)
+    ]
 
 
 def no_candidates_text(constraints: str) -> str:

@@ -15,6 +15,7 @@ is shown.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, Union
 
@@ -38,12 +39,19 @@ steps) in order, at most {steps}. Use attribute values exactly as the catalog sp
 policy's list already serves the message, call no tool. Never invent items or ids."""
 
 REPLY_SYSTEM = """task: grounded_reply
-You write the recommender's reply to the user. Use only the facts given: the candidate
-items with their evidence, comparisons and explanations. Refer to an item ONLY as
-[[item_id]] with an id from the facts; never write a title yourself and never mention a
-film, person or fact that the facts do not contain. `order` lists the candidates' ids
-best first for this user (you may re-rank them; do not add ids). Keep it short: an
-opening sentence, then one line per item saying why, from its evidence."""
+Write the recommender's reply to the user in one or two sentences, from the facts given
+only (candidates with their evidence, comparisons, explanations). Name an item ONLY as
+[[id]] with an id from the facts; never write a title yourself, nor a film, person or
+fact the facts lack. `order`: the candidates' ids, best first for this user (re-rank
+them; add none). whyrec lists the items with their evidence under your words."""
+REPLY_ITEMS = 5
+"""Candidates described to the reply (the head of the list; the rest keep their place):
+a prompt of a few hundred tokens instead of a thousand, which a small local model on a
+CPU reads in seconds."""
+REPLY_MAX_TOKENS = 120
+"""Completion cap of a reply: one or two sentences and an order."""
+EVIDENCE_TITLES, EVIDENCE_VALUES = 2, 3
+"""Cited history items and shared attribute values given per candidate."""
 
 
 def _step_model(name: str, arguments: type[BaseModel]) -> type[BaseModel]:
@@ -77,6 +85,35 @@ class GroundedReply(BaseModel):
 
 
 @dataclass
+class DecayingMax:
+    """The longest recent duration of some work, slowly forgotten (a tenth per sample):
+    what to keep free for it, on a machine whose speed changes."""
+
+    seconds: float = 0.0
+    DECAY = 0.9
+
+    def took(self, seconds: float) -> None:
+        self.seconds = max(seconds, self.seconds * self.DECAY)
+
+
+@dataclass
+class WorkTimes:
+    """How long whyrec's own work on a plan takes here (one step; describing a new list):
+    a plan is asked early enough for its execution to end within the turn, and a step
+    only starts when it can."""
+
+    step: DecayingMax = field(default_factory=DecayingMax)
+    describe: DecayingMax = field(default_factory=DecayingMax)
+
+    def reserve(self) -> float:
+        """Seconds kept after a plan's answer: a typical plan's steps and the new list."""
+        return TYPICAL_PLAN_STEPS * self.step.seconds + self.describe.seconds
+
+
+TYPICAL_PLAN_STEPS = 2
+
+
+@dataclass
 class AgentOutcome:
     items: list[int] | None = None
     """The list to show instead of the policy's, or None to keep the policy's."""
@@ -96,6 +133,7 @@ class Agent:
         self.catalog = catalog
         self.rec_size = rec_size
         self.guard = ReplyGuard(catalog)
+        self.work = WorkTimes()
 
     # ----- planning ------------------------------------------------------------------
     def plan_and_execute(
@@ -118,10 +156,15 @@ class Agent:
             {"role": "user", "content": json.dumps(facts_in, ensure_ascii=False)},
         ]
         trace: dict = {"steps": []}
+        no_time = self._no_time_to_plan(ctx)
+        if no_time:
+            return AgentOutcome(trace=trace | {"result": "not asked", "not_asked": no_time})
         calls = self._ask_plan(ctx, messages, trace)
         if calls is None:
             return AgentOutcome(trace=trace | {"result": "no plan (LLM unavailable or invalid)"})
-        observations = self._execute(toolbox, calls, trace)
+        observations = self._execute(ctx, toolbox, calls, trace)
+        if trace.get("cut"):
+            return _cut(trace)
         items, problem = self._final_list(toolbox, state)
         if problem and any(name in LIST_TOOLS for _, name, _ in calls):
             trace["reflection"] = problem
@@ -141,7 +184,9 @@ class Agent:
             )
             revised = self._ask_plan(ctx, messages, trace)
             if revised:
-                self._execute(toolbox, revised, trace)
+                self._execute(ctx, toolbox, revised, trace)
+                if trace.get("cut"):
+                    return _cut(trace)
                 items, problem = self._final_list(toolbox, state)
         outcome = AgentOutcome(facts=memory.facts, trace=trace)
         trace["memory"] = memory.summary()
@@ -160,12 +205,15 @@ class Agent:
         trace["tools"] = mode
         if mode is None:
             return None
+        reserve = self.work.reserve()
         if mode == "native":
-            result = self.client.chat(ctx, "plan", messages, tools=tool_specs(), tool_choice="auto")
+            result = self.client.chat(
+                ctx, "plan", messages, tools=tool_specs(), tool_choice="auto", reserve=reserve
+            )
             if result is None:
                 return None
             return [(c.id, c.name, c.arguments) for c in result.tool_calls][:MAX_PLAN_STEPS]
-        plan, record = ask_structured(self.client, ctx, "plan", Plan, messages)
+        plan, record = ask_structured(self.client, ctx, "plan", Plan, messages, reserve=reserve)
         trace.setdefault("structured", []).append(record)
         if plan is None:
             return None
@@ -174,11 +222,35 @@ class Agent:
             for i, step in enumerate(plan.steps)
         ]
 
-    @staticmethod
-    def _execute(toolbox: Toolbox, calls: list[tuple[str, str, str]], trace: dict) -> list[dict]:
+    def _no_time_to_plan(self, ctx: CallContext) -> str | None:
+        """Why the plan is not asked this turn: the server's measured speed leaves no time
+        for a plan, its execution and the reply after it. The reply (the words the user
+        reads, and the LLM's order of the list) is then asked alone."""
+        plan = self.client.estimate("plan")
+        if plan is None:
+            return None
+        reply = self.client.estimate("grounded_reply", max_tokens=REPLY_MAX_TOKENS) or 0.0
+        needed = plan + self.work.reserve() + reply
+        if needed <= ctx.remaining:
+            return None
+        return (
+            f"plan and reply would take about {needed:.1f} s, {max(ctx.remaining, 0):.1f} s "
+            "left: the reply is asked alone"
+        )
+
+    def _execute(
+        self, ctx: CallContext, toolbox: Toolbox, calls: list[tuple[str, str, str]], trace: dict
+    ) -> list[dict]:
+        """Run the plan's steps while the turn has time for them (a step takes about as
+        long as the slowest one lately); `trace["cut"]` says when it had not."""
         observations = []
-        for _, name, arguments in calls:
+        for done, (_, name, arguments) in enumerate(calls):
+            if ctx.remaining < self.work.step.seconds:
+                trace["cut"] = f"out of time after {done} of {len(calls)} steps"
+                break
+            started = time.monotonic()
             observation = toolbox.run(name, arguments)
+            self.work.step.took(time.monotonic() - started)
             observations.append(observation)
             step = {"tool": name, "arguments": arguments[:500]}
             step |= {k: observation[k] for k in ("handle", "count", "error") if k in observation}
@@ -245,14 +317,7 @@ class Agent:
         permitted: set[int],
     ) -> tuple[str, list[str] | None, dict]:
         """(reply text, ids best first or None, trace); an empty text means "use embedded"."""
-        candidates = [
-            {
-                "item_id": item["item_id"],
-                "year": item.get("year"),
-                "evidence": item["explanation"]["text"],
-            }
-            for item in items
-        ]
+        candidates = [_evidence(item) for item in items[:REPLY_ITEMS]]
         given = {c["item_id"] for c in candidates}
         facts_out = {
             "message": text,
@@ -279,11 +344,35 @@ class Agent:
             guarded["text"] = result.text
 
         answer, record = ask_structured(
-            self.client, ctx, "grounded_reply", GroundedReply, messages, check
+            self.client,
+            ctx,
+            "grounded_reply",
+            GroundedReply,
+            messages,
+            check,
+            max_tokens=min(REPLY_MAX_TOKENS, self.client.config.max_tokens),
         )
         if answer is None:
             return "", None, record
         return guarded["text"], answer.order, record
+
+
+def _cut(trace: dict) -> AgentOutcome:
+    """A plan whose steps did not all run in time: its facts and lists are not used."""
+    return AgentOutcome(trace=trace | {"result": "policy list kept: " + trace["cut"]})
+
+
+def _evidence(item: dict) -> dict:
+    """One candidate for the reply, briefly: its id and year, the history items it is
+    recommended for and the attribute values it shares with them (the explanation's
+    data; its full text stays for the list under the reply)."""
+    explanation = item["explanation"]
+    return {
+        "item_id": item["item_id"],
+        "year": item.get("year"),
+        "because_you_liked": [c["title"] for c in explanation.get("history", [])][:EVIDENCE_TITLES],
+        "shares": [v["value"] for v in explanation.get("shared_values", [])][:EVIDENCE_VALUES],
+    }
 
 
 def reorder(items: list[dict], order: list[str] | None) -> list[dict]:

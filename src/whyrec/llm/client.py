@@ -58,12 +58,21 @@ REPETITION_BOUNDS = frozenset(
 a 1,000-character limit is a thousand nested optionals, which it refuses ("exceeds sane
 defaults"), and llama-cpp-python then generated without a grammar and crashed on this
 machine. The answer is still validated against the full schema by pydantic."""
+KEPT_BOUNDS = {"minItems": 32, "maxLength": 80}
+"""Bounds kept in the grammar up to these sizes: a few repetitions are cheap, and without
+them a weak model answers a request for ten titles with an empty list, or writes one
+"title" until its tokens run out."""
 
 
 def grammar_schema(schema: Any) -> Any:
-    """`schema` without repetition bounds, for servers that compile it into a grammar."""
+    """`schema` without large repetition bounds, for servers that compile it into a
+    grammar."""
     if isinstance(schema, dict):
-        return {k: grammar_schema(v) for k, v in schema.items() if k not in REPETITION_BOUNDS}
+        return {
+            k: grammar_schema(v)
+            for k, v in schema.items()
+            if k not in REPETITION_BOUNDS or (isinstance(v, int) and v <= KEPT_BOUNDS.get(k, -1))
+        }
     if isinstance(schema, list):
         return [grammar_schema(v) for v in schema]
     return schema
@@ -90,6 +99,136 @@ PROBE_MESSAGES = [
 PROBE_MAX_TOKENS = 48
 DESCRIPTION_SECONDS = 3.0
 """Longest wait for a server's description (one GET, once per server and model)."""
+SPEED_WEIGHT = 0.3
+"""Weight of the newest measurement in the running speed estimates: a shared machine's
+speed drifts, and the estimate should follow within a few calls."""
+SPEED_MARGIN = 1.2
+"""Estimated seconds are stretched by this much before deciding a call will not finish
+(one measurement is noisy; a call that starts should finish)."""
+
+
+RETRY_SPEED_AFTER = 8
+"""Calls in a row not started for being too slow, after which one is sent to measure again."""
+
+
+@dataclass
+class StreamedCall:
+    """The timing of one streamed call, for `ServerSpeed.learn`."""
+
+    purpose: str
+    chars: int
+    started: float
+    busy_until: float
+    """When the server was expected to be done with abandoned work, as the call started."""
+    first: float | None = None
+    end: float = 0.0
+    chunks: int = 0
+    complete: bool = False
+    queued: bool = False
+    """Sent while an earlier call of ours was still at the server (one given up on): its
+    wait for the first chunk includes that call's rest, so it teaches no reading speed."""
+
+
+def _blend(old: float | None, new: float) -> float:
+    return new if old is None else (1 - SPEED_WEIGHT) * old + SPEED_WEIGHT * new
+
+
+@dataclass
+class ServerSpeed:
+    """How fast one server reads a prompt and writes an answer, learned from its streamed
+    answers: the first chunk comes when the prompt is read, then about a token per chunk.
+
+    A server such as llama.cpp reads a whole prompt even after the client has gone, so a
+    call that cannot finish in the time left is not started at all (`estimate`); and the
+    time a server still spends on a prompt whyrec abandoned (`busy_until`) is waited for
+    in every estimate until its first chunk shows the server got through it."""
+
+    prompt_seconds_per_char: float | None = None
+    seconds_per_token: float | None = None
+    answer_tokens: dict[str, float] = field(default_factory=dict)
+    """Chunks (about tokens) of a typical answer, per purpose."""
+    prompt_chars: dict[str, int] = field(default_factory=dict)
+    """Characters of the last prompt of each purpose (to plan a call before writing it)."""
+    busy_until: float = 0.0
+    in_flight: int = 0
+    """Calls at the server whose streams are still open (given up on or not)."""
+    calls: int = 0
+    skipped_in_a_row: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def learn(self, call: StreamedCall) -> None:
+        """What one streamed call showed: how long the prompt took to read (when nothing
+        of ours was ahead of it at the server) and how fast the answer came."""
+        with self.lock:
+            self.calls += 1
+            self.skipped_in_a_row = 0
+            self.prompt_chars[call.purpose] = call.chars
+            if call.first is None:
+                return
+            if not call.queued:
+                reading = max(call.first - call.started, 1e-3)
+                self.prompt_seconds_per_char = _blend(
+                    self.prompt_seconds_per_char, reading / max(call.chars, 1)
+                )
+            self.busy_until = min(self.busy_until, call.first)
+            if call.chunks > 1:
+                per_token = (call.end - call.first) / (call.chunks - 1)
+                self.seconds_per_token = _blend(self.seconds_per_token, per_token)
+            if call.complete:
+                tokens = self.answer_tokens.get(call.purpose)
+                self.answer_tokens[call.purpose] = _blend(tokens, call.chunks)
+
+    def abandoned(self, call: StreamedCall) -> None:
+        """A call was given up before its first chunk: the server goes on reading it (its
+        first chunk, should it still come, ends the wait: `learn`)."""
+        with self.lock:
+            if self.prompt_seconds_per_char is not None and call.first is None:
+                start = max(call.started, call.busy_until)
+                done = start + call.chars * self.prompt_seconds_per_char
+                self.busy_until = max(self.busy_until, done)
+
+    def estimate(self, purpose: str, chars: int | None, max_tokens: int) -> float | None:
+        """Seconds a call of `purpose` would take from now (waiting for the server's
+        abandoned work included), or None before the server's speed is known."""
+        with self.lock:
+            if self.prompt_seconds_per_char is None:
+                return None
+            if chars is None:
+                chars = self.prompt_chars.get(purpose)
+                if chars is None:
+                    return None
+            waiting = max(0.0, self.busy_until - time.monotonic())
+            seconds = waiting + chars * self.prompt_seconds_per_char
+            if self.seconds_per_token is not None:
+                tokens = min(float(max_tokens), self.answer_tokens.get(purpose, 0.0))
+                seconds += tokens * self.seconds_per_token
+            return seconds * SPEED_MARGIN
+
+    def too_slow(self, purpose: str, chars: int, max_tokens: int, seconds: float) -> float | None:
+        """The estimate when a call would not finish in `seconds`, else None. After
+        `RETRY_SPEED_AFTER` such answers in a row one call goes anyway, so that an estimate
+        from a busy hour does not keep a faster server unused for good."""
+        estimate = self.estimate(purpose, chars, max_tokens)
+        if estimate is None or estimate <= seconds:
+            return None
+        with self.lock:
+            self.skipped_in_a_row += 1
+            if self.skipped_in_a_row > RETRY_SPEED_AFTER:
+                self.skipped_in_a_row = 0
+                return None
+        return estimate
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt_ms_per_char": _ms(self.prompt_seconds_per_char),
+            "ms_per_token": _ms(self.seconds_per_token),
+            "answer_tokens": {k: round(v, 1) for k, v in self.answer_tokens.items()},
+            "calls": self.calls,
+        }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
 
 
 def description_url(endpoint: str) -> str:
@@ -177,6 +316,7 @@ class Dialect:
     publishes none, None until asked."""
     notes: list[str] = field(default_factory=list)
     """How the dialect was found, e.g. "json_schema rejected (500): json_object"."""
+    speed: ServerSpeed = field(default_factory=ServerSpeed)
 
     def to_dict(self) -> dict:
         return {
@@ -185,6 +325,7 @@ class Dialect:
             "stream": self.stream,
             "described": self.described,
             "notes": list(self.notes),
+            "speed": self.speed.to_dict(),
         }
 
 
@@ -250,15 +391,35 @@ class CallContext:
     calls: list[dict] = field(default_factory=list)
     unreachable: bool = False
     """Set once a call failed for good: later calls of the turn are skipped at once."""
+    own_work: float = 0.0
+    """Seconds whyrec's own work of a turn takes here lately (everything but waiting for
+    the LLM): kept free at the end of the turn, so a late answer leaves time for it."""
+    tail: float = 0.0
+    """Seconds whyrec's work after a turn's last answer takes here lately: kept free
+    after every call, however much of the turn's own work is done already."""
+    started: float = field(default_factory=time.monotonic)
+    waited: float = 0.0
+    """Seconds this turn has waited for the LLM so far."""
+    answered: float | None = None
+    """When the turn's last call ended."""
 
     @classmethod
-    def for_turn(cls, config: LLMConfig, budget: TokenBudget) -> CallContext:
+    def for_turn(
+        cls, config: LLMConfig, budget: TokenBudget, own_work: float = 0.0, tail: float = 0.0
+    ) -> CallContext:
         reserve = min(RESERVE_MAX, RESERVE_SHARE * config.timeout)
-        return cls(time.monotonic() + config.timeout - reserve, budget)
+        deadline = time.monotonic() + config.timeout - reserve
+        return cls(deadline, budget, own_work=own_work, tail=tail)
 
     @property
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    def work_left(self) -> float:
+        """Seconds of the turn's own work still to come (its usual total less what it has
+        done so far): no call may run into them."""
+        done = time.monotonic() - self.started - self.waited
+        return max(0.0, self.own_work - done, self.tail)
 
     @property
     def tokens(self) -> int:
@@ -279,6 +440,11 @@ class ChatResult:
     tokens: int
     key: str
     cached: bool = False
+
+
+def prompt_chars(body: dict) -> int:
+    """The size of a request's prompt, in characters of its messages."""
+    return len(json.dumps(body["messages"], ensure_ascii=False))
 
 
 def request_key(body: dict) -> str:
@@ -382,10 +548,12 @@ class LLMClient:
         tool_choice: str | dict | None = None,
         max_tokens: int | None = None,
         form: str | None = None,
+        reserve: float = 0.0,
     ) -> ChatResult | None:
         """Send one request in the dialect of the server (with retries, and simpler forms
         where the server rejects one); None, with the reason in the trace, on failure.
-        `form` asks for structured output in that one form only (for probing)."""
+        `form` asks for structured output in that one form only (for probing); `reserve`
+        keeps that many seconds of the turn for the work the answer would cause."""
         dialect = self.describe(ctx)
         forms: tuple[str | None, ...] = (None,)
         if form is not None:
@@ -396,19 +564,22 @@ class LLMClient:
         record: dict[str, Any] = {"purpose": purpose, "attempts": 0, "tokens": 0}
         ctx.calls.append(record)
         started = time.monotonic()
+        reserve = max(reserve, ctx.work_left())
         result, outcome = None, "failed"
         for index, trying in enumerate(forms):
             body = self.body(messages, schema, tools, tool_choice, trying, max_tokens)
             simpler_left = index + 1 < len(forms)
             record["form"] = trying or ("tools" if tools else "text")
             result, outcome, status = self._request(
-                ctx, record, body, retry_errors=not simpler_left
+                ctx, record, body, retry_errors=not simpler_left, reserve=reserve
             )
             if result is not None or not (simpler_left and outcome in REJECTED):
                 break
             note = f"{trying} rejected ({status}): {forms[index + 1]}"
             record.setdefault("dialect", []).append(note)
         record["seconds"] = round(time.monotonic() - started, 3)
+        ctx.answered = time.monotonic()
+        ctx.waited += ctx.answered - started
         if not record.get("errors"):
             record.pop("errors", None)
         if result is None and form is None and record.get("dialect") and outcome in NOT_REJECTED:
@@ -437,6 +608,17 @@ class LLMClient:
                 while len(self._cache) > self.config.cache_size:
                     self._cache.popitem(last=False)
         return result
+
+    def estimate(
+        self, purpose: str, messages: list[dict] | None = None, max_tokens: int | None = None
+    ) -> float | None:
+        """Seconds a call of `purpose` (with these messages, else the size its last prompt
+        had) would take on this server now; None while that is not known."""
+        dialect = self.dialect
+        if not dialect.stream:
+            return None
+        chars = None if messages is None else prompt_chars({"messages": messages})
+        return dialect.speed.estimate(purpose, chars, max_tokens or self.config.max_tokens)
 
     def describe(self, ctx: CallContext) -> Dialect:
         """The dialect, after reading the server's description once (the trace's dialect
@@ -535,7 +717,7 @@ class LLMClient:
         return dialect.tools
 
     def _request(
-        self, ctx: CallContext, record: dict, body: dict, retry_errors: bool
+        self, ctx: CallContext, record: dict, body: dict, retry_errors: bool, reserve: float = 0.0
     ) -> tuple[ChatResult | None, str, int | None]:
         """One request body, from the cache or with retries; (result, outcome, status)."""
         key = request_key(body)
@@ -546,20 +728,35 @@ class LLMClient:
         if hit is not None:
             record.update(outcome="cached")
             return ChatResult(hit.content, hit.tool_calls, 0, key, cached=True), "cached", None
-        skip = self._skip_reason(ctx, body)
+        skip = self._skip_reason(ctx, body, reserve)
         if skip:
             record.update(outcome="skipped", reason=skip)
             return None, "skipped", None
         outcome, status = "failed", None
         errors = record.setdefault("errors", [])
+        chars = prompt_chars(body)
         for attempt in range(self.config.max_retries + 1):
-            remaining = ctx.remaining
+            remaining = ctx.remaining - reserve
             if remaining < MIN_CALL_SECONDS:
                 outcome = "out_of_time"  # the turn's time is spent; the server is not down
                 errors.append("deadline reached")
                 break
+            estimate = None
+            if self.dialect.stream:
+                estimate = self.dialect.speed.too_slow(
+                    record["purpose"], chars, body["max_tokens"], remaining
+                )
+            if estimate is not None:
+                # the server would still be reading it when the turn ends, and would go on
+                # reading for nobody (a prompt is not interrupted): not started
+                outcome = "out_of_time"
+                errors.append(f"would not finish (about {estimate:.1f} s, {remaining:.1f} s left)")
+                break
             record["attempts"] += 1
-            result, outcome, status, retry_after = self._attempt(body, key, remaining)
+            call = StreamedCall(
+                record["purpose"], chars, time.monotonic(), self.dialect.speed.busy_until
+            )
+            result, outcome, status, retry_after = self._attempt(body, key, remaining, call)
             if result is not None:
                 return result, "ok", None
             errors.append(outcome if status is None else f"{outcome} ({status})")
@@ -570,7 +767,7 @@ class LLMClient:
             delay = self.config.backoff * 2**attempt
             if retry_after is not None:
                 delay = max(delay, retry_after)
-            if delay + MIN_CALL_SECONDS >= ctx.remaining:
+            if delay + MIN_CALL_SECONDS >= ctx.remaining - reserve:
                 errors.append("no time left to retry")
                 break
             time.sleep(delay)
@@ -581,7 +778,7 @@ class LLMClient:
         with self._lock:
             self._cache.pop(result.key, None)
 
-    def _skip_reason(self, ctx: CallContext, body: dict) -> str | None:
+    def _skip_reason(self, ctx: CallContext, body: dict, reserve: float = 0.0) -> str | None:
         if ctx.unreachable:
             return "the LLM failed earlier in this turn"
         if time.monotonic() < self._down_until:
@@ -589,21 +786,23 @@ class LLMClient:
         estimate = len(json.dumps(body["messages"])) // CHARS_PER_TOKEN
         if ctx.budget.remaining < estimate + self.config.max_tokens // 4:
             return f"session token budget spent ({ctx.budget.used} of {ctx.budget.limit})"
-        if ctx.remaining < MIN_CALL_SECONDS:
+        if ctx.remaining - reserve < MIN_CALL_SECONDS:
             return "no time left in this turn"
         return None
 
     def _attempt(
-        self, body: dict, key: str, remaining: float
+        self, body: dict, key: str, remaining: float, call: StreamedCall
     ) -> tuple[ChatResult | None, str, int | None, float | None]:
         answering = threading.Event()
         if self.dialect.stream:
-            future = self._pool.submit(self._stream, body, key, remaining, answering)
+            future = self._pool.submit(self._stream, body, key, remaining, answering, call)
         else:
             future = self._pool.submit(self._send, body, key, remaining)
         try:
             return future.result(timeout=remaining), "ok", None, None
         except FutureTimeout:
+            if self.dialect.stream:
+                self.dialect.speed.abandoned(call)
             # the turn ran out of time, but the server is not down when it was already
             # answering, or when the call only had the end of the turn: no cool-down
             late = remaining < self.config.timeout / 2
@@ -631,19 +830,38 @@ class LLMClient:
         return ChatResult(message.content, calls, tokens, key)
 
     def _stream(
-        self, body: dict, key: str, timeout: float, answering: threading.Event
+        self,
+        body: dict,
+        key: str,
+        timeout: float,
+        answering: threading.Event,
+        timing: StreamedCall,
     ) -> ChatResult:
         """`_send`, streamed: the answer is read chunk by chunk and the connection closed
         as soon as the deadline has passed (the caller has given up by then), which tells
-        the server to stop generating. `answering` is set at the first chunk."""
+        the server to stop generating. `answering` is set at the first chunk; `timing`
+        teaches the server's speed, even when the caller has given up."""
         deadline = time.monotonic() + timeout
-        stream = self._openai.chat.completions.create(**body, stream=True, timeout=timeout)
         content: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         usage = None
+        speed = self.dialect.speed
+        with speed.lock:
+            timing.queued = speed.in_flight > 0
+            speed.in_flight += 1
+        try:
+            stream = self._openai.chat.completions.create(**body, stream=True, timeout=timeout)
+        except Exception:
+            timing.end = time.monotonic()
+            with speed.lock:
+                speed.in_flight -= 1
+            raise
         try:
             for chunk in stream:
                 answering.set()
+                timing.end = time.monotonic()
+                timing.first = timing.first or timing.end
+                timing.chunks += 1
                 if time.monotonic() > deadline:
                     raise TimeoutError("abandoned at the deadline")
                 usage = getattr(chunk, "usage", None) or usage
@@ -656,8 +874,12 @@ class LLMClient:
                         if call.function is not None:
                             slot["name"] += call.function.name or ""
                             slot["args"] += call.function.arguments or ""
+            timing.complete = True
         finally:
             stream.close()
+            with speed.lock:
+                speed.in_flight -= 1
+            speed.learn(timing)
         text = "".join(content) or None
         tool_calls = tuple(ToolCall(c["id"], c["name"], c["args"]) for c in calls.values())
         tokens = int(getattr(usage, "total_tokens", 0) or 0)

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Self
+from functools import lru_cache
+from typing import Annotated, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from whyrec.conversation.understanding import SURE_TITLE_SCORE
 from whyrec.data.dataset import Dataset
 from whyrec.errors import NotFoundError, WhyrecError
-from whyrec.llm.client import CallContext, LLMClient, TokenBudget
+from whyrec.llm.client import CHARS_PER_TOKEN, CallContext, LLMClient, TokenBudget
 from whyrec.llm.config import LLMConfig
 from whyrec.llm.structured import ask_structured
 from whyrec.models.base import Histories, ModelConfig, Recommender
@@ -39,19 +40,25 @@ JSON: {{"titles": ["Title (Year)", ...]}}. Only real film titles; none the user 
 
 RERANK_SYSTEM = """task: rerank
 You are a film recommender. The user watched the films listed (most recent first).
-Order the numbered candidate films from the one this user would like most to the one
-they would like least, as JSON: {"order": [numbers, best first]}. Use only the numbers
-given."""
+Pick the {k} numbered candidates this user would like most, best first, as JSON:
+{{"order": [numbers]}}. Use only the numbers given."""
 
 
-class TitleList(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    titles: list[str] = Field(max_length=100)
+TITLE_CHARS = 60
+"""Longest title answer accepted (the catalog's titles are shorter): bounds a weak model
+that would go on writing inside one string."""
 
 
-class CandidateOrder(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    order: list[int] = Field(max_length=200)
+@lru_cache
+def answer_model(kind: str, k: int) -> type[BaseModel]:
+    """The answer's schema, asking for at least `k` entries: grammar-constrained servers
+    then cannot answer with an empty list (a few more are allowed and cut off)."""
+    entry = Annotated[str, Field(max_length=TITLE_CHARS)] if kind == "titles" else int
+    return create_model(
+        "TitleList" if kind == "titles" else "CandidateOrder",
+        __config__=ConfigDict(extra="forbid"),
+        **{kind: (list[entry], Field(min_length=k, max_length=max(2 * k, 20)))},
+    )
 
 
 def _empty_stats() -> dict:
@@ -104,11 +111,14 @@ class _LLMModel(Recommender):
         recent = np.asarray(history, dtype=np.int64)[::-1][: self.config.history]
         return [self.catalog.titles[p] for p in recent]
 
-    def _ask(self, purpose: str, answer: type[BaseModel], messages: list[dict]):
+    def _ask(self, purpose: str, answer: type[BaseModel], messages: list[dict], tokens: int):
+        """The validated answer or None; `tokens` is the longest answer that makes sense."""
         config = self.client.config
         ctx = CallContext.for_turn(config, TokenBudget(config.token_budget))
         started = time.monotonic()
-        result, _ = ask_structured(self.client, ctx, purpose, answer, messages)
+        result, _ = ask_structured(
+            self.client, ctx, purpose, answer, messages, max_tokens=max(tokens, 16)
+        )
         self.stats["users"] += 1
         self.stats["calls"] += sum(1 for c in ctx.calls if c["outcome"] not in ("skipped",))
         self.stats["tokens"] += ctx.tokens
@@ -151,7 +161,7 @@ class _LLMModel(Recommender):
 class LLMRecommenderConfig(ModelConfig):
     titles: int = Field(default=10, ge=1, le=100)
     """Titles asked for per user."""
-    history: int = Field(default=20, ge=1, le=200)
+    history: int = Field(default=10, ge=1, le=200)
     """Most recent training items shown to the LLM."""
 
 
@@ -175,7 +185,12 @@ class LLMRecommender(_LLMModel):
             {"role": "system", "content": RECOMMEND_SYSTEM.format(k=k)},
             {"role": "user", "content": json.dumps({"watched": self._history_titles(history)})},
         ]
-        answer = self._ask("recommend_titles", TitleList, messages)
+        answer = self._ask(
+            "recommend_titles",
+            answer_model("titles", k),
+            messages,
+            tokens=k * (TITLE_CHARS // CHARS_PER_TOKEN + 4) + 16,
+        )
         if answer is None:
             return []
         seen = {int(p) for p in history}
@@ -205,8 +220,13 @@ class LLMRecommender(_LLMModel):
 class LLMRerankConfig(ModelConfig):
     base: str = "ease"
     """The collaborative model whose candidates are reranked."""
-    candidates: int = Field(default=50, ge=2, le=200)
-    history: int = Field(default=20, ge=1, le=200)
+    candidates: int = Field(default=20, ge=2, le=200)
+    """Candidates shown, numbered (20 titles are about 250 tokens: a small local model
+    reads them in seconds; 50 took longer than a turn's budget on a CPU)."""
+    picks: int = Field(default=10, ge=1, le=100)
+    """How many of them the LLM puts first, in order; the rest keep the collaborative
+    order after them (the answer stays short: its numbers, not all candidates)."""
+    history: int = Field(default=10, ge=1, le=200)
     seed: int = 0
 
 
@@ -239,21 +259,20 @@ class LLMReranker(_LLMModel):
         return scores if items is None else scores[:, items]
 
     def _rerank(self, history: np.ndarray, candidates: list[int]) -> list[int]:
+        picks = min(self.config.picks, len(candidates))
         facts = {
             "watched": self._history_titles(history),
-            "candidates": [
-                {"number": n + 1, "title": self.catalog.titles[p]} for n, p in enumerate(candidates)
-            ],
+            "candidates": [f"{n + 1}. {self.catalog.titles[p]}" for n, p in enumerate(candidates)],
         }
         messages = [
-            {"role": "system", "content": RERANK_SYSTEM},
+            {"role": "system", "content": RERANK_SYSTEM.format(k=picks)},
             {"role": "user", "content": json.dumps(facts, ensure_ascii=False)},
         ]
-        answer = self._ask("rerank", CandidateOrder, messages)
+        answer = self._ask("rerank", answer_model("order", picks), messages, tokens=4 * picks + 16)
         if answer is None:
             return candidates
         ranked: list[int] = []
-        for number in answer.order:
+        for number in answer.order[:picks]:
             self.stats["titles"] += 1
             if not 1 <= number <= len(candidates):
                 self.stats["unmatched"] += 1

@@ -18,12 +18,15 @@ from whyrec.conversation.state import DialogueState
 from whyrec.conversation.store import SessionStore
 from whyrec.conversation.understanding import Intent, Understanding
 from whyrec.engine import Engine
-from whyrec.llm.agent import Agent, reorder
+from whyrec.llm.agent import Agent, DecayingMax, reorder
 from whyrec.llm.client import CallContext, LLMClient, TokenBudget
 from whyrec.llm.config import LLMConfig
 from whyrec.llm.understanding import LLMUnderstander, ProfileNotes, merge_profile
 
 _NO_AGENT = {Intent.RESTART, Intent.ACCEPT}
+OWN_WORK_SHARE = 0.05
+"""Part of the budget kept free for whyrec's own work before any turn has measured it (a
+first turn also loads what later turns reuse)."""
 
 
 class LLMConversation(Conversation):
@@ -44,6 +47,8 @@ class LLMConversation(Conversation):
         self.client = client or LLMClient(config)
         self.llm_understander = LLMUnderstander(self.client, self.understander)
         self.agent = Agent(self.client, self.catalog, self.config.rec_size)
+        self.own_work = DecayingMax(OWN_WORK_SHARE * config.timeout)
+        self.tail_work = DecayingMax()
 
 
 class LLMSession(Session):
@@ -51,13 +56,28 @@ class LLMSession(Session):
 
     conversation: LLMConversation
 
-    def _understand(self, text: str) -> Understanding:
+    def send(self, text: str) -> Turn:
+        """A turn that ends within the LLM budget: its time counts from its very start,
+        and the calls leave free the time whyrec's own work took in recent turns (on a
+        loaded machine that is seconds, not milliseconds)."""
         conv = self.conversation
         config = conv.llm_config
         self._started = time.monotonic()
         self._ctx = CallContext.for_turn(
-            config, TokenBudget(config.token_budget, used=self.state.llm_tokens)
+            config,
+            TokenBudget(config.token_budget, used=self.state.llm_tokens),
+            own_work=conv.own_work.seconds,
+            tail=conv.tail_work.seconds,
         )
+        turn = super().send(text)
+        ended = time.monotonic()
+        conv.own_work.took(ended - self._started - self._ctx.waited)
+        if self._ctx.answered is not None:
+            conv.tail_work.took(ended - self._ctx.answered)
+        return turn
+
+    def _understand(self, text: str) -> Understanding:
+        conv = self.conversation
         self._trace: dict = {}
         pending = self.state.pending.text if self.state.pending else None
         said, notes, record = conv.llm_understander.understand(
@@ -86,6 +106,8 @@ class LLMSession(Session):
             fallbacks=fallbacks,
             dialect=conv.client.dialect.to_dict(),
             seconds=round(time.monotonic() - self._started, 3),
+            own_work_kept=round(ctx.own_work, 3),
+            tail_kept=round(ctx.tail, 3),
         )
         turn.trace = {"llm": self._trace}
         return turn
@@ -104,7 +126,9 @@ class LLMSession(Session):
             self._trace["plan"] = outcome.trace
             facts = outcome.facts
             if outcome.items is not None and outcome.items != policy_items:
+                started = time.monotonic()
                 items = self.describe_items(state, outcome.items)
+                conv.agent.work.describe.took(time.monotonic() - started)
                 constraints = replies.describe_constraints(
                     state.include, state.exclude, state.year_min, state.year_max
                 )
@@ -123,10 +147,12 @@ class LLMSession(Session):
         if not reply:
             fallbacks.append("reply")
             return turn
-        turn.reply = f"{reply}\n{turn.question}" if turn.question else reply
+        lines = [reply]
         if items and not explaining:
             turn.items = reorder(items, order)
             state.shown = [catalog.position(i["item_id"]) for i in turn.items]
+            lines += replies.item_lines(turn.items)
+        turn.reply = "\n".join([*lines, turn.question] if turn.question else lines)
         return turn
 
     def _permitted(

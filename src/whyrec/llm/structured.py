@@ -58,15 +58,19 @@ def ask_structured(
     messages: list[dict],
     check=None,
     max_tokens: int | None = None,
+    reserve: float = 0.0,
 ) -> tuple[Model | None, dict]:
     """(validated answer or None, a trace record). `check(answer)` may raise ValueError
     for problems a schema cannot express (an unknown id, a title outside the list);
-    `max_tokens` caps an answer known to be short (else the config's limit)."""
+    `max_tokens` caps an answer known to be short (else the config's limit); `reserve`
+    keeps seconds of the turn for the caller's work on the answer."""
     record: dict = {"purpose": purpose, "result": "fallback"}
     schema = (purpose, schema_of(model))
     conversation = list(messages)
     for attempt in ("first", "repair"):
-        result = client.chat(ctx, purpose, conversation, schema=schema, max_tokens=max_tokens)
+        result = client.chat(
+            ctx, purpose, conversation, schema=schema, max_tokens=max_tokens, reserve=reserve
+        )
         if result is None:
             record["result"] = "unavailable" if attempt == "first" else "repair unavailable"
             return None, record
