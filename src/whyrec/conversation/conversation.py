@@ -474,19 +474,20 @@ class Session:
         rng = np.random.default_rng([conv.seed, state.turn])
         action = conv.policy.decide(state, rng, force_recommend=force_recommend)
         if action.kind == "ask":
-            state.pending = Question(
-                "attribute",
-                field=action.field,
-                value=action.value,
-                text=replies.question_text(action.field, action.value, self._kind(action)),
-            )
+            state.pending = self._value_question(action.field or "", action.value or "")
             return self._ask_turn(state, state.pending.text, note)
         return self._recommend_turn(state, action, note)
 
-    def _kind(self, action: Action) -> str:
+    def _value_question(self, field_name: str, value: str, follow_up: bool = False) -> Question:
+        """A yes/no question about one value, worded by how the space derived the value;
+        as a follow-up it is phrased to stand under a list."""
         space = self.conversation.space
-        column = space.column(action.field or "", action.value or "")
-        return space.columns[column].kind if column is not None else "value"
+        column = space.column(field_name, value)
+        kind = space.columns[column].kind if column is not None else "value"
+        wording = replies.follow_up_text if follow_up else replies.question_text
+        return Question(
+            "attribute", field=field_name, value=value, text=wording(field_name, value, kind)
+        )
 
     def _ask_turn(self, state: DialogueState, question: str, note: str) -> Turn:
         state.consecutive_questions += 1
@@ -507,10 +508,8 @@ class Session:
         text = replies.recommendation_text(self.conversation.catalog, items, constraints, first)
         if action.follow_up is None:
             return Turn(self._with(note, text), items=items)
-        field_name, value = action.follow_up
-        kind = self._kind(Action("ask", field=field_name, value=value))
-        question = replies.follow_up_text(field_name, value, kind)
-        state.pending = Question("attribute", field=field_name, value=value, text=question)
+        state.pending = self._value_question(*action.follow_up, follow_up=True)
+        question = state.pending.text
         return Turn(self._with(note, f"{text}\n{question}"), items=items, question=question)
 
     def describe_items(self, state: DialogueState, positions: list[int]) -> list[dict]:
