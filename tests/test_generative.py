@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 
 import numpy as np
@@ -23,6 +25,7 @@ from whyrec.explain.render import sentences
 from whyrec.models import MODELS, Popularity
 from whyrec.models.generative import Generative
 from whyrec.models.generative.indexing import build_index, codebook_size
+from whyrec.models.generative.model import learning_rate_schedule
 from whyrec.models.generative.trie import Trie
 
 SMALL = {
@@ -260,3 +263,64 @@ def test_interpret_probes_the_encoder_state_and_scores_through_the_decoder(gener
     # an edited state changes the ranking (the scores are read from the vector given)
     edited = probe.scores(vectors[:1] + 3.0 * vectors[1:2], histories[:1])
     assert not np.allclose(edited, generative.score(histories[:1]))
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "linear"])
+def test_learning_rate_warms_up_then_follows_its_schedule(schedule):
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([weight], lr=0.1)
+    scheduler = learning_rate_schedule(optimizer, warmup=0.2, schedule=schedule, planned_steps=10)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    np.testing.assert_allclose(rates[:2], [0.05, 0.1])  # linear warm-up over 2 of 10 steps
+    assert rates[2] == pytest.approx(0.1)  # the peak right after the warm-up
+    if schedule == "constant":
+        assert rates[-1] == pytest.approx(0.1)
+    else:  # decays monotonically towards zero at the last planned step
+        assert all(a >= b for a, b in itertools.pairwise(rates[2:]))
+        assert 0 < rates[-1] < 0.03
+
+
+def test_label_smoothing_spreads_mass_over_the_tokens_the_trie_allows(generative, core_loo):
+    network = generative.network_
+    items = torch.arange(6)
+    codes = torch.from_numpy(np.asarray(generative.codes_))
+    nodes = torch.from_numpy(generative.trie_.item_nodes)
+    states = generative._states([s + 1 for s in core_loo.train.histories()[:6]])
+
+    def loss(smoothing: float) -> float:
+        model = copy.copy(generative)
+        model.config = generative.config.model_copy(update={"label_smoothing": smoothing})
+        with torch.no_grad():
+            return model._index_loss(
+                states, items, codes, nodes, generative._children, generative._trained
+            ).item()
+
+    # by hand: per level, the mean over allowed tokens of -log p
+    uniform = 0.0
+    with torch.no_grad():
+        outputs = network.decode_all(states, codes[items])
+        for level in range(codes.shape[1]):
+            rows = generative._children[level][nodes[items, level]]
+            log_probs = network.log_probs(
+                outputs[:, level], level, rows, generative._trained[level]
+            )
+            allowed = rows >= 0
+            uniform += float((-log_probs.masked_fill(~allowed, 0).sum(1) / allowed.sum(1)).mean())
+    plain = loss(0.0)
+    assert uniform > plain  # the targets are likelier than an average allowed token
+    assert loss(0.3) == pytest.approx(0.7 * plain + 0.3 * uniform, rel=1e-5)
+
+
+def test_regularised_training_runs_with_weight_decay_warm_up_decay_and_smoothing():
+    dataset = tiny_dataset(with_text=True)
+    options = {"weight_decay": 0.1, "warmup": 0.2, "schedule": "cosine", "label_smoothing": 0.1}
+    model = Generative(**{**SMALL, "epochs": 3, **options}).fit(dataset)
+    assert all(np.isfinite(h["loss"]) for h in model.history_)
+    history = dataset.histories()[0]
+    generated = model.generate(history, k=5, beam=10)
+    exact = model.score([history])[0][generated.positions]
+    np.testing.assert_allclose(generated.log_probs, exact, rtol=1e-4, atol=1e-4)
