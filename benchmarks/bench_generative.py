@@ -50,6 +50,7 @@ from whyrec.models.generative import Generative
 from whyrec.ranking import exclude_seen, top_k_rows
 
 KS = [10, 50]
+KS_KEYS = ("hr@10", "ndcg@10", "hr@50")
 
 
 def paired_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
@@ -144,6 +145,7 @@ def run_model(name: str, params: dict, args, parts, target, rare) -> dict:
     )
     if isinstance(model, Generative):
         row["index"] = index_facts(model) | {"best_epoch": model.best_epoch_}
+        row["training"] = model.history_  # loss and validation nDCG@10 per epoch
         if kind in ("", "hybrid") or args.all_checks:
             row["generation"] = generation_checks(model, target, args.generation_users, beam=20)
             fidelity = explanation_fidelity(
@@ -244,6 +246,33 @@ def combine(args, target, rare) -> dict:
     return report
 
 
+def seed_means(directories: list[Path]) -> dict:
+    """Runs with different seeds (one --parts folder each, same split and users): each
+    model's per-user values averaged over the folders that hold it, and generative's paired
+    interval against every other model on those averages (run-to-run variance is large)."""
+    names = sorted({path.stem for folder in directories for path in folder.glob("*.npz")})
+    means, runs = {}, {}
+    for name in names:
+        folders = [folder for folder in directories if (folder / f"{name}.npz").exists()]
+        loaded = [dict(np.load(folder / f"{name}.npz")) for folder in folders]
+        means[name] = {key: np.mean([run[key] for run in loaded], axis=0) for key in KS_KEYS}
+        runs[name] = {
+            "folders": [str(folder) for folder in folders],
+            **{
+                key: [float(run[key].mean()) for run in loaded] + [float(means[name][key].mean())]
+                for key in KS_KEYS
+            },
+        }
+    paired = {}
+    mine = means.get("generative")
+    for name in names:
+        if mine is not None and name != "generative":
+            mean, low, high = paired_interval(mine["ndcg@10"], means[name]["ndcg@10"])
+            paired[f"generative - {name}"] = {"ndcg@10": {"difference": mean, "ci95": [low, high]}}
+            print(f"seed mean: generative − {name}: nDCG@10 {mean:+.4f} [{low:+.4f}, {high:+.4f}]")
+    return {"per_run_then_mean": runs, "paired_on_seed_means": paired}
+
+
 def write_json(path: Path | None, data: dict) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -271,6 +300,11 @@ def main() -> None:
     )
     parser.add_argument("--combine-only", action="store_true", help="only combine saved parts")
     parser.add_argument(
+        "--seed-means",
+        default="",
+        help="comma-separated --parts folders of runs with other seeds: average and compare",
+    )
+    parser.add_argument(
         "--latency-only",
         action="store_true",
         help="only re-run the generation checks on a saved generative bundle",
@@ -289,6 +323,9 @@ def main() -> None:
     if args.index_only:
         facts = index_only(args.index_only.split(","), parts.train)
         write_json(args.json, facts)
+        return
+    if args.seed_means:
+        write_json(args.json, seed_means([Path(f) for f in args.seed_means.split(",")]))
         return
     if args.latency_only:
         report = latency_only(args, target)
