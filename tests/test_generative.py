@@ -33,6 +33,7 @@ SMALL = {
     "max_len": 30,
     "windows": "recent",
     "epochs": 10,
+    "lr": 1e-2,  # ten epochs of one window per user: the default 3e-3 plans for all windows
     "patience": 10,
     "validation_users": 50,
     "quantizer_epochs": 60,
