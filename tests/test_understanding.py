@@ -37,6 +37,12 @@ def test_likes_and_dislikes_with_typos_and_quotes(nlu):
     assert {m.title for m in result.mentions} == {"Jurassic Park (1993)", "Heat (1995)"}
 
 
+def test_a_three_letter_word_gets_back_only_a_dropped_letter(nlu):
+    assert nlu.understand("bst horror movies").superlative == "quality"
+    for message in ("rom com please", "a sci fi film", "fun war movies"):
+        assert not any(note.startswith("read ") for note in nlu.understand(message).notes)
+
+
 def test_titles_are_not_attribute_words(nlu):
     result = nlu.understand("something like Scary Movie")
     assert [m.title for m in result.mentions] == ["Scary Movie (2000)"]

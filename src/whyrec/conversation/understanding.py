@@ -38,7 +38,8 @@ they are confirmed with the user first."""
 MAYBE_TITLE_SCORE = 82.0
 MAX_TITLE_WORDS = 9
 TYPO_MIN_CHARS = 4
-"""Shorter words are not corrected: one edit turns too many of them into others."""
+"""Shorter words are not corrected by any edit: one edit turns too many of them into
+others. A three-letter word is only given back a dropped letter ("bst" → "best")."""
 AGE_SHARE = 0.2
 """'recent' means the newest fifth of the catalog by year, 'old' the oldest fifth."""
 NEGATION_WINDOW = 4
@@ -587,21 +588,35 @@ class Understander:
             word = match.group(0)
             lowered = word.lower()
             if (
-                len(lowered) < TYPO_MIN_CHARS
+                len(lowered) < TYPO_MIN_CHARS - 1
                 or lowered in self._single_words
                 or not self._is_uncommon(lowered)
                 or word[:1].isupper()  # a name, perhaps a title: the title matcher reads it
             ):
                 return word
-            found = process.extractOne(
-                lowered, self._single_word_list, scorer=Levenshtein.distance, score_cutoff=1
-            )
+            if len(lowered) < TYPO_MIN_CHARS:
+                found = self._dropped_letter(lowered)
+            else:
+                best = process.extractOne(
+                    lowered, self._single_word_list, scorer=Levenshtein.distance, score_cutoff=1
+                )
+                found = best[0] if best else None
             if found is None:
                 return word
-            result.notes.append(f"read '{word}' as '{found[0]}'")
-            return found[0]
+            result.notes.append(f"read '{word}' as '{found}'")
+            return found
 
         return re.sub(r"[A-Za-z]+", fix, text)
+
+    def _dropped_letter(self, word: str) -> str | None:
+        """The one vocabulary word that `word` is with a letter left out, if exactly one."""
+        found = {
+            w
+            for w in self._single_words
+            if len(w) == len(word) + 1
+            and any(w[:i] + w[i + 1 :] == word for i in range(len(w)))
+        }
+        return found.pop() if len(found) == 1 else None
 
     # ----- titles -----------------------------------------------------------------------
     def _match_span(self, span: str) -> tuple[int, float, str] | None:
