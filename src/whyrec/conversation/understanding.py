@@ -613,8 +613,7 @@ class Understander:
         found = {
             w
             for w in self._single_words
-            if len(w) == len(word) + 1
-            and any(w[:i] + w[i + 1 :] == word for i in range(len(w)))
+            if len(w) == len(word) + 1 and any(w[:i] + w[i + 1 :] == word for i in range(len(w)))
         }
         return found.pop() if len(found) == 1 else None
 
