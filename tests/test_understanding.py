@@ -43,6 +43,26 @@ def test_a_three_letter_word_gets_back_only_a_dropped_letter(nlu):
         assert not any(note.startswith("read ") for note in nlu.understand(message).notes)
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "absolutely, actually, none of these work for me",
+        "not at all",
+        "yep, that sounds right",
+        "honestly, something else",
+        "not really, sorry, different ones please",
+    ],
+)
+def test_the_words_around_an_answer_are_not_wishes(nlu, message):
+    result = nlu.understand(message)
+    assert not result.soft_wishes
+    assert result.answer is not None or Intent.REJECT_ALL in result.intents
+
+
+def test_a_wish_may_start_with_a_word_that_also_sits_around_answers(nlu):
+    assert ("well made", True) in nlu.understand("well made thrillers").soft_wishes
+
+
 def test_titles_are_not_attribute_words(nlu):
     result = nlu.understand("something like Scary Movie")
     assert [m.title for m in result.mentions] == ["Scary Movie (2000)"]

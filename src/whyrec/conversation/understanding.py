@@ -415,6 +415,12 @@ _STOP = set(
     "works ideas idea about else sure type types kind kinds tell wondering wonder "
     "help guess maybe suggestions suggestion recommendations".split()
 )
+_DISCOURSE = set(
+    "yeah yep yup nope nah absolutely definitely totally actually sorry honestly hmm hm "
+    "well anyway alright fine indeed sounds right correct".split()
+)
+"""Words around an answer ("yep, that sounds right", "honestly, something else"): a
+clause made of nothing else is the reply's tone, never a wish ("well made" still is)."""
 
 
 def unique_mentions(mentions: list[ItemMention]) -> list[ItemMention]:
@@ -560,6 +566,9 @@ class Understander:
         for start, end in arguments:  # a name the catalog cannot search must not be a wish
             remaining = remaining[:start] + " " * (end - start) + remaining[end:]
         self._find_intents(lowered, remaining, result, shown or [])
+        answer = (_YES if result.answer else _NO).match(lowered)
+        if result.answer is not None and answer:  # "not at all" leaves no "all" to wish for
+            remaining = " " * answer.end() + remaining[answer.end() :]
         for _, pattern in _INTENT_PATTERNS:
             remaining = pattern.sub(lambda m: " " * len(m.group(0)), remaining)
         self._find_soft_wishes(remaining, result)
@@ -1055,7 +1064,7 @@ class Understander:
                 "other",
             }
             words = [w for w in words if w not in intent_words and w not in self._field_words]
-            if words:
+            if words and not _DISCOURSE.issuperset(words):
                 positive = not self._is_negated(clause, clause.find(words[0]))
                 result.soft_wishes.append((" ".join(words), positive))
 
