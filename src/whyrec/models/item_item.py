@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from whyrec.data.dataset import Dataset
 from whyrec.models.base import Histories, Recommender, histories_to_csr
+from whyrec.ranking import CandidateScores
 from whyrec.sparse_rows import distinct, gather_entries
 
 
@@ -53,6 +54,27 @@ class ItemItemModel(Recommender):
         """Dense scores over W's columns for binary history rows over W's rows (X @ W)."""
         product = matrix @ self.weights_
         return product.toarray() if sp.issparse(product) else np.asarray(product)
+
+    def _sparse_history_scores(self, matrix: sp.csr_matrix) -> sp.csr_matrix | None:
+        """X @ W kept sparse (the same values `_history_scores` gives, items no history
+        item links to left out), or None when W is dense (EASE: every item is reached)."""
+        if not sp.issparse(self.weights_):
+            return None
+        return sp.csr_matrix(matrix @ self.weights_)
+
+    def candidate_scores(self, history: np.ndarray) -> CandidateScores | None:
+        """The items one history reaches through W; every other active item scores 0."""
+        product = self._sparse_history_scores(self._active_rows([history]))
+        if product is None:
+            return None
+        product.sort_indices()
+        return CandidateScores(
+            positions=self.active_[product.indices],  # active_ is sorted: so are these
+            values=product.data.astype(np.float32, copy=False),
+            base=self.active_,
+            fill=0.0,
+            n_items=self.n_items_,
+        )
 
     def _active_rows(self, histories: Histories) -> sp.csr_matrix:
         """Histories as a binary float32 CSR over W's rows (sorted, each item once).

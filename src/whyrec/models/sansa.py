@@ -296,6 +296,17 @@ class SANSA(ItemItemModel):
         scores[rows, matrix.indices] -= matrix.data * self.self_weights_[matrix.indices]
         return scores
 
+    def _sparse_history_scores(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        """(X @ E) @ F less the diagonal, kept sparse; the same float32 arithmetic as
+        `_history_scores`, so both paths give bit-identical scores."""
+        encoder, decoder = self.weights_
+        product = sp.csr_matrix((matrix @ encoder) @ decoder)
+        minus = sp.csr_matrix(
+            (-(matrix.data * self.self_weights_[matrix.indices]), matrix.indices, matrix.indptr),
+            shape=product.shape,
+        )
+        return sp.csr_matrix(product + minus)  # float32 a + (−b) is exactly a − b
+
     def _weights_block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """B[rows][:, cols] = E[rows] @ F[:, cols], zero where a row is its own column."""
         encoder, _ = self.weights_
