@@ -21,7 +21,13 @@ from whyrec.explain.explainer import CONFIDENCE_HEAD, CONFIDENCE_WINDOW, Explain
 from whyrec.explain.explanation import Explanation
 from whyrec.feedback import FeedbackLog, FoldIn, positive_threshold, user_vector
 from whyrec.filters import ItemFilter, validate_fields
-from whyrec.ranking import CandidateScores, top_k, top_k_candidates, unique_in_order
+from whyrec.ranking import (
+    CandidateScores,
+    is_member,
+    top_k,
+    top_k_candidates,
+    unique_in_order,
+)
 from whyrec.retrieval import ANNIndex, ann_min_items
 
 MAX_INEXACT_TITLES = 20
@@ -247,7 +253,7 @@ class Engine:
         if among is None:
             allowed[dropped] = False
         elif len(dropped):
-            allowed &= ~np.isin(among, dropped)
+            allowed &= ~is_member(among, dropped)
         return allowed
 
     def excluded(self, query: Query) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 
 from whyrec.data.catalog import Catalog
 from whyrec.errors import WhyrecError
+from whyrec.ranking import is_member
 
 _YEARS = re.compile(r"^\s*(\d{4})?\s*(?:-|–|\.\.)\s*(\d{4})?\s*$|^\s*(\d{4})\s*$")
 
@@ -106,7 +107,7 @@ class ItemFilter:
             if among is None:
                 allowed[blocked] = False
             else:
-                allowed &= ~np.isin(among, blocked)
+                allowed &= ~is_member(among, blocked)
         return allowed
 
     def checks(self, catalog: Catalog, position: int) -> list[ConstraintCheck]:

@@ -188,16 +188,17 @@ def top_k_candidates(
     of them are allowed, the tie band at `fill` follows in catalog order (scanned in
     growing chunks of `base` until enough are allowed), then candidates below it.
     """
-    values = rankable(row.values)
-    keep = np.isfinite(values) & allowed_among(row.positions)
-    above = keep & (values > row.fill)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
+    values = row.values  # NaN compares false: never above, tied or below the fill score
+    above = np.flatnonzero(values > row.fill)
+    above = above[allowed_among(row.positions[above])]
     best = row.positions[above][top_k(values[above], k)]
     if len(best) == k or not np.isfinite(row.fill):
         return best
     tied = _fill_band(row, k - len(best), allowed_among, values)
-    below = keep & (values < row.fill)
+    below = np.flatnonzero((values < row.fill) & np.isfinite(values))
+    below = below[allowed_among(row.positions[below])]
     rest = row.positions[below][top_k(values[below], k - len(best) - len(tied))]
     return np.concatenate([best, tied, rest]).astype(np.int64)
 
@@ -207,7 +208,7 @@ def _fill_band(
     values: np.ndarray,
 ) -> np.ndarray:  # fmt: skip
     """The first `need` allowed positions scoring exactly `fill`, in catalog order."""
-    elsewhere = row.positions[values != row.fill]  # candidates with their own score
+    elsewhere = row.positions[~(values == row.fill)]  # candidates with their own score
     found: list[np.ndarray] = []
     start, chunk, count = 0, max(4 * need, 1024), 0
     while count < need and start < len(row.base):
@@ -218,6 +219,12 @@ def _fill_band(
         count += len(block)
         start, chunk = start + chunk, chunk * 4
     return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def is_member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """`np.isin(values, of)` for many values and a short `of` (a history, exclusions):
+    a binary search into sorted `of` instead of numpy's sort of both together."""
+    return _member_of(np.asarray(values), np.sort(np.asarray(of)))
 
 
 def _member_of(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from pydantic import Field
 from whyrec.models import memory
 from whyrec.models.base import ModelConfig
 from whyrec.models.item_item import ItemItemModel
+from whyrec.sparse_rows import dense_product, place_in_run
 
 PACKAGE_SHIFT = 1e-4
 """With `objective="ease"` λ is already on the Gram; the package adds this to the scaled
@@ -71,6 +72,13 @@ class SANSAConfig(ModelConfig):
     )
     inverse_steps: int = Field(
         10, ge=0, description="Fine-tuning steps of the approximate inverse (UMR)."
+    )
+    weights: Literal["factors", "refit"] = Field(
+        "factors",
+        description="factors: SANSA's sparse approximate inverse (the paper). refit: not "
+        "SANSA's method but local EASE (SLIM with a fixed support): each item's "
+        "`weights_per_item` strongest Gram co-occurrences keep a weight, solved exactly by "
+        "EASE's normal equations on that support, λ = reg on the raw Gram.",
     )
     objective: Literal["package", "ease"] = Field(
         "package",
@@ -275,11 +283,80 @@ def _compact(matrix: sp.spmatrix) -> sp.csr_matrix:
     return matrix
 
 
+REFIT_BATCH_ENTRIES = 2**22
+"""Entries of the k×k systems solved at once (bounds the refit's working memory)."""
+
+
+def refit_weights(matrix: sp.csr_matrix, config: SANSAConfig) -> sp.csr_matrix:
+    """Local EASE: W[S_j, j] = (G[S_j, S_j] + λI)⁻¹ G[S_j, j] for each item j.
+
+    S_j holds j's `weights_per_item` strongest co-occurrences (never j: the diagonal
+    stays zero). That is EASE's closed form with every other weight of column j held at
+    zero, i.e. the least-squares fit of item j's column on its neighbours' columns, so
+    each weight is exact for its support rather than an approximate inverse's. With
+    `gram_per_item` the Gram is pruned first and a pair missing from it counts as 0.
+    Batches of targets: one k×k lookup of Gram entries and one batched solve each.
+    """
+    gram = sparse_gram(matrix, config)
+    n_items = gram.shape[0]
+    keep = max(1, min(int(config.weights_per_item), n_items - 1))
+    supports = _neighbour_table(gram, keep)
+    keys = np.repeat(np.arange(n_items, dtype=np.int64), np.diff(gram.indptr)) * n_items
+    keys += gram.indices  # row-major and sorted: a binary search finds any (row, column)
+    batch = max(1, REFIT_BATCH_ENTRIES // (keep * keep))
+    values = np.zeros(supports.shape, dtype=np.float32)
+    for start in range(0, n_items, batch):
+        support = supports[start : start + batch]
+        targets = np.arange(start, start + len(support))
+        missing = support < 0
+        systems = _gram_entries(gram, keys, support[:, :, None], support[:, None, :])
+        systems[missing[:, :, None] | missing[:, None, :]] = 0.0
+        diagonal = np.where(missing, 1.0, config.reg)
+        systems[:, np.arange(keep), np.arange(keep)] += diagonal
+        right = _gram_entries(gram, keys, support, targets[:, None])
+        right[missing] = 0.0
+        values[start : start + len(support)] = np.linalg.solve(systems, right[..., None])[..., 0]
+    rows = supports.ravel()
+    cols = np.repeat(np.arange(n_items), keep)
+    kept = rows >= 0
+    return _compact(
+        sp.csr_matrix((values.ravel()[kept], (rows[kept], cols[kept])), shape=(n_items, n_items))
+    )
+
+
+def _neighbour_table(gram: sp.csr_matrix, keep: int) -> np.ndarray:
+    """Each item's `keep` strongest off-diagonal Gram entries, as an items × keep table of
+    columns (sorted, -1 where an item co-occurs with fewer)."""
+    strongest = _strongest_per_row(gram, keep, 0)  # the diagonal, then `keep` more
+    rows = np.repeat(np.arange(gram.shape[0], dtype=np.int64), np.diff(strongest.indptr))
+    off = strongest.indices != rows
+    rows, cols = rows[off], strongest.indices[off].astype(np.int64)
+    table = np.full((gram.shape[0], keep), -1, dtype=np.int64)
+    table[rows, place_in_run(rows)] = cols  # CSR order: rows sorted, columns sorted within
+    return table
+
+
+def _gram_entries(
+    gram: sp.csr_matrix, keys: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """G[rows, cols] (broadcast, float64) from the Gram's sorted keys; 0 where absent."""
+    wanted = np.broadcast_to(rows, np.broadcast_shapes(rows.shape, cols.shape)) * gram.shape[0]
+    wanted = wanted + cols
+    place = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[place] == wanted, gram.data[place], 0.0).astype(np.float64)
+
+
 class SANSA(ItemItemModel):
     name = "sansa"
     Config = SANSAConfig
 
     def learn_weights(self, matrix: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(E, F) with B = E @ F − diag; a refit W is the pair (W, I) with a zero diagonal,
+        so scoring, explaining and saving stay one path."""
+        if self.config.weights == "refit":
+            weights = refit_weights(matrix, self.config)
+            self.self_weights_ = np.zeros(weights.shape[0], dtype=np.float32)
+            return weights, _compact(sp.identity(weights.shape[0], format="csr"))
         encoder, decoder, self.self_weights_ = sansa_factors(matrix, self.config)
         return encoder, decoder
 
@@ -291,21 +368,13 @@ class SANSA(ItemItemModel):
 
     def _history_scores(self, matrix: sp.csr_matrix) -> np.ndarray:
         encoder, decoder = self.weights_
-        scores = ((matrix @ encoder) @ decoder).toarray()
+        scores = dense_product(sp.csr_matrix(matrix @ encoder), decoder)
         rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
         scores[rows, matrix.indices] -= matrix.data * self.self_weights_[matrix.indices]
         return scores
 
-    def _sparse_history_scores(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
-        """(X @ E) @ F less the diagonal, kept sparse; the same float32 arithmetic as
-        `_history_scores`, so both paths give bit-identical scores."""
-        encoder, decoder = self.weights_
-        product = sp.csr_matrix((matrix @ encoder) @ decoder)
-        minus = sp.csr_matrix(
-            (-(matrix.data * self.self_weights_[matrix.indices]), matrix.indices, matrix.indptr),
-            shape=product.shape,
-        )
-        return sp.csr_matrix(product + minus)  # float32 a + (−b) is exactly a − b
+    def _scoring_weights(self) -> sp.csr_matrix:
+        return self.weights_[1]
 
     def _weights_block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """B[rows][:, cols] = E[rows] @ F[:, cols], zero where a row is its own column."""
