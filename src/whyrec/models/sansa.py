@@ -32,6 +32,7 @@ from pydantic import Field
 
 from whyrec.models import memory
 from whyrec.models.base import ModelConfig
+from whyrec.models.ease import EASEConfig
 from whyrec.models.item_item import ItemItemModel
 from whyrec.sparse_rows import dense_product, place_in_run
 
@@ -48,9 +49,17 @@ FACTOR_BYTES_PER_ENTRY = 80
 guess, the approximate inverse, its residual and the two saved factors."""
 
 
+PACKAGE_REG = 10.0
+"""The package's λ on its norm-scaled Gram (its model, `weights="factors"`)."""
+
+
 class SANSAConfig(ModelConfig):
-    reg: float = Field(
-        10.0, gt=0, description="L2 regularization λ on the (norm-scaled) Gram diagonal."
+    reg: float | None = Field(
+        None,
+        gt=0,
+        description="L2 regularization λ on the Gram diagonal. Default: EASE's (250) on "
+        "the raw Gram for weights=refit and objective=ease; the package's 10 on its "
+        "norm-scaled Gram otherwise.",
     )
     weights_per_item: float = Field(
         200.0,
@@ -74,7 +83,7 @@ class SANSAConfig(ModelConfig):
         10, ge=0, description="Fine-tuning steps of the approximate inverse (UMR)."
     )
     weights: Literal["factors", "refit"] = Field(
-        "factors",
+        "refit",
         description="factors: SANSA's sparse approximate inverse (the paper). refit: not "
         "SANSA's method but local EASE (SLIM with a fixed support): each item's "
         "`weights_per_item` strongest Gram co-occurrences keep a weight, solved exactly by "
@@ -86,6 +95,16 @@ class SANSAConfig(ModelConfig):
         "package's norm scaling only preconditions the factorisation and is undone. package: "
         "the package's model as published (λ on the norm-scaled Gram, scaling kept).",
     )
+
+
+def regularization(config: SANSAConfig) -> float:
+    """λ: the configured one, else EASE's default on the raw Gram (refit, objective=ease)
+    or the package's on its scaled Gram; validated on both ml-latest-small splits with
+    `whyrec tune` (docs/sansa.md)."""
+    if config.reg is not None:
+        return config.reg
+    raw_gram = config.weights == "refit" or config.objective == "ease"
+    return EASEConfig().reg if raw_gram else PACKAGE_REG
 
 
 def _import_sansa():
@@ -210,7 +229,7 @@ def sansa_factors(
     ease = config.objective == "ease"
     model = sansa.SANSA(
         sansa.SANSAConfig(
-            l2=PACKAGE_SHIFT if ease else config.reg,
+            l2=PACKAGE_SHIFT if ease else regularization(config),
             weight_matrix_density=min(1.0, config.weights_per_item / max(n_items, 1)),
             gramian_factorizer_config=factorizer,
             lower_triangle_inverter_config=sansa.UMRUnitLowerTriangleInverterConfig(
@@ -220,7 +239,7 @@ def sansa_factors(
     )
     gram = sparse_gram(matrix, config)
     if ease:  # λ on the raw Gram's diagonal, which is there for every active item
-        gram.setdiag(gram.diagonal() + np.float32(config.reg))
+        gram.setdiag(gram.diagonal() + np.float32(regularization(config)))
         scale = _package_scaling(gram) if config.factorizer == "icf" else None
     # The package needs its Gram column-major: handed a CSR matrix, its ICF step transposes
     # it and scipy narrows the int64 indices it just set to int32, which the compiled
@@ -311,7 +330,7 @@ def refit_weights(matrix: sp.csr_matrix, config: SANSAConfig) -> sp.csr_matrix:
         missing = support < 0
         systems = _gram_entries(gram, keys, support[:, :, None], support[:, None, :])
         systems[missing[:, :, None] | missing[:, None, :]] = 0.0
-        diagonal = np.where(missing, 1.0, config.reg)
+        diagonal = np.where(missing, 1.0, regularization(config))
         systems[:, np.arange(keep), np.arange(keep)] += diagonal
         right = _gram_entries(gram, keys, support, targets[:, None])
         right[missing] = 0.0
