@@ -297,10 +297,13 @@ def test_the_prompt_lists_values_written_in_the_message_under_a_token_cap(engine
     listed = understander.vocabulary.for_message(f"something with {value} in it")
     assert value in listed[rare].split(", ")  # found by relevance, not frequency
     assert len(", ".join(listed.values())) <= VOCABULARY_TOKENS * CHARS_PER_TOKEN
-    plain = understander.vocabulary.for_message("anything")
-    assert all(plain.values()) and value not in plain.get(rare, "")
-    content = understander.messages("anything", [], None, {})[1]["content"]
-    assert json.loads(content)["values"] == plain
+    system, facts = understander.messages(f"with {value}", [], None, {})
+    assert json.loads(facts["content"])["values"] == listed
+    # the most frequent values are the same for every message: in the shared system message
+    frequent = understander.vocabulary.common()
+    assert frequent[rare].split(", ")[0] == engine.catalog.value_counts(rare).most_common(1)[0][0]
+    assert f"{rare}: {frequent[rare]}" in system["content"]
+    assert len(", ".join(frequent.values())) <= VOCABULARY_TOKENS * CHARS_PER_TOKEN
 
 
 # ----- misbehaviour: each leaves the embedded answer, in time, traced ---------------------

@@ -28,6 +28,7 @@ from whyrec.llm.guard import ReplyGuard
 from whyrec.llm.prompts import MAX_PLAN_STEPS, system_message
 from whyrec.llm.structured import ask_structured, schema_of
 from whyrec.llm.tools import LIST_TOOLS, TOOLS, CandidateMemory, Toolbox, tool_specs
+from whyrec.llm.understanding import Vocabulary
 
 REPLY_ITEMS = 3
 """Candidates described to the reply (the head of the list; the rest keep their place):
@@ -120,6 +121,7 @@ class Agent:
         self.rec_size = rec_size
         self.guard = ReplyGuard(catalog)
         self.work = WorkTimes()
+        self._values = Vocabulary(catalog).common()
 
     # ----- planning ------------------------------------------------------------------
     def plan_and_execute(
@@ -138,7 +140,7 @@ class Agent:
             "fields": self.catalog.fields,
         }
         messages = [
-            system_message("plan", self.catalog.fields),
+            system_message("plan", self.catalog.fields, self._values),
             {"role": "user", "content": json.dumps(facts_in, ensure_ascii=False)},
         ]
         trace: dict = {"steps": []}
@@ -313,7 +315,7 @@ class Agent:
             "facts": facts,
         }
         messages = [
-            system_message("grounded_reply", self.catalog.fields),
+            system_message("grounded_reply", self.catalog.fields, self._values),
             {"role": "user", "content": json.dumps(facts_out, ensure_ascii=False)},
         ]
         guarded: dict = {}

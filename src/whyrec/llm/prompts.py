@@ -12,12 +12,12 @@ its task line and its facts. Servers without such a cache read a little more per
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 MAX_PLAN_STEPS = 6
 
 PREAMBLE = """You help a film recommender talk with its user. Each request names one task on
 its last line; do that task only, following its rules below. Catalog fields: {fields}.
+Frequent values: {values}.
 
 dialogue_acts: return the dialogue acts of the user's message, as JSON, only the keys that
 apply.
@@ -25,7 +25,7 @@ apply.
   reject_all, accept, restart, yes, no (answers to pending_question).
 - titles: only films the user names, as written.
 - values: field values the message wants (include=false: "no horror"); "values" in the
-  facts lists some of them.
+  facts lists some that may be written in it.
 - year_min/year_max: wanted years ("90s": 1990, 1999); excluded_years: unwanted ones.
 - wishes: other wishes ("mind-bending"). reference: index in shown ("the second one": 1).
 
@@ -43,11 +43,9 @@ or fact the facts lack. `order`: the candidates' ids, best first for this user (
 them; add none). whyrec lists the items with their evidence under your words."""
 
 
-@lru_cache(maxsize=64)
-def _preamble(fields: tuple[str, ...]) -> str:
-    return PREAMBLE.format(fields=", ".join(fields) or "none", steps=MAX_PLAN_STEPS)
-
-
-def system_message(task: str, fields: Sequence[str]) -> dict:
-    """The system message of one call of a chat turn: the shared rules, then its task."""
-    return {"role": "system", "content": f"{_preamble(tuple(fields))}\n\ntask: {task}"}
+def system_message(task: str, fields: Sequence[str], values: dict[str, str]) -> dict:
+    """The system message of one call of a chat turn: the shared rules (with the catalog's
+    fields and their most frequent `values`), then its task."""
+    listed = "; ".join(f"{name}: {text}" for name, text in values.items()) or "none"
+    rules = PREAMBLE.format(fields=", ".join(fields) or "none", values=listed, steps=MAX_PLAN_STEPS)
+    return {"role": "system", "content": f"{rules}\n\ntask: {task}"}

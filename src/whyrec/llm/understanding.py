@@ -33,10 +33,10 @@ from whyrec.llm.prompts import system_message
 from whyrec.llm.structured import ask_structured, schema_of
 
 VOCABULARY_TOKENS = 40
-"""Estimated tokens of attribute values listed with one message: the values that may be
-written in it first, then each field's most frequent ones in turn. A short prompt keeps
-small local models fast; answers may still name any catalog value, and every value is
-checked against the catalog."""
+"""Estimated tokens of attribute values listed with one message (those that may be written
+in it), and again of each field's most frequent ones in the shared system message. A short
+prompt keeps small local models fast; answers may still name any catalog value, and every
+value is checked against the catalog."""
 RELEVANT_SCORE = 90.0
 """Partial similarity to the message at which a value counts as possibly written in it."""
 MIN_RELEVANT_CHARS = 3
@@ -126,8 +126,9 @@ def answer_schema(fields: list[str]) -> dict:
 
 
 class Vocabulary:
-    """The attribute values listed with a message, under a token estimate: values the
-    message may contain (fuzzy match), then the most frequent ones of each field."""
+    """Attribute values shown to the LLM, under a token estimate each: those a message may
+    contain (fuzzy match), with the message; the most frequent ones of each field, in the
+    shared system message."""
 
     def __init__(self, catalog: Catalog, tokens: int = VOCABULARY_TOKENS) -> None:
         self.chars = tokens * CHARS_PER_TOKEN
@@ -158,33 +159,32 @@ class Vocabulary:
         return [(name, value) for _, name, value in found]
 
     def for_message(self, message: str) -> dict[str, str]:
-        """Field → its values to list with `message` (comma-separated, fewer tokens than a
-        list), within the character budget."""
+        """Field → the values that may be written in `message` (comma-separated, fewer
+        tokens than a list), within the character budget."""
+        return self._within_budget(self.relevant(message))
+
+    def common(self) -> dict[str, str]:
+        """Field → its most frequent values, taking turns between fields, within the
+        character budget: the same for every message, so they go in the shared system
+        message (read once per conversation by a server with a prompt cache)."""
+        rounds = max((len(v) for v in self.by_frequency.values()), default=0)
+        pairs = (
+            (name, values[rank])
+            for rank in range(rounds)
+            for name, values in self.by_frequency.items()
+            if rank < len(values)
+        )
+        return self._within_budget(pairs)
+
+    def _within_budget(self, pairs) -> dict[str, str]:
         chosen: dict[str, list[str]] = {name: [] for name in self.by_frequency}
         used = 0
-
-        def add(name: str, value: str) -> bool:
-            nonlocal used
-            if value in chosen[name]:
-                return True
+        for name, value in pairs:
             cost = len(value) + 2  # comma, space
-            if used + cost > self.chars:
-                return False
+            if value in chosen[name] or used + cost > self.chars:
+                continue
             chosen[name].append(value)
             used += cost
-            return True
-
-        for name, value in self.relevant(message):
-            add(name, value)
-        rounds = max((len(v) for v in self.by_frequency.values()), default=0)
-        for rank in range(rounds):
-            fits = [
-                add(name, values[rank])
-                for name, values in self.by_frequency.items()
-                if rank < len(values)
-            ]
-            if not any(fits):
-                break
         return {name: ", ".join(values) for name, values in chosen.items() if values}
 
 
@@ -196,9 +196,11 @@ class LLMUnderstander:
         self.embedded = embedded
         self.catalog = embedded.catalog
         self.popularity = embedded.popularity
-        self._system = system_message("dialogue_acts", self.catalog.fields)
-        self._schema = answer_schema(self.catalog.fields)
         self.vocabulary = Vocabulary(self.catalog)
+        self._system = system_message(
+            "dialogue_acts", self.catalog.fields, self.vocabulary.common()
+        )
+        self._schema = answer_schema(self.catalog.fields)
         self._values = {
             name.lower(): (name, {v.lower(): v for v in self.catalog.value_counts(name)})
             for name in self.catalog.fields
@@ -214,6 +216,8 @@ class LLMUnderstander:
             "profile": profile,
             "values": self.vocabulary.for_message(text),
         }
+        # only the facts that apply: every key costs a small model's reading time
+        facts = {k: v for k, v in facts.items() if v or k == "message"}
         return [
             self._system,
             {"role": "user", "content": json.dumps(facts, ensure_ascii=False)},
