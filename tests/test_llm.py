@@ -1148,3 +1148,20 @@ def test_a_turns_calls_share_one_system_message_and_send_tight_schemas(
     sent = [c["item_id"] for c in request_data(bodies["grounded_reply"])["candidates"]]
     assert order["order"]["items"]["enum"] == sent and order["order"]["maxItems"] == len(sent)
     assert "Toy Story" in " ".join(turn.state["memory"]["likes"])
+
+
+def test_the_guard_refuses_a_year_in_parentheses_without_a_given_title_before_it(engine):
+    """SmolLM2 wrote "The (2014) is a film about ..." and "the (1985) and (1976)": no
+    marker, no capitalised name, yet a reference to a film that is not given. A year in
+    parentheses names a film only after a given item's title."""
+    from whyrec.llm.guard import ReplyGuard
+
+    guard = ReplyGuard(engine.catalog)
+    given = engine.catalog.position(engine.catalog.item_ids[0])
+    title = engine.catalog.titles[given]
+    for invented in ("The (2014) is a film about a hero.", "It is about the (1985) and (1976)."):
+        assert not guard.check(invented, [given]).ok
+    assert guard.check(f"You may like {title}, a fine pick.", [given]).ok
+    marker = f"You may like [[{engine.catalog.item_ids[0]}]], a fine pick."
+    assert guard.check(marker, [given]).text == f"You may like {title}, a fine pick."
+    assert guard.check(marker, [given]).ok
