@@ -12,7 +12,7 @@ import pytest
 
 from whyrec.bundle import Bundle
 from whyrec.conversation import Conversation
-from whyrec.conversation.calibrate import calibrate
+from whyrec.conversation.calibrate import _noise, calibrate
 from whyrec.conversation.fields import AttributeSpace
 from whyrec.conversation.policy import CandidateScorer, Policy, PolicyConfig
 from whyrec.conversation.state import DialogueState
@@ -119,6 +119,19 @@ def test_calibration_fits_and_simulate_uses_it(lastfm):
         assert best > 0
     finally:
         del engine.bundle.info["conversation_policy"]
+
+
+def test_a_setting_must_beat_the_current_one_beyond_paired_noise():
+    ones, zeros = np.ones(100), np.zeros(100)
+    same = {"per_episode": (ones, zeros + 5)}
+    assert _noise(same, same, max_turns=10) == 0.0
+    # one episode of a hundred more found: the standard error of that difference is 0.01
+    one_more = {"per_episode": (np.r_[1.0, zeros[1:]], zeros + 5)}
+    none = {"per_episode": (zeros, zeros + 5)}
+    assert _noise(one_more, none, max_turns=10) == pytest.approx(0.01)
+    # half the episodes differ: a gain of 0.5 against an error of 0.05
+    half = {"per_episode": (np.r_[ones[:50], zeros[:50]], zeros + 5)}
+    assert _noise(half, none, max_turns=10) == pytest.approx(0.05, rel=0.01)
 
 
 def test_cold_users_split_holds_out_whole_users(ml_core):

@@ -37,9 +37,9 @@ def loo(ml_core):
     return split(ml_core, "loo", seed=0)
 
 
-@pytest.fixture(scope="module")
-def fitted(loo):
-    return SANSA(weights_per_item=40).fit(loo.train)
+@pytest.fixture(scope="module", params=["factors", "refit"])
+def fitted(loo, request):
+    return SANSA(weights_per_item=40, weights=request.param).fit(loo.train)
 
 
 def test_registered_under_its_name():
@@ -55,10 +55,51 @@ def test_weights_are_sparse_at_the_target_density(fitted):
     encoder, decoder = fitted.weights_
     n = len(fitted.active_)
     assert encoder.shape == decoder.shape == (n, n)
-    for factor in (encoder, decoder):  # about weights_per_item per item, never items²
-        assert 0.5 * 40 * n <= factor.nnz <= 1.2 * 40 * n
+    for factor in (encoder, decoder):
         assert factor.dtype == np.float32 and factor.indices.dtype == np.int32
     assert fitted.density == pytest.approx((encoder.nnz + decoder.nnz) / n**2)
+    if fitted.config.weights == "factors":  # about weights_per_item per item, never items²
+        for factor in (encoder, decoder):
+            assert 0.5 * 40 * n <= factor.nnz <= 1.2 * 40 * n
+        return
+    # refit: W with at most weights_per_item weights per target item, zero diagonal, F = I
+    per_target = np.diff(sp.csc_matrix(encoder).indptr)
+    assert per_target.max() <= 40 and encoder.nnz >= 0.5 * 40 * n
+    assert not encoder.diagonal().any()
+    assert (decoder != sp.identity(n, format="csr")).nnz == 0
+
+
+def test_refit_at_full_support_is_ease():
+    """Local EASE whose support is every other item is EASE's closed form."""
+    rng = np.random.default_rng(0)
+    matrix = sp.random(2000, 120, density=0.08, format="csr", random_state=rng, dtype=np.float32)
+    matrix.data[:] = 1
+    config = SANSA(reg=50.0, weights_per_item=119).config
+    weights = sansa_module.refit_weights(matrix, config).toarray()
+    exact = np.asarray(ease_module.ease_weights(matrix, 50.0))
+    np.testing.assert_allclose(weights, exact, atol=2e-5)
+
+
+@pytest.mark.parametrize("gram_per_item", [0, 12])
+def test_refit_solves_each_items_normal_equations_on_its_strongest_neighbours(gram_per_item):
+    """Exact systems also when a pruned Gram picked the supports (pairs it dropped are
+    recomputed, not read as 0)."""
+    rng = np.random.default_rng(1)
+    matrix = sp.random(1500, 200, density=0.06, format="csr", random_state=rng, dtype=np.float32)
+    matrix.data[:] = 1
+    config = SANSA(reg=20.0, weights_per_item=7, gram_per_item=gram_per_item).config
+    weights = sansa_module.refit_weights(matrix, config)
+    gram = (matrix.T @ matrix).toarray().astype(np.float64)
+    by_target = sp.csc_matrix(weights)
+    for target in (0, 57, 199):
+        support = by_target.indices[by_target.indptr[target] : by_target.indptr[target + 1]]
+        others = np.delete(gram[target], target)
+        assert len(support) == 7 and target not in support
+        assert gram[target, support].min() >= np.sort(others)[-7]  # its strongest pairs
+        system = gram[np.ix_(support, support)] + 20.0 * np.eye(7)
+        exact = np.linalg.solve(system, gram[support, target])
+        column = weights[:, [target]].toarray().ravel()[support]
+        np.testing.assert_allclose(column, exact, rtol=1e-5, atol=1e-6)
 
 
 def test_contributions_are_exact_and_the_diagonal_is_zero(loo, fitted):
@@ -163,6 +204,7 @@ def test_tune_covers_sansa_parameters(tmp_path, capsys):
 def test_the_packages_collections_skip_the_objects_the_process_already_held(loo):
     """The package collects garbage ~25 times a fit; in a large process (a test session, a
     server) walking every old object each time made the fit minutes long."""
+    sansa_module._import_sansa()  # its import's own collections are not the fit's
     held = len(gc.get_objects())
     frozen: list[int] = []
 
@@ -172,7 +214,7 @@ def test_the_packages_collections_skip_the_objects_the_process_already_held(loo)
 
     gc.callbacks.append(note)
     try:
-        SANSA(weights_per_item=10, inverse_steps=2).fit(loo.train)
+        SANSA(weights_per_item=10, inverse_steps=2, weights="factors").fit(loo.train)
     finally:
         gc.callbacks.remove(note)
     assert frozen and min(frozen) >= 0.9 * held  # every collection in the fit skipped them

@@ -37,6 +37,32 @@ def test_likes_and_dislikes_with_typos_and_quotes(nlu):
     assert {m.title for m in result.mentions} == {"Jurassic Park (1993)", "Heat (1995)"}
 
 
+def test_a_three_letter_word_gets_back_only_a_dropped_letter(nlu):
+    assert nlu.understand("bst horror movies").superlative == "quality"
+    for message in ("rom com please", "a sci fi film", "fun war movies"):
+        assert not any(note.startswith("read ") for note in nlu.understand(message).notes)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "absolutely, actually, none of these work for me",
+        "not at all",
+        "yep, that sounds right",
+        "honestly, something else",
+        "not really, sorry, different ones please",
+    ],
+)
+def test_the_words_around_an_answer_are_not_wishes(nlu, message):
+    result = nlu.understand(message)
+    assert not result.soft_wishes
+    assert result.answer is not None or Intent.REJECT_ALL in result.intents
+
+
+def test_a_wish_may_start_with_a_word_that_also_sits_around_answers(nlu):
+    assert ("well made", True) in nlu.understand("well made thrillers").soft_wishes
+
+
 def test_titles_are_not_attribute_words(nlu):
     result = nlu.understand("something like Scary Movie")
     assert [m.title for m in result.mentions] == ["Scary Movie (2000)"]

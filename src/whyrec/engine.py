@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterable
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 
@@ -21,7 +21,13 @@ from whyrec.explain.explainer import CONFIDENCE_HEAD, CONFIDENCE_WINDOW, Explain
 from whyrec.explain.explanation import Explanation
 from whyrec.feedback import FeedbackLog, FoldIn, positive_threshold, user_vector
 from whyrec.filters import ItemFilter, validate_fields
-from whyrec.ranking import top_k, unique_in_order
+from whyrec.ranking import (
+    CandidateScores,
+    is_member,
+    top_k,
+    top_k_candidates,
+    unique_in_order,
+)
 from whyrec.retrieval import ANNIndex, ann_min_items
 
 MAX_INEXACT_TITLES = 20
@@ -32,9 +38,15 @@ unlimited (each is a dictionary look-up)."""
 class Engine:
     """Recommend from a loaded bundle."""
 
-    def __init__(self, bundle: Bundle, ann_threshold: int | None = None) -> None:
+    def __init__(
+        self, bundle: Bundle, ann_threshold: int | None = None, candidates: bool = True
+    ) -> None:
         """`ann_threshold`: catalogue size from which top-k is approximate (faiss) for
-        models that score by a dot product; default WHYREC_ANN_MIN_ITEMS or 100,000."""
+        models that score by a dot product; default WHYREC_ANN_MIN_ITEMS or 100,000.
+        `candidates=False` ranks the full score row even for models that can hand over
+        only the items a history reaches (the reference the candidate path is tested and
+        measured against; both give the same lists)."""
+        self.candidates = candidates
         self.bundle = bundle
         self.model = bundle.model
         self.catalog = bundle.catalog
@@ -106,6 +118,13 @@ class Engine:
                     break  # the probed clusters hold too few allowed items: go exact
                 want *= 8
         return self.model.score([history])[0]
+
+    def _candidate_row(self, history: np.ndarray) -> CandidateScores | None:
+        """The model's scores as the items the history reaches, for models whose score is
+        a sparse product (see `CandidateScores`); None to rank the full row instead."""
+        if not self.candidates:
+            return None
+        return self.model.candidate_scores(history)
 
     @cached_property
     def popularity(self) -> np.ndarray:
@@ -220,14 +239,21 @@ class Engine:
             history = self.resolve_items(references)
         return Query(user_id=user_id, history=history, item_filter=item_filter, k=k)
 
-    def allowed(self, query: Query, history: np.ndarray) -> np.ndarray:
-        """The items a query may return: its filter, less its exclusions and the history."""
+    def allowed(
+        self, query: Query, history: np.ndarray, among: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The items a query may return: its filter, less its exclusions and the history.
+
+        A mask over the catalog, or over the positions `among` only: the candidate path
+        of `run` asks about a few hundred items, not a million."""
         item_filter = query.item_filter
-        allowed = (
-            item_filter.mask(self.catalog) if item_filter else np.ones(len(self.catalog), bool)
-        )
-        allowed[history] = False
-        allowed[self.excluded(query)] = False
+        size = len(self.catalog) if among is None else len(among)
+        allowed = item_filter.mask(self.catalog, among) if item_filter else np.ones(size, bool)
+        dropped = np.concatenate([history, self.excluded(query)])
+        if among is None:
+            allowed[dropped] = False
+        elif len(dropped):
+            allowed &= ~is_member(among, dropped)
         return allowed
 
     def excluded(self, query: Query) -> np.ndarray:
@@ -256,10 +282,17 @@ class Engine:
         carries an `Explanation`; the query's user is left out of co-interaction counts.
         """
         history = self.history_of(query)
-        allowed = self.allowed(query, history)
-        if scores is None:
-            scores = self._score_row(history, query.k, allowed)
-        best = top_k(scores, query.k, allowed)
+        candidates = self._candidate_row(history) if scores is None else None
+        if candidates is not None:
+            best = top_k_candidates(candidates, query.k, partial(self.allowed, query, history))
+            best_scores = candidates.at(best)
+            scores = candidates.dense() if explain else None
+        else:
+            allowed = self.allowed(query, history)
+            if scores is None:
+                scores = self._score_row(history, query.k, allowed)
+            best = top_k(scores, query.k, allowed)
+            best_scores = scores[best]
         explanations = (
             self.explainer.explain(
                 history,
@@ -274,7 +307,7 @@ class Engine:
             if explain
             else None
         )
-        return ItemList(self.catalog, best, scores[best], explanations)
+        return ItemList(self.catalog, best, best_scores, explanations)
 
     def recommend(
         self,

@@ -17,6 +17,7 @@ import numpy as np
 
 from whyrec.data.catalog import Catalog
 from whyrec.errors import WhyrecError
+from whyrec.ranking import is_member
 
 _YEARS = re.compile(r"^\s*(\d{4})?\s*(?:-|–|\.\.)\s*(\d{4})?\s*$|^\s*(\d{4})\s*$")
 
@@ -80,27 +81,33 @@ class ItemFilter:
             or self.blocked
         )
 
-    def mask(self, catalog: Catalog) -> np.ndarray:
-        """The allowed items, as a boolean mask over the catalog."""
-        allowed = np.ones(len(catalog), dtype=bool)
+    def mask(self, catalog: Catalog, among: np.ndarray | None = None) -> np.ndarray:
+        """The allowed items, as a boolean mask over the catalog, or over the positions
+        `among` only (the same rule, for a request that ranks a few candidates)."""
+        allowed = np.ones(len(catalog) if among is None else len(among), dtype=bool)
         for name, values in self.include.items():
-            allowed &= catalog.mask_with_value(name, values)
+            allowed &= catalog.mask_with_value(name, values, among)
         for name, values in self.require.items():
             for value in values:
-                allowed &= catalog.mask_with_value(name, [value])
+                allowed &= catalog.mask_with_value(name, [value], among)
         for name, values in self.exclude.items():
-            allowed &= ~catalog.mask_with_value(name, values)
+            allowed &= ~catalog.mask_with_value(name, values, among)
         for group in self.any_of:
-            allowed &= any_of_mask(catalog, group)
+            allowed &= any_of_mask(catalog, group, among)
+        years = catalog.years if among is None else catalog.years[among]
         with np.errstate(invalid="ignore"):
             if self.year_min is not None:
-                allowed &= catalog.years >= self.year_min
+                allowed &= years >= self.year_min
             if self.year_max is not None:
-                allowed &= catalog.years <= self.year_max
+                allowed &= years <= self.year_max
             for low, high in self.excluded_years:
-                allowed &= ~((catalog.years >= low) & (catalog.years <= high))
+                allowed &= ~((years >= low) & (years <= high))
         if self.blocked:
-            allowed[np.fromiter(self.blocked, dtype=np.int64)] = False
+            blocked = np.fromiter(self.blocked, dtype=np.int64)
+            if among is None:
+                allowed[blocked] = False
+            else:
+                allowed &= ~is_member(among, blocked)
         return allowed
 
     def checks(self, catalog: Catalog, position: int) -> list[ConstraintCheck]:
@@ -227,10 +234,12 @@ def validate_fields(item_filter: ItemFilter, catalog: Catalog) -> None:
                 raise WhyrecError(f"no item has {name}={value!r}{hint}")
 
 
-def any_of_mask(catalog: Catalog, group: list[tuple[str, str]]) -> np.ndarray:
-    """Items having at least one of the (field, value) pairs."""
-    mask = np.zeros(len(catalog), dtype=bool)
+def any_of_mask(
+    catalog: Catalog, group: list[tuple[str, str]], among: np.ndarray | None = None
+) -> np.ndarray:
+    """Items (of the catalog, or the positions `among`) having one of the (field, value) pairs."""
+    mask = np.zeros(len(catalog) if among is None else len(among), dtype=bool)
     for name, value in group:
         if name in catalog.attributes:
-            mask |= catalog.mask_with_value(name, [value])
+            mask |= catalog.mask_with_value(name, [value], among)
     return mask

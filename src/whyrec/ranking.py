@@ -11,7 +11,8 @@ list, an item's stated rank and a metric can never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -139,3 +140,96 @@ def unique_in_order(positions) -> np.ndarray:
     first = np.ones(len(ordered), dtype=bool)
     first[1:] = ordered[1:] != ordered[:-1]
     return positions[np.sort(order[first])]
+
+
+@dataclass(frozen=True)
+class CandidateScores:
+    """A score row stored as the few items a history reaches.
+
+    `values` at `positions` (sorted, distinct), `fill` at every other position of `base`
+    (sorted, holding `positions`), -inf elsewhere: the row of a model whose score is a
+    sparse product (SANSA, ItemKNN), where an item no history item links to scores 0.
+    Ranking it with `top_k_candidates` gives exactly `top_k(dense(), k, allowed)` while
+    touching only the candidates, plus as many `fill` items as a short list needs: a
+    million-item row cost tens of milliseconds to fill, mask and partition per request.
+    """
+
+    positions: np.ndarray
+    values: np.ndarray
+    base: np.ndarray
+    fill: float
+    n_items: int
+
+    def dense(self) -> np.ndarray:
+        """The full score row (float32), as the model's `score` gives it."""
+        row = np.full(self.n_items, -np.inf, dtype=np.float32)
+        row[self.base] = self.fill
+        row[self.positions] = self.values
+        return row
+
+    def at(self, positions: np.ndarray) -> np.ndarray:
+        """The scores of some items (any positions of the catalog)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        out = np.full(len(positions), -np.inf, dtype=np.float32)
+        out[_member_of(positions, self.base)] = self.fill
+        place = np.searchsorted(self.positions, positions)
+        found = _member_of(positions, self.positions)
+        out[found] = self.values[place[found]]
+        return out
+
+
+def top_k_candidates(
+    row: CandidateScores, k: int, allowed_among: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """`top_k(row.dense(), k, allowed)` without building the row.
+
+    `allowed_among(positions)` says which of some positions a request may return (the
+    engine's one rule, on a subset). Candidates above `fill` rank first; when fewer than k
+    of them are allowed, the tie band at `fill` follows in catalog order (scanned in
+    growing chunks of `base` until enough are allowed), then candidates below it.
+    """
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    values = row.values  # NaN compares false: never above, tied or below the fill score
+    above = np.flatnonzero(values > row.fill)
+    above = above[allowed_among(row.positions[above])]
+    best = row.positions[above][top_k(values[above], k)]
+    if len(best) == k or not np.isfinite(row.fill):
+        return best
+    tied = _fill_band(row, k - len(best), allowed_among, values)
+    below = np.flatnonzero((values < row.fill) & np.isfinite(values))
+    below = below[allowed_among(row.positions[below])]
+    rest = row.positions[below][top_k(values[below], k - len(best) - len(tied))]
+    return np.concatenate([best, tied, rest]).astype(np.int64)
+
+
+def _fill_band(
+    row: CandidateScores, need: int, allowed_among: Callable[[np.ndarray], np.ndarray],
+    values: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """The first `need` allowed positions scoring exactly `fill`, in catalog order."""
+    elsewhere = row.positions[~(values == row.fill)]  # candidates with their own score
+    found: list[np.ndarray] = []
+    start, chunk, count = 0, max(4 * need, 1024), 0
+    while count < need and start < len(row.base):
+        block = row.base[start : start + chunk]
+        block = block[~_member_of(block, elsewhere)]
+        block = block[allowed_among(block)][: need - count]
+        found.append(block)
+        count += len(block)
+        start, chunk = start + chunk, chunk * 4
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def is_member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """`np.isin(values, of)` for many values and a short `of` (a history, exclusions):
+    a binary search into sorted `of` instead of numpy's sort of both together."""
+    return _member_of(np.asarray(values), np.sort(np.asarray(of)))
+
+
+def _member_of(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which of `values` are in `sorted_set` (a sorted array): binary search, no hashing."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    place = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[place] == values

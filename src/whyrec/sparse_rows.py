@@ -8,6 +8,8 @@ microseconds of actual work, so the hot paths read `indptr`/`indices` with numpy
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -74,3 +76,39 @@ def place_in_run(sorted_groups: np.ndarray) -> np.ndarray:
     """0, 1, 2, ... restarting wherever the value changes in a sorted array: each entry's
     place inside its group, so `place_in_run(rows) < n` keeps the first n of every row."""
     return np.arange(len(sorted_groups)) - np.searchsorted(sorted_groups, sorted_groups)
+
+
+def dense_product(left: sp.csr_matrix, right: sp.csr_matrix) -> np.ndarray:
+    """left @ right as a dense float32 array, for a few rows against a wide sparse matrix.
+
+    One compiled pass adds each named right row into a dense output row. scipy's sparse
+    product builds a linked list per row, then its result is sorted and densified: on
+    the ~300k-entry gathers of a history against SANSA's factors that cost 2.5 ms where
+    this costs well under one; a numpy gather + `bincount` was slower than scipy.
+    """
+    out = np.zeros((left.shape[0], right.shape[1]), dtype=np.float32)
+    _add_rows(
+        left.indptr, left.indices, left.data.astype(np.float32, copy=False),
+        right.indptr, right.indices, right.data.astype(np.float32, copy=False), out,
+    )  # fmt: skip
+    return out
+
+
+@functools.cache
+def _compiled_add_rows():
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def add_rows(left_indptr, left_indices, left_data, indptr, indices, data, out):
+        for row in range(len(left_indptr) - 1):
+            for entry in range(left_indptr[row], left_indptr[row + 1]):
+                item, weight = left_indices[entry], left_data[entry]
+                for at in range(indptr[item], indptr[item + 1]):
+                    out[row, indices[at]] += weight * data[at]
+
+    return add_rows
+
+
+def _add_rows(*arrays) -> None:
+    """out[r] += Σ left[r, i] · right[i] (compiled with numba on first use, cached on disk)."""
+    _compiled_add_rows()(*arrays)

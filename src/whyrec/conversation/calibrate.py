@@ -11,8 +11,10 @@ A relative critique's weight ("older", "less known", "better rated") is fitted o
 same targets by simulated critiques (`fit_critique_weight`). The
 winner has the highest success rate at the turn limit, less a penalty for average turns
 beyond those of recommend-only on the same episodes: a conversation should find more,
-and never take longer than a plain list. Everything is stored in the bundle and printed
-by `whyrec simulate`.
+and never take longer than a plain list. A setting replaces the current one only when it
+wins by more than one standard error of the paired difference on the same episodes, so
+that noise does not move the policy away from its defaults. Everything is stored in the
+bundle and printed by `whyrec simulate`.
 """
 
 from __future__ import annotations
@@ -73,9 +75,22 @@ def _score(
     rng = np.random.default_rng(seed)
     user = AttributeUser(space, engine.catalog, rng, seed)
     outcomes = [run_attribute_episode(policy, user, e, config.horizon, rng) for e in episodes]
-    success = np.mean([o.success_turn is not None for o in outcomes])
-    turns = np.mean([o.turns for o in outcomes])
-    return {"success": float(success), "average_turns": float(turns)}
+    success = np.array([o.success_turn is not None for o in outcomes], dtype=np.float64)
+    turns = np.array([o.turns for o in outcomes], dtype=np.float64)
+    return {
+        "success": float(success.mean()),
+        "average_turns": float(turns.mean()),
+        "per_episode": (success, turns),
+    }
+
+
+def _noise(a: dict, b: dict, max_turns: int) -> float:
+    """Standard error of the paired difference between two fits on the same episodes
+    (success less turns in units of the turn limit): a change of setting must win by more
+    than this to be taken, or a hundred and fifty episodes pick settings by chance."""
+    (success_a, turns_a), (success_b, turns_b) = a["per_episode"], b["per_episode"]
+    diff = (success_a - success_b) - (turns_a - turns_b) / max_turns
+    return float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
 
 
 def fit_critique_weight(
@@ -141,6 +156,11 @@ def fit_critique_weight(
     }
 
 
+def _public(result: dict) -> dict:
+    """A fit's figures for `bundle.json` (without the per-episode arrays)."""
+    return {k: v for k, v in result.items() if k != "per_episode"}
+
+
 def _merit(result: dict, reference_turns: float, max_turns: int) -> float:
     """Success by the turn limit, less the turns spent beyond just listing items (the
     recommend-only policy's average) in units of the turn limit: a conversation should
@@ -180,19 +200,27 @@ def calibrate(
     reference = _score(
         engine, space, popularity, chosen, replace(base, kind="recommend-only"), seed
     )
-    record["recommend_only"] = reference
+    record["recommend_only"] = _public(reference)
+
+    def scored(config: PolicyConfig, name: str) -> dict:
+        if config not in seen:
+            seen[config] = _score(engine, space, popularity, chosen, config, seed)
+            option = getattr(config, name)
+            record["search"].append({"policy": config.kind, name: option, **_public(seen[config])})
+        return seen[config]
 
     def search(config: PolicyConfig, name: str, options) -> PolicyConfig:
-        best, best_config = None, config
+        """One coordinate: the current setting stays unless another beats it beyond noise."""
+        best_config = config
+        best = scored(config, name)
         for option in options:
             trial = replace(config, **{name: option})
-            if trial not in seen:
-                seen[trial] = _score(engine, space, popularity, chosen, trial, seed)
-                record["search"].append({"policy": trial.kind, name: option, **seen[trial]})
-            result = seen[trial]
-            merit = _merit(result, reference["average_turns"], max_turns)
-            if best is None or merit > best:
-                best, best_config = merit, trial
+            result = scored(trial, name)
+            gain = _merit(result, reference["average_turns"], max_turns) - _merit(
+                best, reference["average_turns"], max_turns
+            )
+            if gain > _noise(result, best, max_turns):
+                best, best_config = result, trial
         return best_config
 
     ours = search(base, "popularity_exponent", EXPONENTS)

@@ -494,7 +494,7 @@ class Session:
         return Turn(self._with(note, question), question=question)
 
     def _recommend_turn(self, state: DialogueState, action: Action, note: str) -> Turn:
-        state.consecutive_questions = 0
+        state.listed(with_question=action.follow_up is not None and bool(action.items))
         constraints = replies.describe_constraints(
             state.include, state.exclude, state.year_min, state.year_max
         )

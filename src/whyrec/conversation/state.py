@@ -124,6 +124,13 @@ class DialogueState:
         if position not in self.disliked:
             self.disliked.append(position)
 
+    def listed(self, with_question: bool) -> None:
+        """Items were shown: the run of questions since the last list ends. A question
+        under the list is the first of the next run: a user who answers it and then two
+        more has been asked three in a row since seeing items, as one who was asked three
+        alone (so the cap on questions in a row gives both the same turns)."""
+        self.consecutive_questions = 1 if with_question else 0
+
     def reject(self, position: int) -> None:
         if position not in self.rejected:
             self.rejected.append(position)

@@ -38,7 +38,8 @@ they are confirmed with the user first."""
 MAYBE_TITLE_SCORE = 82.0
 MAX_TITLE_WORDS = 9
 TYPO_MIN_CHARS = 4
-"""Shorter words are not corrected: one edit turns too many of them into others."""
+"""Shorter words are not corrected by any edit: one edit turns too many of them into
+others. A three-letter word is only given back a dropped letter ("bst" → "best")."""
 AGE_SHARE = 0.2
 """'recent' means the newest fifth of the catalog by year, 'old' the oldest fifth."""
 NEGATION_WINDOW = 4
@@ -414,6 +415,12 @@ _STOP = set(
     "works ideas idea about else sure type types kind kinds tell wondering wonder "
     "help guess maybe suggestions suggestion recommendations".split()
 )
+_DISCOURSE = set(
+    "yeah yep yup nope nah absolutely definitely totally actually sorry honestly hmm hm "
+    "well anyway alright fine indeed sounds right correct".split()
+)
+"""Words around an answer ("yep, that sounds right", "honestly, something else"): a
+clause made of nothing else is the reply's tone, never a wish ("well made" still is)."""
 
 
 def unique_mentions(mentions: list[ItemMention]) -> list[ItemMention]:
@@ -559,6 +566,9 @@ class Understander:
         for start, end in arguments:  # a name the catalog cannot search must not be a wish
             remaining = remaining[:start] + " " * (end - start) + remaining[end:]
         self._find_intents(lowered, remaining, result, shown or [])
+        answer = (_YES if result.answer else _NO).match(lowered)
+        if result.answer is not None and answer:  # "not at all" leaves no "all" to wish for
+            remaining = " " * answer.end() + remaining[answer.end() :]
         for _, pattern in _INTENT_PATTERNS:
             remaining = pattern.sub(lambda m: " " * len(m.group(0)), remaining)
         self._find_soft_wishes(remaining, result)
@@ -587,21 +597,34 @@ class Understander:
             word = match.group(0)
             lowered = word.lower()
             if (
-                len(lowered) < TYPO_MIN_CHARS
+                len(lowered) < TYPO_MIN_CHARS - 1
                 or lowered in self._single_words
                 or not self._is_uncommon(lowered)
                 or word[:1].isupper()  # a name, perhaps a title: the title matcher reads it
             ):
                 return word
-            found = process.extractOne(
-                lowered, self._single_word_list, scorer=Levenshtein.distance, score_cutoff=1
-            )
+            if len(lowered) < TYPO_MIN_CHARS:
+                found = self._dropped_letter(lowered)
+            else:
+                best = process.extractOne(
+                    lowered, self._single_word_list, scorer=Levenshtein.distance, score_cutoff=1
+                )
+                found = best[0] if best else None
             if found is None:
                 return word
-            result.notes.append(f"read '{word}' as '{found[0]}'")
-            return found[0]
+            result.notes.append(f"read '{word}' as '{found}'")
+            return found
 
         return re.sub(r"[A-Za-z]+", fix, text)
+
+    def _dropped_letter(self, word: str) -> str | None:
+        """The one vocabulary word that `word` is with a letter left out, if exactly one."""
+        found = {
+            w
+            for w in self._single_words
+            if len(w) == len(word) + 1 and any(w[:i] + w[i + 1 :] == word for i in range(len(w)))
+        }
+        return found.pop() if len(found) == 1 else None
 
     # ----- titles -----------------------------------------------------------------------
     def _match_span(self, span: str) -> tuple[int, float, str] | None:
@@ -1041,7 +1064,7 @@ class Understander:
                 "other",
             }
             words = [w for w in words if w not in intent_words and w not in self._field_words]
-            if words:
+            if words and not _DISCOURSE.issuperset(words):
                 positive = not self._is_negated(clause, clause.find(words[0]))
                 result.soft_wishes.append((" ".join(words), positive))
 

@@ -207,14 +207,23 @@ class Catalog:
             raise NotFoundError(f"unknown attribute field {field_name!r}; fields: {self.fields}")
         return Counter(v for values in self.attributes[field_name] for v in values)
 
-    def mask_with_value(self, field_name: str, wanted: Iterable[str]) -> np.ndarray:
-        """Boolean mask of items having any of the wanted values (case-insensitive)."""
+    def mask_with_value(
+        self, field_name: str, wanted: Iterable[str], among: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Boolean mask of items having any of the wanted values (case-insensitive), over
+        the catalog or over the positions `among` (a binary search per position, so a
+        request ranking a few candidates never builds a catalog-sized mask)."""
         index = self._value_index(field_name)
-        mask = np.zeros(len(self), dtype=bool)
+        mask = np.zeros(len(self) if among is None else len(among), dtype=bool)
         for value in wanted:
             positions = index.get(value.lower())
-            if positions is not None:
+            if positions is None:
+                continue
+            if among is None:
                 mask[positions] = True
+            else:
+                place = np.minimum(np.searchsorted(positions, among), len(positions) - 1)
+                mask |= positions[place] == among
         return mask
 
     def _value_index(self, field_name: str) -> dict[str, np.ndarray]:

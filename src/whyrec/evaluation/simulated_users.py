@@ -198,7 +198,7 @@ def run_attribute_episode(
             state.add_value(action.field, action.value, include=yes, hard=True)
             state.consecutive_questions += 1
             continue
-        state.consecutive_questions = 0
+        state.listed(with_question=action.follow_up is not None)
         if episode.target in action.items:
             return Outcome(turn, action.items.index(episode.target) + 1, turn)
         for position in action.items:

@@ -137,7 +137,7 @@ class LLMSession(Session):
                     replies.recommendation_text(catalog, items, constraints, first), items=items
                 )
                 state.shown, state.focus, state.pending = list(outcome.items), None, None
-                state.consecutive_questions = 0
+                state.listed(with_question=False)
         if not (items or facts):
             return turn
         permitted = self._permitted(state, said, items, facts)

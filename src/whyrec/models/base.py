@@ -25,6 +25,7 @@ from whyrec.data.dataset import Dataset
 from whyrec.errors import BundleError, NotFittedError, WhyrecError
 
 if TYPE_CHECKING:
+    from whyrec.ranking import CandidateScores
     from whyrec.retrieval import EmbeddingSpace
 
 MODEL_FORMAT = 1
@@ -139,6 +140,12 @@ class Recommender(ABC):
         score is not a sum over history items return None (explanations then fall back to
         occlusion).
         """
+        return None
+
+    def candidate_scores(self, history: np.ndarray) -> CandidateScores | None:
+        """`score([history])[0]` as the few items the history reaches and the one score
+        every other item shares, for models whose score is a sparse product; the engine
+        then ranks without a catalog-sized row. None (the default): rank the full row."""
         return None
 
     def embedding_space(self) -> EmbeddingSpace | None:

@@ -18,7 +18,8 @@ import scipy.sparse as sp
 
 from whyrec.data.dataset import Dataset
 from whyrec.models.base import Histories, Recommender, histories_to_csr
-from whyrec.sparse_rows import distinct, gather_entries
+from whyrec.ranking import CandidateScores
+from whyrec.sparse_rows import dense_product, distinct, gather_entries
 
 
 class ItemItemModel(Recommender):
@@ -51,8 +52,31 @@ class ItemItemModel(Recommender):
 
     def _history_scores(self, matrix: sp.csr_matrix) -> np.ndarray:
         """Dense scores over W's columns for binary history rows over W's rows (X @ W)."""
-        product = matrix @ self.weights_
-        return product.toarray() if sp.issparse(product) else np.asarray(product)
+        if sp.issparse(self.weights_):
+            return dense_product(matrix, self.weights_)
+        return np.asarray(matrix @ self.weights_)
+
+    def candidate_scores(self, history: np.ndarray) -> CandidateScores | None:
+        """The items one history reaches through a sparse W (its nonzero scores); every
+        other active item scores 0. None for a dense W (EASE), which reaches them all.
+
+        The row over W's columns is still summed densely (cheap: one bincount); what the
+        engine saves is the catalog-sized row, its mask and the top-k over all of it."""
+        if not sp.issparse(self._scoring_weights()):
+            return None
+        row = self._history_scores(self._active_rows([history]))[0]
+        reached = np.flatnonzero(row != 0)  # a bool mask: 6x faster than on floats
+        return CandidateScores(
+            positions=self.active_[reached],  # active_ is sorted: so are these
+            values=row[reached],
+            base=self.active_,
+            fill=0.0,
+            n_items=self.n_items_,
+        )
+
+    def _scoring_weights(self):
+        """What `_history_scores` multiplies by (SANSA: its sparse factors)."""
+        return self.weights_
 
     def _active_rows(self, histories: Histories) -> sp.csr_matrix:
         """Histories as a binary float32 CSR over W's rows (sorted, each item once).
