@@ -118,8 +118,11 @@ class Checker:
                 self.by_year.setdefault(found.group(1), set()).add(title)
         self.replies = 0
         self.bad: list[str] = []
+        self.flagged: list[dict] = []
+        """Each flagged reply whole, with where its words came from (to tell a guard gap
+        from a misread of this checker)."""
 
-    def check(self, text: str) -> None:
+    def check(self, text: str, trace: dict | None = None) -> None:
         self.replies += 1
         problem = any(f in text for f in FAKE_TITLES) or "[[" in text
         for found in re.finditer(r"\((\d{4})\)", text):
@@ -128,6 +131,8 @@ class Checker:
                 problem = True
         if problem:
             self.bad.append(text[:200])
+            reply = (trace or {}).get("reply") or {}
+            self.flagged.append({"text": text, "reply": reply.get("result", "embedded")})
 
 
 def run_episodes(
@@ -163,7 +168,7 @@ def run_episodes(
             if on_progress is not None:
                 on_progress(traces, seconds)
         if checker is not None:
-            checker.check(turn.reply)
+            checker.check(turn.reply, turn.trace.get("llm"))
         return turn
 
     session_class = conversation.session_class
@@ -310,6 +315,7 @@ def chat_figures(traces: list[dict], seconds: list[float], checker: Checker, con
         "replies": checker.replies,
         "replies_outside_catalog": len(checker.bad),
         "unknown_ids": unknown_ids,
+        "flagged_replies": checker.flagged,
         "load_average": list(os.getloadavg()),
         "over_budget_traces": [
             {"seconds": round(s, 3), **{k: t.get(k) for k in OVER_BUDGET_KEYS}}

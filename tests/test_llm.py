@@ -46,7 +46,6 @@ FLAGSHIP_ACTS = {
     ],
     "year_min": 1990,
     "year_max": 1999,
-    "profile": {"likes": ["Toy Story", "funny animation"], "dislikes": ["scary films"]},
 }
 FAKE_TITLES = ("The Quantum Heist", "Neon Shadows")
 TIMEOUT = 1.0
@@ -298,10 +297,13 @@ def test_the_prompt_lists_values_written_in_the_message_under_a_token_cap(engine
     listed = understander.vocabulary.for_message(f"something with {value} in it")
     assert value in listed[rare].split(", ")  # found by relevance, not frequency
     assert len(", ".join(listed.values())) <= VOCABULARY_TOKENS * CHARS_PER_TOKEN
-    plain = understander.vocabulary.for_message("anything")
-    assert all(plain.values()) and value not in plain.get(rare, "")
-    content = understander.messages("anything", [], None, {})[1]["content"]
-    assert json.loads(content)["values"] == plain
+    system, facts = understander.messages(f"with {value}", [], None, {})
+    assert json.loads(facts["content"])["values"] == listed
+    # the most frequent values are the same for every message: in the shared system message
+    frequent = understander.vocabulary.common()
+    assert frequent[rare].split(", ")[0] == engine.catalog.value_counts(rare).most_common(1)[0][0]
+    assert f"{rare}: {frequent[rare]}" in system["content"]
+    assert len(", ".join(frequent.values())) <= VOCABULARY_TOKENS * CHARS_PER_TOKEN
 
 
 # ----- misbehaviour: each leaves the embedded answer, in time, traced ---------------------
@@ -1061,6 +1063,7 @@ def test_json_object_schemas_carry_no_repetition_bounds_for_grammar_compilers():
             "text": {"type": "string", "maxLength": 1000, "minLength": 1},
             "order": {"type": "array", "items": {"type": "string"}, "maxItems": 50},
             "titles": {"type": "array", "items": {"type": "string"}, "minItems": 10},
+            "picks": {"type": "array", "items": {"type": "integer"}, "maxItems": 10},
             "many": {"type": "array", "items": {"type": "string"}, "minItems": 1000},
         },
         "required": ["text"],
@@ -1069,12 +1072,14 @@ def test_json_object_schemas_carry_no_repetition_bounds_for_grammar_compilers():
     messages = [{"role": "user", "content": "hi"}]
     grammar = client.body(messages, ("reply", schema), form="json_object")["response_format"]
     sent = json.dumps(grammar["schema"])
-    assert "maxLength" not in sent and "minLength" not in sent and "maxItems" not in sent
+    assert "maxLength" not in sent and "minLength" not in sent and '"maxItems": 50' not in sent
     assert "1000" not in sent
     assert grammar["schema"]["required"] == ["text"]
     # a few required entries stay (an empty list is no answer to "name ten films")
     assert grammar["schema"]["properties"]["titles"]["minItems"] == 10
     assert "minItems" not in grammar["schema"]["properties"]["many"]
+    # and a few allowed ones (ten numbers asked for must not run on past the token cap)
+    assert grammar["schema"]["properties"]["picks"]["maxItems"] == 10
     full = client.body(messages, ("reply", schema), form="json_schema")["response_format"]
     assert full["json_schema"]["schema"]["properties"]["text"]["maxLength"] == 1000
 
@@ -1097,3 +1102,66 @@ def test_server_speed_is_learned_only_from_calls_nothing_of_ours_was_ahead_of():
     assert speed.prompt_seconds_per_char == pytest.approx(0.002)  # unchanged
     estimate = speed.estimate("dialogue_acts", 1000, max_tokens=100)
     assert estimate == pytest.approx((2.0 + 11 * speed.seconds_per_token) * 1.2)
+
+
+def test_server_speed_counts_only_the_prompt_the_server_has_not_read_yet():
+    """llama.cpp keeps its last prompt's state and reads a new prompt from where it
+    differs: a call is estimated (and teaches reading speed) by its unread characters."""
+    from whyrec.llm.client import ServerSpeed, StreamedCall
+
+    speed = ServerSpeed()
+    shared = "s" * 3000
+    assert speed.unread(shared + "facts") == 3005  # nothing sent yet
+    speed.sent(shared + "one turn's facts")
+    assert speed.unread(shared + "the next facts") == len("the next facts")
+    first = StreamedCall("grounded_reply", 1000, started=0.0, busy_until=0.0, first=2.0, end=2.5)
+    first.chunks, first.complete = 6, True
+    speed.learn(first)
+    cached = speed.estimate("grounded_reply", speed.unread(shared + "x" * 500), max_tokens=50)
+    cold = speed.estimate("grounded_reply", 3500, max_tokens=50)
+    assert cached == pytest.approx((1.0 + 6 * 0.1) * 1.2) and cold > 4 * cached
+    # a call with little to read teaches no reading speed: its wait is the request's cost
+    tiny = StreamedCall("grounded_reply", 20, started=3.0, busy_until=0.0, first=3.5, end=3.6)
+    speed.learn(tiny)
+    assert speed.prompt_seconds_per_char == pytest.approx(0.002)
+
+
+def test_a_turns_calls_share_one_system_message_and_send_tight_schemas(
+    engine, llm_server, tmp_path
+):
+    """The understanding, plan and reply open with the same rules (a server's prompt cache
+    then reads only each call's task line and facts), and their schemas leave a grammar
+    little to write: a value's field is a catalog field, the reply's order only this call's
+    candidate ids, and no profile object (the profile is read off the grounded acts)."""
+    llm_server.script("dialogue_acts", json_reply(FLAGSHIP_ACTS))
+    turn = _conversation(engine, llm_server, tmp_path, timeout=ROOMY).start().send(FLAGSHIP)
+    assert turn.trace["llm"]["reply"]["result"] == "ok"
+    bodies = {request_kind(r["body"]): r["body"] for r in llm_server.requests}
+    systems = {
+        kind: body["messages"][0]["content"].split("\ntask: ")[0] for kind, body in bodies.items()
+    }
+    assert systems["dialogue_acts"] == systems["plan"] == systems["grounded_reply"]
+    acts = bodies["dialogue_acts"]["response_format"]["json_schema"]["schema"]
+    assert "profile" not in acts["properties"]
+    assert acts["$defs"]["ValueAct"]["properties"]["field"]["enum"] == list(engine.catalog.fields)
+    order = bodies["grounded_reply"]["response_format"]["json_schema"]["schema"]["properties"]
+    sent = [c["item_id"] for c in request_data(bodies["grounded_reply"])["candidates"]]
+    assert order["order"]["items"]["enum"] == sent and order["order"]["maxItems"] == len(sent)
+    assert "Toy Story" in " ".join(turn.state["memory"]["likes"])
+
+
+def test_the_guard_refuses_a_year_in_parentheses_without_a_given_title_before_it(engine):
+    """SmolLM2 wrote "The (2014) is a film about ..." and "the (1985) and (1976)": no
+    marker, no capitalised name, yet a reference to a film that is not given. A year in
+    parentheses names a film only after a given item's title."""
+    from whyrec.llm.guard import ReplyGuard
+
+    guard = ReplyGuard(engine.catalog)
+    given = engine.catalog.position(engine.catalog.item_ids[0])
+    title = engine.catalog.titles[given]
+    for invented in ("The (2014) is a film about a hero.", "It is about the (1985) and (1976)."):
+        assert not guard.check(invented, [given]).ok
+    assert guard.check(f"You may like {title}, a fine pick.", [given]).ok
+    marker = f"You may like [[{engine.catalog.item_ids[0]}]], a fine pick."
+    assert guard.check(marker, [given]).text == f"You may like {title}, a fine pick."
+    assert guard.check(marker, [given]).ok

@@ -25,31 +25,18 @@ from whyrec.conversation.replies import describe_constraints
 from whyrec.conversation.state import DialogueState
 from whyrec.llm.client import CallContext, LLMClient
 from whyrec.llm.guard import ReplyGuard
-from whyrec.llm.structured import ask_structured
+from whyrec.llm.prompts import MAX_PLAN_STEPS, system_message
+from whyrec.llm.structured import ask_structured, schema_of
 from whyrec.llm.tools import LIST_TOOLS, TOOLS, CandidateMemory, Toolbox, tool_specs
+from whyrec.llm.understanding import Vocabulary
 
-MAX_PLAN_STEPS = 6
-
-PLAN_SYSTEM = """task: plan
-You are the planner of a film recommender. Tools search the catalog, rank for the user,
-explain and compare items. Candidate lists live outside this conversation: each list
-tool returns a handle (c1, c2, ... in call order); pass a handle as `within` to narrow a
-list. The policy's list is handle "policy". Make your whole plan now, as tool calls (or JSON
-steps) in order, at most {steps}. Use attribute values exactly as the catalog spells them. If the
-policy's list already serves the message, call no tool. Never invent items or ids."""
-
-REPLY_SYSTEM = """task: grounded_reply
-Write the recommender's reply to the user in one or two sentences, from the facts given
-only (candidates with their evidence, comparisons, explanations). Name an item ONLY as
-[[id]] with an id from the facts; never write a title yourself, nor a film, person or
-fact the facts lack. `order`: the candidates' ids, best first for this user (re-rank
-them; add none). whyrec lists the items with their evidence under your words."""
-REPLY_ITEMS = 5
+REPLY_ITEMS = 3
 """Candidates described to the reply (the head of the list; the rest keep their place):
-a prompt of a few hundred tokens instead of a thousand, which a small local model on a
-CPU reads in seconds."""
+one sentence names two or three, and a small local model on a CPU reads each
+candidate's evidence at a second or more."""
 REPLY_MAX_TOKENS = 120
-"""Completion cap of a reply: one or two sentences and an order."""
+"""Completion cap of a reply: a sentence and an order (a typical one is 40-70 tokens; an
+answer cut off by the cap is no JSON, so the cap stays well above it)."""
 EVIDENCE_TITLES, EVIDENCE_VALUES = 2, 3
 """Cited history items and shared attribute values given per candidate."""
 
@@ -134,6 +121,7 @@ class Agent:
         self.rec_size = rec_size
         self.guard = ReplyGuard(catalog)
         self.work = WorkTimes()
+        self._values = Vocabulary(catalog).common()
 
     # ----- planning ------------------------------------------------------------------
     def plan_and_execute(
@@ -152,7 +140,7 @@ class Agent:
             "fields": self.catalog.fields,
         }
         messages = [
-            {"role": "system", "content": PLAN_SYSTEM.format(steps=MAX_PLAN_STEPS)},
+            system_message("plan", self.catalog.fields, self._values),
             {"role": "user", "content": json.dumps(facts_in, ensure_ascii=False)},
         ]
         trace: dict = {"steps": []}
@@ -327,7 +315,7 @@ class Agent:
             "facts": facts,
         }
         messages = [
-            {"role": "system", "content": REPLY_SYSTEM},
+            system_message("grounded_reply", self.catalog.fields, self._values),
             {"role": "user", "content": json.dumps(facts_out, ensure_ascii=False)},
         ]
         guarded: dict = {}
@@ -351,10 +339,23 @@ class Agent:
             messages,
             check,
             max_tokens=min(REPLY_MAX_TOKENS, self.client.config.max_tokens),
+            schema=reply_schema([c["item_id"] for c in candidates]),
         )
         if answer is None:
             return "", None, record
         return guarded["text"], answer.order, record
+
+
+def reply_schema(ids: list[str]) -> dict:
+    """The reply's schema as sent: `order` holds only this call's candidate ids, at most
+    as many as there are (a grammar-constrained server writes no other id and stops after
+    the last); the checks and the guard still see every answer, from any server."""
+    schema = schema_of(GroundedReply)
+    order = schema["properties"]["order"]
+    order["maxItems"] = len(ids)
+    if ids:
+        order["items"] = {"type": "string", "enum": list(ids)}
+    return schema
 
 
 def _cut(trace: dict) -> AgentOutcome:

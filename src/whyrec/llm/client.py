@@ -58,10 +58,10 @@ REPETITION_BOUNDS = frozenset(
 a 1,000-character limit is a thousand nested optionals, which it refuses ("exceeds sane
 defaults"), and llama-cpp-python then generated without a grammar and crashed on this
 machine. The answer is still validated against the full schema by pydantic."""
-KEPT_BOUNDS = {"minItems": 32, "maxLength": 80}
+KEPT_BOUNDS = {"minItems": 32, "maxItems": 32, "maxLength": 80}
 """Bounds kept in the grammar up to these sizes: a few repetitions are cheap, and without
-them a weak model answers a request for ten titles with an empty list, or writes one
-"title" until its tokens run out."""
+them a weak model answers a request for ten titles with an empty list, writes one "title"
+until its tokens run out, or goes on listing numbers past the answer's token cap."""
 
 
 def grammar_schema(schema: Any) -> Any:
@@ -109,6 +109,9 @@ SPEED_MARGIN = 1.2
 
 RETRY_SPEED_AFTER = 8
 """Calls in a row not started for being too slow, after which one is sent to measure again."""
+MIN_READ_CHARS = 200
+"""Unread prompt characters below which a call teaches no reading speed (its wait for the
+first chunk is then mostly the server's fixed cost per request)."""
 
 
 @dataclass
@@ -117,6 +120,7 @@ class StreamedCall:
 
     purpose: str
     chars: int
+    """Characters of the prompt the server had not read already (see `ServerSpeed.unread`)."""
     started: float
     busy_until: float
     """When the server was expected to be done with abandoned work, as the call started."""
@@ -141,14 +145,19 @@ class ServerSpeed:
     A server such as llama.cpp reads a whole prompt even after the client has gone, so a
     call that cannot finish in the time left is not started at all (`estimate`); and the
     time a server still spends on a prompt whyrec abandoned (`busy_until`) is waited for
-    in every estimate until its first chunk shows the server got through it."""
+    in every estimate until its first chunk shows the server got through it. Such a server
+    also keeps the state of the last prompt it read and reads a new one only from where it
+    differs (`unread`): reading is measured and estimated per unread character."""
 
     prompt_seconds_per_char: float | None = None
     seconds_per_token: float | None = None
     answer_tokens: dict[str, float] = field(default_factory=dict)
     """Chunks (about tokens) of a typical answer, per purpose."""
     prompt_chars: dict[str, int] = field(default_factory=dict)
-    """Characters of the last prompt of each purpose (to plan a call before writing it)."""
+    """Unread characters of the last prompt of each purpose (to plan a call before writing
+    it)."""
+    last_prompt: str = ""
+    """The prompt sent last: the server has its start in its cache."""
     busy_until: float = 0.0
     in_flight: int = 0
     """Calls at the server whose streams are still open (given up on or not)."""
@@ -165,7 +174,7 @@ class ServerSpeed:
             self.prompt_chars[call.purpose] = call.chars
             if call.first is None:
                 return
-            if not call.queued:
+            if not call.queued and call.chars >= MIN_READ_CHARS:
                 reading = max(call.first - call.started, 1e-3)
                 self.prompt_seconds_per_char = _blend(
                     self.prompt_seconds_per_char, reading / max(call.chars, 1)
@@ -186,6 +195,21 @@ class ServerSpeed:
                 start = max(call.started, call.busy_until)
                 done = start + call.chars * self.prompt_seconds_per_char
                 self.busy_until = max(self.busy_until, done)
+
+    def unread(self, prompt: str) -> int:
+        """Characters of `prompt` after its common start with the prompt sent last: what a
+        server that keeps its last prompt's state still has to read."""
+        with self.lock:
+            last = self.last_prompt
+        shared = next(
+            (i for i, (a, b) in enumerate(zip(last, prompt, strict=False)) if a != b),
+            min(len(last), len(prompt)),
+        )
+        return len(prompt) - shared
+
+    def sent(self, prompt: str) -> None:
+        with self.lock:
+            self.last_prompt = prompt
 
     def estimate(self, purpose: str, chars: int | None, max_tokens: int) -> float | None:
         """Seconds a call of `purpose` would take from now (waiting for the server's
@@ -442,9 +466,9 @@ class ChatResult:
     cached: bool = False
 
 
-def prompt_chars(body: dict) -> int:
-    """The size of a request's prompt, in characters of its messages."""
-    return len(json.dumps(body["messages"], ensure_ascii=False))
+def prompt_text(messages: list[dict]) -> str:
+    """A request's prompt as text (its messages in order, so a shared start stays one)."""
+    return json.dumps(messages, ensure_ascii=False)
 
 
 def request_key(body: dict) -> str:
@@ -617,7 +641,7 @@ class LLMClient:
         dialect = self.dialect
         if not dialect.stream:
             return None
-        chars = None if messages is None else prompt_chars({"messages": messages})
+        chars = None if messages is None else dialect.speed.unread(prompt_text(messages))
         return dialect.speed.estimate(purpose, chars, max_tokens or self.config.max_tokens)
 
     def describe(self, ctx: CallContext) -> Dialect:
@@ -734,8 +758,9 @@ class LLMClient:
             return None, "skipped", None
         outcome, status = "failed", None
         errors = record.setdefault("errors", [])
-        chars = prompt_chars(body)
+        prompt = prompt_text(body["messages"])
         for attempt in range(self.config.max_retries + 1):
+            chars = self.dialect.speed.unread(prompt)
             remaining = ctx.remaining - reserve
             if remaining < MIN_CALL_SECONDS:
                 outcome = "out_of_time"  # the turn's time is spent; the server is not down
@@ -756,6 +781,7 @@ class LLMClient:
             call = StreamedCall(
                 record["purpose"], chars, time.monotonic(), self.dialect.speed.busy_until
             )
+            self.dialect.speed.sent(prompt)
             result, outcome, status, retry_after = self._attempt(body, key, remaining, call)
             if result is not None:
                 return result, "ok", None

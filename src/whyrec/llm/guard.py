@@ -22,6 +22,7 @@ from whyrec.conversation.lexicon import GENRE_SYNONYMS
 from whyrec.data.catalog import Catalog, title_key
 
 MARKER = re.compile(r"\[\[\s*([^\[\]]{1,64}?)\s*\]\]")
+_YEAR = re.compile(r"\(\d{4}\)")
 _WORD = re.compile(r"[^\W_][\w'’&-]*")
 _QUOTED = re.compile(r"[\"“”«»]([^\"“”«»\n]{2,120})[\"“”«»]|\*\*?([^*\n]{2,120})\*\*?")
 _CONNECTORS = {"of", "the", "and", "in", "a", "an", "on", "to", "for", "at", "de", "la", "le"}
@@ -91,6 +92,14 @@ class ReplyGuard:
         scrubbed.append(text[last:])
         result.text = "".join(pieces)
         plain = "".join(scrubbed)
+        for found in _YEAR.finditer(plain):
+            # "Title (Year)" is how a film is named: in the LLM's own words only after a
+            # given item's title (a weak model writes "The (2014)" for a film it invents)
+            before = plain[: found.end()].rstrip()
+            if not any(before.endswith(self.catalog.titles[p]) for p in allowed):
+                result.problems.append(
+                    f"writes {found.group(0)!r} without a given item's title before it"
+                )
         for phrase, initial in self._names(plain):
             problem = self._judge(phrase, initial, allowed, allowed_keys, result)
             if problem and problem not in result.problems:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from functools import lru_cache
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -50,14 +50,20 @@ that would go on writing inside one string."""
 
 
 @lru_cache
-def answer_model(kind: str, k: int) -> type[BaseModel]:
-    """The answer's schema, asking for at least `k` entries: grammar-constrained servers
-    then cannot answer with an empty list (a few more are allowed and cut off)."""
-    entry = Annotated[str, Field(max_length=TITLE_CHARS)] if kind == "titles" else int
+def answer_model(kind: str, k: int, candidates: int = 0) -> type[BaseModel]:
+    """The answer's schema: `k` entries, each a title of bounded length or one of the
+    `candidates` numbers. Grammar-constrained servers then cannot answer with an empty
+    list, nor go on listing (or write a number of many digits) past the answer's token
+    cap. Validation stays lenient where a server without a grammar strays: extra entries
+    are cut off, and a number outside the candidates is counted, not fatal."""
+    if kind == "titles":
+        entry: Any = Annotated[str, Field(max_length=TITLE_CHARS)]
+    else:
+        entry = Annotated[int, Field(json_schema_extra={"enum": list(range(1, candidates + 1))})]
     return create_model(
         "TitleList" if kind == "titles" else "CandidateOrder",
         __config__=ConfigDict(extra="forbid"),
-        **{kind: (list[entry], Field(min_length=k, max_length=max(2 * k, 20)))},
+        **{kind: (list[entry], Field(min_length=k, json_schema_extra={"maxItems": k}))},
     )
 
 
@@ -268,7 +274,12 @@ class LLMReranker(_LLMModel):
             {"role": "system", "content": RERANK_SYSTEM.format(k=picks)},
             {"role": "user", "content": json.dumps(facts, ensure_ascii=False)},
         ]
-        answer = self._ask("rerank", answer_model("order", picks), messages, tokens=4 * picks + 16)
+        answer = self._ask(
+            "rerank",
+            answer_model("order", picks, len(candidates)),
+            messages,
+            tokens=4 * picks + 16,
+        )
         if answer is None:
             return candidates
         ranked: list[int] = []

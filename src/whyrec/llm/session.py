@@ -21,7 +21,7 @@ from whyrec.engine import Engine
 from whyrec.llm.agent import Agent, DecayingMax, reorder
 from whyrec.llm.client import CallContext, LLMClient, TokenBudget
 from whyrec.llm.config import LLMConfig
-from whyrec.llm.understanding import LLMUnderstander, ProfileNotes, merge_profile
+from whyrec.llm.understanding import LLMUnderstander, merge_profile
 
 _NO_AGENT = {Intent.RESTART, Intent.ACCEPT}
 OWN_WORK_SHARE = 0.05
@@ -80,16 +80,15 @@ class LLMSession(Session):
         conv = self.conversation
         self._trace: dict = {}
         pending = self.state.pending.text if self.state.pending else None
-        said, notes, record = conv.llm_understander.understand(
+        said, record = conv.llm_understander.understand(
             self._ctx, text, list(self.state.shown), pending, self.state.memory
         )
-        self._notes: ProfileNotes | None = notes
         self._trace["understanding"] = record
         return said
 
     def _finish(self, state: DialogueState, said: Understanding, text: str, turn: Turn) -> Turn:
         conv = self.conversation
-        state.memory = merge_profile(state.memory, self._notes, said, conv.catalog)
+        state.memory = merge_profile(state.memory, said, conv.catalog)
         fallbacks = []
         if self._trace["understanding"].get("source") != "llm":
             fallbacks.append("understanding")

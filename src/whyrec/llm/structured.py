@@ -59,17 +59,20 @@ def ask_structured(
     check=None,
     max_tokens: int | None = None,
     reserve: float = 0.0,
+    schema: dict | None = None,
 ) -> tuple[Model | None, dict]:
     """(validated answer or None, a trace record). `check(answer)` may raise ValueError
     for problems a schema cannot express (an unknown id, a title outside the list);
     `max_tokens` caps an answer known to be short (else the config's limit); `reserve`
-    keeps seconds of the turn for the caller's work on the answer."""
+    keeps seconds of the turn for the caller's work on the answer; `schema` is sent instead
+    of the model's own when the request can say more than validation checks (an enum of
+    this call's ids, a catalog's fields)."""
     record: dict = {"purpose": purpose, "result": "fallback"}
-    schema = (purpose, schema_of(model))
+    sent = (purpose, schema or schema_of(model))
     conversation = list(messages)
     for attempt in ("first", "repair"):
         result = client.chat(
-            ctx, purpose, conversation, schema=schema, max_tokens=max_tokens, reserve=reserve
+            ctx, purpose, conversation, schema=sent, max_tokens=max_tokens, reserve=reserve
         )
         if result is None:
             record["result"] = "unavailable" if attempt == "first" else "repair unavailable"

@@ -29,17 +29,22 @@ from whyrec.conversation.understanding import (
 from whyrec.data.catalog import Catalog, title_key
 from whyrec.errors import NotFoundError
 from whyrec.llm.client import CHARS_PER_TOKEN, CallContext, LLMClient
-from whyrec.llm.structured import ask_structured
+from whyrec.llm.prompts import system_message
+from whyrec.llm.structured import ask_structured, schema_of
 
 VOCABULARY_TOKENS = 40
-"""Estimated tokens of attribute values listed with one message: the values that may be
-written in it first, then each field's most frequent ones in turn. A short prompt keeps
-small local models fast; answers may still name any catalog value, and every value is
-checked against the catalog."""
+"""Estimated tokens of attribute values listed with one message (those that may be written
+in it), and again of each field's most frequent ones in the shared system message. A short
+prompt keeps small local models fast; answers may still name any catalog value, and every
+value is checked against the catalog."""
 RELEVANT_SCORE = 90.0
 """Partial similarity to the message at which a value counts as possibly written in it."""
 MIN_RELEVANT_CHARS = 3
 """Shorter values match inside too many words to count as written."""
+TEXT_CHARS = 60
+"""Longest title, value or wish in an answer: short enough for grammar-constrained servers
+to keep as a bound (a weak model writing on inside one string stops there), long enough
+for what a user types in a chat message."""
 ACTS_MAX_TOKENS = 160
 """Completion cap of the dialogue-acts answer (a typical one is 20-80 tokens): a weak
 model rambling inside the grammar's strings stops early instead of eating the turn."""
@@ -56,20 +61,20 @@ IntentName = Literal[
 
 class TitleAct(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str = Field(max_length=200, description="A film title exactly as the user wrote it")
+    title: str = Field(max_length=TEXT_CHARS, description="A film title as the user wrote it")
     liked: bool = Field(description="True if the user likes it, False if they dislike it")
 
 
 class ValueAct(BaseModel):
     model_config = ConfigDict(extra="forbid")
     field: str = Field(max_length=60, description="An attribute field, e.g. genres or tags")
-    value: str = Field(max_length=100, description="A value of that field")
+    value: str = Field(max_length=TEXT_CHARS, description="A value of that field")
     include: bool = Field(description="True if wanted, False if unwanted")
 
 
 class WishAct(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(max_length=200, description="A descriptive wish no field covers")
+    text: str = Field(max_length=TEXT_CHARS, description="A descriptive wish no field covers")
     positive: bool = True
 
 
@@ -80,7 +85,8 @@ class YearRange(BaseModel):
 
 
 class ProfileNotes(BaseModel):
-    """Short natural-language notes about the user, kept across turns (RecLLM's profile)."""
+    """Short notes about the user, kept across turns (RecLLM's profile), read off each
+    turn's grounded understanding."""
 
     model_config = ConfigDict(extra="forbid")
     likes: list[str] = Field(default_factory=list)
@@ -102,26 +108,27 @@ class DialogueActs(BaseModel):
     reference: int | None = Field(
         default=None, description="0-based index into the shown list; -1 for the last one"
     )
-    subject_title: str | None = Field(default=None, description="The film a why-question names")
+    subject_title: str | None = Field(
+        default=None, max_length=TEXT_CHARS, description="The film a why-question names"
+    )
     answer: bool | None = Field(default=None, description="A yes or no the message starts with")
-    profile: ProfileNotes = Field(default_factory=ProfileNotes)
 
 
-SYSTEM = """task: dialogue_acts
-Return the dialogue acts of one message a user sends to a film recommender, as JSON.
-- intents: recommend, why (why a shown item), more_like, reject (one shown item),
-  reject_all, accept, restart, yes, no (answers to pending_question).
-- titles: only films the user names, as written.
-- values: field values the message wants (include=false: "no horror").
-- year_min/year_max: wanted years ("90s": 1990, 1999); excluded_years: unwanted ones.
-- wishes: other wishes ("mind-bending"). reference: index in shown ("the second one": 1).
-- profile: short notes on likes, dislikes, constraints.
-Fields: {fields}; "values" lists some of their values."""
+def answer_schema(fields: list[str]) -> dict:
+    """The dialogue acts' schema as sent: a value's field is one of the catalog's fields
+    (a grammar-constrained server then writes a real field name, and nothing longer).
+    Validation stays with `DialogueActs`: a field outside the catalog from a server
+    without a grammar becomes a wish when grounded."""
+    schema = schema_of(DialogueActs)
+    if fields:
+        schema["$defs"]["ValueAct"]["properties"]["field"]["enum"] = list(fields)
+    return schema
 
 
 class Vocabulary:
-    """The attribute values listed with a message, under a token estimate: values the
-    message may contain (fuzzy match), then the most frequent ones of each field."""
+    """Attribute values shown to the LLM, under a token estimate each: those a message may
+    contain (fuzzy match), with the message; the most frequent ones of each field, in the
+    shared system message."""
 
     def __init__(self, catalog: Catalog, tokens: int = VOCABULARY_TOKENS) -> None:
         self.chars = tokens * CHARS_PER_TOKEN
@@ -152,33 +159,32 @@ class Vocabulary:
         return [(name, value) for _, name, value in found]
 
     def for_message(self, message: str) -> dict[str, str]:
-        """Field → its values to list with `message` (comma-separated, fewer tokens than a
-        list), within the character budget."""
+        """Field → the values that may be written in `message` (comma-separated, fewer
+        tokens than a list), within the character budget."""
+        return self._within_budget(self.relevant(message))
+
+    def common(self) -> dict[str, str]:
+        """Field → its most frequent values, taking turns between fields, within the
+        character budget: the same for every message, so they go in the shared system
+        message (read once per conversation by a server with a prompt cache)."""
+        rounds = max((len(v) for v in self.by_frequency.values()), default=0)
+        pairs = (
+            (name, values[rank])
+            for rank in range(rounds)
+            for name, values in self.by_frequency.items()
+            if rank < len(values)
+        )
+        return self._within_budget(pairs)
+
+    def _within_budget(self, pairs) -> dict[str, str]:
         chosen: dict[str, list[str]] = {name: [] for name in self.by_frequency}
         used = 0
-
-        def add(name: str, value: str) -> bool:
-            nonlocal used
-            if value in chosen[name]:
-                return True
+        for name, value in pairs:
             cost = len(value) + 2  # comma, space
-            if used + cost > self.chars:
-                return False
+            if value in chosen[name] or used + cost > self.chars:
+                continue
             chosen[name].append(value)
             used += cost
-            return True
-
-        for name, value in self.relevant(message):
-            add(name, value)
-        rounds = max((len(v) for v in self.by_frequency.values()), default=0)
-        for rank in range(rounds):
-            fits = [
-                add(name, values[rank])
-                for name, values in self.by_frequency.items()
-                if rank < len(values)
-            ]
-            if not any(fits):
-                break
         return {name: ", ".join(values) for name, values in chosen.items() if values}
 
 
@@ -190,8 +196,11 @@ class LLMUnderstander:
         self.embedded = embedded
         self.catalog = embedded.catalog
         self.popularity = embedded.popularity
-        self._system = SYSTEM.format(fields=", ".join(self.catalog.fields) or "none")
         self.vocabulary = Vocabulary(self.catalog)
+        self._system = system_message(
+            "dialogue_acts", self.catalog.fields, self.vocabulary.common()
+        )
+        self._schema = answer_schema(self.catalog.fields)
         self._values = {
             name.lower(): (name, {v.lower(): v for v in self.catalog.value_counts(name)})
             for name in self.catalog.fields
@@ -207,8 +216,10 @@ class LLMUnderstander:
             "profile": profile,
             "values": self.vocabulary.for_message(text),
         }
+        # only the facts that apply: every key costs a small model's reading time
+        facts = {k: v for k, v in facts.items() if v or k == "message"}
         return [
-            {"role": "system", "content": self._system},
+            self._system,
             {"role": "user", "content": json.dumps(facts, ensure_ascii=False)},
         ]
 
@@ -219,8 +230,8 @@ class LLMUnderstander:
         shown: list[int],
         pending: str | None,
         profile: dict,
-    ) -> tuple[Understanding, ProfileNotes | None, dict]:
-        """(understanding, profile notes or None, trace). Falls back to the embedded one."""
+    ) -> tuple[Understanding, dict]:
+        """(understanding, trace). Falls back to the embedded one."""
         acts, record = ask_structured(
             self.client,
             ctx,
@@ -228,10 +239,11 @@ class LLMUnderstander:
             DialogueActs,
             self.messages(text, shown, pending, profile),
             max_tokens=min(ACTS_MAX_TOKENS, self.client.config.max_tokens),
+            schema=self._schema,
         )
         if acts is None:
             record["source"] = "embedded"
-            return self.embedded.understand(text, shown=shown), None, record
+            return self.embedded.understand(text, shown=shown), record
         understanding, dropped = self.ground(acts, shown, text)
         if dropped:
             record["grounding"] = dropped
@@ -241,9 +253,9 @@ class LLMUnderstander:
             embedded = self.embedded.understand(text, shown=shown)
             if embedded.intents:
                 record.update(source="embedded", result="empty")
-                return embedded, None, record
+                return embedded, record
         record["source"] = "llm"
-        return understanding, acts.profile, record
+        return understanding, record
 
     # ----- grounding ----------------------------------------------------------------------
     def ground(
@@ -383,11 +395,11 @@ def _said_plainly(value: str, message: str) -> bool:
     return found is not None and not Understander._is_softened(message, *found.span())
 
 
-def merge_profile(memory: dict, notes: ProfileNotes | None, said: Understanding, catalog) -> dict:
-    """The session's profile after one turn: the LLM's notes, else notes read off the
-    grounded understanding; newest first, a phrase never both liked and disliked."""
-    if notes is None:
-        notes = notes_from(said, catalog)
+def merge_profile(memory: dict, said: Understanding, catalog) -> dict:
+    """The session's profile after one turn: notes read off the grounded understanding
+    (never the LLM's own words: only what was checked against the catalog and the
+    message), newest first, a phrase never both liked and disliked."""
+    notes = notes_from(said, catalog)
     if Intent.RESTART in said.intents:
         memory = {}
     merged = {k: list(memory.get(k, [])) for k in ("likes", "dislikes", "constraints")}
