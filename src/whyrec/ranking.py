@@ -171,9 +171,9 @@ class CandidateScores:
         """The scores of some items (any positions of the catalog)."""
         positions = np.asarray(positions, dtype=np.int64)
         out = np.full(len(positions), -np.inf, dtype=np.float32)
-        out[_member_of(positions, self.base)] = self.fill
+        out[in_sorted(positions, self.base)] = self.fill
         place = np.searchsorted(self.positions, positions)
-        found = _member_of(positions, self.positions)
+        found = in_sorted(positions, self.positions)
         out[found] = self.values[place[found]]
         return out
 
@@ -213,7 +213,7 @@ def _fill_band(
     start, chunk, count = 0, max(4 * need, 1024), 0
     while count < need and start < len(row.base):
         block = row.base[start : start + chunk]
-        block = block[~_member_of(block, elsewhere)]
+        block = block[~in_sorted(block, elsewhere)]
         block = block[allowed_among(block)][: need - count]
         found.append(block)
         count += len(block)
@@ -224,11 +224,12 @@ def _fill_band(
 def is_member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
     """`np.isin(values, of)` for many values and a short `of` (a history, exclusions):
     a binary search into sorted `of` instead of numpy's sort of both together."""
-    return _member_of(np.asarray(values), np.sort(np.asarray(of)))
+    return in_sorted(np.asarray(values), np.sort(np.asarray(of)))
 
 
-def _member_of(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """Which of `values` are in `sorted_set` (a sorted array): binary search, no hashing."""
+def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which of `values` are in `sorted_set` (a sorted array): binary search, no hashing
+    (the catalog's value index and candidate rows are kept sorted for it)."""
     if len(sorted_set) == 0:
         return np.zeros(len(values), dtype=bool)
     place = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)

@@ -566,9 +566,10 @@ class Understander:
         for start, end in arguments:  # a name the catalog cannot search must not be a wish
             remaining = remaining[:start] + " " * (end - start) + remaining[end:]
         self._find_intents(lowered, remaining, result, shown or [])
-        answer = (_YES if result.answer else _NO).match(lowered)
-        if result.answer is not None and answer:  # "not at all" leaves no "all" to wish for
-            remaining = " " * answer.end() + remaining[answer.end() :]
+        if result.answer is not None:  # "not at all" leaves no "all" to wish for
+            answer = (_YES if result.answer else _NO).match(lowered)
+            if answer:
+                remaining = " " * answer.end() + remaining[answer.end() :]
         for _, pattern in _INTENT_PATTERNS:
             remaining = pattern.sub(lambda m: " " * len(m.group(0)), remaining)
         self._find_soft_wishes(remaining, result)

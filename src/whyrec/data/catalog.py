@@ -21,6 +21,7 @@ from rapidfuzz import fuzz, process
 
 from whyrec.data.vocabulary import Vocabulary
 from whyrec.errors import DataError, NotFoundError
+from whyrec.ranking import in_sorted
 
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
 _TRAILING_ARTICLE = re.compile(
@@ -222,8 +223,7 @@ class Catalog:
             if among is None:
                 mask[positions] = True
             else:
-                place = np.minimum(np.searchsorted(positions, among), len(positions) - 1)
-                mask |= positions[place] == among
+                mask |= in_sorted(among, positions)
         return mask
 
     def _value_index(self, field_name: str) -> dict[str, np.ndarray]:

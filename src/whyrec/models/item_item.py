@@ -60,8 +60,8 @@ class ItemItemModel(Recommender):
         """The items one history reaches through a sparse W (its nonzero scores); every
         other active item scores 0. None for a dense W (EASE), which reaches them all.
 
-        The row over W's columns is still summed densely (cheap: one bincount); what the
-        engine saves is the catalog-sized row, its mask and the top-k over all of it."""
+        The row over W's columns is still summed densely (`dense_product`, compiled);
+        what the engine saves is the catalog-sized row, its mask and the top-k over it."""
         if not sp.issparse(self._scoring_weights()):
             return None
         row = self._history_scores(self._active_rows([history]))[0]
