@@ -359,6 +359,20 @@ _YES = re.compile(
     r"why not|i do|that would be nice|sounds good|correct|right)\b"
 )
 _NO = re.compile(r"^\s*(no|nope|nah|not really|not at all|i don'?t|don'?t care|never)\b")
+_YES_LAST = re.compile(
+    r"[,.;:!]\s*(yes|yeah|yep|yup|sure|ok|okay|of course|definitely|absolutely|correct)"
+    r"(?:\s+please)?\s*[.!]*\s*$"
+)
+_NO_LAST = re.compile(r"[,.;:!]\s*(no|nope|nah|not really|not at all)\s*[.!]*\s*$")
+"""An answer said last, in a clause of its own ("none of these, yes"): under a list that
+carries a question, people reject the list and answer in either order."""
+
+
+def _answer(lowered: str, yes: bool) -> re.Match | None:
+    """Where a yes (or a no) answer stands: at the start, or as the message's last clause."""
+    return (_YES if yes else _NO).match(lowered) or (_YES_LAST if yes else _NO_LAST).search(lowered)
+
+
 _RECOMMEND_WORDS = re.compile(
     r"\b(recommend|suggest|suggestion|want|looking for|look for|show me|give me|find|"
     r"in the mood|feel like|what should i watch|any ideas|something|anything|movie|film|"
@@ -567,9 +581,10 @@ class Understander:
             remaining = remaining[:start] + " " * (end - start) + remaining[end:]
         self._find_intents(lowered, remaining, result, shown or [])
         if result.answer is not None:  # "not at all" leaves no "all" to wish for
-            answer = (_YES if result.answer else _NO).match(lowered)
+            answer = _answer(lowered, result.answer)
             if answer:
-                remaining = " " * answer.end() + remaining[answer.end() :]
+                start, end = answer.span()
+                remaining = remaining[:start] + " " * (end - start) + remaining[end:]
         for _, pattern in _INTENT_PATTERNS:
             remaining = pattern.sub(lambda m: " " * len(m.group(0)), remaining)
         self._find_soft_wishes(remaining, result)
@@ -979,9 +994,9 @@ class Understander:
         negates_a_value = bool(no_value) and any(
             not c.include and c.text.startswith(no_value.group(1)) for c in result.constraints
         )
-        if _YES.search(lowered):
+        if _answer(lowered, yes=True):
             result.answer = True
-        elif _NO.search(lowered) and not negates_a_value:  # "no horror" is not a "no"
+        elif _answer(lowered, yes=False) and not negates_a_value:  # "no horror" is not a "no"
             result.answer = False
         for intent, pattern in _INTENT_PATTERNS:
             if pattern.search(lowered):
