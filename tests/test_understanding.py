@@ -70,6 +70,10 @@ def test_the_words_around_an_answer_are_not_wishes(nlu, message):
         ("yes, none of these", True),
         ("I want a comedy, no horror", None),
         ("something with no", None),
+        ("hmm, none of these, yeah sure", True),
+        ("show me something else, yep, that sounds right", True),
+        ("sorry, none of these work for me, no thanks", False),
+        ("something else, please", None),
     ],
 )
 def test_an_answer_may_come_last_in_a_clause_of_its_own(nlu, message, answer):

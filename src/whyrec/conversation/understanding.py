@@ -359,18 +359,25 @@ _YES = re.compile(
     r"why not|i do|that would be nice|sounds good|correct|right)\b"
 )
 _NO = re.compile(r"^\s*(no|nope|nah|not really|not at all|i don'?t|don'?t care|never)\b")
-_YES_LAST = re.compile(
-    r"[,.;:!]\s*(yes|yeah|yep|yup|sure|ok|okay|of course|definitely|absolutely|correct)"
-    r"(?:\s+please)?\s*[.!]*\s*$"
-)
-_NO_LAST = re.compile(r"[,.;:!]\s*(no|nope|nah|not really|not at all)\s*[.!]*\s*$")
-"""An answer said last, in a clause of its own ("none of these, yes"): under a list that
-carries a question, people reject the list and answer in either order."""
+_YES_LAST = re.compile(r"(yes|yeah|yep|yup|sure|ok|okay|of course|definitely|absolutely|correct)\b")
+_NO_LAST = re.compile(r"(no|nope|nah|not really|not at all)\b")
+"""An answer said last, in clauses of its own ("none of these, yeah sure", "..., no
+thanks"): under a list that carries a question, people reject the list and answer in
+either order. Stricter than the opening forms: "..., please" is no answer."""
 
 
-def _answer(lowered: str, yes: bool) -> re.Match | None:
-    """Where a yes (or a no) answer stands: at the start, or as the message's last clause."""
-    return (_YES if yes else _NO).match(lowered) or (_YES_LAST if yes else _NO_LAST).search(lowered)
+def _answer(lowered: str, yes: bool) -> tuple[int, int] | None:
+    """Where a yes (or a no) answer stands: at the start, or as the message's last clauses
+    when nothing but words around an answer follows it."""
+    found = (_YES if yes else _NO).match(lowered)
+    if found:
+        return found.span()
+    last = _YES_LAST if yes else _NO_LAST
+    for boundary in re.finditer(r"[,.;:!]\s*", lowered):
+        head = last.match(lowered, boundary.end())
+        if head and _ANSWER_WORDS.issuperset(re.findall(r"[a-z']+", lowered[head.end() :])):
+            return boundary.start(), len(lowered)
+    return None
 
 
 _RECOMMEND_WORDS = re.compile(
@@ -435,6 +442,11 @@ _DISCOURSE = set(
 )
 """Words around an answer ("yep, that sounds right", "honestly, something else"): a
 clause made of nothing else is the reply's tone, never a wish ("well made" still is)."""
+_ANSWER_WORDS = _DISCOURSE | set(
+    "yes sure ok okay please thanks thank you that that's it is sounds good great fine "
+    "of course no not really at all".split()
+)
+"""What may follow an answer said last ("yeah sure", "yep, that sounds right", "no thanks")."""
 
 
 def unique_mentions(mentions: list[ItemMention]) -> list[ItemMention]:
@@ -583,7 +595,7 @@ class Understander:
         if result.answer is not None:  # "not at all" leaves no "all" to wish for
             answer = _answer(lowered, result.answer)
             if answer:
-                start, end = answer.span()
+                start, end = answer
                 remaining = remaining[:start] + " " * (end - start) + remaining[end:]
         for _, pattern in _INTENT_PATTERNS:
             remaining = pattern.sub(lambda m: " " * len(m.group(0)), remaining)
