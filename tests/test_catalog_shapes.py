@@ -100,8 +100,9 @@ def test_ours_asks_on_a_cold_catalog_and_beats_recommend_only(lastfm):
 def test_every_list_carries_the_question_that_splits_what_is_left(lastfm):
     """With `follow_up_lists` each turn is a list and, under it, a question about a value
     not yet discussed that some but not all of the remaining candidates have; the last
-    turn, or one whose next list would show every candidate left, has no question. Asking under lists must find more targets
-    than choosing between a list and a question, on the same episodes."""
+    turn, or one whose next list would show every candidate left, has no question. Asking
+    under lists must find more targets than choosing between a list and a question, on
+    the same episodes."""
     engine, held = lastfm
     config = PolicyConfig(rec_size=10, horizon=10, follow_up_lists=True)
     scorer = CandidateScorer(engine, config)
