@@ -14,7 +14,10 @@ model, scored by whyrec's evaluation protocol:
 - explanations: PN@10 of the generation-path evidence against random history items of
   the same size (whyrec.explain.fidelity);
 - generative-KIND in --models: the other indexing choices (sequential, semantic,
-  collaborative), for the comparison of "How to Index Item IDs".
+  collaborative), for the comparison of "How to Index Item IDs"; the combined report's
+  `indexing` table puts every indexing choice in the folder side by side (accuracy,
+  rare-item HR@50, collisions, codebook use per level), and `paired` has each one's
+  interval against the default (hybrid) `generative`.
 
 Each model's per-user values are saved under --parts, so models can be fitted by
 separate processes (in parallel) and combined with --combine-only:
@@ -243,7 +246,36 @@ def combine(args, target, rare) -> dict:
             f"[{entry['rare_hr@50']['ci95'][0]:+.4f}, {entry['rare_hr@50']['ci95'][1]:+.4f}]"
         )
     report["paired"] = paired
+    report["indexing"] = indexing_comparison(report["models"])
     return report
+
+
+def indexing_comparison(models: dict) -> dict:
+    """One row per generative indexing choice in the folder ("How to Index Item IDs"):
+    accuracy, the rare-item slice and the index's collisions and codebook use."""
+    table = {}
+    for name, row in models.items():
+        if "index" not in row:
+            continue
+        table[row["index"]["index"]] = {
+            "part": name,
+            "hr@10": row["hr@10"]["mean"],
+            "ndcg@10": row["ndcg@10"]["mean"],
+            "rare_hr@50": row["rare_hr@50"]["mean"] if row["rare_hr@50"] else None,
+            "collision_rate_full_index": row["index"]["collision_rate_full_index"],
+            "collision_rate_semantic_levels": row["index"]["collision_rate_semantic_levels"],
+            "utilisation_per_level": row["index"]["utilisation_per_level"],
+            "best_epoch": row["index"]["best_epoch"],
+            "fit_cpu_seconds": row["fit_cpu_seconds"],
+        }
+    for kind, entry in table.items():
+        print(
+            f"index {kind:<14} HR@10 {entry['hr@10']:.4f}  nDCG@10 {entry['ndcg@10']:.4f}  "
+            f"rare HR@50 {entry['rare_hr@50'] or 0:.4f}  collisions "
+            f"{entry['collision_rate_full_index']:.4f}  use per level "
+            + "/".join(f"{u:.2f}" for u in entry["utilisation_per_level"])
+        )
+    return table
 
 
 def seed_means(directories: list[Path]) -> dict:

@@ -325,3 +325,15 @@ def test_regularised_training_runs_with_weight_decay_warm_up_decay_and_smoothing
     generated = model.generate(history, k=5, beam=10)
     exact = model.score([history])[0][generated.positions]
     np.testing.assert_allclose(generated.log_probs, exact, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("overlap", "ends"), [(0.0, [119, 69, 19]), (0.5, [119, 94, 69, 44, 19])])
+def test_training_windows_overlap_by_the_asked_share(overlap, ends):
+    model = Generative(max_len=50, window_overlap=overlap)
+    sequence = np.arange(1, 121)  # slots 1..120; the last target is slot 120
+    inputs, targets = model._training_windows([sequence])
+    assert [int(t[-1]) - 1 for t in targets] == ends  # window ends, latest first
+    for window, target in zip(inputs, targets, strict=True):
+        real = window != 0
+        np.testing.assert_array_equal(target[real], window[real] + 1)  # next item at each step
+        assert real.sum() == min(50, int(target[-1]) - 1)  # full length where history allows

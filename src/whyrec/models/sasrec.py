@@ -166,8 +166,11 @@ class SASRec(Recommender):
     config: SASRecConfig
 
     # ----- training -------------------------------------------------------------------
-    def _training_windows(self, sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(inputs, targets) as left-padded slot arrays; target t follows input t."""
+    def _training_windows(
+        self, sequences: list[np.ndarray], step: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, targets) as left-padded slot arrays; target t follows input t. With
+        windows = all, window ends are `step` items apart (default max_len: no overlap)."""
         length = self.config.max_len
         inputs, targets = [], []
         for sequence in sequences:
@@ -176,7 +179,7 @@ class SASRec(Recommender):
             ends = (
                 [len(sequence) - 1]
                 if self.config.windows == "recent"
-                else range(len(sequence) - 1, 0, -length)
+                else range(len(sequence) - 1, 0, -(step or length))
             )
             for end in ends:
                 start = max(0, end - length)
