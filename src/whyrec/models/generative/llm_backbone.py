@@ -239,6 +239,7 @@ class GenerativeLLM(Generative):
     # ----- training -----------------------------------------------------------------------
     def fit(self, dataset: Dataset) -> Self:
         limit_threads()
+        path = resolve_gguf(self.config.gguf)  # before any work: a missing file stops here
         seed_everything(self.config.seed)
         started = time.perf_counter()
         self.n_items_ = dataset.n_items
@@ -252,7 +253,6 @@ class GenerativeLLM(Generative):
             warn(f"generative-llm: {message}")
         self._build_runtime()
         self.labels_ = cluster_labels(self.trie_, dataset.catalog, dataset.item_popularity())
-        path = resolve_gguf(self.config.gguf)
         self._attach_llm(path, file_sha256(path), resolve_device(self.config.device))
         self._tune(dataset, np.flatnonzero(titled))
         self.fit_seconds_ = time.perf_counter() - started
