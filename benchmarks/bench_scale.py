@@ -17,7 +17,7 @@ memory is honest: the parent samples the resident memory of the child's whole pr
 group (the JVM of Spark included) and kills it above --memory-gb, and a --timeout ends a
 job that would not finish. Measured per job: load seconds (chunked Parquet reader), fit
 seconds, peak memory (max of the sampled group RSS and the child's ru_maxrss) and
-recommend latency (median of `Engine.recommend(k=10, explain=False)` over 50 users, one
+recommend latency (median of `Engine.recommend(k=10, explain=False)` over 200 users, one
 BLAS thread).
 The growth exponent is the least-squares slope of log(cost) against log(interactions).
 

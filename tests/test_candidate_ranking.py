@@ -92,7 +92,12 @@ def assert_both_paths_agree(dataset: Dataset, model, users: int = 40) -> dict:
 
 
 @pytest.mark.parametrize(
-    "name, params", [("sansa", {"weights_per_item": 20}), ("itemknn", {"neighbors": 20})]
+    "name, params",
+    [
+        ("sansa", {"weights_per_item": 20}),
+        ("sansa", {"weights_per_item": 20, "outgoing_cap": 1.0}),
+        ("itemknn", {"neighbors": 20}),
+    ],
 )
 def test_candidate_path_equals_full_row_on_movielens(ml_core, name, params):
     """ml-latest-small's 20-core over its whole 9,742-item catalog (most items inactive)."""

@@ -37,9 +37,12 @@ def loo(ml_core):
     return split(ml_core, "loo", seed=0)
 
 
-@pytest.fixture(scope="module", params=["factors", "refit"])
+@pytest.fixture(scope="module", params=["factors", "refit", "refit-capped"])
 def fitted(loo, request):
-    return SANSA(weights_per_item=40, weights=request.param).fit(loo.train)
+    weights, _, capped = request.param.partition("-")
+    return SANSA(weights_per_item=40, weights=weights, outgoing_cap=1.0 if capped else 0.0).fit(
+        loo.train
+    )
 
 
 def test_registered_under_its_name():
@@ -49,6 +52,8 @@ def test_registered_under_its_name():
         SANSA(weights_per_item=0)
     with pytest.raises(WhyrecError, match="factorizer"):
         SANSA(factorizer="dense")
+    with pytest.raises(WhyrecError, match="outgoing_cap applies to weights=refit only"):
+        SANSA(weights="factors", outgoing_cap=2.0)
 
 
 def test_weights_are_sparse_at_the_target_density(fitted):
@@ -64,9 +69,14 @@ def test_weights_are_sparse_at_the_target_density(fitted):
         return
     # refit: W with at most weights_per_item weights per target item, zero diagonal, F = I
     per_target = np.diff(sp.csc_matrix(encoder).indptr)
-    assert per_target.max() <= 40 and encoder.nnz >= 0.5 * 40 * n
+    assert per_target.max() <= 40
     assert not encoder.diagonal().any()
     assert (decoder != sp.identity(n, format="csr")).nnz == 0
+    per_source = np.diff(encoder.indptr)
+    if fitted.config.outgoing_cap:  # 1: at most 40 weights from each item too
+        assert per_source.max() <= 40
+        return
+    assert per_source.max() > 40 and encoder.nnz >= 0.5 * 40 * n  # hubs reach far
 
 
 def test_refit_at_full_support_is_ease():
@@ -100,6 +110,23 @@ def test_refit_solves_each_items_normal_equations_on_its_strongest_neighbours(gr
         exact = np.linalg.solve(system, gram[support, target])
         column = weights[:, [target]].toarray().ravel()[support]
         np.testing.assert_allclose(column, exact, rtol=1e-5, atol=1e-6)
+
+
+def test_outgoing_cap_keeps_each_rows_largest_weights():
+    rng = np.random.default_rng(3)
+    weights = sp.random(300, 300, density=0.1, format="csr", random_state=rng, dtype=np.float32)
+    weights.data -= 0.5  # negative weights count by their size
+    weights.sort_indices()
+    capped = sansa_module.cap_outgoing(weights, 12)
+    lengths = np.diff(weights.indptr)
+    np.testing.assert_array_equal(np.diff(capped.indptr), np.minimum(lengths, 12))
+    assert lengths.max() > 12  # the cap was reached
+    for row in range(300):
+        start, stop = weights.indptr[row], weights.indptr[row + 1]
+        strongest = np.argsort(-np.abs(weights.data[start:stop]), kind="stable")[:12]
+        kept = capped[row]
+        np.testing.assert_array_equal(kept.indices, np.sort(weights.indices[start:stop][strongest]))
+        np.testing.assert_array_equal(kept.data, weights[row].toarray().ravel()[kept.indices])
 
 
 def test_contributions_are_exact_and_the_diagonal_is_zero(loo, fitted):

@@ -59,6 +59,31 @@ def test_the_words_around_an_answer_are_not_wishes(nlu, message):
     assert result.answer is not None or Intent.REJECT_ALL in result.intents
 
 
+@pytest.mark.parametrize(
+    ("message", "answer"),
+    [
+        ("none of these, yes", True),
+        ("not these. yes please", True),
+        ("none of these work for me - no", None),
+        ("none of these work for me; nope", False),
+        ("show me something else, not really", False),
+        ("yes, none of these", True),
+        ("I want a comedy, no horror", None),
+        ("something with no", None),
+        ("hmm, none of these, yeah sure", True),
+        ("show me something else, yep, that sounds right", True),
+        ("sorry, none of these work for me, no thanks", False),
+        ("something else, please", None),
+    ],
+)
+def test_an_answer_may_come_last_in_a_clause_of_its_own(nlu, message, answer):
+    """Under a list that carries a question people reject and answer in either order; an
+    answer word inside a request ("no horror") is not an answer."""
+    result = nlu.understand(message)
+    assert result.answer is answer
+    assert not result.soft_wishes
+
+
 def test_a_wish_may_start_with_a_word_that_also_sits_around_answers(nlu):
     assert ("well made", True) in nlu.understand("well made thrillers").soft_wishes
 

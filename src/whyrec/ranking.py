@@ -192,15 +192,35 @@ def top_k_candidates(
         return np.zeros(0, dtype=np.int64)
     values = row.values  # NaN compares false: never above, tied or below the fill score
     above = np.flatnonzero(values > row.fill)
-    above = above[allowed_among(row.positions[above])]
-    best = row.positions[above][top_k(values[above], k)]
+    best = _best_allowed(row.positions[above], values[above], k, allowed_among)
     if len(best) == k or not np.isfinite(row.fill):
         return best
     tied = _fill_band(row, k - len(best), allowed_among, values)
     below = np.flatnonzero((values < row.fill) & np.isfinite(values))
-    below = below[allowed_among(row.positions[below])]
-    rest = row.positions[below][top_k(values[below], k - len(best) - len(tied))]
+    rest = _best_allowed(
+        row.positions[below], values[below], k - len(best) - len(tied), allowed_among
+    )
     return np.concatenate([best, tied, rest]).astype(np.int64)
+
+
+def _best_allowed(
+    positions: np.ndarray, values: np.ndarray, k: int,
+    allowed_among: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:  # fmt: skip
+    """The k best allowed of some sorted positions, by the tie rule, asking the filter only
+    about a growing prefix of their ranking (4k, 16k, ... items).
+
+    The prefix is the start of the one total order (score, then position), so its first k
+    allowed items are the first k overall; a long history reaches most of a catalog's
+    active items, and filtering all of them cost more than ranking them.
+    """
+    window = 4 * k
+    while True:
+        ranked = top_k(values, window)
+        kept = ranked[allowed_among(positions[ranked])]
+        if len(kept) >= k or len(ranked) == len(values):
+            return positions[kept[:k]]
+        window *= 4
 
 
 def _fill_band(

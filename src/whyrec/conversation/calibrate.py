@@ -3,9 +3,11 @@
 A slice of the training users plays cold users: each episode hides one item such a user
 rated well, and the simulated user answers as in `simulate`. Their interactions are
 taken out of the popularity the belief is built on, so the fit never sees its own
-targets. A coordinate search then picks, in turn, the belief's sharpness (the
-popularity exponent), the objective the lookahead plans for, the margin a question must
-win by and how many questions may come in a row; max-entropy's "few candidates"
+targets. A coordinate search then picks, in turn, whether every list carries the
+question the policy would ask next (the user who finds nothing rejects the list and
+answers in one reply), the belief's sharpness (the popularity exponent), the objective
+the lookahead plans for, the margin a question must win by and how many questions may
+come in a row; max-entropy's "few candidates"
 threshold is fitted the same way, so that baseline is compared at its best too.
 A relative critique's weight ("older", "less known", "better rated") is fitted on the
 same targets by simulated critiques (`fit_critique_weight`). The
@@ -223,7 +225,8 @@ def calibrate(
                 best, best_config = result, trial
         return best_config
 
-    ours = search(base, "popularity_exponent", EXPONENTS)
+    ours = search(base, "follow_up_lists", (True,))
+    ours = search(ours, "popularity_exponent", EXPONENTS)
     ours = search(ours, "success_weight", SUCCESS_WEIGHTS)
     ours = search(ours, "ask_margin", MARGINS)
     ours = search(ours, "max_consecutive_questions", (3, 5, 0))

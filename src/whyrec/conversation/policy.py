@@ -43,7 +43,9 @@ from whyrec.engine import Engine
 from whyrec.filters import ItemFilter
 from whyrec.ranking import top_k
 
-POLICIES = ("ours", "recommend-only", "random", "max-entropy")
+POLICIES = ("ours", "ours-one-action", "recommend-only", "random", "max-entropy")
+"""`ours-one-action` is ours choosing each turn between a list and a question, never both
+(the turn the published baselines take): it shows what asking under a list adds."""
 PAGERANK_RESTART = 0.3
 SHORTLIST = 48
 """Values scored by the full lookahead: the most informative ones under the belief. A
@@ -85,6 +87,10 @@ class PolicyConfig:
     pagerank_weight: float = 0.3
     critique_weight: float = CRITIQUE_WEIGHT
     """Push of a relative critique ("older"), in standard deviations of its measure (fitted)."""
+    follow_up_lists: bool = False
+    """Every turn shows a list, and under it the question that best splits what would be
+    left were the list to miss (fitted). When False the policy chooses each turn between
+    a list and a question, and only a specific opening's list carries one."""
 
     FITTED = (
         "popularity_exponent",
@@ -93,6 +99,7 @@ class PolicyConfig:
         "max_consecutive_questions",
         "candidate_threshold",
         "critique_weight",
+        "follow_up_lists",
     )
 
     @classmethod
@@ -335,6 +342,8 @@ class Policy:
             from whyrec.errors import WhyrecError
 
             raise WhyrecError(f"unknown policy {config.kind!r}; choose from {', '.join(POLICIES)}")
+        if config.kind == "ours-one-action":
+            config = replace(config, kind="ours", follow_up_lists=False)
         self.scorer = scorer
         self.config = config
 
@@ -360,15 +369,23 @@ class Policy:
         with _blas_controller().limit(limits=1, user_api="blas"):
             return self._decide(state, rng, force_recommend)
 
-    def _decide(
-        self, state: DialogueState, rng: np.random.Generator, force_recommend: bool
-    ) -> Action:
+    def _listing(self, state: DialogueState) -> tuple[Action, np.ndarray, np.ndarray]:
+        """The list to show now, with the belief and allowed mask it was ranked from."""
         scores, allowed = self.scorer.scores(state)
         items = self.top_items(state, scores, allowed)
         probs = self.scorer.distribution(scores, allowed)
         now = float(probs[items].sum()) if len(items) else 0.0
         recommend = Action("recommend", items=tuple(int(i) for i in items), expected_success=now)
+        return recommend, probs, allowed
+
+    def _decide(
+        self, state: DialogueState, rng: np.random.Generator, force_recommend: bool
+    ) -> Action:
         config, kind = self.config, self.config.kind
+        if kind == "ours" and config.follow_up_lists and not force_recommend:
+            return self._list_and_ask(state)
+        recommend, probs, allowed = self._listing(state)
+        now = recommend.expected_success
         left = self.turns_left(state)
         if opening(state) and is_specific(state) and not force_recommend:
             return self._list_then_ask(state, recommend, rng)
@@ -404,6 +421,34 @@ class Policy:
         field_name, value = self.scorer.columns[column]
         return Action("ask", field=field_name, value=value, expected_success=expected)
 
+    def _list_and_ask(self, state: DialogueState) -> Action:
+        """A list, and under it the question whose answer best helps the turns after it,
+        planned on what is left once the list has missed: the user who finds nothing
+        rejects the list and answers in one reply, so a question costs no turn of its own."""
+        recommend, _, _ = self._listing(state)
+        if not recommend.items or self.turns_left(state) <= 1:
+            return recommend
+        missed = self._missed(state, recommend)
+        scores, allowed = self.scorer.scores(missed)
+        if allowed.sum() <= self.config.rec_size:
+            return recommend
+        askable = self.askable_columns(missed, allowed)
+        if not len(askable):
+            return recommend
+        probs = self.scorer.distribution(scores, allowed)
+        column, _ = self._plan(probs, askable, self.turns_left(missed), always=True)
+        return replace(recommend, follow_up=self.scorer.columns[column])
+
+    @staticmethod
+    def _missed(state: DialogueState, recommend: Action) -> DialogueState:
+        """The dialogue as it will stand next turn if the user rejects this list."""
+        missed = DialogueState.from_dict(state.to_dict())
+        for position in recommend.items:
+            missed.reject(position)
+        missed.shown = list(recommend.items)
+        missed.turn = state.turn + 1
+        return missed
+
     def _list_then_ask(
         self, state: DialogueState, recommend: Action, rng: np.random.Generator
     ) -> Action:
@@ -413,12 +458,7 @@ class Policy:
         it and rejects the list in one reply)."""
         if not recommend.items:
             return recommend
-        missed = DialogueState.from_dict(state.to_dict())
-        for position in recommend.items:
-            missed.reject(position)
-        missed.shown = list(recommend.items)
-        missed.turn = state.turn + 1
-        then = self._decide(missed, rng, force_recommend=False)
+        then = self._decide(self._missed(state, recommend), rng, force_recommend=False)
         if then.kind != "ask" or then.field is None or then.value is None:
             return recommend
         return replace(recommend, follow_up=(then.field, then.value))
@@ -440,8 +480,11 @@ class Policy:
         known += [(f, v) for group in state.any_of for f, v in group]
         return known
 
-    def _plan(self, probs: np.ndarray, askable: np.ndarray, left: int) -> tuple[int | None, float]:
-        """The value to ask, or None to recommend, by a two-action lookahead over `left` turns.
+    def _plan(
+        self, probs: np.ndarray, askable: np.ndarray, left: int, always: bool = False
+    ) -> tuple[int | None, float]:
+        """The value to ask, or None to recommend, by a two-action lookahead over `left` turns
+        (`always`: the best value to ask, however it compares with recommending).
 
         Values are shortlisted by the entropy of their yes-probability under the belief;
         each first action (recommend now, or ask one of them) is followed, on each side of
@@ -479,7 +522,7 @@ class Policy:
         ask = follow[:n] + follow[n : 2 * n]
         recommend = sum(weights.values()) * float(p_top[:k].sum()) + follow[-1]
         best = int(np.argmax(ask))
-        if ask[best] - recommend <= self.config.ask_margin:
+        if not always and ask[best] - recommend <= self.config.ask_margin:
             return None, float(recommend)
         return int(askable[first[best]]), float(ask[best])
 

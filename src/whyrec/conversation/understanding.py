@@ -359,6 +359,27 @@ _YES = re.compile(
     r"why not|i do|that would be nice|sounds good|correct|right)\b"
 )
 _NO = re.compile(r"^\s*(no|nope|nah|not really|not at all|i don'?t|don'?t care|never)\b")
+_YES_LAST = re.compile(r"(yes|yeah|yep|yup|sure|ok|okay|of course|definitely|absolutely|correct)\b")
+_NO_LAST = re.compile(r"(no|nope|nah|not really|not at all)\b")
+"""An answer said last, in clauses of its own ("none of these, yeah sure", "..., no
+thanks"): under a list that carries a question, people reject the list and answer in
+either order. Stricter than the opening forms: "..., please" is no answer."""
+
+
+def _answer(lowered: str, yes: bool) -> tuple[int, int] | None:
+    """Where a yes (or a no) answer stands: at the start, or as the message's last clauses
+    when nothing but words around an answer follows it."""
+    found = (_YES if yes else _NO).match(lowered)
+    if found:
+        return found.span()
+    last = _YES_LAST if yes else _NO_LAST
+    for boundary in re.finditer(r"[,.;:!]\s*", lowered):
+        head = last.match(lowered, boundary.end())
+        if head and _ANSWER_WORDS.issuperset(re.findall(r"[a-z']+", lowered[head.end() :])):
+            return boundary.start(), len(lowered)
+    return None
+
+
 _RECOMMEND_WORDS = re.compile(
     r"\b(recommend|suggest|suggestion|want|looking for|look for|show me|give me|find|"
     r"in the mood|feel like|what should i watch|any ideas|something|anything|movie|film|"
@@ -421,6 +442,11 @@ _DISCOURSE = set(
 )
 """Words around an answer ("yep, that sounds right", "honestly, something else"): a
 clause made of nothing else is the reply's tone, never a wish ("well made" still is)."""
+_ANSWER_WORDS = _DISCOURSE | set(
+    "yes sure ok okay please thanks thank you that that's it is sounds good great fine "
+    "of course no not really at all".split()
+)
+"""What may follow an answer said last ("yeah sure", "yep, that sounds right", "no thanks")."""
 
 
 def unique_mentions(mentions: list[ItemMention]) -> list[ItemMention]:
@@ -567,9 +593,10 @@ class Understander:
             remaining = remaining[:start] + " " * (end - start) + remaining[end:]
         self._find_intents(lowered, remaining, result, shown or [])
         if result.answer is not None:  # "not at all" leaves no "all" to wish for
-            answer = (_YES if result.answer else _NO).match(lowered)
+            answer = _answer(lowered, result.answer)
             if answer:
-                remaining = " " * answer.end() + remaining[answer.end() :]
+                start, end = answer
+                remaining = remaining[:start] + " " * (end - start) + remaining[end:]
         for _, pattern in _INTENT_PATTERNS:
             remaining = pattern.sub(lambda m: " " * len(m.group(0)), remaining)
         self._find_soft_wishes(remaining, result)
@@ -979,9 +1006,9 @@ class Understander:
         negates_a_value = bool(no_value) and any(
             not c.include and c.text.startswith(no_value.group(1)) for c in result.constraints
         )
-        if _YES.search(lowered):
+        if _answer(lowered, yes=True):
             result.answer = True
-        elif _NO.search(lowered) and not negates_a_value:  # "no horror" is not a "no"
+        elif _answer(lowered, yes=False) and not negates_a_value:  # "no horror" is not a "no"
             result.answer = False
         for intent, pattern in _INTENT_PATTERNS:
             if pattern.search(lowered):

@@ -169,6 +169,11 @@ class LanguageUser(AttributeUser):
     def answer_text(self, yes: bool) -> str:
         return self._choice(_YES if yes else _NO)
 
+    def answer_and_reject_text(self, yes: bool) -> str:
+        """A rejected list and the answer to the question under it, in either order."""
+        answer, reject = self.answer_text(yes), self.reject_text()
+        return f"{answer}, {reject}" if self.rng.random() < 0.5 else f"{reject}, {answer}"
+
     def reject_text(self) -> str:
         """A rejection; as in openings, typos go into the filler words around it."""
         filler = self._typo(self._choice(_FILLERS))
@@ -229,10 +234,11 @@ def run_language_episode(
             shown = [conversation.catalog.position(i["item_id"]) for i in reply.items]
             if episode.target in shown:
                 return Outcome(turn, shown.index(episode.target) + 1, turn)
-            message = user.reject_text()
             if pending is not None and pending.kind == "attribute":  # a list with a question
                 yes = user.has(episode.target, pending.field, pending.value)
-                message = f"{user.answer_text(yes)}, {message}"
+                message = user.answer_and_reject_text(yes)
+            else:
+                message = user.reject_text()
         elif pending is not None and pending.kind == "attribute":
             message = user.answer_text(user.has(episode.target, pending.field, pending.value))
         elif pending is not None and pending.kind == "confirm_title":  # "did you mean X?"
