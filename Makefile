@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq libsuitesparse-dev >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,generative-llm]'
 	touch $(STAMP)
 
 install: $(STAMP)

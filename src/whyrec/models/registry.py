@@ -28,6 +28,7 @@ _LOCATIONS: dict[str, tuple[str, str]] = {
     "sasrec-text": ("whyrec.models.sasrec", "SASRecText"),
     "hybrid": ("whyrec.models.hybrid", "Hybrid"),
     "generative": ("whyrec.models.generative", "Generative"),
+    "generative-llm": ("whyrec.models.generative.llm_backbone", "GenerativeLLM"),
 }
 CLASS_LOCATIONS = {cls: module for module, cls in _LOCATIONS.values()}
 

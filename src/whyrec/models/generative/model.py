@@ -555,13 +555,16 @@ class Generative(Recommender):
 
     # ----- persistence --------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
+        return {**self._index_state(), **state_to_arrays(self.network_, "net__")}
+
+    def _index_state(self) -> dict[str, np.ndarray]:
+        """The indices, their trie's inputs and cluster labels (any backbone's)."""
         arrays = {
             "codes": np.asarray(self.codes_, dtype=np.int64),
             "sizes": np.asarray(self.sizes_, dtype=np.int64),
             "notes": np.array(self.notes_, dtype=str),
             "index_stats": np.array([self.shared_before_collision_], dtype=np.int64),
             "trained": np.asarray(self.trained_, dtype=bool),
-            **state_to_arrays(self.network_, "net__"),
         }
         for depth, labels in enumerate(self.labels_, start=1):
             arrays[f"labels_{depth}"] = np.asarray(labels, dtype=str)
@@ -569,6 +572,14 @@ class Generative(Recommender):
 
     def set_state(self, arrays: dict[str, np.ndarray]) -> None:
         limit_threads()
+        self._set_index_state(arrays)
+        self.network_ = self._new_network()
+        load_arrays_into(self.network_, arrays, "net__")
+        self.network_.eval()
+        self._place(self._serving_device())
+
+    def _set_index_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Inverse of `_index_state`, with the trie and runtime tables rebuilt."""
         self.codes_ = np.array(arrays["codes"], dtype=np.int64)  # writable: torch reads it
         self.sizes_ = np.asarray(arrays["sizes"], dtype=np.int64)
         self.notes_ = [str(n) for n in np.asarray(arrays["notes"])]
@@ -578,7 +589,3 @@ class Generative(Recommender):
         self.labels_ = [
             np.asarray(arrays[f"labels_{depth}"]) for depth in range(1, self.trie_.length)
         ]
-        self.network_ = self._new_network()
-        load_arrays_into(self.network_, arrays, "net__")
-        self.network_.eval()
-        self._place(self._serving_device())
