@@ -145,11 +145,13 @@ def _base_backbone(path: str, sha256: str) -> tuple[Any, Any]:
     hf_logging.disable_progress_bar()
     folder, name = str(Path(path).parent), Path(path).name
     try:
+        import peft  # noqa: F401  (the adapters; checked here, before minutes of loading)
+
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     except ImportError as exc:
         raise WhyrecError(
-            f"generative-llm reads GGUF files with the gguf and accelerate packages: "
+            f"generative-llm reads GGUF files with gguf and accelerate and tunes with peft: "
             f"pip install 'whyrec[generative-llm]' ({exc})"
         ) from None
     model.eval()
