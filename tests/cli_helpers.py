@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
+
 from whyrec.cli import main
+from whyrec.data.dataset import Dataset
 
 
 def exit_code(argv: list[str]) -> int:
@@ -19,3 +24,12 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     code = exit_code(list(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def write_canonical(dataset: Dataset, folder: Path) -> Path:
+    """A dataset's interactions and titles as the canonical CSV folder `--data` reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dataset.interactions.to_csv(folder / "interactions.csv", index=False)
+    titles = {"item_id": dataset.catalog.item_ids, "title": dataset.catalog.titles}
+    pd.DataFrame(titles).to_csv(folder / "items.csv", index=False)
+    return folder

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cli_helpers import run
+from cli_helpers import run, write_canonical
 from ranking_helpers import hit_rate, loo_ranks, ndcg
 from whyrec.bundle import Bundle
 from whyrec.data.catalog import Catalog
@@ -198,13 +198,8 @@ def test_cited_path_evidence_is_more_necessary_than_random(generative, core_loo)
 
 
 def test_train_command_writes_a_bundle_that_recommends(tmp_path, capsys):
-    data = tmp_path / "data"
     dataset = tiny_dataset(with_text=True)
-    data.mkdir()
-    dataset.interactions.to_csv(data / "interactions.csv", index=False)
-    pd.DataFrame({"item_id": dataset.catalog.item_ids, "title": dataset.catalog.titles}).to_csv(
-        data / "items.csv", index=False
-    )
+    data = write_canonical(dataset, tmp_path / "data")
     out = tmp_path / "bundle"
     args = ["train", "--data", str(data), "--model", "generative", "--out", str(out)]
     for key in ("epochs=1", "quantizer_epochs=40", "dim=16", "index=semantic"):

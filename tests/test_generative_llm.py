@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli_helpers import run
+from cli_helpers import run, write_canonical
 from gguf_helpers import require_gguf
 from whyrec.bundle import Bundle
 from whyrec.data.catalog import Catalog
@@ -166,12 +166,7 @@ def test_without_a_gguf_file_training_stops_with_one_line(data, monkeypatch, tmp
 
 
 def test_train_command_writes_a_bundle_that_recommends_and_explains(tmp_path, capsys, data):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    data.interactions.to_csv(folder / "interactions.csv", index=False)
-    pd.DataFrame({"item_id": data.catalog.item_ids, "title": data.catalog.titles}).to_csv(
-        folder / "items.csv", index=False
-    )
+    folder = write_canonical(data, tmp_path / "data")
     out = tmp_path / "bundle"
     args = ["train", "--data", str(folder), "--model", "generative-llm", "--out", str(out)]
     for key, value in {**TINY, "steps": 2, "gguf": require_gguf()}.items():

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from torch.nn import functional
 
 from whyrec.console import warn
 from whyrec.data.dataset import Dataset
+from whyrec.data.fetch import sha256_of
 from whyrec.errors import BundleError, WhyrecError
 from whyrec.models.base import Histories, ModelConfig
 from whyrec.models.generative.indexing import has_text
@@ -109,14 +109,6 @@ def index_vocabulary(sizes: np.ndarray) -> list[list[str]]:
     return [
         [index_token(level, code) for code in range(int(size))] for level, size in enumerate(sizes)
     ]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_gguf(configured: str | None, saved: str | None = None) -> Path:
@@ -255,7 +247,7 @@ class GenerativeLLM(Generative):
             warn(f"generative-llm: {message}")
         self._build_runtime()
         self.labels_ = cluster_labels(self.trie_, dataset.catalog, dataset.item_popularity())
-        self._attach_llm(path, file_sha256(path), resolve_device(self.config.device))
+        self._attach_llm(path, sha256_of(path), resolve_device(self.config.device))
         self._tune(dataset, np.flatnonzero(titled))
         self.fit_seconds_ = time.perf_counter() - started
         return self
@@ -474,7 +466,7 @@ class GenerativeLLM(Generative):
         self._set_index_state(arrays)
         saved_path, saved_sha256 = (str(v) for v in np.asarray(arrays["gguf"]))
         path = resolve_gguf(self.config.gguf, saved_path)
-        sha256 = file_sha256(path)
+        sha256 = sha256_of(path)
         if sha256 != saved_sha256:
             raise BundleError(
                 f"generative-llm was tuned on a GGUF file with SHA-256 {saved_sha256[:12]}…, "
