@@ -111,7 +111,10 @@ def job_generate(size: int, data_root: Path, items: int | None = None) -> dict:
     return {"seconds": time.perf_counter() - started, "users": users, "items": config.items}
 
 
-def job_model(model: str, size: int, data_root: Path, items: int | None = None) -> dict:
+def job_model(
+    model: str, size: int, data_root: Path, items: int | None = None,
+    save_fits: Path | None = None,
+) -> dict:  # fmt: skip
     import numpy as np
 
     from whyrec.bundle import Bundle
@@ -151,6 +154,8 @@ def job_model(model: str, size: int, data_root: Path, items: int | None = None) 
                     - started, "baseline_rss_mb": baseline}  # fmt: skip
         result["fit_cpu_seconds"] = group_cpu_seconds() - cpu
     result["fit_seconds"] = time.perf_counter() - started
+    if save_fits is not None:  # kept for later measurements without refitting
+        fitted.save(save_fits / f"{model}-{items or 'default'}-{size}")
     if model == "sansa":
         encoder, decoder = fitted.weights_
         result.update(weights=encoder.nnz + decoder.nnz, density=fitted.density,
@@ -160,6 +165,7 @@ def job_model(model: str, size: int, data_root: Path, items: int | None = None) 
     matrix = dataset.matrix
     histories = [matrix.indices[matrix.indptr[u] : matrix.indptr[u + 1]] for u in users]
     bundle = Bundle(fitted, dataset)
+    result["load_average_before_latency"] = os.getloadavg()[0]  # next to every wall time
     result |= recommend_latency(Engine(bundle), histories)
     if fitted.candidate_scores(histories[0]) is not None:  # the full-row path, same run
         dense = recommend_latency(Engine(bundle, candidates=False), histories)
@@ -167,6 +173,7 @@ def job_model(model: str, size: int, data_root: Path, items: int | None = None) 
         result["full_row_over_candidates_p99"] = (
             dense["recommend_p99_ms"] / result["recommend_p99_ms"]
         )
+    result["load_average_after_latency"] = os.getloadavg()[0]
     result["baseline_rss_mb"] = baseline
     result["peak_rss_self_mb"] = rss_mb()
     return result
@@ -261,6 +268,7 @@ def run_job(argv: list[str]) -> None:
     parser.add_argument("--data-root", type=Path)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--items", type=int, default=None)
+    parser.add_argument("--save-fits", type=Path, default=None)
     args = parser.parse_args(argv)
     # one request on one core, exact and approximate alike: the latency a server worker sees
     _limit_threads(1 if args.job == "ann" else args.threads)
@@ -269,7 +277,7 @@ def run_job(argv: list[str]) -> None:
     elif args.job == "ann":
         result = job_ann(args.size)
     else:
-        result = job_model(args.job, args.size, args.data_root, args.items)
+        result = job_model(args.job, args.size, args.data_root, args.items, args.save_fits)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -700,6 +708,10 @@ def main() -> None:
         help="largest size for a model (default text=1e6, spark=1e6: at 1e7 each alone takes "
         "15-40 min on 2 shared cores); repeatable, e.g. --max-size spark=1e7",
     )
+    parser.add_argument(
+        "--save-fits", type=Path, default=None,
+        help="save each fitted model under this folder (MODEL-ITEMS-SIZE), to measure later",
+    )  # fmt: skip
     args = parser.parse_args()
 
     caps = dict(DEFAULT_CAPS)
@@ -715,6 +727,8 @@ def main() -> None:
         f"{os.cpu_count()} CPU cores, {memory:.0f} GiB RAM, {args.threads} threads per job"
     )
     common = ["--data-root", str(args.data_root), "--threads", str(args.threads)]
+    if args.save_fits is not None:
+        common += ["--save-fits", str(args.save_fits)]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.items:
         run_catalogs(args, results, models, common)

@@ -112,6 +112,30 @@ def test_refit_solves_each_items_normal_equations_on_its_strongest_neighbours(gr
         np.testing.assert_allclose(column, exact, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("catalog", ["movielens", "synthetic"])
+def test_refit_weights_do_not_depend_on_hubs_or_batches(catalog, ml_core, tmp_path, monkeypatch):
+    """Every Gram entry a pruned refit reads is an exact count, so the hubs' block computed
+    once and batches grown to an item budget give the same W to the last bit as small
+    batches that recompute everything (the layout before the hub block)."""
+    if catalog == "movielens":
+        matrix = ml_core.matrix
+    else:
+        matrix = synthetic(tmp_path, users=1500, items=3000, interactions=40_000).matrix
+    matrix = matrix[:, np.flatnonzero(matrix.getnnz(axis=0))].tocsr()
+    config = SANSA(weights_per_item=15, gram_per_item=8).config
+    supports = sansa_module._neighbour_table(sansa_module.sparse_gram(matrix, config), 15)
+    exact = sansa_module._ExactCooccurrences(sp.csc_matrix(matrix, dtype=np.float32), supports)
+    assert (exact.hub_at >= 0).sum() > 100  # hubs in use
+    default = sansa_module.refit_weights(matrix, config)
+    layouts = {"no hubs, small batches": (0, 64), "every shared item a hub": (10**6, 16)}
+    for hubs, batch_items in layouts.values():
+        monkeypatch.setattr(sansa_module, "REFIT_HUB_ITEMS", hubs)
+        monkeypatch.setattr(sansa_module, "REFIT_BATCH_ITEMS", batch_items)
+        other = sansa_module.refit_weights(matrix, config)
+        for part in ("indptr", "indices", "data"):
+            np.testing.assert_array_equal(getattr(other, part), getattr(default, part))
+
+
 def test_outgoing_cap_keeps_each_rows_largest_weights():
     rng = np.random.default_rng(3)
     weights = sp.random(300, 300, density=0.1, format="csr", random_state=rng, dtype=np.float32)

@@ -23,7 +23,7 @@ import gc
 import logging
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
@@ -349,8 +349,17 @@ REFIT_BATCH_ENTRIES = 2**22
 """Entries of the k×k systems solved at once (bounds the refit's working memory)."""
 
 
-REFIT_BATCH_ITEMS = 4096
-"""With a pruned Gram, the items whose exact co-occurrences one batch recomputes."""
+REFIT_BATCH_ITEMS = 2048
+"""With a pruned Gram, the items other than hubs whose exact co-occurrences one batch
+recomputes: a batch takes targets in order until its supports reach this many (their
+dense block against the batch's items is at most 2048 × 6144 float32, 50 MB)."""
+
+
+REFIT_HUB_ITEMS = 4096
+"""With a pruned Gram, the support items shared by the most targets ("hubs"): their exact
+co-occurrences among themselves are one dense block, computed once (64 MB at most). Each
+batch recomputed them before: at 1e6 items × 1e7 interactions popular items sit in the
+supports of nearly every batch, and their long columns were multiplied 4,680 times."""
 
 
 def refit_weights(matrix: sp.csr_matrix, config: SANSAConfig) -> sp.csr_matrix:
@@ -360,34 +369,40 @@ def refit_weights(matrix: sp.csr_matrix, config: SANSAConfig) -> sp.csr_matrix:
     stays zero). That is EASE's closed form with every other weight of column j held at
     zero, i.e. the least-squares fit of item j's column on its neighbours' columns, so
     each weight is exact for its support rather than an approximate inverse's.
-    With `gram_per_item` the pruned Gram only picks the supports: each batch recomputes
-    the exact co-occurrences among its items from the data, because a pruned pair read as
-    0 makes G[S_j, S_j] indefinite (measured: weights up to 285, nDCG@10 near 0).
-    Batches of targets: one k×k lookup of Gram entries and one batched solve each.
+    With `gram_per_item` the pruned Gram only picks the supports: the exact co-occurrences
+    the systems need are recomputed from the data (`_ExactCooccurrences`), because a
+    pruned pair read as 0 makes G[S_j, S_j] indefinite (measured: weights up to 285,
+    nDCG@10 near 0). Batches of targets: one k×k lookup of Gram entries and one batched
+    solve each; every entry is an exact count, so the batching never changes W.
     """
     gram = sparse_gram(matrix, config)
     n_items = gram.shape[0]
     keep = max(1, min(int(config.weights_per_item), n_items - 1))
     supports = _neighbour_table(gram, keep)
-    by_item = sp.csc_matrix(matrix, dtype=np.float32) if config.gram_per_item else None
-    batch = max(1, REFIT_BATCH_ENTRIES // (keep * keep))
-    if by_item is not None:
-        batch = max(1, min(batch, REFIT_BATCH_ITEMS // (keep + 1)))
-    exact = None if by_item is not None else (np.arange(n_items), gram, _sorted_keys(gram))
+    most_targets = max(1, REFIT_BATCH_ENTRIES // (keep * keep))
+    if config.gram_per_item:
+        del gram
+        exact: _ExactCooccurrences | _StoredGram = _ExactCooccurrences(
+            sp.csc_matrix(matrix, dtype=np.float32), supports
+        )
+        edges = exact.batch_edges(most_targets)
+    else:
+        exact = _StoredGram(gram)
+        edges = [(start, min(start + most_targets, n_items))
+                 for start in range(0, n_items, most_targets)]  # fmt: skip
     values = np.zeros(supports.shape, dtype=np.float32)
-    for start in range(0, n_items, batch):
-        support = supports[start : start + batch]
-        targets = np.arange(start, start + len(support))
+    for start, stop in edges:
+        support, targets = supports[start:stop], np.arange(start, stop)
         missing = support < 0
-        items, local, keys = exact or _exact_gram_among(by_item, support, targets)
-        at, target_at = np.searchsorted(items, support), np.searchsorted(items, targets)
-        systems = _gram_entries(local, keys, at[:, :, None], at[:, None, :])
+        filled = np.where(missing, targets[:, None], support)  # any item: zeroed below
+        entries = exact.among(np.concatenate([filled.ravel(), targets]))
+        systems = entries(filled[:, :, None], filled[:, None, :])
         systems[missing[:, :, None] | missing[:, None, :]] = 0.0
         diagonal = np.where(missing, 1.0, regularization(config))
         systems[:, np.arange(keep), np.arange(keep)] += diagonal
-        right = _gram_entries(local, keys, at, target_at[:, None])
+        right = entries(filled, targets[:, None])
         right[missing] = 0.0
-        values[start : start + len(support)] = np.linalg.solve(systems, right[..., None])[..., 0]
+        values[start:stop] = np.linalg.solve(systems, right[..., None])[..., 0]
     rows = supports.ravel()
     cols = np.repeat(np.arange(n_items), keep)
     kept = rows >= 0
@@ -396,15 +411,76 @@ def refit_weights(matrix: sp.csr_matrix, config: SANSAConfig) -> sp.csr_matrix:
     )
 
 
-def _exact_gram_among(
-    by_item: sp.csc_matrix, support: np.ndarray, targets: np.ndarray
-) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray]:
-    """(items, their exact Gram XᵀX among themselves, its sorted keys) for one batch."""
-    items = distinct(np.concatenate([support[support >= 0], targets]))
-    columns = by_item[:, items]
-    local = sp.csr_matrix(columns.T @ columns)
-    local.sort_indices()
-    return items, local, _sorted_keys(local)
+Entries = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""G[a, b] (float64, broadcast) for item arrays a and b."""
+
+
+class _StoredGram:
+    """Entries of an exact Gram matrix kept whole (no `gram_per_item`)."""
+
+    def __init__(self, gram: sp.csr_matrix) -> None:
+        self.gram, self.keys = gram, _sorted_keys(gram)
+
+    def among(self, items: np.ndarray) -> Entries:
+        return lambda rows, cols: _gram_entries(self.gram, self.keys, rows, cols)
+
+
+class _ExactCooccurrences:
+    """Exact XᵀX entries among the items of a batch, recomputed from the data.
+
+    The hubs' block among themselves is computed once; a batch multiplies only the
+    columns of its other items, against the columns of all its items.
+    """
+
+    def __init__(self, by_item: sp.csc_matrix, supports: np.ndarray) -> None:
+        n_items = by_item.shape[1]
+        shared = np.bincount(supports[supports >= 0], minlength=n_items)
+        hubs = np.sort(np.argsort(-shared, kind="stable")[:REFIT_HUB_ITEMS])
+        hubs = hubs[shared[hubs] > 1]  # in one support only: no product to save
+        self.by_item, self.supports = by_item, supports
+        self.hub_at = np.full(n_items, -1, dtype=np.int64)
+        self.hub_at[hubs] = np.arange(len(hubs))
+        columns = by_item[:, hubs]
+        self.hub_block = (columns.T @ columns).toarray()
+
+    def batch_edges(self, most_targets: int) -> list[tuple[int, int]]:
+        """(start, stop) runs of targets whose items other than hubs (the targets and their
+        supports) number at most `REFIT_BATCH_ITEMS`, at most `most_targets` long."""
+        n_items = len(self.supports)
+        edges, start = [], 0
+        while start < n_items:
+            stop = min(start + most_targets, n_items)
+            run = np.column_stack([np.arange(start, stop), self.supports[start:stop]])
+            items = run.ravel()
+            first_seen = np.unique(np.where(items >= 0, items, n_items), return_index=True)[1]
+            first_seen = first_seen[(items[first_seen] >= 0) & (self.hub_at[items[first_seen]] < 0)]
+            new_per_target = np.bincount(first_seen // run.shape[1], minlength=len(run))
+            fits = np.flatnonzero(np.cumsum(new_per_target) <= REFIT_BATCH_ITEMS)
+            stop = start + max(1, len(fits))  # cumsum grows: the fitting prefix
+            edges.append((start, stop))
+            start = stop
+        return edges
+
+    def among(self, items: np.ndarray) -> Entries:
+        """G[a, b] for any a, b of `items`."""
+        items = distinct(items)
+        others = items[self.hub_at[items] < 0]
+        local = (self.by_item[:, others].T @ self.by_item[:, items]).toarray()  # others × items
+
+        def entries(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            (row_hub, row_other, row_at), (col_hub, col_other, col_at) = (
+                (self.hub_at[side], np.searchsorted(others, side), np.searchsorted(items, side))
+                for side in (rows, cols)
+            )  # on the unbroadcast sides: k times fewer lookups than on the k×k systems
+            swap = row_hub >= 0  # G is symmetric: look a hub row up as its column
+            first = np.minimum(np.where(swap, col_other, row_other), len(others) - 1)
+            found = local[first, np.where(swap, row_at, col_at)] if len(others) else 0.0
+            if len(self.hub_block) == 0:
+                return np.asarray(found, dtype=np.float64)
+            hubs = self.hub_block[np.maximum(row_hub, 0), np.maximum(col_hub, 0)]
+            return np.where(swap & (col_hub >= 0), hubs, found).astype(np.float64)
+
+        return entries
 
 
 def _sorted_keys(gram: sp.csr_matrix) -> np.ndarray:
