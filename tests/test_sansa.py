@@ -40,9 +40,8 @@ def loo(ml_core):
 @pytest.fixture(scope="module", params=["factors", "refit", "refit-capped"])
 def fitted(loo, request):
     weights, _, capped = request.param.partition("-")
-    return SANSA(weights_per_item=40, weights=weights, outgoing_cap=1.0 if capped else 0.0).fit(
-        loo.train
-    )
+    cap = 1.0 if capped else None  # None: each kind's default (none for factors)
+    return SANSA(weights_per_item=40, weights=weights, outgoing_cap=cap).fit(loo.train)
 
 
 def test_registered_under_its_name():
@@ -134,6 +133,27 @@ def test_refit_weights_do_not_depend_on_hubs_or_batches(catalog, ml_core, tmp_pa
         other = sansa_module.refit_weights(matrix, config)
         for part in ("indptr", "indices", "data"):
             np.testing.assert_array_equal(getattr(other, part), getattr(default, part))
+
+
+def test_default_outgoing_cap_scales_with_the_weights_and_binds_only_on_large_catalogs(
+    loo, tmp_path
+):
+    """50 × weights_per_item by default (refit only): on a catalog with fewer active items
+    it cannot bind, so the model is the uncapped one; where hubs reach further it cuts."""
+    assert sansa_module.outgoing_limit(SANSA().config) == 10_000  # 200 weights an item
+    assert sansa_module.outgoing_limit(SANSA(weights_per_item=20).config) == 1_000
+    assert sansa_module.outgoing_limit(SANSA(outgoing_cap=0).config) is None
+    assert sansa_module.outgoing_limit(SANSA(weights="factors").config) is None
+    small = SANSA(weights_per_item=40).fit(loo.train)
+    assert len(small.active_) < 50 * 40
+    uncapped = SANSA(weights_per_item=40, outgoing_cap=0).fit(loo.train)
+    for part in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(
+            getattr(small.weights_[0], part), getattr(uncapped.weights_[0], part)
+        )
+    large = synthetic(tmp_path, users=1500, items=3000, interactions=40_000)
+    capped, free = (SANSA(weights_per_item=2, outgoing_cap=cap).fit(large) for cap in (None, 0))
+    assert np.diff(capped.weights_[0].indptr).max() == 100 < np.diff(free.weights_[0].indptr).max()
 
 
 def test_outgoing_cap_keeps_each_rows_largest_weights():
