@@ -10,6 +10,7 @@ Usage (results merge into benchmarks/results/scale.json and scale.html):
     python benchmarks/bench_scale.py --sizes 1e5 --models ials,spark --skip-ann
     python benchmarks/bench_scale.py --sizes 1e6,1e7 --items 1e4,1e5,1e6 --models sansa,ease \
         --skip-ann --timeout 3600            # large catalogs (issue 20): SANSA, EASE's refusal
+    python benchmarks/bench_scale.py ... --save-fits /tmp/fits   # keep each fitted model
 
 For every size a synthetic dataset (`whyrec.data.synth`, users = K/50, items ≈ 3·√K) is
 written once as Parquet. Every (model, size) then runs in its own child process, so
