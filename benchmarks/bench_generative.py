@@ -33,6 +33,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ from whyrec.evaluation.statistics import t_interval
 from whyrec.explain.fidelity import explanation_fidelity
 from whyrec.models import model_class
 from whyrec.models.generative import Generative
+from whyrec.models.generative.indexing import IndexKind
 from whyrec.ranking import exclude_seen, top_k_rows
 
 KS = [10, 50]
@@ -115,6 +117,7 @@ def index_facts(model: Generative) -> dict:
             len(np.unique(codes[:, level])) / int(size) for level, size in enumerate(model.sizes_)
         ],
         "semantic_levels": semantic_levels,
+        "item_backoff": model.item_backoff_,
     }
 
 
@@ -255,8 +258,9 @@ def indexing_comparison(models: dict) -> dict:
     accuracy, the rare-item slice and the index's collisions and codebook use."""
     table = {}
     for name, row in models.items():
-        if "index" not in row:
-            continue
+        kind = name.partition("-")[2]
+        if "index" not in row or kind not in ("", *get_args(IndexKind)):
+            continue  # not a model, or an earlier generative run kept for comparison
         table[row["index"]["index"]] = {
             "part": name,
             "hr@10": row["hr@10"]["mean"],
@@ -278,10 +282,11 @@ def indexing_comparison(models: dict) -> dict:
     return table
 
 
-def seed_means(directories: list[Path]) -> dict:
+def seed_means(directories: list[Path], rare_rows: np.ndarray) -> dict:
     """Runs with different seeds (one --parts folder each, same split and users): each
     model's per-user values averaged over the folders that hold it, and generative's paired
-    interval against every other model on those averages (run-to-run variance is large)."""
+    interval against every other model on those averages (run-to-run variance is large):
+    nDCG@10, HR@10, HR@50, and HR@50 on the rare-item slice (`rare_rows` of the users)."""
     names = sorted({path.stem for folder in directories for path in folder.glob("*.npz")})
     means, runs = {}, {}
     for name in names:
@@ -294,14 +299,27 @@ def seed_means(directories: list[Path]) -> dict:
                 key: [float(run[key].mean()) for run in loaded] + [float(means[name][key].mean())]
                 for key in KS_KEYS
             },
+            "rare_hr@50": [float(run["hr@50"][rare_rows].mean()) for run in loaded]
+            + [float(means[name]["hr@50"][rare_rows].mean())],
         }
     paired = {}
     mine = means.get("generative")
     for name in names:
-        if mine is not None and name != "generative":
-            mean, low, high = paired_interval(mine["ndcg@10"], means[name]["ndcg@10"])
-            paired[f"generative - {name}"] = {"ndcg@10": {"difference": mean, "ci95": [low, high]}}
-            print(f"seed mean: generative − {name}: nDCG@10 {mean:+.4f} [{low:+.4f}, {high:+.4f}]")
+        if mine is None or name == "generative":
+            continue
+        entry = {}
+        for key, rows in [(k, slice(None)) for k in KS_KEYS] + [("rare_hr@50", rare_rows)]:
+            column = key.removeprefix("rare_")
+            mean, low, high = paired_interval(mine[column][rows], means[name][column][rows])
+            entry[key] = {"difference": mean, "ci95": [low, high]}
+        paired[f"generative - {name}"] = entry
+        print(
+            f"seed mean: generative − {name}: "
+            + "  ".join(
+                f"{key} {e['difference']:+.4f} [{e['ci95'][0]:+.4f}, {e['ci95'][1]:+.4f}]"
+                for key, e in entry.items()
+            )
+        )
     return {"per_run_then_mean": runs, "paired_on_seed_means": paired}
 
 
@@ -357,7 +375,9 @@ def main() -> None:
         write_json(args.json, facts)
         return
     if args.seed_means:
-        write_json(args.json, seed_means([Path(f) for f in args.seed_means.split(",")]))
+        rare_rows = target.rows_of(rare) if rare is not None else np.zeros(0, dtype=np.int64)
+        folders = [Path(f) for f in args.seed_means.split(",")]
+        write_json(args.json, seed_means(folders, rare_rows))
         return
     if args.latency_only:
         report = latency_only(args, target)
