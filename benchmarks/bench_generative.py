@@ -52,7 +52,7 @@ from whyrec.explain.fidelity import explanation_fidelity
 from whyrec.models import model_class
 from whyrec.models.generative import Generative
 from whyrec.models.generative.indexing import IndexKind
-from whyrec.ranking import exclude_seen, top_k_rows
+from whyrec.ranking import exclude_seen, ranks_in_rows, top_k_rows
 
 KS = [10, 50]
 KS_KEYS = ("hr@10", "ndcg@10", "hr@50")
@@ -323,6 +323,58 @@ def seed_means(directories: list[Path], rare_rows: np.ndarray) -> dict:
     return {"per_run_then_mean": runs, "paired_on_seed_means": paired}
 
 
+def validation_diagnosis(bundles: list[Path], train) -> dict:
+    """Where the validation users' rare held-out items land, and why (validation only: each
+    user's last training item, which the model never trained on; no test user is read).
+
+    Rare means fewer than RARE_BELOW interactions in the data the model fitted (the
+    benchmark's definition, moved to validation). Per bundle: the mean log-probability of
+    the held-out item's token at each level (rare items against the others), and ranks
+    with the bundle's fitted `item_backoff` and without it."""
+    report = {}
+    for path in bundles:
+        model = Bundle.load(path).model
+        sequences = [h + 1 for h in train.histories()]
+        holdout = model.validation_sequences(sequences)
+        fitted = np.zeros(train.n_items, dtype=np.int64)
+        for sequence in sequences:
+            fitted[np.unique(sequence[:-1] if len(sequence) >= 3 else sequence) - 1] += 1
+        histories = [s[:-1] - 1 for s in holdout]
+        targets = np.array([s[-1] - 1 for s in holdout])
+        rare = fitted[targets] < RARE_BELOW
+        token_log_probs, allowed = model.held_out_token_log_probs(holdout)
+        entry = {
+            "validation_users": len(holdout),
+            "rare_users": int(rare.sum()),
+            "item_backoff": model.item_backoff_,
+            "refitted_item_backoff": model._fitted_item_backoff(holdout),
+            "token_log_prob_per_level_rare": token_log_probs[rare].mean(0).tolist(),
+            "token_log_prob_per_level_other": token_log_probs[~rare].mean(0).tolist(),
+            "items_under_last_prefix_mean": float(allowed[:, -1].mean()),
+        }
+        share = model.item_backoff_
+        for label, value in (("with_backoff", share), ("without_backoff", 0.0)):
+            model.item_backoff_ = value
+            scores = model.score(histories)
+            log_likelihood = scores[np.arange(len(targets)), targets].astype(np.float64)
+            exclude_seen(scores, histories)
+            ranks = ranks_in_rows(scores, targets)
+            top50 = top_k_rows(scores, 50)
+            entry[label] = {
+                "ndcg@10": float(np.where(ranks < 10, 1 / np.log2(ranks + 2.0), 0).mean()),
+                "hr@50": float((ranks < 50).mean()),
+                "rare_in_top50": int((ranks[rare] < 50).sum()),
+                "median_rank_rare": float(np.median(ranks[rare])),
+                "median_rank_all": float(np.median(ranks)),
+                "mean_negative_log_likelihood": float(-log_likelihood.mean()),
+                "share_of_top50_slots_rare": float((fitted[top50] < RARE_BELOW).mean()),
+            }
+        model.item_backoff_ = share
+        report[str(path)] = entry
+        print(path, json.dumps(entry, default=float), flush=True)
+    return report
+
+
 def write_json(path: Path | None, data: dict) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -360,6 +412,11 @@ def main() -> None:
         help="only re-run the generation checks on a saved generative bundle",
     )
     parser.add_argument("--bundle", type=Path, default=None, help="bundle for --latency-only")
+    parser.add_argument(
+        "--validation-diagnosis",
+        default="",
+        help="comma-separated generative bundles: rare items on their validation users only",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -378,6 +435,10 @@ def main() -> None:
         rare_rows = target.rows_of(rare) if rare is not None else np.zeros(0, dtype=np.int64)
         folders = [Path(f) for f in args.seed_means.split(",")]
         write_json(args.json, seed_means(folders, rare_rows))
+        return
+    if args.validation_diagnosis:
+        bundles = [Path(b) for b in args.validation_diagnosis.split(",")]
+        write_json(args.json, validation_diagnosis(bundles, parts.train))
         return
     if args.latency_only:
         report = latency_only(args, target)

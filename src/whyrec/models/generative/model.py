@@ -266,11 +266,7 @@ class Generative(Recommender):
         self._place(device)
 
         sequences = [h + 1 for h in dataset.histories()]  # catalog position → slot
-        holdout = [s for s in sequences if len(s) >= 3]
-        if len(holdout) > self.config.validation_users:
-            rng = np.random.default_rng(self.config.seed)
-            chosen = rng.choice(len(holdout), self.config.validation_users, replace=False)
-            holdout = [holdout[i] for i in np.sort(chosen)]
+        holdout = self.validation_sequences(sequences)
         fit_sequences = [s[:-1] if len(s) >= 3 else s for s in sequences]
         inputs, targets = self._training_windows(fit_sequences)
         inputs_t = torch.from_numpy(inputs).to(device)
@@ -322,21 +318,49 @@ class Generative(Recommender):
         self.fit_seconds_ = time.perf_counter() - started
         return self
 
-    @torch.no_grad()
+    def validation_sequences(self, sequences: list[np.ndarray]) -> list[np.ndarray]:
+        """The slot sequences whose last item validates (early stopping, `item_backoff`):
+        up to `validation_users` of those with 3 items or more. Every such sequence's last
+        item is held out of training, chosen or not."""
+        holdout = [s for s in sequences if len(s) >= 3]
+        if len(holdout) > self.config.validation_users:
+            rng = np.random.default_rng(self.config.seed)
+            chosen = rng.choice(len(holdout), self.config.validation_users, replace=False)
+            holdout = [holdout[i] for i in np.sort(chosen)]
+        return holdout
+
     def _fitted_item_backoff(self, holdout: list[np.ndarray]) -> float:
         """`item_backoff` fitted on the validation users: their held-out (last training)
         item's probability at the last level, given its prefix, decides the share."""
         if not holdout:
             return 0.0
-        depth = self.trie_.length - 1
-        targets = np.array([s[-1] - 1 for s in holdout], dtype=np.int64)
-        states = self._tensor(self._hidden_of([s[:-1] for s in holdout]))
-        codes = np.asarray(self.codes_)[targets]
-        output = self.network_.decode(states, self._tensor(codes[:, :depth]))
-        rows = self._tensor(self.trie_.children[depth][self.trie_.item_nodes[targets, depth]])
-        log_probs = self.network_.log_probs(output, depth, rows, self._trained[depth])
-        chosen = log_probs.gather(1, self._tensor(codes[:, depth : depth + 1])).squeeze(1)
-        return fit_backoff_share(chosen.cpu().numpy(), (rows >= 0).sum(1).cpu().numpy())
+        log_probs, allowed = self.held_out_token_log_probs(holdout)
+        return fit_backoff_share(log_probs[:, -1], allowed[:, -1])
+
+    @torch.no_grad()
+    def held_out_token_log_probs(
+        self, sequences: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(n, levels) log-probability of each slot sequence's last item's token at every
+        level given the item's own prefix (the decoder without back-off, the rest of the
+        sequence as history), and (n, levels) the number of tokens the trie allows there."""
+        targets = np.array([s[-1] - 1 for s in sequences], dtype=np.int64)
+        states = self._tensor(self._hidden_of([s[:-1] for s in sequences]))
+        codes = self._tensor(np.asarray(self.codes_)[targets])
+        outputs = self.network_.decode_all(states, codes)
+        nodes = self.trie_.item_nodes[targets]
+        chosen, allowed = [], []
+        for level in range(codes.shape[1]):
+            rows = self._tensor(self.trie_.children[level][nodes[:, level]])
+            log_probs = self.network_.log_probs(
+                outputs[:, level], level, rows, self._trained[level]
+            )
+            chosen.append(log_probs.gather(1, codes[:, level : level + 1]).squeeze(1))
+            allowed.append((rows >= 0).sum(1))
+        return (
+            torch.stack(chosen, 1).cpu().numpy().astype(np.float64),
+            torch.stack(allowed, 1).cpu().numpy(),
+        )
 
     def _training_windows(self, sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """SASRec's (inputs, targets) windows, overlapping by `window_overlap`."""
