@@ -158,6 +158,41 @@ class WhyNot:
         }
 
 
+@dataclass(frozen=True)
+class DescriptionMatch:
+    """How a description in words ("a heist film with a twist") ranked this item.
+
+    `parts` holds the exact terms the item's score is the sum of (`whyrec.text.
+    query_blend`): "match" (z of the text match), "popularity" (the fitted weight times
+    z of log popularity), "neighbours" (the same averaged over the titles chosen with it)
+    and, when a history was given too, "history" (z of the model's score). `values` are
+    the item's own attribute values the description names, with their cosine; `cosine`
+    is the description's cosine with the item's whole text; `chosen_by` counts the
+    training users who chose it; `neighbours` names the co-chosen titles that lifted it
+    most.
+    """
+
+    text: str
+    parts: dict[str, float]
+    cosine: float
+    values: tuple[tuple[str, str, float], ...]
+    chosen_by: int
+    neighbours: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "parts": {name: round(value, 6) for name, value in self.parts.items()},
+            "cosine": round(self.cosine, 6),
+            "values": [
+                {"field": name, "value": value, "cosine": round(cosine, 6)}
+                for name, value, cosine in self.values
+            ],
+            "chosen_by": self.chosen_by,
+            "neighbours": list(self.neighbours),
+        }
+
+
 @dataclass
 class Explanation:
     """Everything known about why one item got its place for one history.
@@ -166,6 +201,7 @@ class Explanation:
     `history_method` is "exact" (model contributions), "occlusion" (leave-one-out score
     drops from one batched scoring call) or "none" (empty history). `cited_share` is the
     cited items' combined share of the score (exact) or of the total drop (occlusion).
+    `description` is set when the request described what it wants in words.
     """
 
     position: int
@@ -184,6 +220,7 @@ class Explanation:
     collaborative: CollaborativeEvidence | None = None
     confidence: Confidence | None = None
     why_not: WhyNot | None = None
+    description: DescriptionMatch | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -202,4 +239,5 @@ class Explanation:
             "collaborative": self.collaborative.to_dict() if self.collaborative else None,
             "confidence": self.confidence.to_dict() if self.confidence else None,
             "why_not": self.why_not.to_dict() if self.why_not else None,
+            "description": self.description.to_dict() if self.description else None,
         }

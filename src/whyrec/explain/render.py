@@ -9,7 +9,12 @@ to "with FIELD VALUE", so user data with its own columns still renders.
 from __future__ import annotations
 
 from whyrec.explain.attribution import EXACT, GENERATION_PATH
-from whyrec.explain.explanation import ConstraintCheck, Explanation, SharedValue
+from whyrec.explain.explanation import (
+    ConstraintCheck,
+    DescriptionMatch,
+    Explanation,
+    SharedValue,
+)
 
 
 def _join(words: list[str]) -> str:
@@ -66,26 +71,64 @@ def _constraint_phrase(check: ConstraintCheck) -> str:
 def _share_phrase(explanation: Explanation) -> str:
     share = f"{explanation.cited_share:.0%}"
     if explanation.history_method == EXACT:
-        return f"{share} of this score"
+        # with a description, the history's part is the model's score, not the whole sum
+        whose = "the model's score" if explanation.description is not None else "this score"
+        return f"{share} of {whose}"
     return f"{share} of the score lost when each is left out"
 
 
+def _signed(value: float) -> str:
+    return f"{value:+.2f}".replace("-", "−")
+
+
+def description_sentence(match: DescriptionMatch) -> str:
+    """The terms a description ranked the item by, each with its exact part of the score:
+    'It fits "a heist film" (+1.92: tagged "heist"); 119 people chose it (+0.84); titles
+    chosen with it fit too: Heat, Ronin (+0.41).'"""
+    parts = match.parts
+    named = describe_values([(name, value) for name, value, _ in match.values])
+    fitted = parts.get("match", 0.0)
+    verb = "fits" if fitted >= 0 else "barely fits"
+    fit = f'It {verb} "{match.text}" ({_signed(fitted)}'
+    fit += f": {named})" if named else ")"
+    pieces = [fit]
+    if "popularity" in parts:
+        people = "person" if match.chosen_by == 1 else "people"
+        pieces.append(f"{match.chosen_by} {people} chose it ({_signed(parts['popularity'])})")
+    if "neighbours" in parts:
+        lifted = f": {_join(list(match.neighbours))}" if match.neighbours else ""
+        pieces.append(f"titles chosen with it fit too{lifted} ({_signed(parts['neighbours'])})")
+    if "history" in parts:
+        pieces.append(f"your history adds {_signed(parts['history'])}")
+    return "; ".join(pieces) + "."
+
+
 def recommendation_sentences(explanation: Explanation) -> str:
-    """One or two sentences saying why a recommended item is there."""
+    """One or two sentences saying why a recommended item is there (three when the
+    request described what it wants in words: that description's match comes first)."""
     titles = [c.title for c in explanation.history]
+    match = explanation.description
+    lead = description_sentence(match) + " " if match is not None else ""
     if titles and explanation.history_method == GENERATION_PATH:
         first = _generation_path_sentence(explanation, titles)
     elif titles:
         first = f"Because you liked {_join(titles)} ({_share_phrase(explanation)})"
-        described = describe_values(explanation.shared_values)
-        if described:
-            first += f"; like {'them' if len(titles) > 1 else 'it'}, it is {described}"
+        shared = describe_values(explanation.shared_values)
+        if shared:
+            first += f"; like {'them' if len(titles) > 1 else 'it'}, it is {shared}"
         first += "."
+    elif match is not None:
+        first = ""
     else:
         first = (
             f"{explanation.title} is not explained by any single item you liked; "
             "the model ranks it high overall."
         )
+    return (lead + first).strip() + _second_sentence(explanation)
+
+
+def _second_sentence(explanation: Explanation) -> str:
+    """Other users, the stated constraints met, and the confidence, as one sentence."""
     second_parts = []
     collab = explanation.collaborative
     if collab and collab.users_with_cited:
@@ -101,11 +144,10 @@ def recommendation_sentences(explanation: Explanation) -> str:
         )
     if explanation.confidence is not None:
         second_parts.append(f"confidence {explanation.confidence.label}")
-    second = ""
-    if second_parts:
-        text = "; ".join(second_parts)
-        second = f" {text[0].upper()}{text[1:]}."
-    return first + second
+    if not second_parts:
+        return ""
+    text = "; ".join(second_parts)
+    return f" {text[0].upper()}{text[1:]}."
 
 
 def _generation_path_sentence(explanation: Explanation, titles: list[str]) -> str:

@@ -95,6 +95,26 @@ class WhyNotData(_Data):
     pushing_down: list[HistoryContributionData]
 
 
+class NamedValueData(_Data):
+    """An attribute value of the item that a description names, with its cosine."""
+
+    field: str
+    value: str
+    cosine: float
+
+
+class DescriptionData(_Data):
+    """How a description in words ranked the item (`DescriptionMatch`): the terms its
+    score is the sum of, the values named, the text cosine, popularity, neighbours."""
+
+    text: str
+    parts: dict[str, float]
+    cosine: float
+    values: list[NamedValueData]
+    chosen_by: int
+    neighbours: list[str]
+
+
 class ExplanationData(_Data):
     """One explained item (`Explanation.to_dict()`) and its rendered sentences."""
 
@@ -113,6 +133,7 @@ class ExplanationData(_Data):
     collaborative: CollaborativeData | None
     confidence: ConfidenceData | None
     why_not: WhyNotData | None
+    description: DescriptionData | None = None
     text: str
 
 

@@ -68,6 +68,28 @@ def neighbour_average(train: Dataset) -> sp.csr_matrix:
     return sp.diags(1.0 / np.where(sums > 0, sums, 1.0)) @ weights
 
 
+MATCH, POPULARITY, NEIGHBOURS_PART = "match", "popularity", "neighbours"
+"""Names of the parts a blended score is the sum of (`blend_parts`)."""
+HISTORY_PART = "history"
+"""The model's z-scored score, added when a described request has a history too."""
+
+
+def blend_parts(
+    match: np.ndarray,
+    prior: np.ndarray,
+    weight: float,
+    smoothing: float,
+    neighbours: sp.csr_matrix | None,
+) -> dict[str, np.ndarray]:
+    """The blend's terms, kept apart so an explanation can cite each: z(match),
+    w·z(log popularity), and s·(the neighbours' average of their sum)."""
+    parts = {MATCH: _z(match), POPULARITY: weight * prior}
+    if smoothing and neighbours is not None:
+        base = parts[MATCH] + parts[POPULARITY]
+        parts[NEIGHBOURS_PART] = smoothing * np.asarray(neighbours @ base)
+    return parts
+
+
 def blend(
     match: np.ndarray,
     prior: np.ndarray,
@@ -76,9 +98,10 @@ def blend(
     neighbours: sp.csr_matrix | None,
 ) -> np.ndarray:
     """z(match) + w·z(log popularity), then + s·(the neighbours' average of that)."""
-    scores = _z(match) + weight * prior
-    if smoothing and neighbours is not None:
-        scores = scores + smoothing * np.asarray(neighbours @ scores)
+    parts = blend_parts(match, prior, weight, smoothing, neighbours)
+    scores = parts[MATCH] + parts[POPULARITY]
+    if NEIGHBOURS_PART in parts:
+        scores = scores + parts[NEIGHBOURS_PART]
     return scores
 
 
