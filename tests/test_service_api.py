@@ -98,8 +98,9 @@ def test_recommend_for_a_description(client, engine):
     assert [i["item_id"] for i in explained] == [i["item_id"] for i in items]
     for item in explained:  # the description's terms, which add up to the score
         evidence = item["explanation"]
-        parts = evidence["description"]["parts"]
-        assert sum(parts.values()) == pytest.approx(item["score"], rel=1e-4, abs=1e-3)
+        assert evidence["description"]["text"] == body["query"]
+        terms = evidence["terms"]
+        assert sum(terms.values()) == pytest.approx(item["score"], rel=1e-4, abs=1e-3)
         assert evidence["text"].startswith('It fits "an animated film about toys"')
     filtered = {**body, "filters": {"exclude": {"genres": ["Animation"]}}, "user_id": "1"}
     items = client.post("/v1/recommend", json=filtered).json()["items"]

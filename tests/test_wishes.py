@@ -96,7 +96,7 @@ def test_query_blend_is_fitted_on_pseudo_queries_and_read_by_the_engine(
 def test_a_described_request_is_explained_by_the_terms_its_score_adds_up_to(
     core_compact, core_item_vectors
 ):
-    """Each listed item's `DescriptionMatch` parts sum to the score it was ranked by; the
+    """Each listed item's terms sum to the score it was ranked by; the
     values cited are ones the description names and the item has; the words say so
     instead of "not explained by any single item you liked"."""
     from whyrec.explain.render import sentences, to_data
@@ -111,9 +111,9 @@ def test_a_described_request_is_explained_by_the_terms_its_score_adds_up_to(
     items = engine.recommend(nobody, k=8, text="a pixar film")
     named = set()
     for item in items:
-        match = item.explanation.description
-        assert set(match.parts) == {"match", "popularity", "neighbours"}
-        assert sum(match.parts.values()) == pytest.approx(item.score, rel=1e-5, abs=1e-4)
+        match, terms = item.explanation.description, item.explanation.terms
+        assert set(terms) == {"match", "popularity", "neighbours"}
+        assert sum(terms.values()) == pytest.approx(item.score, rel=1e-5, abs=1e-4)
         assert match.chosen_by == engine.popularity[item.position]
         for name, value, cosine in match.values:
             assert value in catalog.values(name, item.position) and cosine >= VALUE_MATCH
@@ -129,7 +129,7 @@ def test_a_described_request_is_explained_by_the_terms_its_score_adds_up_to(
     liked = items.positions[:2]
     with_history = engine.recommend(liked, k=5, text="a pixar film")
     for item in with_history:
-        parts = item.explanation.description.parts
-        assert "history" in parts and item.position not in liked
-        assert sum(parts.values()) == pytest.approx(item.score, rel=1e-5, abs=1e-4)
+        terms = item.explanation.terms
+        assert "history" in terms and item.position not in liked
+        assert sum(terms.values()) == pytest.approx(item.score, rel=1e-5, abs=1e-4)
         assert "your history adds" in sentences(item.explanation)

@@ -18,7 +18,7 @@ from whyrec.bundle import Bundle
 from whyrec.core import ItemList, Query
 from whyrec.errors import AlreadySeenError, NotFoundError, WhyrecError
 from whyrec.explain.explainer import CONFIDENCE_HEAD, CONFIDENCE_WINDOW, Explainer
-from whyrec.explain.explanation import Explanation
+from whyrec.explain.explanation import TERM_HISTORY, Explanation
 from whyrec.feedback import FeedbackLog, FoldIn, positive_threshold, user_vector
 from whyrec.filters import ItemFilter, validate_fields
 from whyrec.ranking import (
@@ -315,10 +315,12 @@ class Engine:
             else None
         )
         if explanations is not None and parts is not None:
-            for explanation, evidence in zip(
-                explanations, self._description_evidence(query.text, best, parts), strict=True
-            ):
-                explanation.description = evidence
+            from whyrec.explain.description import terms_at
+
+            evidence = self._description_evidence(query.text, best, parts)
+            for explanation, match in zip(explanations, evidence, strict=True):
+                explanation.terms = terms_at(parts, explanation.position)
+                explanation.description = match
         return ItemList(self.catalog, best, best_scores, explanations)
 
     def recommend(
@@ -371,12 +373,13 @@ class Engine:
         Among items that fit a description about equally, the ones people know come first
         ("an animated film about toys" → Toy Story before an obscure cartoon); w and s are
         fitted at train time on pseudo-queries (`whyrec.text.query_blend`)."""
-        from whyrec.text.query_blend import POPULARITY, blend_parts
+        from whyrec.explain.explanation import TERM_POPULARITY
+        from whyrec.text.query_blend import blend_parts
 
         matched = self.text_matcher([(text, True)])
         prior = _z(np.log1p(self.popularity.astype(np.float64)))
         if matched is None:
-            return {POPULARITY: prior}
+            return {TERM_POPULARITY: prior}
         weight, smoothing, neighbours = self.query_blend
         return blend_parts(matched, prior, weight, smoothing, neighbours)
 
@@ -384,8 +387,6 @@ class Engine:
         """The terms `run` sums for a described query: `text_parts`, plus "history",
         z(the model's score), when the query has a history too (−inf where the model
         cannot score or the query rules the item out)."""
-        from whyrec.text.query_blend import HISTORY_PART
-
         parts = self.text_parts(query.text or "")
         history = self.history_of(query)
         if len(history):
@@ -394,7 +395,7 @@ class Engine:
             finite = np.isfinite(scores) & allowed
             model = np.full(len(scores), -np.inf)
             model[finite] = _z(scores[finite].astype(np.float64))
-            parts[HISTORY_PART] = model
+            parts[TERM_HISTORY] = model
         return parts
 
     def _description_evidence(

@@ -13,8 +13,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from whyrec.data.catalog import Catalog
-from whyrec.explain.explanation import DescriptionMatch
-from whyrec.text.query_blend import MATCH, NEIGHBOURS_PART, POPULARITY
+from whyrec.explain.explanation import (
+    TERM_MATCH,
+    TERM_NEIGHBOURS,
+    TERM_POPULARITY,
+    DescriptionMatch,
+)
 
 CITED_NEIGHBOURS = 3
 """Co-chosen titles named per item: the ones whose own match lifted it most."""
@@ -39,11 +43,12 @@ def _lifting_neighbours(
 ) -> tuple[str, ...]:
     """Titles whose weighted (match + popularity) added most to this item's
     neighbours term, the largest positive ones first."""
-    if neighbours is None or NEIGHBOURS_PART not in parts:
+    if neighbours is None or TERM_NEIGHBOURS not in parts:
         return ()
     start, end = neighbours.indptr[position], neighbours.indptr[position + 1]
     columns = neighbours.indices[start:end]
-    lift = neighbours.data[start:end] * (parts[MATCH][columns] + parts[POPULARITY][columns])
+    base = parts[TERM_MATCH][columns] + parts[TERM_POPULARITY][columns]
+    lift = neighbours.data[start:end] * base
     order = np.argsort(-lift, kind="stable")[:CITED_NEIGHBOURS]
     return tuple(catalog.titles[int(columns[i])] for i in order if lift[i] > 0)
 
@@ -58,13 +63,13 @@ def description_evidence(
     cosines: np.ndarray,
     neighbours: sp.csr_matrix | None,
 ) -> list[DescriptionMatch]:
-    """One `DescriptionMatch` per listed item (`positions`, in list order)."""
+    """One `DescriptionMatch` per listed item (`positions`, in list order); the score's
+    terms go to `Explanation.terms` (`terms_at`)."""
     out = []
     for index, position in enumerate(np.asarray(positions, dtype=np.int64).tolist()):
         out.append(
             DescriptionMatch(
                 text=text,
-                parts={name: float(values[position]) for name, values in parts.items()},
                 cosine=float(cosines[index]),
                 values=_own_values(catalog, position, named),
                 chosen_by=int(popularity[position]),
@@ -72,3 +77,8 @@ def description_evidence(
             )
         )
     return out
+
+
+def terms_at(parts: dict[str, np.ndarray], position: int) -> dict[str, float]:
+    """One item's value of each named term of a summed score (`Explanation.terms`)."""
+    return {name: float(values[position]) for name, values in parts.items()}

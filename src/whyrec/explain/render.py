@@ -10,6 +10,15 @@ from __future__ import annotations
 
 from whyrec.explain.attribution import EXACT, GENERATION_PATH
 from whyrec.explain.explanation import (
+    TERM_CLOSE_TO_LIKED,
+    TERM_DISLIKES,
+    TERM_HISTORY,
+    TERM_MATCH,
+    TERM_NEIGHBOURS,
+    TERM_POPULARITY,
+    TERM_PREFERRED,
+    TERM_STEERING,
+    TERM_WISHES,
     ConstraintCheck,
     DescriptionMatch,
     Explanation,
@@ -71,8 +80,8 @@ def _constraint_phrase(check: ConstraintCheck) -> str:
 def _share_phrase(explanation: Explanation) -> str:
     share = f"{explanation.cited_share:.0%}"
     if explanation.history_method == EXACT:
-        # with a description, the history's part is the model's score, not the whole sum
-        whose = "the model's score" if explanation.description is not None else "this score"
+        # with named terms, the history's part is the model's score, not the whole sum
+        whose = "the model's score" if explanation.terms else "this score"
         return f"{share} of {whose}"
     return f"{share} of the score lost when each is left out"
 
@@ -81,34 +90,63 @@ def _signed(value: float) -> str:
     return f"{value:+.2f}".replace("-", "−")
 
 
-def description_sentence(match: DescriptionMatch) -> str:
-    """The terms a description ranked the item by, each with its exact part of the score:
-    'It fits "a heist film" (+1.92: tagged "heist"); 119 people chose it (+0.84); titles
-    chosen with it fit too: Heat, Ronin (+0.41).'"""
-    parts = match.parts
+_TERM_WORDS = {
+    TERM_HISTORY: "your history",
+    TERM_POPULARITY: "how well known it is",
+    TERM_MATCH: "the text match",
+    TERM_NEIGHBOURS: "titles chosen with it",
+    TERM_DISLIKES: "what you turned down",
+    TERM_PREFERRED: "values you prefer",
+    TERM_CLOSE_TO_LIKED: "closeness to titles you liked",
+    TERM_WISHES: "what you described",
+    TERM_STEERING: "how you steered the list",
+}
+
+
+def terms_sentence(terms: dict[str, float]) -> str:
+    """The named terms a score adds up from, largest first: 'Its score adds up from how
+    well known it is +4.10 and what you described +1.20.'"""
+    shown = sorted((kv for kv in terms.items() if kv[1]), key=lambda kv: -abs(kv[1]))
+    if not shown:
+        return ""
+    named = [f"{_TERM_WORDS.get(name, name)} {_signed(value)}" for name, value in shown]
+    return f"Its score adds up from {_join(named)}."
+
+
+def description_sentence(match: DescriptionMatch, terms: dict[str, float]) -> str:
+    """A description's terms, each with its exact part of the score: 'It fits "a heist
+    film" (+1.92: tagged "heist"); 119 people chose it (+0.84); titles chosen with it fit
+    too: Heat, Ronin (+0.41).'"""
     named = describe_values([(name, value) for name, value, _ in match.values])
-    fitted = parts.get("match", 0.0)
+    fitted = terms.get(TERM_MATCH, 0.0)
     verb = "fits" if fitted >= 0 else "barely fits"
     fit = f'It {verb} "{match.text}" ({_signed(fitted)}'
     fit += f": {named})" if named else ")"
     pieces = [fit]
-    if "popularity" in parts:
+    if TERM_POPULARITY in terms:
         people = "person" if match.chosen_by == 1 else "people"
-        pieces.append(f"{match.chosen_by} {people} chose it ({_signed(parts['popularity'])})")
-    if "neighbours" in parts:
+        pieces.append(f"{match.chosen_by} {people} chose it ({_signed(terms[TERM_POPULARITY])})")
+    if TERM_NEIGHBOURS in terms:
         lifted = f": {_join(list(match.neighbours))}" if match.neighbours else ""
-        pieces.append(f"titles chosen with it fit too{lifted} ({_signed(parts['neighbours'])})")
-    if "history" in parts:
-        pieces.append(f"your history adds {_signed(parts['history'])}")
+        pieces.append(f"titles chosen with it fit too{lifted} ({_signed(terms[TERM_NEIGHBOURS])})")
+    if TERM_HISTORY in terms:
+        pieces.append(f"your history adds {_signed(terms[TERM_HISTORY])}")
     return "; ".join(pieces) + "."
 
 
 def recommendation_sentences(explanation: Explanation) -> str:
-    """One or two sentences saying why a recommended item is there (three when the
-    request described what it wants in words: that description's match comes first)."""
+    """One or two sentences saying why a recommended item is there: the history items
+    behind it, then other users, constraints and confidence. A list ranked by a sum of
+    named terms says them too: a description's match first, a conversation's terms after
+    the history."""
     titles = [c.title for c in explanation.history]
     match = explanation.description
-    lead = description_sentence(match) + " " if match is not None else ""
+    if match is not None:
+        lead = description_sentence(match, explanation.terms) + " "
+        terms = ""
+    else:
+        lead = ""
+        terms = terms_sentence(explanation.terms)
     if titles and explanation.history_method == GENERATION_PATH:
         first = _generation_path_sentence(explanation, titles)
     elif titles:
@@ -117,14 +155,15 @@ def recommendation_sentences(explanation: Explanation) -> str:
         if shared:
             first += f"; like {'them' if len(titles) > 1 else 'it'}, it is {shared}"
         first += "."
-    elif match is not None:
+    elif match is not None or terms:
         first = ""
     else:
         first = (
             f"{explanation.title} is not explained by any single item you liked; "
             "the model ranks it high overall."
         )
-    return (lead + first).strip() + _second_sentence(explanation)
+    text = " ".join(part for part in (lead.strip(), first, terms) if part)
+    return text + _second_sentence(explanation)
 
 
 def _second_sentence(explanation: Explanation) -> str:

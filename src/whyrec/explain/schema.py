@@ -104,11 +104,10 @@ class NamedValueData(_Data):
 
 
 class DescriptionData(_Data):
-    """How a description in words ranked the item (`DescriptionMatch`): the terms its
-    score is the sum of, the values named, the text cosine, popularity, neighbours."""
+    """What made a description in words fit the item (`DescriptionMatch`): the values
+    named, the text cosine, popularity, the co-chosen titles that lifted it."""
 
     text: str
-    parts: dict[str, float]
     cosine: float
     values: list[NamedValueData]
     chosen_by: int
@@ -133,6 +132,7 @@ class ExplanationData(_Data):
     collaborative: CollaborativeData | None
     confidence: ConfidenceData | None
     why_not: WhyNotData | None
+    terms: dict[str, float] = {}
     description: DescriptionData | None = None
     text: str
 

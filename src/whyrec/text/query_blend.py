@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from whyrec.data.dataset import Dataset
+from whyrec.explain.explanation import TERM_MATCH, TERM_NEIGHBOURS, TERM_POPULARITY
 
 WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 SMOOTHING = (0.0, 0.25, 0.5, 1.0)
@@ -68,12 +69,6 @@ def neighbour_average(train: Dataset) -> sp.csr_matrix:
     return sp.diags(1.0 / np.where(sums > 0, sums, 1.0)) @ weights
 
 
-MATCH, POPULARITY, NEIGHBOURS_PART = "match", "popularity", "neighbours"
-"""Names of the parts a blended score is the sum of (`blend_parts`)."""
-HISTORY_PART = "history"
-"""The model's z-scored score, added when a described request has a history too."""
-
-
 def blend_parts(
     match: np.ndarray,
     prior: np.ndarray,
@@ -83,10 +78,10 @@ def blend_parts(
 ) -> dict[str, np.ndarray]:
     """The blend's terms, kept apart so an explanation can cite each: z(match),
     w·z(log popularity), and s·(the neighbours' average of their sum)."""
-    parts = {MATCH: _z(match), POPULARITY: weight * prior}
+    parts = {TERM_MATCH: _z(match), TERM_POPULARITY: weight * prior}
     if smoothing and neighbours is not None:
-        base = parts[MATCH] + parts[POPULARITY]
-        parts[NEIGHBOURS_PART] = smoothing * np.asarray(neighbours @ base)
+        base = parts[TERM_MATCH] + parts[TERM_POPULARITY]
+        parts[TERM_NEIGHBOURS] = smoothing * np.asarray(neighbours @ base)
     return parts
 
 
@@ -99,9 +94,9 @@ def blend(
 ) -> np.ndarray:
     """z(match) + w·z(log popularity), then + s·(the neighbours' average of that)."""
     parts = blend_parts(match, prior, weight, smoothing, neighbours)
-    scores = parts[MATCH] + parts[POPULARITY]
-    if NEIGHBOURS_PART in parts:
-        scores = scores + parts[NEIGHBOURS_PART]
+    scores = parts[TERM_MATCH] + parts[TERM_POPULARITY]
+    if TERM_NEIGHBOURS in parts:
+        scores = scores + parts[TERM_NEIGHBOURS]
     return scores
 
 
