@@ -337,7 +337,7 @@ class Engine:
         """`run` for a query given as arguments: top-k items for one history.
 
         `text` is a free-text description ("a heist film with a twist"), matched against
-        item text (see `text_scores`); with a history too, the two add as z-scores."""
+        item text (see `text_parts`); with a history too, the two add as z-scores."""
         query = Query(user_id, history, item_filter, np.fromiter(exclude, dtype=np.int64), k, text)
         return self.run(query, explain=explain, top_reasons=top_reasons)
 
