@@ -33,6 +33,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
@@ -50,7 +51,8 @@ from whyrec.evaluation.statistics import t_interval
 from whyrec.explain.fidelity import explanation_fidelity
 from whyrec.models import model_class
 from whyrec.models.generative import Generative
-from whyrec.ranking import exclude_seen, top_k_rows
+from whyrec.models.generative.indexing import IndexKind
+from whyrec.ranking import exclude_seen, ranks_in_rows, top_k_rows
 
 KS = [10, 50]
 KS_KEYS = ("hr@10", "ndcg@10", "hr@50")
@@ -115,6 +117,7 @@ def index_facts(model: Generative) -> dict:
             len(np.unique(codes[:, level])) / int(size) for level, size in enumerate(model.sizes_)
         ],
         "semantic_levels": semantic_levels,
+        "item_backoff": model.item_backoff_,
     }
 
 
@@ -255,8 +258,9 @@ def indexing_comparison(models: dict) -> dict:
     accuracy, the rare-item slice and the index's collisions and codebook use."""
     table = {}
     for name, row in models.items():
-        if "index" not in row:
-            continue
+        kind = name.partition("-")[2]
+        if "index" not in row or kind not in ("", *get_args(IndexKind)):
+            continue  # not a model, or an earlier generative run kept for comparison
         table[row["index"]["index"]] = {
             "part": name,
             "hr@10": row["hr@10"]["mean"],
@@ -278,10 +282,11 @@ def indexing_comparison(models: dict) -> dict:
     return table
 
 
-def seed_means(directories: list[Path]) -> dict:
+def seed_means(directories: list[Path], rare_rows: np.ndarray) -> dict:
     """Runs with different seeds (one --parts folder each, same split and users): each
     model's per-user values averaged over the folders that hold it, and generative's paired
-    interval against every other model on those averages (run-to-run variance is large)."""
+    interval against every other model on those averages (run-to-run variance is large):
+    nDCG@10, HR@10, HR@50, and HR@50 on the rare-item slice (`rare_rows` of the users)."""
     names = sorted({path.stem for folder in directories for path in folder.glob("*.npz")})
     means, runs = {}, {}
     for name in names:
@@ -294,15 +299,80 @@ def seed_means(directories: list[Path]) -> dict:
                 key: [float(run[key].mean()) for run in loaded] + [float(means[name][key].mean())]
                 for key in KS_KEYS
             },
+            "rare_hr@50": [float(run["hr@50"][rare_rows].mean()) for run in loaded]
+            + [float(means[name]["hr@50"][rare_rows].mean())],
         }
     paired = {}
     mine = means.get("generative")
     for name in names:
-        if mine is not None and name != "generative":
-            mean, low, high = paired_interval(mine["ndcg@10"], means[name]["ndcg@10"])
-            paired[f"generative - {name}"] = {"ndcg@10": {"difference": mean, "ci95": [low, high]}}
-            print(f"seed mean: generative − {name}: nDCG@10 {mean:+.4f} [{low:+.4f}, {high:+.4f}]")
+        if mine is None or name == "generative":
+            continue
+        entry = {}
+        for key, rows in [(k, slice(None)) for k in KS_KEYS] + [("rare_hr@50", rare_rows)]:
+            column = key.removeprefix("rare_")
+            mean, low, high = paired_interval(mine[column][rows], means[name][column][rows])
+            entry[key] = {"difference": mean, "ci95": [low, high]}
+        paired[f"generative - {name}"] = entry
+        print(
+            f"seed mean: generative − {name}: "
+            + "  ".join(
+                f"{key} {e['difference']:+.4f} [{e['ci95'][0]:+.4f}, {e['ci95'][1]:+.4f}]"
+                for key, e in entry.items()
+            )
+        )
     return {"per_run_then_mean": runs, "paired_on_seed_means": paired}
+
+
+def validation_diagnosis(bundles: list[Path], train) -> dict:
+    """Where the validation users' rare held-out items land, and why (validation only: each
+    user's last training item, which the model never trained on; no test user is read).
+
+    Rare means fewer than RARE_BELOW interactions in the data the model fitted (the
+    benchmark's definition, moved to validation). Per bundle: the mean log-probability of
+    the held-out item's token at each level (rare items against the others), and ranks
+    with the bundle's fitted `item_backoff` and without it."""
+    report = {}
+    for path in bundles:
+        model = Bundle.load(path).model
+        sequences = [h + 1 for h in train.histories()]
+        holdout = model.validation_sequences(sequences)
+        fitted = np.zeros(train.n_items, dtype=np.int64)
+        for sequence in sequences:
+            fitted[np.unique(sequence[:-1] if len(sequence) >= 3 else sequence) - 1] += 1
+        histories = [s[:-1] - 1 for s in holdout]
+        targets = np.array([s[-1] - 1 for s in holdout])
+        rare = fitted[targets] < RARE_BELOW
+        token_log_probs, allowed = model.held_out_token_log_probs(holdout)
+        entry = {
+            "validation_users": len(holdout),
+            "rare_users": int(rare.sum()),
+            "item_backoff": model.item_backoff_,
+            "refitted_item_backoff": model._fitted_item_backoff(holdout),
+            "token_log_prob_per_level_rare": token_log_probs[rare].mean(0).tolist(),
+            "token_log_prob_per_level_other": token_log_probs[~rare].mean(0).tolist(),
+            "items_under_last_prefix_mean": float(allowed[:, -1].mean()),
+        }
+        share = model.item_backoff_
+        for label, value in (("with_backoff", share), ("without_backoff", 0.0)):
+            model.item_backoff_ = value
+            scores = model.score(histories)
+            log_likelihood = scores[np.arange(len(targets)), targets].astype(np.float64)
+            exclude_seen(scores, histories)
+            ranks = ranks_in_rows(scores, targets)
+            top50 = top_k_rows(scores, 50)
+            entry[label] = {
+                "ndcg@10": float(np.where(ranks < 10, 1 / np.log2(ranks + 2.0), 0).mean()),
+                "hr@50": float((ranks < 50).mean()),
+                "rare_in_top50": int((ranks[rare] < 50).sum()),
+                "median_rank_rare": float(np.median(ranks[rare])),
+                "median_rank_all": float(np.median(ranks)),
+                "mean_negative_log_likelihood": float(-log_likelihood.mean()),
+                "share_of_top50_slots_rare": float((fitted[top50] < RARE_BELOW).mean()),
+            }
+        model.item_backoff_ = share
+        report[str(path)] = entry
+        print(path, json.dumps(entry, default=float), flush=True)
+    return report
 
 
 def write_json(path: Path | None, data: dict) -> None:
@@ -342,6 +412,11 @@ def main() -> None:
         help="only re-run the generation checks on a saved generative bundle",
     )
     parser.add_argument("--bundle", type=Path, default=None, help="bundle for --latency-only")
+    parser.add_argument(
+        "--validation-diagnosis",
+        default="",
+        help="comma-separated generative bundles: rare items on their validation users only",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -357,7 +432,13 @@ def main() -> None:
         write_json(args.json, facts)
         return
     if args.seed_means:
-        write_json(args.json, seed_means([Path(f) for f in args.seed_means.split(",")]))
+        rare_rows = target.rows_of(rare) if rare is not None else np.zeros(0, dtype=np.int64)
+        folders = [Path(f) for f in args.seed_means.split(",")]
+        write_json(args.json, seed_means(folders, rare_rows))
+        return
+    if args.validation_diagnosis:
+        bundles = [Path(b) for b in args.validation_diagnosis.split(",")]
+        write_json(args.json, validation_diagnosis(bundles, parts.train))
         return
     if args.latency_only:
         report = latency_only(args, target)

@@ -161,21 +161,18 @@ def test_installed_command_runs_as_a_process(bundle):
 
 
 def test_recommend_for_a_description(bundle, capsys):
-    code, out, _ = run(
-        capsys,
-        "recommend",
-        "--bundle",
-        str(bundle),
-        "--query",
-        "a funny animated film for kids",
-        "--years",
-        "1990-2005",
-        "-k",
-        "5",
-        "--json",
+    def described(text: str, *options: str) -> tuple[int, str]:
+        code, out, _ = run(capsys, "recommend", "--bundle", str(bundle), "--query", text, *options)
+        return code, out
+
+    code, out = described(
+        "a funny animated film for kids", "--years", "1990-2005", "-k", "5", "--json"
     )
     assert code == 0
     payload = json.loads(out)
     assert payload["query"] == "a funny animated film for kids" and len(payload["items"]) == 5
+    code, out = described("a pixar film", "-k", "3", "--explain")
+    assert code == 0 and "3 recommendations for “a pixar film”" in out
+    assert out.count('It fits "a pixar film"') == 3 and "not explained" not in out
     code, _, err = run(capsys, "recommend", "--bundle", str(bundle), "--query", " ")
     assert code != 0 and "--query is empty" in err

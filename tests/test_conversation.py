@@ -77,6 +77,26 @@ def test_flagship_request_is_honoured_and_explained(conversation, engine):
     assert top["history_method"] == "exact"
     assert top["history"][0]["share"] == pytest.approx(1.0)
     assert turn.state["liked"] == [engine.catalog.position("1")]
+    for item in turn.items:  # the conversation's own score, term by term
+        terms = item["explanation"]["terms"]
+        assert {"history", "popularity"} <= set(terms)
+        assert sum(terms.values()) == pytest.approx(item["score"], abs=1e-5)
+
+
+def test_a_cold_list_is_explained_by_what_ranked_it(conversation):
+    """With no liked title, the list is ranked by popularity within what was asked (and
+    a critique steers it): the words say so, never "not explained by any single item"."""
+    session = conversation.start()
+    turn = _until_items(session, "a comedy from the 1980s", answer="no")
+    steered = _until_items(session, "something more recent", answer="no")
+    for listed in (turn, steered):
+        for item in listed.items:
+            explanation = item["explanation"]
+            assert "how well known it is" in explanation["text"]
+            assert "not explained" not in explanation["text"]
+            terms = explanation["terms"]
+            assert sum(terms.values()) == pytest.approx(item["score"], abs=1e-5)
+    assert any("steering" in item["explanation"]["terms"] for item in steered.items)
 
 
 def test_critiques_why_and_rejections(conversation):

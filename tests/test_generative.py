@@ -25,7 +25,11 @@ from whyrec.explain.render import sentences
 from whyrec.models import MODELS, Popularity
 from whyrec.models.generative import Generative
 from whyrec.models.generative.indexing import build_index, codebook_size
-from whyrec.models.generative.model import learning_rate_schedule
+from whyrec.models.generative.model import (
+    fit_backoff_share,
+    learning_rate_schedule,
+    uniform_backoff,
+)
 from whyrec.models.generative.trie import Trie
 
 SMALL = {
@@ -177,6 +181,7 @@ def test_bundle_round_trip_and_generation_path_explanations(generative, core_loo
     np.testing.assert_allclose(
         loaded.model.score([history]), generative.score([history]), rtol=1e-5, atol=1e-5
     )
+    assert loaded.model.item_backoff_ == generative.item_backoff_
     engine = Engine(loaded)
     listed = engine.recommend(history, k=5, explain=True)
     explained = [r.explanation for r in listed if r.explanation.history]
@@ -332,3 +337,49 @@ def test_training_windows_overlap_by_the_asked_share(overlap, ends):
         real = window != 0
         np.testing.assert_array_equal(target[real], window[real] + 1)  # next item at each step
         assert real.sum() == min(50, int(target[-1]) - 1)  # full length where history allows
+
+
+def test_uniform_backoff_mixes_each_row_with_the_uniform_over_its_allowed_tokens():
+    allowed = torch.tensor([[True, True, False, True], [True, False, False, False]])
+    logits = torch.tensor([[2.0, -1.0, 5.0, 0.0], [3.0, 1.0, 1.0, 1.0]])
+    log_probs = torch.log_softmax(logits.masked_fill(~allowed, float("-inf")), -1)
+    mixed = uniform_backoff(log_probs, allowed, 0.3)
+    expected = 0.7 * log_probs.exp() + 0.3 * allowed / allowed.sum(1, keepdim=True)
+    torch.testing.assert_close(mixed.exp(), expected)
+    assert torch.isneginf(mixed[~allowed]).all()
+    torch.testing.assert_close(uniform_backoff(log_probs, allowed, 0.0), log_probs)
+
+
+def test_the_fitted_backoff_share_maximises_the_held_out_likelihood():
+    rng = np.random.default_rng(0)
+    allowed = rng.integers(2, 30, 4000)
+    # a model that gives its targets p, while a share 0.4 of them are really uniform draws
+    p = np.where(rng.random(4000) < 0.6, 0.5, 0.002)
+    share = fit_backoff_share(np.log(p), allowed)
+    grid = np.linspace(0, 1, 1001)
+    likelihood = [np.mean(np.log((1 - s) * p + s / allowed)) for s in grid]
+    assert share == pytest.approx(grid[int(np.argmax(likelihood))], abs=2e-3)
+    assert 0.05 < share < 0.95
+    # a model that already gives its targets more than uniform mass needs no back-off
+    assert fit_backoff_share(np.log(np.full(50, 0.9)), np.full(50, 4)) == 0.0
+
+
+def test_item_backoff_moves_mass_within_each_last_level_prefix_only(generative, core_loo):
+    assert 0.0 <= generative.item_backoff_ <= 1.0  # fitted on the validation users
+    histories = core_loo.train.histories()[:3]
+    model = copy.copy(generative)
+    model.item_backoff_ = 0.0
+    plain = np.exp(model.score(histories).astype(np.float64))
+    model.item_backoff_ = 0.4
+    backed_off = np.exp(model.score(histories).astype(np.float64))
+    parents = generative.trie_.item_nodes[:, -2]  # each item's prefix before the last level
+    for row in range(len(histories)):
+        mass = np.bincount(parents, weights=plain[row])[parents]  # the prefix's probability
+        siblings = np.bincount(parents)[parents]
+        np.testing.assert_allclose(
+            backed_off[row], 0.6 * plain[row] + 0.4 * mass / siblings, rtol=1e-4, atol=1e-9
+        )
+    history = histories[1]  # beam search reads the same mixed distribution
+    generated = model.generate(history, k=10, beam=20)
+    exact = model.score([history])[0][generated.positions]
+    np.testing.assert_allclose(generated.log_probs, exact, rtol=1e-4, atol=1e-4)

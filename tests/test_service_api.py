@@ -94,6 +94,14 @@ def test_recommend_for_a_description(client, engine):
     direct = engine.recommend(np.zeros(0, dtype=np.int64), k=5, explain=False, text=body["query"])
     assert [i["item_id"] for i in items] == [r.item_id for r in direct]
     assert sum("Animation" in i["attributes"]["genres"] for i in items) >= 3
+    explained = client.post("/v1/recommend", json={**body, "explain": True}).json()["items"]
+    assert [i["item_id"] for i in explained] == [i["item_id"] for i in items]
+    for item in explained:  # the description's terms, which add up to the score
+        evidence = item["explanation"]
+        assert evidence["description"]["text"] == body["query"]
+        terms = evidence["terms"]
+        assert sum(terms.values()) == pytest.approx(item["score"], rel=1e-4, abs=1e-3)
+        assert evidence["text"].startswith('It fits "an animated film about toys"')
     filtered = {**body, "filters": {"exclude": {"genres": ["Animation"]}}, "user_id": "1"}
     items = client.post("/v1/recommend", json=filtered).json()["items"]
     assert items and all("Animation" not in i["attributes"]["genres"] for i in items)

@@ -91,3 +91,45 @@ def test_query_blend_is_fitted_on_pseudo_queries_and_read_by_the_engine(
     assert (weight, smoothing) == (fitted["popularity_weight"], fitted["smoothing"])
     items = engine.recommend(np.zeros(0, dtype=np.int64), k=5, explain=False, text="pixar")
     assert len(items) == 5
+
+
+def test_a_described_request_is_explained_by_the_terms_its_score_adds_up_to(
+    core_compact, core_item_vectors
+):
+    """Each listed item's terms sum to the score it was ranked by; the
+    values cited are ones the description names and the item has; the words say so
+    instead of "not explained by any single item you liked"."""
+    from whyrec.explain.render import sentences, to_data
+    from whyrec.explain.schema import ExplanationData
+    from whyrec.text.wishes import VALUE_MATCH
+
+    fitted = {"parameters": {"popularity_weight": 1.5, "smoothing": 0.5}}
+    engine = Engine(Bundle(EASE().fit(core_compact), core_compact, {"text_query": fitted}))
+    engine.text_matcher.item_vectors = core_item_vectors
+    catalog = core_compact.catalog
+    nobody = np.zeros(0, dtype=np.int64)
+    items = engine.recommend(nobody, k=8, text="a pixar film")
+    named = set()
+    for item in items:
+        match, terms = item.explanation.description, item.explanation.terms
+        assert set(terms) == {"match", "popularity", "neighbours"}
+        assert sum(terms.values()) == pytest.approx(item.score, rel=1e-5, abs=1e-4)
+        assert match.chosen_by == engine.popularity[item.position]
+        for name, value, cosine in match.values:
+            assert value in catalog.values(name, item.position) and cosine >= VALUE_MATCH
+            named.add((name, value))
+        neighbours = engine.query_blend[2][item.position].indices
+        assert {catalog.titles.index(t) for t in match.neighbours} <= set(neighbours.tolist())
+        words = sentences(item.explanation)
+        assert '"a pixar film"' in words and "not explained" not in words
+        assert ExplanationData.model_validate(to_data(item.explanation)).model_dump() == to_data(
+            item.explanation
+        )
+    assert ("tags", "pixar") in named
+    liked = items.positions[:2]
+    with_history = engine.recommend(liked, k=5, text="a pixar film")
+    for item in with_history:
+        terms = item.explanation.terms
+        assert "history" in terms and item.position not in liked
+        assert sum(terms.values()) == pytest.approx(item.score, rel=1e-5, abs=1e-4)
+        assert "your history adds" in sentences(item.explanation)

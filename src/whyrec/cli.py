@@ -264,10 +264,9 @@ def recommend(
     if query is not None and not query.strip():
         raise WhyrecError("--query is empty; describe what you want in words")
     request = resolve_request(
-        engine, user, history, with_value, without_value, years, k, allow_nobody=query is not None
+        engine, user, history, with_value, without_value, years, k, text=query
     )
-    scores = engine.with_text(request, query) if query is not None else None
-    items = engine.run(request, top_reasons=reasons, scores=scores)
+    items = engine.run(request, top_reasons=reasons)
     positions = request.history
     if as_json:
         payload = {"user": user, "items": items.to_dicts(with_explanation=explain)}
@@ -275,7 +274,7 @@ def recommend(
             payload["query"] = query
         print(dumps(payload))
         return
-    _print_recommendations(engine, user, positions, items)
+    _print_recommendations(engine, user, positions, items, request.text)
     if explain:
         from whyrec.explain.render import sentences
 
@@ -284,25 +283,46 @@ def recommend(
                 out.print(f"[bold]{item.rank}. {item.title}[/bold] — {sentences(item.explanation)}")
 
 
-def _print_recommendations(engine, user, positions, items) -> None:
+def _print_recommendations(engine, user, positions, items, text: str | None = None) -> None:
     who = f"user {user}" if user is not None else "this history"
     sample = ", ".join(engine.catalog.titles[p] for p in positions[-3:])
-    out.print(
-        f"[bold]{len(items)} recommendations for {who}[/bold] "
-        f"({len(positions)} items, latest: {sample})"
-    )
+    if text is None:
+        title = f"{len(items)} recommendations for {who}"
+    elif user is None and not len(positions):
+        title = f"{len(items)} recommendations for “{text}”"
+    else:
+        title = f"{len(items)} recommendations for “{text}”, {who}"
+    out.print(escape(title), style="bold", end=" " if len(positions) else "\n")
+    if len(positions):
+        out.print(escape(f"({len(positions)} items, latest: {sample})"))
     if not items:
         out.print("[yellow]no item satisfies the filters[/yellow]")
         return
+    described = text is not None and not len(positions)
     table = Table()
     table.add_column("#", justify="right")
     table.add_column("title")
     table.add_column("score", justify="right")
-    table.add_column("because you liked (share of score)")
+    table.add_column("fits by" if described else "because you liked (share of score)")
     for item in items:
-        because = "; ".join(f"{c.title} ({c.share:.0%})" for c in item.because) or "—"
-        table.add_row(str(item.rank), item.title, f"{item.score:.3f}", because)
+        if described:
+            because = _fits_by(item.explanation)
+        else:
+            because = "; ".join(f"{c.title} ({c.share:.0%})" for c in item.because) or "—"
+        table.add_row(str(item.rank), item.title, f"{item.score:.3f}", escape(because))
     out.print(table)
+
+
+def _fits_by(explanation) -> str:
+    """The table's short reason for a described item: the values the description names
+    that it has, or else how close its whole text is."""
+    from whyrec.explain.render import describe_values
+
+    match = explanation.description if explanation is not None else None
+    if match is None:
+        return "—"
+    named = describe_values([(name, value) for name, value, _ in match.values])
+    return named or f"its text (cosine {match.cosine:.2f})"
 
 
 from whyrec.commands.chat import chat  # noqa: E402

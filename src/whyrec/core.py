@@ -28,7 +28,10 @@ class Query:
     `user_id` names a known (or folded-in) user; `history` gives the person's items as
     catalog positions (when None, the engine reads the user's history); `item_filter`
     holds the hard constraints; `exclude` lists positions never to return (besides the
-    history, which is always left out); `k` is how many items to return.
+    history, which is always left out); `k` is how many items to return; `text`, when
+    given, describes in words what is wanted ("a heist film with a twist"): the items
+    are then ranked by how well they fit it (`Engine.description_parts`), with the
+    history's model score added when there is a history too.
     """
 
     user_id: str | None = None
@@ -36,10 +39,15 @@ class Query:
     item_filter: ItemFilter | None = None
     exclude: np.ndarray | Sequence[int] = ()
     k: int = 10
+    text: str | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise WhyrecError("k must be at least 1")
+        if self.text is not None:
+            if not self.text.strip():
+                raise WhyrecError("the query text is empty; describe what you want in words")
+            object.__setattr__(self, "text", self.text.strip())
         if self.user_id is None and self.history is None:
             raise WhyrecError("a query needs a user id or a history")
         if self.history is not None:

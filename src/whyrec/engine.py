@@ -18,7 +18,7 @@ from whyrec.bundle import Bundle
 from whyrec.core import ItemList, Query
 from whyrec.errors import AlreadySeenError, NotFoundError, WhyrecError
 from whyrec.explain.explainer import CONFIDENCE_HEAD, CONFIDENCE_WINDOW, Explainer
-from whyrec.explain.explanation import Explanation
+from whyrec.explain.explanation import TERM_HISTORY, Explanation
 from whyrec.feedback import FeedbackLog, FoldIn, positive_threshold, user_vector
 from whyrec.filters import ItemFilter, validate_fields
 from whyrec.ranking import (
@@ -220,8 +220,10 @@ class Engine:
         references: Iterable[str] | None = None,
         item_filter: ItemFilter | None = None,
         k: int = 10,
+        text: str | None = None,
     ) -> Query:
-        """A request from its outside form: a known user, or item ids / titles (fuzzy).
+        """A request from its outside form: a known user, or item ids / titles (fuzzy),
+        and perhaps a description in words of what is wanted.
 
         The one place the CLI and the API turn what a caller typed into a `Query`; the
         filter's fields and values are checked against the catalog first, with the
@@ -237,7 +239,7 @@ class Engine:
             history = np.zeros(0, dtype=np.int64)
         else:
             history = self.resolve_items(references)
-        return Query(user_id=user_id, history=history, item_filter=item_filter, k=k)
+        return Query(user_id=user_id, history=history, item_filter=item_filter, k=k, text=text)
 
     def allowed(
         self, query: Query, history: np.ndarray, among: np.ndarray | None = None
@@ -278,10 +280,15 @@ class Engine:
         """Top-k items for a query; seen, excluded and filtered-out items never appear.
 
         `scores` replaces the model's score row when a caller ranks by its own (the
-        conversation mixes the model with what was said). With `explain`, each item
-        carries an `Explanation`; the query's user is left out of co-interaction counts.
+        conversation mixes the model with what was said). A query described in words
+        (`query.text`) ranks by `description_parts`. With `explain`, each item carries an
+        `Explanation`; the query's user is left out of co-interaction counts.
         """
         history = self.history_of(query)
+        parts = None
+        if scores is None and query.text is not None:
+            parts = self.description_parts(query)
+            scores = sum(parts.values()).astype(np.float32)
         candidates = self._candidate_row(history) if scores is None else None
         if candidates is not None:
             best = top_k_candidates(candidates, query.k, partial(self.allowed, query, history))
@@ -307,6 +314,13 @@ class Engine:
             if explain
             else None
         )
+        if explanations is not None and parts is not None:
+            from whyrec.explain.description import terms_at
+
+            evidence = self._description_evidence(query.text, best, parts)
+            for explanation, match in zip(explanations, evidence, strict=True):
+                explanation.terms = terms_at(parts, explanation.position)
+                explanation.description = match
         return ItemList(self.catalog, best, best_scores, explanations)
 
     def recommend(
@@ -323,10 +337,9 @@ class Engine:
         """`run` for a query given as arguments: top-k items for one history.
 
         `text` is a free-text description ("a heist film with a twist"), matched against
-        item text (see `text_scores`); with a history too, the two add as z-scores."""
-        query = Query(user_id, history, item_filter, np.fromiter(exclude, dtype=np.int64), k)
-        scores = self.with_text(query, text) if text is not None else None
-        return self.run(query, explain=explain, top_reasons=top_reasons, scores=scores)
+        item text (see `text_parts`); with a history too, the two add as z-scores."""
+        query = Query(user_id, history, item_filter, np.fromiter(exclude, dtype=np.int64), k, text)
+        return self.run(query, explain=explain, top_reasons=top_reasons)
 
     @cached_property
     def text_matcher(self):
@@ -352,36 +365,57 @@ class Engine:
         neighbours = neighbour_average(self.bundle.train) if smoothing else None
         return weight, smoothing, neighbours
 
-    def text_scores(self, text: str) -> np.ndarray:
-        """Popularity-aware match of a description: z(text match) + w·z(log popularity),
-        plus s·(the same averaged over each item's co-chosen neighbours).
+    def text_parts(self, text: str) -> dict[str, np.ndarray]:
+        """The popularity-aware match of a description, term by term (they add up):
+        z(text match), w·z(log popularity), and s·(their sum averaged over each item's
+        co-chosen neighbours).
 
         Among items that fit a description about equally, the ones people know come first
         ("an animated film about toys" → Toy Story before an obscure cartoon); w and s are
         fitted at train time on pseudo-queries (`whyrec.text.query_blend`)."""
-        from whyrec.text.query_blend import blend
+        from whyrec.explain.explanation import TERM_POPULARITY
+        from whyrec.text.query_blend import blend_parts
 
-        if not text.strip():
-            raise WhyrecError("the query text is empty")
-        matched = self.text_matcher([(text.strip(), True)])
+        matched = self.text_matcher([(text, True)])
         prior = _z(np.log1p(self.popularity.astype(np.float64)))
         if matched is None:
-            return prior
+            return {TERM_POPULARITY: prior}
         weight, smoothing, neighbours = self.query_blend
-        return blend(matched, prior, weight, smoothing, neighbours)
+        return blend_parts(matched, prior, weight, smoothing, neighbours)
 
-    def with_text(self, query: Query, text: str) -> np.ndarray:
-        """The scores `run` ranks for a query described in words too."""
-        matched = self.text_scores(text)
+    def description_parts(self, query: Query) -> dict[str, np.ndarray]:
+        """The terms `run` sums for a described query: `text_parts`, plus "history",
+        z(the model's score), when the query has a history too (−inf where the model
+        cannot score or the query rules the item out)."""
+        parts = self.text_parts(query.text or "")
         history = self.history_of(query)
-        if not len(history):
-            return matched.astype(np.float32)
-        allowed = self.allowed(query, history)
-        scores = self._score_row(history, query.k, allowed)
-        finite = np.isfinite(scores) & allowed
-        model = np.full(len(scores), -np.inf)
-        model[finite] = _z(scores[finite].astype(np.float64))
-        return (model + matched).astype(np.float32)
+        if len(history):
+            allowed = self.allowed(query, history)
+            scores = self._score_row(history, query.k, allowed)
+            finite = np.isfinite(scores) & allowed
+            model = np.full(len(scores), -np.inf)
+            model[finite] = _z(scores[finite].astype(np.float64))
+            parts[TERM_HISTORY] = model
+        return parts
+
+    def _description_evidence(
+        self, text: str, positions: np.ndarray, parts: dict[str, np.ndarray]
+    ) -> list:
+        """`DescriptionMatch` evidence for the listed items of a described query."""
+        from whyrec.explain.description import description_evidence
+
+        matcher = self.text_matcher
+        _, _, neighbours = self.query_blend
+        return description_evidence(
+            text,
+            positions,
+            parts,
+            self.catalog,
+            self.popularity,
+            matcher.named_values(text),
+            matcher.item_cosines(text, np.asarray(positions, dtype=np.int64)),
+            neighbours,
+        )
 
     def explain_items(
         self,

@@ -85,13 +85,13 @@ def resolve_request(
     without_value: list[str] | None,
     years: str | None,
     k: int = 10,
-    allow_nobody: bool = False,
+    text: str | None = None,
 ):
     """The `Query` of the options `recommend` and `explain` share (`Engine.query` resolves
     the person and checks the filter against the catalog, as the API does).
 
     Exactly one of a known user or a list of titles/ids stands for the person (or
-    neither, with `allow_nobody`, when a free-text query says what is wanted).
+    neither, when a description in words, `text`, says what is wanted).
     """
 
     from whyrec.errors import WhyrecError
@@ -99,7 +99,7 @@ def resolve_request(
 
     if user is not None and history is not None:
         raise WhyrecError("give exactly one of --user or --history, not both")
-    if user is None and history is None and not allow_nobody:
+    if user is None and history is None and text is None:
         raise WhyrecError("give exactly one of --user or --history (or a --query)")
     low, high = parse_years(years)
     item_filter = ItemFilter(
@@ -109,7 +109,7 @@ def resolve_request(
         high,
     )
     references = None if history is None else split_history(history)
-    return engine.query(user, references, item_filter, k)
+    return engine.query(user, references, item_filter, k, text)
 
 
 _ARTICLE_FRAGMENT = re.compile(

@@ -526,7 +526,7 @@ class Session:
         """
         conv = self.conversation
         catalog = conv.catalog
-        scores, allowed = conv.scorer.scores(state)
+        scores, terms, allowed = conv.scorer.score_terms(state)
         query = Query(
             user_id=state.user_id,
             history=np.asarray(state.profile(), dtype=np.int64),
@@ -536,6 +536,8 @@ class Session:
         explanations = conv.engine.explain_items(
             query, positions, scores=scores, top_reasons=REASON_TITLES
         )
+        for explanation in explanations:
+            explanation.terms = _terms_of(terms, explanation.position)
         items = ItemList(catalog, positions, scores[positions], explanations)
         out = items.to_dicts(with_explanation=True)
         for entry, position, explanation in zip(out, positions, explanations, strict=True):
@@ -572,6 +574,15 @@ class Session:
     @staticmethod
     def _with(note: str, text: str) -> str:
         return f"{note} {text}".strip() if note else text
+
+
+def _terms_of(terms: list[tuple[str, np.ndarray]], position: int) -> dict[str, float]:
+    """One item's named terms of the conversation's score (same-named ones added up: two
+    preferred values are one "preferred values" term)."""
+    out: dict[str, float] = {}
+    for name, values in terms:
+        out[name] = out.get(name, 0.0) + float(values[position])
+    return out
 
 
 Conversation.session_class = Session

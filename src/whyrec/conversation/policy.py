@@ -40,6 +40,15 @@ from whyrec.conversation.state import DialogueState
 from whyrec.core import Query
 from whyrec.data.vocabulary import Vocabulary
 from whyrec.engine import Engine
+from whyrec.explain.explanation import (
+    TERM_CLOSE_TO_LIKED,
+    TERM_DISLIKES,
+    TERM_HISTORY,
+    TERM_POPULARITY,
+    TERM_PREFERRED,
+    TERM_STEERING,
+    TERM_WISHES,
+)
 from whyrec.filters import ItemFilter
 from whyrec.ranking import top_k
 
@@ -292,36 +301,59 @@ class CandidateScorer:
 
     def scores(self, state: DialogueState) -> tuple[np.ndarray, np.ndarray]:
         """Log-belief up to a constant (before the temperature), and the allowed mask."""
+        total, _, allowed = self.score_terms(state)
+        return total, allowed
+
+    def score_terms(
+        self, state: DialogueState
+    ) -> tuple[np.ndarray, list[tuple[str, np.ndarray]], np.ndarray]:
+        """(log-belief, its named terms in the order they were added, allowed mask).
+
+        The belief is the running sum of the terms (`TERM_*`), added one by one in this
+        order, so an explanation citing them adds up to the score exactly."""
         allowed = self.allowed(state)
         config = self.config
+        terms: list[tuple[str, np.ndarray]] = []
         profile = state.profile()
         if profile:
             raw = self.model_scores(profile)
-            total = _zscore(raw, allowed) + config.popularity_weight * self.popularity_z
+            terms.append((TERM_HISTORY, _zscore(raw, allowed)))
+            terms.append((TERM_POPULARITY, config.popularity_weight * self.popularity_z))
         else:
-            total = config.popularity_exponent * self.log_popularity
+            terms.append((TERM_POPULARITY, config.popularity_exponent * self.log_popularity))
+        total = terms[0][1]
+        for _, values in terms[1:]:
+            total = total + values
+
+        def add(name: str, values: np.ndarray) -> None:
+            nonlocal total
+            terms.append((name, values))
+            total = total + values
+
         if state.disliked:
             raw = self.model_scores(state.disliked)
-            total -= config.dislike_weight * np.maximum(_zscore(raw, allowed), 0.0)
+            add(TERM_DISLIKES, -(config.dislike_weight * np.maximum(_zscore(raw, allowed), 0.0)))
         for name, values in state.soft_include.items():
-            total += config.soft_weight * self._value_mask(name, values)
+            add(TERM_PREFERRED, config.soft_weight * self._value_mask(name, values))
         for name, values in state.soft_exclude.items():
-            total -= config.soft_weight * self._value_mask(name, values)
+            add(TERM_PREFERRED, -(config.soft_weight * self._value_mask(name, values)))
         if self.config.pagerank_weight:
             visits = self.dialogue_pagerank(state)
             if visits is not None:
-                total += self.config.pagerank_weight * _zscore(np.log(visits + 1e-12), allowed)
+                closeness = _zscore(np.log(visits + 1e-12), allowed)
+                add(TERM_CLOSE_TO_LIKED, self.config.pagerank_weight * closeness)
         if state.wishes and self.wish_scorer is not None:
             similarity = self.wish_scorer([(str(t), bool(p)) for t, p in state.wishes])
             if similarity is not None:
                 # in units of the belief's own spread: a wish moves items as much for a
                 # cold user (popularity only) as for one the model knows
                 spread = float(total[allowed].std()) if allowed.sum() > 1 else 1.0
-                total += config.wish_weight * (spread or 1.0) * _zscore(similarity, allowed)
+                wished = _zscore(similarity, allowed)
+                add(TERM_WISHES, config.wish_weight * (spread or 1.0) * wished)
         steer = steering(state.critiques, state.rank_by, self.measures, config.critique_weight)
         if steer is not None:
-            total += steer
-        return total, allowed
+            add(TERM_STEERING, steer)
+        return total, terms, allowed
 
     def distribution(self, scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
         probs = np.zeros_like(scores)

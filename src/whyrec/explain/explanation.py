@@ -14,6 +14,27 @@ from whyrec.filters import ConstraintCheck
 
 HIGH, MEDIUM, LOW = "high", "medium", "low"
 
+# The named terms a score is the sum of, when a list is ranked by such a sum (a request
+# described in words, a conversation): `Explanation.terms` maps each to its value.
+TERM_HISTORY = "history"
+"""z of the collaborative model's score for the history."""
+TERM_POPULARITY = "popularity"
+"""The popularity prior (weighted z, or exponent × log, of how many people chose it)."""
+TERM_MATCH = "match"
+"""z of a description's text match."""
+TERM_NEIGHBOURS = "neighbours"
+"""Match plus popularity, averaged over the titles chosen with the item."""
+TERM_DISLIKES = "dislikes"
+"""Minus the model's (positive) z-score for the titles turned down."""
+TERM_PREFERRED = "preferred values"
+"""Values the conversation prefers (soft constraints), plus or minus."""
+TERM_CLOSE_TO_LIKED = "close to liked"
+"""Personalized PageRank from the titles liked in the conversation."""
+TERM_WISHES = "wishes"
+"""The conversation's free-text wishes matched against item text."""
+TERM_STEERING = "steering"
+"""Critiques ("older", "lighter") and superlatives ("best") moving the list."""
+
 
 @dataclass(frozen=True)
 class PathEvidence:
@@ -158,6 +179,36 @@ class WhyNot:
         }
 
 
+@dataclass(frozen=True)
+class DescriptionMatch:
+    """How a description in words ("a heist film with a twist") ranked this item.
+
+    The score's terms are the explanation's `terms` (match, popularity, neighbours and,
+    with a history, history); this holds what makes the match concrete. `values` are the
+    item's own attribute values the description names, with their cosine; `cosine` is
+    the description's cosine with the item's whole text; `chosen_by` counts the training
+    users who chose it; `neighbours` names the co-chosen titles that lifted it most.
+    """
+
+    text: str
+    cosine: float
+    values: tuple[tuple[str, str, float], ...]
+    chosen_by: int
+    neighbours: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "cosine": round(self.cosine, 6),
+            "values": [
+                {"field": name, "value": value, "cosine": round(cosine, 6)}
+                for name, value, cosine in self.values
+            ],
+            "chosen_by": self.chosen_by,
+            "neighbours": list(self.neighbours),
+        }
+
+
 @dataclass
 class Explanation:
     """Everything known about why one item got its place for one history.
@@ -166,6 +217,10 @@ class Explanation:
     `history_method` is "exact" (model contributions), "occlusion" (leave-one-out score
     drops from one batched scoring call) or "none" (empty history). `cited_share` is the
     cited items' combined share of the score (exact) or of the total drop (occlusion).
+    `terms` holds the exact named terms the ranked score is the sum of, when the list
+    was ranked by such a sum (`TERM_*`: a described request, a conversation), so they add
+    up to `score`; `description` is set when the request described what it wants in
+    words.
     """
 
     position: int
@@ -184,6 +239,8 @@ class Explanation:
     collaborative: CollaborativeEvidence | None = None
     confidence: Confidence | None = None
     why_not: WhyNot | None = None
+    terms: dict[str, float] = field(default_factory=dict)
+    description: DescriptionMatch | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -202,4 +259,6 @@ class Explanation:
             "collaborative": self.collaborative.to_dict() if self.collaborative else None,
             "confidence": self.confidence.to_dict() if self.confidence else None,
             "why_not": self.why_not.to_dict() if self.why_not else None,
+            "terms": {name: round(value, 6) for name, value in self.terms.items()},
+            "description": self.description.to_dict() if self.description else None,
         }

@@ -9,7 +9,21 @@ to "with FIELD VALUE", so user data with its own columns still renders.
 from __future__ import annotations
 
 from whyrec.explain.attribution import EXACT, GENERATION_PATH
-from whyrec.explain.explanation import ConstraintCheck, Explanation, SharedValue
+from whyrec.explain.explanation import (
+    TERM_CLOSE_TO_LIKED,
+    TERM_DISLIKES,
+    TERM_HISTORY,
+    TERM_MATCH,
+    TERM_NEIGHBOURS,
+    TERM_POPULARITY,
+    TERM_PREFERRED,
+    TERM_STEERING,
+    TERM_WISHES,
+    ConstraintCheck,
+    DescriptionMatch,
+    Explanation,
+    SharedValue,
+)
 
 
 def _join(words: list[str]) -> str:
@@ -66,26 +80,94 @@ def _constraint_phrase(check: ConstraintCheck) -> str:
 def _share_phrase(explanation: Explanation) -> str:
     share = f"{explanation.cited_share:.0%}"
     if explanation.history_method == EXACT:
-        return f"{share} of this score"
+        # with named terms, the history's part is the model's score, not the whole sum
+        whose = "the model's score" if explanation.terms else "this score"
+        return f"{share} of {whose}"
     return f"{share} of the score lost when each is left out"
 
 
+def _signed(value: float) -> str:
+    return f"{value:+.2f}".replace("-", "−")
+
+
+_TERM_WORDS = {
+    TERM_HISTORY: "your history",
+    TERM_POPULARITY: "how well known it is",
+    TERM_MATCH: "the text match",
+    TERM_NEIGHBOURS: "titles chosen with it",
+    TERM_DISLIKES: "what you turned down",
+    TERM_PREFERRED: "values you prefer",
+    TERM_CLOSE_TO_LIKED: "closeness to titles you liked",
+    TERM_WISHES: "what you described",
+    TERM_STEERING: "how you steered the list",
+}
+
+
+def terms_sentence(terms: dict[str, float]) -> str:
+    """The named terms a score adds up from, largest first: 'Its score adds up from how
+    well known it is +4.10 and what you described +1.20.'"""
+    shown = sorted((kv for kv in terms.items() if kv[1]), key=lambda kv: -abs(kv[1]))
+    if not shown:
+        return ""
+    named = [f"{_TERM_WORDS.get(name, name)} {_signed(value)}" for name, value in shown]
+    return f"Its score adds up from {_join(named)}."
+
+
+def description_sentence(match: DescriptionMatch, terms: dict[str, float]) -> str:
+    """A description's terms, each with its exact part of the score: 'It fits "a heist
+    film" (+1.92: tagged "heist"); 119 people chose it (+0.84); titles chosen with it fit
+    too: Heat, Ronin (+0.41).'"""
+    named = describe_values([(name, value) for name, value, _ in match.values])
+    fitted = terms.get(TERM_MATCH, 0.0)
+    verb = "fits" if fitted >= 0 else "barely fits"
+    fit = f'It {verb} "{match.text}" ({_signed(fitted)}'
+    fit += f": {named})" if named else ")"
+    pieces = [fit]
+    if TERM_POPULARITY in terms:
+        people = "person" if match.chosen_by == 1 else "people"
+        pieces.append(f"{match.chosen_by} {people} chose it ({_signed(terms[TERM_POPULARITY])})")
+    if TERM_NEIGHBOURS in terms:
+        lifted = f": {_join(list(match.neighbours))}" if match.neighbours else ""
+        pieces.append(f"titles chosen with it fit too{lifted} ({_signed(terms[TERM_NEIGHBOURS])})")
+    if TERM_HISTORY in terms:
+        pieces.append(f"your history adds {_signed(terms[TERM_HISTORY])}")
+    return "; ".join(pieces) + "."
+
+
 def recommendation_sentences(explanation: Explanation) -> str:
-    """One or two sentences saying why a recommended item is there."""
+    """One or two sentences saying why a recommended item is there: the history items
+    behind it, then other users, constraints and confidence. A list ranked by a sum of
+    named terms says them too: a description's match first, a conversation's terms after
+    the history."""
     titles = [c.title for c in explanation.history]
+    match = explanation.description
+    if match is not None:
+        lead = description_sentence(match, explanation.terms) + " "
+        terms = ""
+    else:
+        lead = ""
+        terms = terms_sentence(explanation.terms)
     if titles and explanation.history_method == GENERATION_PATH:
         first = _generation_path_sentence(explanation, titles)
     elif titles:
         first = f"Because you liked {_join(titles)} ({_share_phrase(explanation)})"
-        described = describe_values(explanation.shared_values)
-        if described:
-            first += f"; like {'them' if len(titles) > 1 else 'it'}, it is {described}"
+        shared = describe_values(explanation.shared_values)
+        if shared:
+            first += f"; like {'them' if len(titles) > 1 else 'it'}, it is {shared}"
         first += "."
+    elif match is not None or terms:
+        first = ""
     else:
         first = (
             f"{explanation.title} is not explained by any single item you liked; "
             "the model ranks it high overall."
         )
+    text = " ".join(part for part in (lead.strip(), first, terms) if part)
+    return text + _second_sentence(explanation)
+
+
+def _second_sentence(explanation: Explanation) -> str:
+    """Other users, the stated constraints met, and the confidence, as one sentence."""
     second_parts = []
     collab = explanation.collaborative
     if collab and collab.users_with_cited:
@@ -101,11 +183,10 @@ def recommendation_sentences(explanation: Explanation) -> str:
         )
     if explanation.confidence is not None:
         second_parts.append(f"confidence {explanation.confidence.label}")
-    second = ""
-    if second_parts:
-        text = "; ".join(second_parts)
-        second = f" {text[0].upper()}{text[1:]}."
-    return first + second
+    if not second_parts:
+        return ""
+    text = "; ".join(second_parts)
+    return f" {text[0].upper()}{text[1:]}."
 
 
 def _generation_path_sentence(explanation: Explanation, titles: list[str]) -> str:

@@ -95,6 +95,25 @@ class WhyNotData(_Data):
     pushing_down: list[HistoryContributionData]
 
 
+class NamedValueData(_Data):
+    """An attribute value of the item that a description names, with its cosine."""
+
+    field: str
+    value: str
+    cosine: float
+
+
+class DescriptionData(_Data):
+    """What made a description in words fit the item (`DescriptionMatch`): the values
+    named, the text cosine, popularity, the co-chosen titles that lifted it."""
+
+    text: str
+    cosine: float
+    values: list[NamedValueData]
+    chosen_by: int
+    neighbours: list[str]
+
+
 class ExplanationData(_Data):
     """One explained item (`Explanation.to_dict()`) and its rendered sentences."""
 
@@ -113,6 +132,8 @@ class ExplanationData(_Data):
     collaborative: CollaborativeData | None
     confidence: ConfidenceData | None
     why_not: WhyNotData | None
+    terms: dict[str, float] = {}
+    description: DescriptionData | None = None
     text: str
 
 

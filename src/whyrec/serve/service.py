@@ -253,7 +253,8 @@ class Service:
                 f.year_min,
                 f.year_max,
             )
-        return self.engine.query(request.user_id, request.history, item_filter, request.k)
+        text = getattr(request, "query", None)
+        return self.engine.query(request.user_id, request.history, item_filter, request.k, text)
 
     def recommend(self, request: schemas.RecommendRequest, catch_up: bool = True) -> dict:
         """The answer to POST /v1/recommend (cached); `catch_up=False` when the caller has
@@ -283,11 +284,7 @@ class Service:
         )
 
     def _recommend(self, request: schemas.RecommendRequest, query: Query) -> dict:
-        text = getattr(request, "query", None)
-        scores = self.engine.with_text(query, text) if text is not None else None
-        items = self.engine.run(
-            query, explain=request.explain, top_reasons=request.reasons, scores=scores
-        )
+        items = self.engine.run(query, explain=request.explain, top_reasons=request.reasons)
         entries = items.to_dicts(with_explanation=request.explain)
         return {
             "user_id": request.user_id,

@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from whyrec.data.dataset import Dataset
+from whyrec.explain.explanation import TERM_MATCH, TERM_NEIGHBOURS, TERM_POPULARITY
 
 WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 SMOOTHING = (0.0, 0.25, 0.5, 1.0)
@@ -68,6 +69,22 @@ def neighbour_average(train: Dataset) -> sp.csr_matrix:
     return sp.diags(1.0 / np.where(sums > 0, sums, 1.0)) @ weights
 
 
+def blend_parts(
+    match: np.ndarray,
+    prior: np.ndarray,
+    weight: float,
+    smoothing: float,
+    neighbours: sp.csr_matrix | None,
+) -> dict[str, np.ndarray]:
+    """The blend's terms, kept apart so an explanation can cite each: z(match),
+    w·z(log popularity), and s·(the neighbours' average of their sum)."""
+    parts = {TERM_MATCH: _z(match), TERM_POPULARITY: weight * prior}
+    if smoothing and neighbours is not None:
+        base = parts[TERM_MATCH] + parts[TERM_POPULARITY]
+        parts[TERM_NEIGHBOURS] = smoothing * np.asarray(neighbours @ base)
+    return parts
+
+
 def blend(
     match: np.ndarray,
     prior: np.ndarray,
@@ -76,9 +93,10 @@ def blend(
     neighbours: sp.csr_matrix | None,
 ) -> np.ndarray:
     """z(match) + w·z(log popularity), then + s·(the neighbours' average of that)."""
-    scores = _z(match) + weight * prior
-    if smoothing and neighbours is not None:
-        scores = scores + smoothing * np.asarray(neighbours @ scores)
+    parts = blend_parts(match, prior, weight, smoothing, neighbours)
+    scores = parts[TERM_MATCH] + parts[TERM_POPULARITY]
+    if TERM_NEIGHBOURS in parts:
+        scores = scores + parts[TERM_NEIGHBOURS]
     return scores
 
 

@@ -186,6 +186,22 @@ class SemanticWishes:
             similarity[shared] = self.untitled_vectors[shared] @ query
         return similarity
 
+    def named_values(self, text: str) -> list[tuple[str, str, float]]:
+        """(field, value, cosine) of the catalog values `text` names (the ones `_score`
+        boosts), closest first. Computed afresh: `last_matches` belongs to the last call,
+        which another request may have made since."""
+        names, vectors = self._values
+        if not len(names):
+            return []
+        cosines = vectors @ self._encode([text])[0]
+        named = np.flatnonzero(cosines >= VALUE_MATCH)
+        named = named[np.argsort(-cosines[named], kind="stable")]
+        return [(names[c][0], names[c][1], float(cosines[c])) for c in named]
+
+    def item_cosines(self, text: str, positions: np.ndarray) -> np.ndarray:
+        """Cosine of `text` with the whole text of the items at `positions`."""
+        return self.item_vectors[positions] @ self._encode([text])[0]
+
     def __call__(self, wishes: list[tuple[str, bool]]) -> np.ndarray | None:
         if not wishes:
             return None

@@ -126,6 +126,17 @@ class GenerativeConfig(ModelConfig):
         description="Share of each level's target mass spread evenly over the tokens the "
         "trie allows there (smoothing inside the constrained softmax).",
     )
+    item_backoff: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Share of the last index level's probability spread evenly over the "
+        "items of the prefix (a uniform back-off). The last level tells the items of a "
+        "cluster apart, and what it learns there is mostly how often each was seen, so "
+        "rarely seen items get almost none of their cluster's mass. None: the share that "
+        "maximises the likelihood of the validation users' held-out items, fitted after "
+        "training; 0: off.",
+    )
     beam: int = Field(20, ge=1, description="Default beam width of `generate`.")
     seed: int = Field(42, description="Seed for quantizer, initialisation and batch order.")
     device: str = Field(
@@ -155,6 +166,34 @@ def learning_rate_schedule(
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def uniform_backoff(log_probs: torch.Tensor, allowed: torch.Tensor, share: float) -> torch.Tensor:
+    """log((1 − share)·p + share / n) per row, n being the row's allowed tokens (−inf
+    elsewhere): the constrained distribution mixed with the uniform one over the same
+    tokens, so it still sums to one and never gives an allowed token less than share / n."""
+    uniform = torch.log(share / allowed.sum(-1, keepdim=True).to(log_probs.dtype))
+    mixed = torch.logaddexp(log_probs + math.log1p(-share), uniform.expand_as(log_probs))
+    return mixed.masked_fill(~allowed, float("-inf"))
+
+
+def fit_backoff_share(target_log_probs: np.ndarray, allowed: np.ndarray) -> float:
+    """The share s in [0, 1] maximising the mean log((1 − s)·p + s / n) of held-out targets
+    (their probability p under the model and n, the tokens allowed where they are). The
+    objective is concave in s, so the bounded scalar search finds its maximum."""
+    from scipy.optimize import minimize_scalar
+
+    p = np.exp(np.asarray(target_log_probs, dtype=np.float64))
+    uniform = 1.0 / np.asarray(allowed, dtype=np.float64)
+    if len(p) == 0:
+        return 0.0
+
+    def loss(share: float) -> float:
+        return -float(np.mean(np.log((1.0 - share) * p + share * uniform + 1e-300)))
+
+    best = minimize_scalar(loss, bounds=(0.0, 1.0), method="bounded", options={"xatol": 1e-4})
+    share = float(best.x)
+    return share if loss(share) < loss(0.0) else 0.0
 
 
 @dataclass(frozen=True)
@@ -216,6 +255,7 @@ class Generative(Recommender):
         self.notes_: list[str] = []
         self._index_items(dataset)
         self.trained_ = dataset.item_popularity() > 0
+        self.item_backoff_ = 0.0  # training and early stopping read the plain model
         for message in self.notes_:
             warn(f"generative: {message}")
         self._build_runtime()
@@ -226,11 +266,7 @@ class Generative(Recommender):
         self._place(device)
 
         sequences = [h + 1 for h in dataset.histories()]  # catalog position → slot
-        holdout = [s for s in sequences if len(s) >= 3]
-        if len(holdout) > self.config.validation_users:
-            rng = np.random.default_rng(self.config.seed)
-            chosen = rng.choice(len(holdout), self.config.validation_users, replace=False)
-            holdout = [holdout[i] for i in np.sort(chosen)]
+        holdout = self.validation_sequences(sequences)
         fit_sequences = [s[:-1] if len(s) >= 3 else s for s in sequences]
         inputs, targets = self._training_windows(fit_sequences)
         inputs_t = torch.from_numpy(inputs).to(device)
@@ -273,9 +309,58 @@ class Generative(Recommender):
                 break
         stopping.restore(self.network_)  # best weights, on the CPU, in eval mode
         self._place(device)
+        self.item_backoff_ = (
+            self._fitted_item_backoff(holdout)
+            if self.config.item_backoff is None
+            else self.config.item_backoff
+        )
         self.best_epoch_ = int(np.argmax([h["val_ndcg"] for h in self.history_])) + 1
         self.fit_seconds_ = time.perf_counter() - started
         return self
+
+    def validation_sequences(self, sequences: list[np.ndarray]) -> list[np.ndarray]:
+        """The slot sequences whose last item validates (early stopping, `item_backoff`):
+        up to `validation_users` of those with 3 items or more. Every such sequence's last
+        item is held out of training, chosen or not."""
+        holdout = [s for s in sequences if len(s) >= 3]
+        if len(holdout) > self.config.validation_users:
+            rng = np.random.default_rng(self.config.seed)
+            chosen = rng.choice(len(holdout), self.config.validation_users, replace=False)
+            holdout = [holdout[i] for i in np.sort(chosen)]
+        return holdout
+
+    def _fitted_item_backoff(self, holdout: list[np.ndarray]) -> float:
+        """`item_backoff` fitted on the validation users: their held-out (last training)
+        item's probability at the last level, given its prefix, decides the share."""
+        if not holdout:
+            return 0.0
+        log_probs, allowed = self.held_out_token_log_probs(holdout)
+        return fit_backoff_share(log_probs[:, -1], allowed[:, -1])
+
+    @torch.no_grad()
+    def held_out_token_log_probs(
+        self, sequences: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(n, levels) log-probability of each slot sequence's last item's token at every
+        level given the item's own prefix (the decoder without back-off, the rest of the
+        sequence as history), and (n, levels) the number of tokens the trie allows there."""
+        targets = np.array([s[-1] - 1 for s in sequences], dtype=np.int64)
+        states = self._tensor(self._hidden_of([s[:-1] for s in sequences]))
+        codes = self._tensor(np.asarray(self.codes_)[targets])
+        outputs = self.network_.decode_all(states, codes)
+        nodes = self.trie_.item_nodes[targets]
+        chosen, allowed = [], []
+        for level in range(codes.shape[1]):
+            rows = self._tensor(self.trie_.children[level][nodes[:, level]])
+            log_probs = self.network_.log_probs(
+                outputs[:, level], level, rows, self._trained[level]
+            )
+            chosen.append(log_probs.gather(1, codes[:, level : level + 1]).squeeze(1))
+            allowed.append((rows >= 0).sum(1))
+        return (
+            torch.stack(chosen, 1).cpu().numpy().astype(np.float64),
+            torch.stack(allowed, 1).cpu().numpy(),
+        )
 
     def _training_windows(self, sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """SASRec's (inputs, targets) windows, overlapping by `window_overlap`."""
@@ -415,17 +500,24 @@ class Generative(Recommender):
         children = self.trie_.children[depth][nodes]
         prefix = self._tensor(self.trie_.prefixes[depth][nodes]).repeat(n_users, 1)
         output = self.network_.decode(states.repeat_interleave(n_nodes, dim=0), prefix)
-        log_probs = self.network_.log_probs(
-            output.view(n_users, n_nodes, -1),
-            depth,
-            self._tensor(children),
-            self._trained[depth],
+        log_probs = self._constrained_log_probs(
+            output.view(n_users, n_nodes, -1), depth, self._tensor(children)
         )
         rows, tokens = np.nonzero(children >= 0)
         rows_t, tokens_t = self._tensor(rows), self._tensor(tokens)
         next_scores[:, self._tensor(children[rows, tokens])] = (
             node_scores[:, self._tensor(nodes[rows])] + log_probs[:, rows_t, tokens_t]
         )
+
+    def _constrained_log_probs(
+        self, output: torch.Tensor, depth: int, children: torch.Tensor
+    ) -> torch.Tensor:
+        """The decoder's constrained log-probabilities at `depth` (what scoring and beam
+        search both read), with the `item_backoff` share mixed in at the last level."""
+        log_probs = self.network_.log_probs(output, depth, children, self._trained[depth])
+        if depth == self.trie_.length - 1 and self.item_backoff_ > 0:
+            log_probs = uniform_backoff(log_probs, children >= 0, self.item_backoff_)
+        return log_probs
 
     def score(self, histories: Histories, items: np.ndarray | None = None) -> np.ndarray:
         sequences = self._as_sequences(histories)
@@ -484,8 +576,7 @@ class Generative(Recommender):
             else:
                 prefix = self._tensor(trie.prefixes[depth][nodes])
                 output = self.network_.decode(state.expand(len(nodes), -1), prefix)
-                rows = self._tensor(children)
-                log_probs = self.network_.log_probs(output, depth, rows, self._trained[depth])
+                log_probs = self._constrained_log_probs(output, depth, self._tensor(children))
                 log_probs = log_probs.cpu().numpy()
             total = np.where(open_, scores[:, None] + log_probs, -np.inf)
             flat = total.ravel()
@@ -555,7 +646,11 @@ class Generative(Recommender):
 
     # ----- persistence --------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
-        return {**self._index_state(), **state_to_arrays(self.network_, "net__")}
+        return {
+            **self._index_state(),
+            "item_backoff": np.array([self.item_backoff_], dtype=np.float64),
+            **state_to_arrays(self.network_, "net__"),
+        }
 
     def _index_state(self) -> dict[str, np.ndarray]:
         """The indices, their trie's inputs and cluster labels (any backbone's)."""
@@ -573,6 +668,8 @@ class Generative(Recommender):
     def set_state(self, arrays: dict[str, np.ndarray]) -> None:
         limit_threads()
         self._set_index_state(arrays)
+        # bundles saved before the back-off existed scored without it
+        self.item_backoff_ = float(np.asarray(arrays.get("item_backoff", [0.0]))[0])
         self.network_ = self._new_network()
         load_arrays_into(self.network_, arrays, "net__")
         self.network_.eval()
