@@ -314,22 +314,19 @@ class CandidateScorer:
         allowed = self.allowed(state)
         config = self.config
         terms: list[tuple[str, np.ndarray]] = []
-        profile = state.profile()
-        if profile:
-            raw = self.model_scores(profile)
-            terms.append((TERM_HISTORY, _zscore(raw, allowed)))
-            terms.append((TERM_POPULARITY, config.popularity_weight * self.popularity_z))
-        else:
-            terms.append((TERM_POPULARITY, config.popularity_exponent * self.log_popularity))
-        total = terms[0][1]
-        for _, values in terms[1:]:
-            total = total + values
+        total = np.zeros(len(self.catalog))  # 0 + x is x exactly: the sums are unchanged
 
         def add(name: str, values: np.ndarray) -> None:
             nonlocal total
             terms.append((name, values))
             total = total + values
 
+        profile = state.profile()
+        if profile:
+            add(TERM_HISTORY, _zscore(self.model_scores(profile), allowed))
+            add(TERM_POPULARITY, config.popularity_weight * self.popularity_z)
+        else:
+            add(TERM_POPULARITY, config.popularity_exponent * self.log_popularity)
         if state.disliked:
             raw = self.model_scores(state.disliked)
             add(TERM_DISLIKES, -(config.dislike_weight * np.maximum(_zscore(raw, allowed), 0.0)))

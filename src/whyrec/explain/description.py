@@ -28,11 +28,12 @@ def _own_values(
     catalog: Catalog, position: int, named: list[tuple[str, str, float]]
 ) -> tuple[tuple[str, str, float], ...]:
     """The named values this item carries (a description may name values it lacks)."""
-    own = []
-    for name, value, cosine in named:
-        if value.lower() in {v.lower() for v in catalog.values(name, position)}:
-            own.append((name, value, cosine))
-    return tuple(own)
+    have = {
+        (name, v.lower())
+        for name in {n for n, _, _ in named}
+        for v in catalog.values(name, position)
+    }
+    return tuple(entry for entry in named if (entry[0], entry[1].lower()) in have)
 
 
 def _lifting_neighbours(
